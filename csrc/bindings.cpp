@@ -1,0 +1,123 @@
+// The one pybind11 module of ganforge: ganforge._C.
+// Every entry point checks shapes, dtypes and strides before it touches
+// memory, and raises ValueError naming the argument at fault.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <array>
+#include <string>
+
+#include "im2col.h"
+
+namespace py = pybind11;
+using ganforge::ConvGeometry;
+
+namespace {
+
+using Pair = std::array<int64_t, 2>;
+
+std::string shape_of(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+void check_float_contiguous(const py::array& a, const char* name, py::ssize_t ndim) {
+  if (a.ndim() != ndim)
+    throw py::value_error(std::string(name) + " must be " + std::to_string(ndim) +
+                          "-D, got shape " + shape_of(a));
+  if (!a.dtype().is(py::dtype::of<float>()) && !a.dtype().is(py::dtype::of<double>()))
+    throw py::value_error(std::string(name) + " must be float32 or float64, got " +
+                          std::string(py::str(a.dtype())));
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) + " must be C-contiguous");
+}
+
+void check_positive(const Pair& p, const char* name, bool allow_zero = false) {
+  for (int64_t v : p)
+    if (v < 0 || (v == 0 && !allow_zero))
+      throw py::value_error(std::string(name) + " must be " + (allow_zero ? "non-negative" : "positive") +
+                            ", got (" + std::to_string(p[0]) + ", " + std::to_string(p[1]) + ")");
+}
+
+ConvGeometry geometry(int64_t n, int64_t c, int64_t h, int64_t w, Pair kernel, Pair stride,
+                      Pair padding, Pair dilation) {
+  check_positive(kernel, "kernel_size");
+  check_positive(stride, "stride");
+  check_positive(padding, "padding", /*allow_zero=*/true);
+  check_positive(dilation, "dilation");
+  ConvGeometry g{n, c, h, w, kernel[0], kernel[1], stride[0], stride[1],
+                 padding[0], padding[1], dilation[0], dilation[1], 0, 0};
+  const int64_t span_h = dilation[0] * (kernel[0] - 1) + 1;
+  const int64_t span_w = dilation[1] * (kernel[1] - 1) + 1;
+  if (span_h > h + 2 * padding[0] || span_w > w + 2 * padding[1])
+    throw py::value_error("kernel (" + std::to_string(span_h) + ", " + std::to_string(span_w) +
+                          " with dilation) is larger than the padded input (" +
+                          std::to_string(h + 2 * padding[0]) + ", " + std::to_string(w + 2 * padding[1]) + ")");
+  g.out_h = (h + 2 * padding[0] - span_h) / stride[0] + 1;
+  g.out_w = (w + 2 * padding[1] - span_w) / stride[1] + 1;
+  return g;
+}
+
+template <typename T>
+py::array run_im2col(const py::array& x, const ConvGeometry& g) {
+  py::array_t<T> cols({g.batch, g.channels * g.kernel_h * g.kernel_w, g.out_h * g.out_w});
+  const T* src = static_cast<const T*>(x.data());
+  T* dst = cols.mutable_data();
+  {
+    py::gil_scoped_release release;
+    ganforge::im2col<T>(src, dst, g);
+  }
+  return cols;
+}
+
+template <typename T>
+py::array run_col2im(const py::array& cols, const ConvGeometry& g) {
+  py::array_t<T> x({g.batch, g.channels, g.height, g.width});
+  const T* src = static_cast<const T*>(cols.data());
+  T* dst = x.mutable_data();
+  {
+    py::gil_scoped_release release;
+    ganforge::col2im<T>(src, dst, g);
+  }
+  return x;
+}
+
+py::array im2col(const py::array& x, Pair kernel, Pair stride, Pair padding, Pair dilation) {
+  check_float_contiguous(x, "x", 4);
+  ConvGeometry g = geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kernel, stride, padding, dilation);
+  if (x.dtype().is(py::dtype::of<float>())) return run_im2col<float>(x, g);
+  return run_im2col<double>(x, g);
+}
+
+py::array col2im(const py::array& cols, int64_t channels, Pair image_size, Pair kernel, Pair stride,
+                 Pair padding, Pair dilation) {
+  check_float_contiguous(cols, "cols", 3);
+  if (channels <= 0) throw py::value_error("channels must be positive, got " + std::to_string(channels));
+  check_positive(image_size, "image_size");
+  ConvGeometry g = geometry(cols.shape(0), channels, image_size[0], image_size[1], kernel, stride, padding, dilation);
+  const int64_t rows = channels * g.kernel_h * g.kernel_w, area = g.out_h * g.out_w;
+  if (cols.shape(1) != rows || cols.shape(2) != area)
+    throw py::value_error("cols has shape " + shape_of(cols) + " but this geometry needs (" +
+                          std::to_string(g.batch) + ", " + std::to_string(rows) + ", " + std::to_string(area) + ")");
+  if (cols.dtype().is(py::dtype::of<float>())) return run_col2im<float>(cols, g);
+  return run_col2im<double>(cols, g);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "ganforge's compiled CPU kernels";
+#if GANFORGE_OPENMP
+  m.attr("openmp") = true;
+#else
+  m.attr("openmp") = false;
+#endif
+  m.def("im2col", &im2col, py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
+        py::arg("dilation"),
+        "Unfold x (N, C, H, W) into columns (N, C*KH*KW, OH*OW).");
+  m.def("col2im", &col2im, py::arg("cols"), py::arg("channels"), py::arg("image_size"), py::arg("kernel_size"),
+        py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        "Scatter-add columns (N, C*KH*KW, OH*OW) back into an image (N, C, H, W); the adjoint of im2col.");
+}

@@ -1,0 +1,80 @@
+// im2col / col2im for NCHW images.
+//
+// im2col copies every receptive field of x (N, C, H, W) into a column of
+// cols (N, C*KH*KW, OH*OW), so that a convolution becomes one GEMM.
+// col2im is its adjoint: it scatter-adds every column back into the image,
+// which is the loop NumPy can only express with a slow np.add.at.
+#include "im2col.h"
+
+#include <cstring>
+
+namespace ganforge {
+
+template <typename T>
+void im2col(const T* x, T* cols, const ConvGeometry& g) {
+  const int64_t out_area = g.out_h * g.out_w;
+#if GANFORGE_OPENMP
+#pragma omp parallel for collapse(2) schedule(static)
+#endif
+  for (int64_t n = 0; n < g.batch; ++n) {
+    for (int64_t c = 0; c < g.channels; ++c) {
+      const T* image = x + (n * g.channels + c) * g.height * g.width;
+      T* col = cols + ((n * g.channels + c) * g.kernel_h * g.kernel_w) * out_area;
+      for (int64_t ki = 0; ki < g.kernel_h; ++ki) {
+        for (int64_t kj = 0; kj < g.kernel_w; ++kj, col += out_area) {
+          for (int64_t oi = 0; oi < g.out_h; ++oi) {
+            const int64_t row = oi * g.stride_h - g.pad_h + ki * g.dilation_h;
+            T* out_row = col + oi * g.out_w;
+            if (row < 0 || row >= g.height) {
+              std::memset(out_row, 0, sizeof(T) * g.out_w);
+              continue;
+            }
+            const T* in_row = image + row * g.width;
+            for (int64_t oj = 0; oj < g.out_w; ++oj) {
+              const int64_t column = oj * g.stride_w - g.pad_w + kj * g.dilation_w;
+              out_row[oj] = (column >= 0 && column < g.width) ? in_row[column] : T(0);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void col2im(const T* cols, T* x, const ConvGeometry& g) {
+  const int64_t out_area = g.out_h * g.out_w;
+  // Each (n, c) image receives only its own columns, so the planes are
+  // independent and can be filled in parallel without atomics.
+#if GANFORGE_OPENMP
+#pragma omp parallel for collapse(2) schedule(static)
+#endif
+  for (int64_t n = 0; n < g.batch; ++n) {
+    for (int64_t c = 0; c < g.channels; ++c) {
+      T* image = x + (n * g.channels + c) * g.height * g.width;
+      std::memset(image, 0, sizeof(T) * g.height * g.width);
+      const T* col = cols + ((n * g.channels + c) * g.kernel_h * g.kernel_w) * out_area;
+      for (int64_t ki = 0; ki < g.kernel_h; ++ki) {
+        for (int64_t kj = 0; kj < g.kernel_w; ++kj, col += out_area) {
+          for (int64_t oi = 0; oi < g.out_h; ++oi) {
+            const int64_t row = oi * g.stride_h - g.pad_h + ki * g.dilation_h;
+            if (row < 0 || row >= g.height) continue;
+            const T* in_row = col + oi * g.out_w;
+            T* out_row = image + row * g.width;
+            for (int64_t oj = 0; oj < g.out_w; ++oj) {
+              const int64_t column = oj * g.stride_w - g.pad_w + kj * g.dilation_w;
+              if (column >= 0 && column < g.width) out_row[column] += in_row[oj];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+template void im2col<float>(const float*, float*, const ConvGeometry&);
+template void im2col<double>(const double*, double*, const ConvGeometry&);
+template void col2im<float>(const float*, float*, const ConvGeometry&);
+template void col2im<double>(const double*, double*, const ConvGeometry&);
+
+}  // namespace ganforge

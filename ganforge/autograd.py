@@ -1,0 +1,294 @@
+"""Reverse-mode automatic differentiation, to any order.
+
+A `Function` is one primitive op. Its `forward` maps arrays to an array; its
+`backward` maps the output's gradient `gy` (a Tensor) to the inputs' gradients
+(Tensors), written with ganforge ops. Because backward is built from ops, running
+it with gradient recording on (`create_graph=True`) records a graph of the
+gradient itself, which can be differentiated again: that is all there is to
+higher-order gradients (WGAN-GP, R1 and DRAGAN need them).
+
+The graph is implicit: each non-leaf Tensor points to the Function that made it
+(`creator`), and each Function holds its input Tensors. `backward` walks it from
+the outputs in reverse topological order.
+"""
+import weakref
+
+# --- gradient mode -----------------------------------------------------------------
+
+_grad_enabled = True
+
+
+def is_grad_enabled():
+    return _grad_enabled
+
+
+class set_grad_enabled:
+    """Context manager (and decorator) that turns graph recording on or off."""
+
+    def __init__(self, mode):
+        self.mode = bool(mode)
+
+    def __enter__(self):
+        global _grad_enabled
+        self.previous, _grad_enabled = _grad_enabled, self.mode
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self.previous
+
+    def __call__(self, fn):
+        def wrapper(*args, **kwargs):
+            with set_grad_enabled(self.mode):
+                return fn(*args, **kwargs)
+        wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
+        return wrapper
+
+
+class no_grad(set_grad_enabled):
+    """Ops inside record no graph: for sampling, evaluation and optimizer updates."""
+
+    def __init__(self):
+        super().__init__(False)
+
+
+class enable_grad(set_grad_enabled):
+    """Turns recording back on inside a `no_grad` block."""
+
+    def __init__(self):
+        super().__init__(True)
+
+
+# --- Function ---------------------------------------------------------------------
+
+
+class Function:
+    """One primitive op: `forward(*arrays) -> array`, `backward(gy) -> gradients`.
+
+    Subclasses set their parameters in `__init__` and are used as
+    `Exp()(x)` or `Sum(axis=1)(x)`. In `backward`, `self.inputs` are the input
+    Tensors, `self.output()` the output Tensor (only for classes that set
+    `saves_output = True`), and `self.needs_input_grad[i]` says whether the i-th
+    gradient is wanted; return None for those that are not.
+    """
+
+    # Every subclass, by name: the tests check that each one has gradient tests.
+    registry = {}
+    saves_output = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        Function.registry[cls.__name__] = cls
+
+    def forward(self, *xs):
+        raise NotImplementedError
+
+    def backward(self, gy):
+        raise NotImplementedError
+
+    def __call__(self, *inputs):
+        from .tensor import Tensor
+
+        y = self.forward(*[x._data for x in inputs])
+        if not (_grad_enabled and any(x._requires_grad for x in inputs)):
+            return Tensor._wrap(y)
+        out = Tensor._wrap(y, requires_grad=True, creator=self)
+        self.inputs = inputs
+        self.input_versions = [x._version for x in inputs]
+        self.needs_input_grad = tuple(x._requires_grad for x in inputs)
+        self._output_ref = weakref.ref(out)
+        if self.saves_output:
+            self._output_data = y
+        return out
+
+    def output(self):
+        """The output Tensor, as a node of the graph (rebuilt if the user dropped it)."""
+        from .tensor import Tensor
+
+        out = self._output_ref()
+        if out is None:
+            out = Tensor._wrap(self._output_data, requires_grad=True, creator=self)
+            self._output_ref = weakref.ref(out)
+        elif out._version != 0:
+            raise RuntimeError(_inplace_message(self, "its output"))
+        return out
+
+    def _check_versions(self):
+        for i, (x, version) in enumerate(zip(self.inputs, self.input_versions)):
+            if x._version != version:
+                raise RuntimeError(_inplace_message(self, f"input {i} (shape {x.shape})"))
+
+    def _release(self):
+        """Drop the saved tensors: the graph below this node can no longer be walked."""
+        self.inputs = None
+        self._output_data = None
+
+    def __repr__(self):
+        return f"<{type(self).__name__} backward>"
+
+
+def _inplace_message(fn, what):
+    return (f"{type(fn).__name__}: {what} was modified by an in-place operation after it was "
+            "used, but the gradient needs its old value; use an out-of-place op (x = x + 1) "
+            "instead of x += 1, or clone() the tensor before changing it")
+
+
+_FREED_MESSAGE = ("trying to backward through the graph a second time, or to read saved tensors "
+                  "after they were freed: pass retain_graph=True to the first backward()/grad() "
+                  "call if you need to go through the graph again")
+
+
+# --- the graph walk ---------------------------------------------------------------
+
+
+def _topological_order(roots):
+    """Functions reachable from `roots`, each after every Function that consumes its output."""
+    order, seen = [], set()
+    stack = [(fn, False) for fn in roots]
+    while stack:
+        fn, children_done = stack.pop()
+        if children_done:
+            order.append(fn)
+            continue
+        if fn in seen:
+            continue
+        seen.add(fn)
+        if fn.inputs is None:
+            raise RuntimeError(_FREED_MESSAGE)
+        stack.append((fn, True))
+        for x in fn.inputs:
+            if x.creator is not None and x.creator not in seen:
+                stack.append((x.creator, False))
+    order.reverse()
+    return order
+
+
+def _root_gradients(outputs, grad_outputs):
+    from .tensor import Tensor
+
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    if len(grad_outputs) != len(outputs):
+        raise ValueError(f"got {len(outputs)} outputs but {len(grad_outputs)} grad_outputs")
+    grads = []
+    for i, (y, gy) in enumerate(zip(outputs, grad_outputs)):
+        if not isinstance(y, Tensor):
+            raise TypeError(f"outputs[{i}] is a {type(y).__name__}, not a Tensor")
+        if not y._requires_grad:
+            raise RuntimeError(f"outputs[{i}] does not require grad and has no graph: "
+                               "did you compute it under no_grad() or from detached tensors?")
+        if gy is None:
+            if y.size != 1:
+                raise RuntimeError(f"grad can be created implicitly only for scalar outputs; "
+                                   f"outputs[{i}] has shape {y.shape}: pass grad_outputs")
+            gy = Tensor._wrap(y.xp.ones_like(y._data))
+        else:
+            gy = gy if isinstance(gy, Tensor) else Tensor(gy, dtype=y.dtype, device=y.device)
+            if gy.shape != y.shape:
+                raise RuntimeError(f"mismatch in shape: grad_outputs[{i}] has shape {gy.shape} "
+                                   f"but outputs[{i}] has shape {y.shape}")
+        grads.append(gy)
+    return grads
+
+
+def _run_backward(outputs, grad_outputs, targets, retain_graph, create_graph):
+    """Propagate gradients from `outputs`. Returns {id(tensor): gradient} for `targets`
+    (or, when targets is None, for every leaf that requires grad, plus non-leaves that
+    asked for `retain_grad()`), as {id: (tensor, grad)}."""
+    root_grads = _root_gradients(outputs, grad_outputs)
+    roots = [y.creator for y in outputs if y.creator is not None]
+    order = _topological_order(roots)
+
+    target_ids = None if targets is None else {id(t) for t in targets}
+    if target_ids is not None:
+        # Only Functions on a path to a target need to run backward.
+        reaches = set()
+        for fn in reversed(order):  # inputs before consumers
+            if any(id(x) in target_ids or x.creator in reaches for x in fn.inputs):
+                reaches.add(fn)
+
+    grad_of_output = {}  # Function -> gradient of its output
+    captured = {}        # id(tensor) -> (tensor, gradient)
+
+    def accumulate(tensor, g):
+        if tensor.creator is not None and (target_ids is None or tensor.creator in reaches):
+            previous = grad_of_output.get(tensor.creator)
+            grad_of_output[tensor.creator] = g if previous is None else previous + g
+        wanted = id(tensor) in target_ids if target_ids is not None else \
+            (tensor.creator is None or tensor._retains_grad)
+        if wanted:
+            previous = captured.get(id(tensor))
+            captured[id(tensor)] = (tensor, g if previous is None else previous[1] + g)
+
+    with set_grad_enabled(create_graph):
+        for y, gy in zip(outputs, root_grads):
+            accumulate(y, gy)
+        for fn in order:
+            gy = grad_of_output.pop(fn, None)
+            if gy is None or (target_ids is not None and fn not in reaches):
+                continue
+            fn._check_versions()
+            if target_ids is not None:
+                fn.needs_input_grad = tuple(id(x) in target_ids or x.creator in reaches for x in fn.inputs)
+            else:
+                fn.needs_input_grad = tuple(x._requires_grad for x in fn.inputs)
+            gxs = fn.backward(gy)
+            if not isinstance(gxs, tuple):
+                gxs = (gxs,)
+            for x, gx, needed in zip(fn.inputs, gxs, fn.needs_input_grad):
+                if gx is None or not needed:
+                    continue
+                if gx.shape != x.shape:
+                    raise RuntimeError(f"{type(fn).__name__}.backward returned a gradient of shape "
+                                       f"{gx.shape} for an input of shape {x.shape}")
+                if gx.dtype != x.dtype:
+                    gx = gx.astype(x.dtype)
+                accumulate(x, gx)
+            if not retain_graph:
+                fn._release()
+    return captured
+
+
+def backward(tensor, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+    """Accumulate d(tensor)/d(leaf) into `leaf.grad` for every leaf that requires grad."""
+    retain_graph = create_graph if retain_graph is None else retain_graph
+    grad_outputs = None if gradient is None else [gradient]
+    if inputs is not None:
+        inputs = list(inputs)
+    captured = _run_backward([tensor], grad_outputs, inputs, retain_graph, create_graph)
+    for leaf, g in captured.values():
+        if not create_graph:
+            g = g.detach()
+        leaf.grad = g if leaf.grad is None else leaf.grad + g
+
+
+def grad(outputs, inputs, grad_outputs=None, create_graph=False, retain_graph=None, allow_unused=False):
+    """Gradients of `outputs` with respect to `inputs`, returned as a tuple (PyTorch's meaning).
+
+    With `create_graph=True` the returned gradients are themselves part of a graph and
+    can be differentiated again, to any order. `.grad` attributes are left untouched.
+    """
+    from .tensor import Tensor
+
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    single_input = isinstance(inputs, Tensor)
+    inputs = [inputs] if single_input else list(inputs)
+    if isinstance(grad_outputs, Tensor):
+        grad_outputs = [grad_outputs]
+    for i, x in enumerate(inputs):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"inputs[{i}] is a {type(x).__name__}, not a Tensor")
+        if not x._requires_grad:
+            raise RuntimeError(f"inputs[{i}] (shape {x.shape}) does not require grad")
+    retain_graph = create_graph if retain_graph is None else retain_graph
+    captured = _run_backward(outputs, grad_outputs, inputs, retain_graph, create_graph)
+    results = []
+    for i, x in enumerate(inputs):
+        entry = captured.get(id(x))
+        if entry is None:
+            if not allow_unused:
+                raise RuntimeError(f"inputs[{i}] (shape {x.shape}) was not used to compute the "
+                                   "outputs; pass allow_unused=True if that is expected")
+            results.append(None)
+        else:
+            results.append(entry[1] if create_graph else entry[1].detach())
+    return tuple(results)

@@ -1,0 +1,119 @@
+"""The kernel registry: one op name, several implementations.
+
+Every kernel has a `ref` implementation in plain `xp` code (NumPy or CuPy) that
+runs everywhere and is every test's oracle. Faster ones (`cpp` on the CPU,
+`triton` and `cuda` on the GPU) register next to it. `resolve` picks, in order:
+an explicit `impl=` argument, the GANFORGE_KERNELS environment variable
+(`GANFORGE_KERNELS=ref` or `GANFORGE_KERNELS=im2col=ref,col2im=cpp`), then the
+fastest available implementation for the device, else `ref`.
+"""
+import os
+import warnings
+from dataclasses import dataclass
+
+# Preference order when nothing is asked for explicitly: fastest first.
+PREFERENCE = {"cpu": ("cpp", "ref"), "cuda": ("cuda", "triton", "ref")}
+
+
+@dataclass
+class Kernel:
+    op: str
+    impl: str
+    fn: object
+    devices: tuple
+    available: object  # a callable returning (ok: bool, reason: str)
+
+    def status(self):
+        ok, reason = self.available()
+        return ok, reason
+
+
+_registry = {}
+_warned = set()
+
+
+def register(op, impl, fn, devices, available=None):
+    """Add an implementation of `op`. `available()` returns (ok, reason) and is asked lazily."""
+    devices = (devices,) if isinstance(devices, str) else tuple(devices)
+    available = available or (lambda: (True, ""))
+    _registry.setdefault(op, {})[impl] = Kernel(op, impl, fn, devices, available)
+
+
+def ops():
+    return sorted(_registry)
+
+
+def implementations(op):
+    if op not in _registry:
+        raise KeyError(f"no kernel named {op!r}; known: {', '.join(ops())}")
+    return _registry[op]
+
+
+def _requested(op):
+    """The implementation GANFORGE_KERNELS asks for this op, or None."""
+    spec = os.environ.get("GANFORGE_KERNELS", "").strip()
+    if not spec:
+        return None
+    default = None
+    for part in spec.split(","):
+        part = part.strip()
+        if "=" in part:
+            name, impl = (s.strip() for s in part.split("=", 1))
+            if name == op:
+                return impl
+        elif part:
+            default = part
+    return default
+
+
+def resolve(op, device="cpu", impl=None):
+    """The Kernel that will run `op` on `device`."""
+    kernels = implementations(op)
+    explicit = impl or _requested(op)
+    if explicit is not None:
+        if explicit not in kernels:
+            raise ValueError(f"kernel {op!r} has no implementation {explicit!r}; "
+                             f"choose from {', '.join(sorted(kernels))}")
+        kernel = kernels[explicit]
+        if device not in kernel.devices:
+            raise ValueError(f"kernel {op}/{explicit} does not run on {device!r} "
+                             f"(it runs on {', '.join(kernel.devices)})")
+        ok, reason = kernel.status()
+        if not ok:
+            raise RuntimeError(f"kernel {op}/{explicit} was asked for but is unavailable: {reason}")
+        return kernel
+    for name in PREFERENCE.get(device, ("ref",)):
+        kernel = kernels.get(name)
+        if kernel is None or device not in kernel.devices:
+            continue
+        ok, reason = kernel.status()
+        if ok:
+            return kernel
+        if (op, name) not in _warned:
+            _warned.add((op, name))
+            warnings.warn(f"ganforge: {op}/{name} is unavailable ({reason}); falling back", RuntimeWarning,
+                          stacklevel=3)
+    raise RuntimeError(f"no implementation of {op!r} runs on {device!r}")
+
+
+def call(op, *args, device="cpu", impl=None, **kwargs):
+    return resolve(op, device, impl).fn(*args, **kwargs)
+
+
+def table():
+    """(op, device, chosen impl, {impl: status}) rows for `ganforge info`."""
+    rows = []
+    for op in ops():
+        for device in ("cpu", "cuda"):
+            kernels = [k for k in _registry[op].values() if device in k.devices]
+            if not kernels:
+                continue
+            statuses = {k.impl: k.status() for k in kernels}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    chosen = resolve(op, device).impl
+                except (RuntimeError, ValueError) as exc:
+                    chosen = f"error: {exc}"
+            rows.append((op, device, chosen, statuses))
+    return rows

@@ -1,0 +1,500 @@
+"""The ops, as functions: `import ganforge.functional as F`.
+
+Primitives call a Function from ganforge.ops; composites (var, logsumexp, the
+losses, ...) are written with primitives and get their gradients for free.
+Python numbers are accepted wherever a tensor is, and take the tensor's dtype.
+"""
+import builtins
+
+import numpy as np
+
+from . import backend
+from .tensor import Tensor
+
+__all__ = [
+    # arithmetic
+    "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "abs", "clamp", "maximum", "minimum",
+    "where",
+    # reductions
+    "sum", "mean", "var", "std", "max", "min", "logsumexp", "norm",
+    # shapes
+    "reshape", "transpose", "permute", "swapaxes", "getitem", "concat", "stack", "split", "pad",
+    "broadcast_to", "sum_to", "flatten", "squeeze", "unsqueeze", "flip",
+    # linear algebra and sliding windows
+    "matmul", "unfold", "fold",
+    # activations
+    "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "elu",
+    # losses
+    "log_softmax", "softmax", "cross_entropy", "binary_cross_entropy_with_logits", "mse_loss", "l1_loss",
+    # conversions
+    "cast", "to_device", "clone", "getitem_grad",
+]
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+def constant(value, dtype=None, device=None):
+    """A tensor outside the graph (a mask, a scale): never requires grad."""
+    if isinstance(value, Tensor):
+        return value.detach()
+    xp = backend.xp_for(device) if device is not None else backend.xp_of(value)
+    return Tensor._wrap(xp.asarray(value, dtype=dtype))
+
+
+def _as_tensor(value, like):
+    """`value` as a Tensor; Python numbers take `like`'s dtype (NumPy's weak-scalar rule)."""
+    if isinstance(value, Tensor):
+        return value
+    if not isinstance(like, Tensor):
+        raise TypeError(f"expected a Tensor, got {type(like).__name__} and {type(value).__name__}")
+    if isinstance(value, (bool, int, float, np.number)):
+        return Tensor._wrap(like.xp.asarray(value, dtype=np.result_type(like.dtype, value)))
+    array = value if backend.is_cupy_array(value) else np.asarray(value)
+    return Tensor._wrap(backend.to_device(array, like.device))
+
+
+def _pair_of_tensors(a, b):
+    if isinstance(a, Tensor):
+        return a, _as_tensor(b, a)
+    return _as_tensor(a, b), b
+
+
+def _axes(axis, ndim):
+    """None, or a sorted tuple of non-negative axes (negative ones counted from the end)."""
+    if axis is None:
+        return None
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    normalized = []
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
+        normalized.append(int(a) % ndim)
+    if len(set(normalized)) != len(normalized):
+        raise ValueError(f"repeated axis in {axis}")
+    return tuple(sorted(normalized))
+
+
+def _ops():
+    from . import ops
+    return ops
+
+
+# --- arithmetic ------------------------------------------------------------------------
+
+def add(a, b):
+    return _ops().elementwise.Add()(*_pair_of_tensors(a, b))
+
+
+def sub(a, b):
+    return _ops().elementwise.Sub()(*_pair_of_tensors(a, b))
+
+
+def mul(a, b):
+    return _ops().elementwise.Mul()(*_pair_of_tensors(a, b))
+
+
+def div(a, b):
+    return _ops().elementwise.Div()(*_pair_of_tensors(a, b))
+
+
+def neg(a):
+    return _ops().elementwise.Neg()(a)
+
+
+def pow(a, b):
+    return _ops().elementwise.Pow()(*_pair_of_tensors(a, b))
+
+
+def exp(x):
+    return _ops().elementwise.Exp()(x)
+
+
+def log(x):
+    return _ops().elementwise.Log()(x)
+
+
+def sqrt(x):
+    return _ops().elementwise.Sqrt()(x)
+
+
+def abs(x):
+    return _ops().elementwise.Abs()(x)
+
+
+def clamp(x, min=None, max=None):
+    if min is None and max is None:
+        raise ValueError("clamp needs at least one of min and max")
+    return _ops().elementwise.Clamp(min, max)(x)
+
+
+def maximum(a, b):
+    return _ops().elementwise.Maximum()(*_pair_of_tensors(a, b))
+
+
+def minimum(a, b):
+    return _ops().elementwise.Minimum()(*_pair_of_tensors(a, b))
+
+
+def where(condition, a, b):
+    """Elements of a where condition holds, else of b (condition is not differentiated)."""
+    condition = condition._data if isinstance(condition, Tensor) else condition
+    a, b = _pair_of_tensors(a, b)
+    xp = backend.xp_of(a._data, b._data)
+    condition = xp.asarray(condition)
+    if condition.dtype != bool:
+        raise TypeError(f"where() needs a boolean condition, got {condition.dtype}")
+    return _ops().elementwise.Where(condition)(a, b)
+
+
+# --- reductions ------------------------------------------------------------------------
+
+def sum(x, axis=None, keepdims=False):
+    return _ops().reduce.Sum(_axes(axis, x.ndim), keepdims)(x)
+
+
+def _count(x, axis):
+    return x.size if axis is None else int(np.prod([x.shape[a] for a in axis]))
+
+
+def mean(x, axis=None, keepdims=False):
+    axis = _axes(axis, x.ndim)
+    return sum(x, axis, keepdims) / _count(x, axis)
+
+
+def var(x, axis=None, keepdims=False, ddof=0):
+    """Variance, the biased estimate by default (ddof=0; ddof=1 for the unbiased one)."""
+    axis = _axes(axis, x.ndim)
+    centered = x - mean(x, axis, keepdims=True)
+    return sum(centered * centered, axis, keepdims) / builtins.max(_count(x, axis) - ddof, 0)
+
+
+def std(x, axis=None, keepdims=False, ddof=0):
+    return sqrt(var(x, axis, keepdims, ddof))
+
+
+def max(x, axis=None, keepdims=False):
+    return _ops().reduce.Max(_axes(axis, x.ndim), keepdims)(x)
+
+
+def min(x, axis=None, keepdims=False):
+    return _ops().reduce.Min(_axes(axis, x.ndim), keepdims)(x)
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    """log(sum(exp(x))), shifted by the max so that it never overflows."""
+    axis = _axes(axis, x.ndim)
+    shift = x.xp.max(x._data, axis=axis, keepdims=True)
+    shift = constant(x.xp.where(x.xp.isfinite(shift), shift, 0))
+    out = log(sum(exp(x - shift), axis, keepdims=True)) + shift
+    return out if keepdims else squeeze(out, axis)
+
+
+def norm(x, p=2, axis=None, keepdims=False):
+    """The p-norm over `axis` (all elements by default); p may be any positive number or inf."""
+    axis = _axes(axis, x.ndim)
+    if p == 2:
+        return _ops().reduce.Norm(axis, keepdims)(x)
+    if p == float("inf"):
+        return max(abs(x), axis, keepdims)
+    if p == 1:
+        return sum(abs(x), axis, keepdims)
+    if not p > 0:
+        raise ValueError(f"norm order p must be positive, got {p}")
+    return sum(abs(x) ** p, axis, keepdims) ** (1.0 / p)
+
+
+# --- shapes ----------------------------------------------------------------------------
+
+def reshape(x, shape):
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    if shape == x.shape:
+        return x
+    return _ops().shape.Reshape(shape)(x)
+
+
+def permute(x, axes):
+    axes = tuple(int(a) % builtins.max(x.ndim, 1) for a in axes)
+    if sorted(axes) != list(range(x.ndim)):
+        raise ValueError(f"permute needs a permutation of {x.ndim} axes, got {axes}")
+    return _ops().shape.Transpose(axes)(x)
+
+
+def transpose(x, *axes):
+    """transpose(x) reverses the axes; transpose(x, a, b) swaps two (PyTorch);
+    transpose(x, (..)) permutes (NumPy)."""
+    if not axes:
+        return permute(x, tuple(reversed(range(x.ndim))))
+    if len(axes) == 1:
+        return permute(x, axes[0])
+    if len(axes) == 2:
+        return swapaxes(x, *axes)
+    return permute(x, axes)
+
+
+def swapaxes(x, a, b):
+    order = list(range(x.ndim))
+    order[a], order[b] = order[b], order[a]
+    return permute(x, order)
+
+
+def getitem(x, index):
+    """x[index] with slices, ints, None, Ellipsis, integer arrays or boolean masks."""
+    return _ops().shape.GetItem(Tensor._index(index))(x)
+
+
+def getitem_grad(gy, index, shape):
+    """The gradient of getitem: gy scattered into zeros of `shape` (exposed for tests)."""
+    return _ops().shape.GetItemGrad(Tensor._index(index), shape)(gy)
+
+
+def concat(tensors, axis=0):
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("concat needs at least one tensor")
+    axis = _axes(axis, tensors[0].ndim)[0]
+    for i, t in enumerate(tensors[1:], 1):
+        if t.ndim != tensors[0].ndim or any(s != r for d, (s, r) in enumerate(zip(t.shape, tensors[0].shape))
+                                            if d != axis):
+            raise ValueError(f"concat along axis {axis}: tensor {i} has shape {t.shape}, "
+                             f"incompatible with {tensors[0].shape}")
+    return _ops().shape.Concat(axis)(*tensors)
+
+
+cat = concat
+
+
+def stack(tensors, axis=0):
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack needs at least one tensor")
+    axis = axis % (tensors[0].ndim + 1)
+    return concat([unsqueeze(t, axis) for t in tensors], axis)
+
+
+def split(x, split_size_or_sections, axis=0):
+    """Split into pieces of `split_size` along axis (PyTorch), or at the given sizes if a list."""
+    axis = _axes(axis, x.ndim)[0]
+    length = x.shape[axis]
+    if isinstance(split_size_or_sections, (int, np.integer)):
+        if split_size_or_sections <= 0:
+            raise ValueError(f"split size must be positive, got {split_size_or_sections}")
+        sizes = [split_size_or_sections] * (length // split_size_or_sections)
+        if length % split_size_or_sections:
+            sizes.append(length % split_size_or_sections)
+    else:
+        sizes = list(split_size_or_sections)
+        if builtins.sum(sizes) != length:
+            raise ValueError(f"split sizes {sizes} do not add up to the axis length {length}")
+    pieces, start = [], 0
+    for size in sizes:
+        pieces.append(getitem(x, (slice(None),) * axis + (slice(start, start + size),)))
+        start += size
+    return tuple(pieces)
+
+
+def pad(x, pad_width, mode="constant", value=0):
+    """Pad with NumPy's pad_width ((before, after) per axis, or an int, or one pair for all)."""
+    widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (x.ndim, 2)).tolist()
+    widths = tuple(tuple(w) for w in widths)
+    if any(w < 0 for pair in widths for w in pair):
+        raise ValueError(f"pad widths must be non-negative, got {pad_width}")
+    if mode == "constant":
+        return _ops().shape.PadConstant(widths, value)(x)
+    if mode == "reflect":
+        # Reflection is indexing with a mirrored index array, so its gradient is a scatter-add.
+        for axis, (before, after) in enumerate(widths):
+            if before == 0 and after == 0:
+                continue
+            size = x.shape[axis]
+            if before >= size or after >= size:
+                raise ValueError(f"reflect padding ({before}, {after}) must be smaller than the axis "
+                                 f"size {size} (axis {axis})")
+            index = np.concatenate([np.arange(before, 0, -1), np.arange(size),
+                                    np.arange(size - 2, size - 2 - after, -1)])
+            if x.device == "cuda":
+                index = backend.to_device(index, "cuda")
+            x = getitem(x, (slice(None),) * axis + (index,))
+        return x
+    raise ValueError(f"unknown pad mode {mode!r}: use 'constant' or 'reflect'")
+
+
+def broadcast_to(x, shape):
+    shape = tuple(shape)
+    if shape == x.shape:
+        return x
+    try:
+        np.broadcast_shapes(x.shape, shape)
+    except ValueError:
+        raise ValueError(f"cannot broadcast shape {x.shape} to {shape}") from None
+    return _ops().shape.BroadcastTo(shape)(x)
+
+
+expand = broadcast_to
+
+
+def sum_to(x, shape):
+    """Sum x down to `shape` (the gradient of broadcasting); a no-op when shapes match."""
+    shape = tuple(shape)
+    if shape == x.shape:
+        return x
+    return _ops().shape.SumTo(shape)(x)
+
+
+def flatten(x, start_dim=0, end_dim=-1):
+    if x.ndim == 0:
+        return reshape(x, (1,))
+    start, end = start_dim % x.ndim, end_dim % x.ndim
+    merged = int(np.prod(x.shape[start:end + 1]))
+    return reshape(x, x.shape[:start] + (merged,) + x.shape[end + 1:])
+
+
+def squeeze(x, axis=None):
+    if axis is None:
+        return reshape(x, tuple(s for s in x.shape if s != 1))
+    axes = _axes(axis, x.ndim)
+    for a in axes:
+        if x.shape[a] != 1:
+            raise ValueError(f"cannot squeeze axis {a} of size {x.shape[a]} (shape {x.shape})")
+    return reshape(x, tuple(s for i, s in enumerate(x.shape) if i not in axes))
+
+
+def unsqueeze(x, axis):
+    axis = axis % (x.ndim + 1)
+    return reshape(x, x.shape[:axis] + (1,) + x.shape[axis:])
+
+
+def flip(x, axis):
+    return _ops().shape.Flip(_axes(axis, x.ndim) or tuple(range(x.ndim)))(x)
+
+
+# --- linear algebra and sliding windows -------------------------------------------------
+
+def matmul(a, b):
+    """a @ b with NumPy's rules: 1-D operands are promoted to matrices and squeezed back."""
+    a, b = _pair_of_tensors(a, b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError("matmul needs operands with at least one dimension; use mul for scalars")
+    if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
+        raise ValueError(f"matmul shape mismatch: {a.shape} @ {b.shape}")
+    if a.ndim == 1:
+        return squeeze(matmul(unsqueeze(a, 0), b), -2 if b.ndim > 1 else -1)
+    if b.ndim == 1:
+        return squeeze(matmul(a, unsqueeze(b, -1)), -1)
+    return _ops().linalg.MatMul()(a, b)
+
+
+def unfold(x, kernel_size, stride=1, padding=0, dilation=1, impl=None):
+    """Sliding windows of x (N, C, H, W) as columns (N, C*KH*KW, L): im2col (torch.nn.functional.unfold)."""
+    return _ops().conv.Unfold(kernel_size, stride, padding, dilation, impl)(x)
+
+
+def fold(cols, output_size, kernel_size, stride=1, padding=0, dilation=1, impl=None):
+    """Sum columns (N, C*KH*KW, L) back into images (N, C, H, W): col2im, the adjoint of unfold."""
+    return _ops().conv.Fold(output_size, kernel_size, stride, padding, dilation, impl)(cols)
+
+
+# --- activations ------------------------------------------------------------------------
+
+def relu(x):
+    return _ops().activation.ReLU()(x)
+
+
+def leaky_relu(x, negative_slope=0.01):
+    return _ops().activation.LeakyReLU(negative_slope)(x)
+
+
+def sigmoid(x):
+    return _ops().activation.Sigmoid()(x)
+
+
+def tanh(x):
+    return _ops().activation.Tanh()(x)
+
+
+def softplus(x, beta=1.0):
+    return _ops().activation.Softplus(beta)(x)
+
+
+def elu(x, alpha=1.0):
+    return _ops().activation.ELU(alpha)(x)
+
+
+# --- losses -----------------------------------------------------------------------------
+
+def log_softmax(x, axis=-1):
+    return x - logsumexp(x, axis, keepdims=True)
+
+
+def softmax(x, axis=-1):
+    return exp(log_softmax(x, axis))
+
+
+def _reduce(loss, reduction):
+    if reduction == "mean":
+        return mean(loss)
+    if reduction == "sum":
+        return sum(loss)
+    if reduction == "none":
+        return loss
+    raise ValueError(f"unknown reduction {reduction!r}: use 'mean', 'sum' or 'none'")
+
+
+def cross_entropy(logits, target, reduction="mean"):
+    """Softmax cross entropy of logits (N, K) against integer class labels (N,)."""
+    target = target._data if isinstance(target, Tensor) else logits.xp.asarray(target)
+    if logits.ndim != 2 or target.shape != logits.shape[:1]:
+        raise ValueError(f"cross_entropy expects logits (N, K) and targets (N,), got {logits.shape} "
+                         f"and {target.shape}")
+    if target.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy targets must be integer class labels, got {target.dtype}")
+    if target.size and (target.min() < 0 or target.max() >= logits.shape[1]):
+        raise ValueError(f"cross_entropy targets must lie in [0, {logits.shape[1]}), "
+                         f"got values from {int(target.min())} to {int(target.max())}")
+    rows = logits.xp.arange(logits.shape[0])
+    return _reduce(-getitem(log_softmax(logits, 1), (rows, target)), reduction)
+
+
+def _check_same_shape(name, x, target):
+    if x.shape != target.shape:
+        raise ValueError(f"{name}: input shape {x.shape} and target shape {target.shape} differ")
+
+
+def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
+    """-[t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))], written as softplus(x) - t x (stable)."""
+    target = _as_tensor(target, logits)
+    _check_same_shape("binary_cross_entropy_with_logits", logits, target)
+    return _reduce(softplus(logits) - target * logits, reduction)
+
+
+def mse_loss(x, target, reduction="mean"):
+    target = _as_tensor(target, x)
+    _check_same_shape("mse_loss", x, target)
+    diff = x - target
+    return _reduce(diff * diff, reduction)
+
+
+def l1_loss(x, target, reduction="mean"):
+    target = _as_tensor(target, x)
+    _check_same_shape("l1_loss", x, target)
+    return _reduce(abs(x - target), reduction)
+
+
+# --- conversions ------------------------------------------------------------------------
+
+def cast(x, dtype):
+    dtype = np.dtype(dtype)
+    if dtype == x.dtype:
+        return x
+    if x._requires_grad and dtype.kind != "f":
+        return x.detach().astype(dtype)  # an integer result has no gradient
+    return _ops().convert.Cast(dtype)(x)
+
+
+def to_device(x, device):
+    if backend.normalize_device(device) == x.device:
+        return x
+    return _ops().convert.ToDevice(device)(x)
+
+
+def clone(x):
+    return _ops().convert.Copy()(x)

@@ -1,0 +1,73 @@
+"""Reductions over axes. `axis` is None (all) or a tuple of non-negative ints,
+normalized by ganforge.functional before it gets here."""
+from .. import functional as F
+from ..autograd import Function
+from ..backend import xp_of
+
+
+def keepdims_shape(shape, axis):
+    """The shape of a reduction over `axis` with keepdims=True."""
+    if axis is None:
+        return (1,) * len(shape)
+    return tuple(1 if i in axis else size for i, size in enumerate(shape))
+
+
+def _spread(gy, x, axis):
+    """gy, shaped like a reduction over `axis`, broadcast back to x's shape."""
+    return F.broadcast_to(F.reshape(gy, keepdims_shape(x.shape, axis)), x.shape)
+
+
+class Sum(Function):
+    def __init__(self, axis=None, keepdims=False):
+        self.axis, self.keepdims = axis, keepdims
+
+    def forward(self, x):
+        return x.sum(axis=self.axis, keepdims=self.keepdims)
+
+    def backward(self, gy):
+        return _spread(gy, self.inputs[0], self.axis)
+
+
+class _Extremum(Function):
+    """max/min: the gradient goes to the arg-extreme elements, split evenly among ties."""
+    reduce = None
+
+    def __init__(self, axis=None, keepdims=False):
+        self.axis, self.keepdims = axis, keepdims
+
+    def forward(self, x):
+        if x.size == 0:
+            raise ValueError(f"{type(self).__name__.lower()} of an empty tensor (shape {x.shape})")
+        return getattr(x, self.reduce)(axis=self.axis, keepdims=self.keepdims)
+
+    def backward(self, gy):
+        x = self.inputs[0]._data
+        extreme = getattr(x, self.reduce)(axis=self.axis, keepdims=True)
+        winners = (x == extreme).astype(x.dtype)
+        share = winners / winners.sum(axis=self.axis, keepdims=True)
+        return _spread(gy, self.inputs[0], self.axis) * F.constant(share)
+
+
+class Max(_Extremum):
+    reduce = "max"
+
+
+class Min(_Extremum):
+    reduce = "min"
+
+
+class Norm(Function):
+    """The 2-norm sqrt(sum x^2). Its gradient x / ||x|| is taken as 0 where ||x|| = 0
+    (PyTorch's choice), which keeps gradient penalties finite."""
+    saves_output = True
+
+    def __init__(self, axis=None, keepdims=False):
+        self.axis, self.keepdims = axis, keepdims
+
+    def forward(self, x):
+        return xp_of(x).sqrt((x * x).sum(axis=self.axis, keepdims=self.keepdims))
+
+    def backward(self, gy):
+        x, y = self.inputs[0], self.output()
+        safe_y = F.where(y._data == 0, F.constant(1, dtype=y.dtype, device=y.device), y)
+        return _spread(gy / safe_y, x, self.axis) * x

@@ -1,0 +1,140 @@
+"""Ops that move elements around without arithmetic: their gradients move them back."""
+import numpy as np
+
+from .. import functional as F
+from ..autograd import Function
+from ..backend import scatter_add, xp_of
+
+
+class Reshape(Function):
+    def __init__(self, shape):
+        self.shape = shape
+
+    def forward(self, x):
+        return x.reshape(self.shape)
+
+    def backward(self, gy):
+        return F.reshape(gy, self.inputs[0].shape)
+
+
+class Transpose(Function):
+    def __init__(self, axes):
+        self.axes = tuple(axes)
+
+    def forward(self, x):
+        return x.transpose(self.axes)
+
+    def backward(self, gy):
+        return F.permute(gy, tuple(np.argsort(self.axes)))
+
+
+class BroadcastTo(Function):
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+
+    def forward(self, x):
+        return xp_of(x).broadcast_to(x, self.shape)
+
+    def backward(self, gy):
+        return F.sum_to(gy, self.inputs[0].shape)
+
+
+class SumTo(Function):
+    """Sum a broadcast array back down to `shape`: the adjoint of BroadcastTo."""
+
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+
+    def forward(self, x):
+        lead = x.ndim - len(self.shape)
+        axes = tuple(range(lead)) + tuple(lead + i for i, size in enumerate(self.shape)
+                                          if size == 1 and x.shape[lead + i] != 1)
+        y = x.sum(axis=axes, keepdims=True)
+        return y.reshape(self.shape)
+
+    def backward(self, gy):
+        return F.broadcast_to(gy, self.inputs[0].shape)
+
+
+def is_basic_index(index):
+    """True when no position can be selected twice (slices, ints, None, ..., boolean masks)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    for part in parts:
+        if part is None or part is Ellipsis or isinstance(part, (int, np.integer, slice)):
+            continue
+        if getattr(part, "dtype", None) is not None and part.dtype == bool:
+            continue
+        return False
+    return True
+
+
+class GetItem(Function):
+    def __init__(self, index):
+        self.index = index
+
+    def forward(self, x):
+        return x[self.index]
+
+    def backward(self, gy):
+        return F.getitem_grad(gy, self.index, self.inputs[0].shape)
+
+
+class GetItemGrad(Function):
+    """Scatter gy into zeros shaped like the indexed tensor (adding where an integer
+    index repeats a position). Its own gradient is plain indexing."""
+
+    def __init__(self, index, shape):
+        self.index, self.shape = index, tuple(shape)
+
+    def forward(self, gy):
+        gx = xp_of(gy).zeros(self.shape, dtype=gy.dtype)
+        if is_basic_index(self.index):
+            gx[self.index] = gy
+        else:
+            scatter_add(gx, self.index, gy)
+        return gx
+
+    def backward(self, ggx):
+        return F.getitem(ggx, self.index)
+
+
+class Concat(Function):
+    def __init__(self, axis):
+        self.axis = axis
+
+    def forward(self, *xs):
+        return xp_of(*xs).concatenate(xs, axis=self.axis)
+
+    def backward(self, gy):
+        grads, start = [], 0
+        for x, needed in zip(self.inputs, self.needs_input_grad):
+            stop = start + x.shape[self.axis]
+            index = (slice(None),) * self.axis + (slice(start, stop),)
+            grads.append(F.getitem(gy, index) if needed else None)
+            start = stop
+        return tuple(grads)
+
+
+class PadConstant(Function):
+    """Pad with a constant; `pad_width` is ((before, after),) per axis, all axes given."""
+
+    def __init__(self, pad_width, value=0):
+        self.pad_width, self.value = tuple(pad_width), value
+
+    def forward(self, x):
+        return xp_of(x).pad(x, self.pad_width, mode="constant", constant_values=self.value)
+
+    def backward(self, gy):
+        index = tuple(slice(before, size - after) for (before, after), size in zip(self.pad_width, gy.shape))
+        return F.getitem(gy, index)
+
+
+class Flip(Function):
+    def __init__(self, axes):
+        self.axes = tuple(axes)
+
+    def forward(self, x):
+        return xp_of(x).flip(x, self.axes)
+
+    def backward(self, gy):
+        return F.flip(gy, self.axes)
