@@ -77,7 +77,8 @@ class Function:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        Function.registry[cls.__name__] = cls
+        if not cls.__name__.startswith("_"):  # private bases share code, they are not ops
+            Function.registry[cls.__name__] = cls
 
     def forward(self, *xs):
         raise NotImplementedError

@@ -1,0 +1,36 @@
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+import ganforge as gf
+from ganforge import backend
+
+# Gradient checks are slow per example; a deadline would only make them flaky.
+settings.register_profile("default", deadline=None, max_examples=12,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("thorough", deadline=None, max_examples=200,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+
+
+def pytest_collection_modifyitems(config, items):
+    if backend.gpu_available():
+        return
+    skip = pytest.mark.skip(reason=f"no CUDA device with CuPy here ({backend.cupy_unavailable_reason()})")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return request.param
+
+
+def to_tensor(array, device, requires_grad=False, dtype=np.float64):
+    """A tensor on `device` from a NumPy array."""
+    return gf.Tensor(np.asarray(array, dtype=dtype), device=device, requires_grad=requires_grad)
