@@ -89,6 +89,8 @@ dispatch.register("col2im", "cpp", col2im_cpp, ("cpu",), native.available)
 # --- the ops --------------------------------------------------------------------------
 
 class Unfold(Function):
+    needs_inputs = False
+
     def __init__(self, kernel_size, stride=1, padding=0, dilation=1, impl=None):
         self.geometry = (pair(kernel_size, "kernel_size"), pair(stride, "stride"),
                          pair(padding, "padding"), pair(dilation, "dilation"))
@@ -105,6 +107,8 @@ class Unfold(Function):
 
 
 class Fold(Function):
+    needs_inputs = False
+
     def __init__(self, image_size, kernel_size, stride=1, padding=0, dilation=1, impl=None):
         self.image_size = pair(image_size, "output_size")
         self.geometry = (pair(kernel_size, "kernel_size"), pair(stride, "stride"),

@@ -7,6 +7,8 @@ from ..autograd import Function
 
 
 class Cast(Function):
+    needs_inputs = False
+
     def __init__(self, dtype):
         self.dtype = np.dtype(dtype)
 
@@ -19,6 +21,8 @@ class Cast(Function):
 
 class Copy(Function):
     """A copy with its own memory (for clone())."""
+    needs_inputs = False
+
 
     def forward(self, x):
         return x.copy()
@@ -28,6 +32,8 @@ class Copy(Function):
 
 
 class ToDevice(Function):
+    needs_inputs = False
+
     def __init__(self, device):
         self.device = backend.normalize_device(device)
 

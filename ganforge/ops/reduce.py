@@ -18,6 +18,8 @@ def _spread(gy, x, axis):
 
 
 class Sum(Function):
+    needs_inputs = False
+
     def __init__(self, axis=None, keepdims=False):
         self.axis, self.keepdims = axis, keepdims
 

@@ -7,6 +7,8 @@ from ..backend import scatter_add, xp_of
 
 
 class Reshape(Function):
+    needs_inputs = False
+
     def __init__(self, shape):
         self.shape = shape
 
@@ -18,6 +20,8 @@ class Reshape(Function):
 
 
 class Transpose(Function):
+    needs_inputs = False
+
     def __init__(self, axes):
         self.axes = tuple(axes)
 
@@ -29,6 +33,8 @@ class Transpose(Function):
 
 
 class BroadcastTo(Function):
+    needs_inputs = False
+
     def __init__(self, shape):
         self.shape = tuple(shape)
 
@@ -41,6 +47,8 @@ class BroadcastTo(Function):
 
 class SumTo(Function):
     """Sum a broadcast array back down to `shape`: the adjoint of BroadcastTo."""
+    needs_inputs = False
+
 
     def __init__(self, shape):
         self.shape = tuple(shape)
@@ -69,6 +77,8 @@ def is_basic_index(index):
 
 
 class GetItem(Function):
+    needs_inputs = False
+
     def __init__(self, index):
         self.index = index
 
@@ -82,6 +92,8 @@ class GetItem(Function):
 class GetItemGrad(Function):
     """Scatter gy into zeros shaped like the indexed tensor (adding where an integer
     index repeats a position). Its own gradient is plain indexing."""
+    needs_inputs = False
+
 
     def __init__(self, index, shape):
         self.index, self.shape = index, tuple(shape)
@@ -99,6 +111,8 @@ class GetItemGrad(Function):
 
 
 class Concat(Function):
+    needs_inputs = False
+
     def __init__(self, axis):
         self.axis = axis
 
@@ -117,6 +131,8 @@ class Concat(Function):
 
 class PadConstant(Function):
     """Pad with a constant; `pad_width` is ((before, after),) per axis, all axes given."""
+    needs_inputs = False
+
 
     def __init__(self, pad_width, value=0):
         self.pad_width, self.value = tuple(pad_width), value
@@ -130,6 +146,8 @@ class PadConstant(Function):
 
 
 class Flip(Function):
+    needs_inputs = False
+
     def __init__(self, axes):
         self.axes = tuple(axes)
 
