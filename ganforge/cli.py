@@ -22,7 +22,7 @@ def _optional_version(name):
         return f"not available ({type(exc).__name__})"
 
 
-def info(out=sys.stdout):
+def info(out=None):
     import numpy as np
 
     import ganforge as gf
@@ -45,7 +45,7 @@ def info(out=sys.stdout):
     for op, device, chosen, statuses in dispatch.table():
         others = ", ".join(f"{impl}: {'yes' if ok else 'no (' + why + ')'}" for impl, (ok, why) in statuses.items())
         lines.append(f"  {op:10s} {device:5s} -> {chosen:6s} [{others}]")
-    print("\n".join(lines), file=out)
+    print("\n".join(lines), file=out or sys.stdout)
 
 
 def main(argv=None):
