@@ -12,6 +12,11 @@ The graph is implicit: each non-leaf Tensor points to the Function that made it
 the outputs in reverse topological order.
 """
 import weakref
+from operator import attrgetter
+
+# C-level accessors: in the per-op hot path, map() with these beats list comprehensions.
+_requires_grad_of = attrgetter("_requires_grad")
+_version_of = attrgetter("_version")
 
 # --- gradient mode -----------------------------------------------------------------
 
@@ -90,24 +95,27 @@ class Function:
         raise NotImplementedError
 
     def __call__(self, *inputs):
-        from .tensor import Tensor
-
-        y = self.forward(*[x._data for x in inputs])
-        if not (_grad_enabled and any(x._requires_grad for x in inputs)):
+        # Most ops take one or two inputs; spelling those out avoids unpacking an
+        # iterator, which on small tensors costs as much as the array work itself.
+        if len(inputs) == 1:
+            y = self.forward(inputs[0]._data)
+        elif len(inputs) == 2:
+            y = self.forward(inputs[0]._data, inputs[1]._data)
+        else:
+            y = self.forward(*[x._data for x in inputs])
+        if not (_grad_enabled and any(map(_requires_grad_of, inputs))):
             return Tensor._wrap(y)
-        out = Tensor._wrap(y, requires_grad=True, creator=self)
+        out = Tensor._wrap(y, True, self)
         self.inputs = inputs
-        self.input_versions = [x._version for x in inputs]
-        self.needs_input_grad = tuple(x._requires_grad for x in inputs)
-        self._output_ref = weakref.ref(out)
+        if self.needs_inputs:
+            self.input_versions = list(map(_version_of, inputs))
         if self.saves_output:
+            self._output_ref = weakref.ref(out)
             self._output_data = y
         return out
 
     def output(self):
         """The output Tensor, as a node of the graph (rebuilt if the user dropped it)."""
-        from .tensor import Tensor
-
         out = self._output_ref()
         if out is None:
             out = Tensor._wrap(self._output_data, requires_grad=True, creator=self)
@@ -117,7 +125,7 @@ class Function:
         return out
 
     def _check_versions(self):
-        if not self.needs_inputs:
+        if list(map(_version_of, self.inputs)) == self.input_versions:
             return
         for i, (x, version) in enumerate(zip(self.inputs, self.input_versions)):
             if x._version != version:
@@ -169,8 +177,6 @@ def _topological_order(roots):
 
 
 def _root_gradients(outputs, grad_outputs):
-    from .tensor import Tensor
-
     if grad_outputs is None:
         grad_outputs = [None] * len(outputs)
     if len(grad_outputs) != len(outputs):
@@ -197,57 +203,60 @@ def _root_gradients(outputs, grad_outputs):
 
 
 def _run_backward(outputs, grad_outputs, targets, retain_graph, create_graph):
-    """Propagate gradients from `outputs`. Returns {id(tensor): gradient} for `targets`
-    (or, when targets is None, for every leaf that requires grad, plus non-leaves that
-    asked for `retain_grad()`), as {id: (tensor, grad)}."""
+    """Propagate gradients from `outputs` back through the graph.
+
+    With `targets`, returns {id(t): (t, gradient)} for those tensors and runs only the
+    Functions on a path to them. Without, returns the same for every leaf that requires
+    grad and every non-leaf that asked for `retain_grad()` (what backward() fills in).
+    """
     root_grads = _root_gradients(outputs, grad_outputs)
-    roots = [y.creator for y in outputs if y.creator is not None]
-    order = _topological_order(roots)
+    order = _topological_order([y.creator for y in outputs if y.creator is not None])
 
     target_ids = None if targets is None else {id(t) for t in targets}
-    if target_ids is not None:
-        # Only Functions on a path to a target need to run backward.
+    reaches = None  # with targets: the Functions on a path to one of them
+    if targets is not None:
         reaches = set()
         for fn in reversed(order):  # inputs before consumers
-            if any(id(x) in target_ids or x.creator in reaches for x in fn.inputs):
+            if any([id(x) in target_ids or x.creator in reaches for x in fn.inputs]):
                 reaches.add(fn)
 
-    grad_of_output = {}  # Function -> gradient of its output
-    captured = {}        # id(tensor) -> (tensor, gradient)
+    grad_of_output = {}  # Function -> gradient of its output, summed over its consumers
+    captured = {}        # id(tensor) -> (tensor, gradient) for the tensors we report
 
-    def accumulate(tensor, g):
-        if tensor.creator is not None and (target_ids is None or tensor.creator in reaches):
-            previous = grad_of_output.get(tensor.creator)
-            grad_of_output[tensor.creator] = g if previous is None else previous + g
-        wanted = id(tensor) in target_ids if target_ids is not None else \
-            (tensor.creator is None or tensor._retains_grad)
-        if wanted:
-            previous = captured.get(id(tensor))
-            captured[id(tensor)] = (tensor, g if previous is None else previous[1] + g)
+    def accumulate(x, g):
+        creator = x.creator
+        if creator is not None and (reaches is None or creator in reaches):
+            previous = grad_of_output.get(creator)
+            grad_of_output[creator] = g if previous is None else previous + g
+        if id(x) in target_ids if target_ids is not None else (creator is None or x._retains_grad):
+            previous = captured.get(id(x))
+            captured[id(x)] = (x, g if previous is None else previous[1] + g)
 
     with set_grad_enabled(create_graph):
         for y, gy in zip(outputs, root_grads):
             accumulate(y, gy)
         for fn in order:
             gy = grad_of_output.pop(fn, None)
-            if gy is None or (target_ids is not None and fn not in reaches):
+            if gy is None:  # nothing flows here (not on a path to a target, or no gradient)
                 continue
-            fn._check_versions()
-            if target_ids is not None:
-                fn.needs_input_grad = tuple(id(x) in target_ids or x.creator in reaches for x in fn.inputs)
+            if fn.needs_inputs:
+                fn._check_versions()
+            if reaches is None:
+                fn.needs_input_grad = list(map(_requires_grad_of, fn.inputs))
             else:
-                fn.needs_input_grad = tuple(x._requires_grad for x in fn.inputs)
+                fn.needs_input_grad = [id(x) in target_ids or x.creator in reaches for x in fn.inputs]
             gxs = fn.backward(gy)
-            if not isinstance(gxs, tuple):
+            if type(gxs) is not tuple:
                 gxs = (gxs,)
             for x, gx, needed in zip(fn.inputs, gxs, fn.needs_input_grad):
                 if gx is None or not needed:
                     continue
-                if gx.shape != x.shape:
+                g, a = gx._data, x._data
+                if g.shape != a.shape:
                     raise RuntimeError(f"{type(fn).__name__}.backward returned a gradient of shape "
                                        f"{gx.shape} for an input of shape {x.shape}")
-                if gx.dtype != x.dtype:
-                    gx = gx.astype(x.dtype)
+                if g.dtype is not a.dtype and g.dtype != a.dtype:
+                    gx = gx.astype(a.dtype)
                 accumulate(x, gx)
             if not retain_graph:
                 fn._release()
@@ -298,3 +307,6 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, retain_graph=No
         else:
             results.append(entry[1] if create_graph else entry[1].detach())
     return tuple(results)
+
+
+from .tensor import Tensor  # noqa: E402  (tensor.py imports this module first)

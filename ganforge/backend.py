@@ -40,7 +40,7 @@ def is_cupy_array(a):
 def xp_of(*arrays):
     """numpy or cupy: the module that owns these arrays (numpy if none is a cupy array)."""
     for a in arrays:
-        if is_cupy_array(a):
+        if type(a) is not np.ndarray and is_cupy_array(a):
             return cupy()
     return np
 

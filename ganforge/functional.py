@@ -47,6 +47,9 @@ def _as_tensor(value, like):
         return value
     if not isinstance(like, Tensor):
         raise TypeError(f"expected a Tensor, got {type(like).__name__} and {type(value).__name__}")
+    if type(value) in (float, int) and like._data.dtype.kind == "f":
+        # A NumPy scalar of the tensor's dtype: cheap, and both NumPy and CuPy take it as-is.
+        return Tensor._wrap(like._data.dtype.type(value))
     if isinstance(value, (bool, int, float, np.number)):
         return Tensor._wrap(like.xp.asarray(value, dtype=np.result_type(like.dtype, value)))
     array = value if backend.is_cupy_array(value) else np.asarray(value)
@@ -54,6 +57,8 @@ def _as_tensor(value, like):
 
 
 def _pair_of_tensors(a, b):
+    if type(a) is Tensor and type(b) is Tensor:
+        return a, b
     if isinstance(a, Tensor):
         return a, _as_tensor(b, a)
     return _as_tensor(a, b), b
@@ -74,65 +79,60 @@ def _axes(axis, ndim):
     return tuple(sorted(normalized))
 
 
-def _ops():
-    from . import ops
-    return ops
-
-
 # --- arithmetic ------------------------------------------------------------------------
 
 def add(a, b):
-    return _ops().elementwise.Add()(*_pair_of_tensors(a, b))
+    return ops.elementwise.Add()(*_pair_of_tensors(a, b))
 
 
 def sub(a, b):
-    return _ops().elementwise.Sub()(*_pair_of_tensors(a, b))
+    return ops.elementwise.Sub()(*_pair_of_tensors(a, b))
 
 
 def mul(a, b):
-    return _ops().elementwise.Mul()(*_pair_of_tensors(a, b))
+    return ops.elementwise.Mul()(*_pair_of_tensors(a, b))
 
 
 def div(a, b):
-    return _ops().elementwise.Div()(*_pair_of_tensors(a, b))
+    return ops.elementwise.Div()(*_pair_of_tensors(a, b))
 
 
 def neg(a):
-    return _ops().elementwise.Neg()(a)
+    return ops.elementwise.Neg()(a)
 
 
 def pow(a, b):
-    return _ops().elementwise.Pow()(*_pair_of_tensors(a, b))
+    return ops.elementwise.Pow()(*_pair_of_tensors(a, b))
 
 
 def exp(x):
-    return _ops().elementwise.Exp()(x)
+    return ops.elementwise.Exp()(x)
 
 
 def log(x):
-    return _ops().elementwise.Log()(x)
+    return ops.elementwise.Log()(x)
 
 
 def sqrt(x):
-    return _ops().elementwise.Sqrt()(x)
+    return ops.elementwise.Sqrt()(x)
 
 
 def abs(x):
-    return _ops().elementwise.Abs()(x)
+    return ops.elementwise.Abs()(x)
 
 
 def clamp(x, min=None, max=None):
     if min is None and max is None:
         raise ValueError("clamp needs at least one of min and max")
-    return _ops().elementwise.Clamp(min, max)(x)
+    return ops.elementwise.Clamp(min, max)(x)
 
 
 def maximum(a, b):
-    return _ops().elementwise.Maximum()(*_pair_of_tensors(a, b))
+    return ops.elementwise.Maximum()(*_pair_of_tensors(a, b))
 
 
 def minimum(a, b):
-    return _ops().elementwise.Minimum()(*_pair_of_tensors(a, b))
+    return ops.elementwise.Minimum()(*_pair_of_tensors(a, b))
 
 
 def where(condition, a, b):
@@ -143,13 +143,13 @@ def where(condition, a, b):
     condition = xp.asarray(condition)
     if condition.dtype != bool:
         raise TypeError(f"where() needs a boolean condition, got {condition.dtype}")
-    return _ops().elementwise.Where(condition)(a, b)
+    return ops.elementwise.Where(condition)(a, b)
 
 
 # --- reductions ------------------------------------------------------------------------
 
 def sum(x, axis=None, keepdims=False):
-    return _ops().reduce.Sum(_axes(axis, x.ndim), keepdims)(x)
+    return ops.reduce.Sum(_axes(axis, x.ndim), keepdims)(x)
 
 
 def _count(x, axis):
@@ -173,11 +173,11 @@ def std(x, axis=None, keepdims=False, ddof=0):
 
 
 def max(x, axis=None, keepdims=False):
-    return _ops().reduce.Max(_axes(axis, x.ndim), keepdims)(x)
+    return ops.reduce.Max(_axes(axis, x.ndim), keepdims)(x)
 
 
 def min(x, axis=None, keepdims=False):
-    return _ops().reduce.Min(_axes(axis, x.ndim), keepdims)(x)
+    return ops.reduce.Min(_axes(axis, x.ndim), keepdims)(x)
 
 
 def logsumexp(x, axis=None, keepdims=False):
@@ -193,7 +193,7 @@ def norm(x, p=2, axis=None, keepdims=False):
     """The p-norm over `axis` (all elements by default); p may be any positive number or inf."""
     axis = _axes(axis, x.ndim)
     if p == 2:
-        return _ops().reduce.Norm(axis, keepdims)(x)
+        return ops.reduce.Norm(axis, keepdims)(x)
     if p == float("inf"):
         return max(abs(x), axis, keepdims)
     if p == 1:
@@ -209,14 +209,14 @@ def reshape(x, shape):
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
     if shape == x.shape:
         return x
-    return _ops().shape.Reshape(shape)(x)
+    return ops.shape.Reshape(shape)(x)
 
 
 def permute(x, axes):
     axes = tuple(int(a) % builtins.max(x.ndim, 1) for a in axes)
     if sorted(axes) != list(range(x.ndim)):
         raise ValueError(f"permute needs a permutation of {x.ndim} axes, got {axes}")
-    return _ops().shape.Transpose(axes)(x)
+    return ops.shape.Transpose(axes)(x)
 
 
 def transpose(x, *axes):
@@ -239,12 +239,12 @@ def swapaxes(x, a, b):
 
 def getitem(x, index):
     """x[index] with slices, ints, None, Ellipsis, integer arrays or boolean masks."""
-    return _ops().shape.GetItem(Tensor._index(index))(x)
+    return ops.shape.GetItem(Tensor._index(index))(x)
 
 
 def getitem_grad(gy, index, shape):
     """The gradient of getitem: gy scattered into zeros of `shape` (exposed for tests)."""
-    return _ops().shape.GetItemGrad(Tensor._index(index), shape)(gy)
+    return ops.shape.GetItemGrad(Tensor._index(index), shape)(gy)
 
 
 def concat(tensors, axis=0):
@@ -257,7 +257,7 @@ def concat(tensors, axis=0):
                                             if d != axis):
             raise ValueError(f"concat along axis {axis}: tensor {i} has shape {t.shape}, "
                              f"incompatible with {tensors[0].shape}")
-    return _ops().shape.Concat(axis)(*tensors)
+    return ops.shape.Concat(axis)(*tensors)
 
 
 cat = concat
@@ -299,7 +299,7 @@ def pad(x, pad_width, mode="constant", value=0):
     if any(w < 0 for pair in widths for w in pair):
         raise ValueError(f"pad widths must be non-negative, got {pad_width}")
     if mode == "constant":
-        return _ops().shape.PadConstant(widths, value)(x)
+        return ops.shape.PadConstant(widths, value)(x)
     if mode == "reflect":
         # Reflection is indexing with a mirrored index array, so its gradient is a scatter-add.
         for axis, (before, after) in enumerate(widths):
@@ -326,7 +326,7 @@ def broadcast_to(x, shape):
         np.broadcast_shapes(x.shape, shape)
     except ValueError:
         raise ValueError(f"cannot broadcast shape {x.shape} to {shape}") from None
-    return _ops().shape.BroadcastTo(shape)(x)
+    return ops.shape.BroadcastTo(shape)(x)
 
 
 expand = broadcast_to
@@ -337,7 +337,7 @@ def sum_to(x, shape):
     shape = tuple(shape)
     if shape == x.shape:
         return x
-    return _ops().shape.SumTo(shape)(x)
+    return ops.shape.SumTo(shape)(x)
 
 
 def flatten(x, start_dim=0, end_dim=-1):
@@ -364,7 +364,7 @@ def unsqueeze(x, axis):
 
 
 def flip(x, axis):
-    return _ops().shape.Flip(_axes(axis, x.ndim) or tuple(range(x.ndim)))(x)
+    return ops.shape.Flip(_axes(axis, x.ndim) or tuple(range(x.ndim)))(x)
 
 
 # --- linear algebra and sliding windows -------------------------------------------------
@@ -380,43 +380,43 @@ def matmul(a, b):
         return squeeze(matmul(unsqueeze(a, 0), b), -2 if b.ndim > 1 else -1)
     if b.ndim == 1:
         return squeeze(matmul(a, unsqueeze(b, -1)), -1)
-    return _ops().linalg.MatMul()(a, b)
+    return ops.linalg.MatMul()(a, b)
 
 
 def unfold(x, kernel_size, stride=1, padding=0, dilation=1, impl=None):
     """Sliding windows of x (N, C, H, W) as columns (N, C*KH*KW, L): im2col (torch.nn.functional.unfold)."""
-    return _ops().conv.Unfold(kernel_size, stride, padding, dilation, impl)(x)
+    return ops.conv.Unfold(kernel_size, stride, padding, dilation, impl)(x)
 
 
 def fold(cols, output_size, kernel_size, stride=1, padding=0, dilation=1, impl=None):
     """Sum columns (N, C*KH*KW, L) back into images (N, C, H, W): col2im, the adjoint of unfold."""
-    return _ops().conv.Fold(output_size, kernel_size, stride, padding, dilation, impl)(cols)
+    return ops.conv.Fold(output_size, kernel_size, stride, padding, dilation, impl)(cols)
 
 
 # --- activations ------------------------------------------------------------------------
 
 def relu(x):
-    return _ops().activation.ReLU()(x)
+    return ops.activation.ReLU()(x)
 
 
 def leaky_relu(x, negative_slope=0.01):
-    return _ops().activation.LeakyReLU(negative_slope)(x)
+    return ops.activation.LeakyReLU(negative_slope)(x)
 
 
 def sigmoid(x):
-    return _ops().activation.Sigmoid()(x)
+    return ops.activation.Sigmoid()(x)
 
 
 def tanh(x):
-    return _ops().activation.Tanh()(x)
+    return ops.activation.Tanh()(x)
 
 
 def softplus(x, beta=1.0):
-    return _ops().activation.Softplus(beta)(x)
+    return ops.activation.Softplus(beta)(x)
 
 
 def elu(x, alpha=1.0):
-    return _ops().activation.ELU(alpha)(x)
+    return ops.activation.ELU(alpha)(x)
 
 
 # --- losses -----------------------------------------------------------------------------
@@ -487,14 +487,17 @@ def cast(x, dtype):
         return x
     if x._requires_grad and dtype.kind != "f":
         return x.detach().astype(dtype)  # an integer result has no gradient
-    return _ops().convert.Cast(dtype)(x)
+    return ops.convert.Cast(dtype)(x)
 
 
 def to_device(x, device):
     if backend.normalize_device(device) == x.device:
         return x
-    return _ops().convert.ToDevice(device)(x)
+    return ops.convert.ToDevice(device)(x)
 
 
 def clone(x):
-    return _ops().convert.Copy()(x)
+    return ops.convert.Copy()(x)
+
+
+from . import ops  # noqa: E402  (the ops import this module, so they come last)

@@ -153,7 +153,7 @@ class Tensor:
 
     def numpy(self):
         """The data as a NumPy array (a view on the CPU, a copy from the GPU)."""
-        return self._data.get() if self.device == "cuda" else self._data
+        return self._data.get() if self.device == "cuda" else np.asarray(self._data)
 
     def item(self):
         if self.size != 1:
@@ -207,6 +207,8 @@ class Tensor:
             kind = "a leaf tensor that requires grad" if self.is_leaf else "a tensor that is part of a graph"
             raise RuntimeError(f"in-place operation on {kind}: ganforge does not differentiate in-place "
                                "ops; use the out-of-place form, or wrap updates in gf.no_grad()")
+        if not hasattr(self._data, "__setitem__"):  # a NumPy scalar from a 0-d op
+            self._data = np.array(self._data)
         array_update(self._data)
         self._version += 1
         return self

@@ -1,5 +1,7 @@
 """Activations. Masks and slopes are constants in the gradient graph, so the
 second derivative of ReLU-like ops is zero, as it is almost everywhere."""
+import numpy as np
+
 from .. import functional as F
 from ..autograd import Function
 from ..backend import xp_of
@@ -26,18 +28,40 @@ class LeakyReLU(Function):
         return gy * F.constant(xp_of(x).where(x > 0, 1.0, self.slope), dtype=gy.dtype)
 
 
+_overflow_limits = {}
+
+
+def _exp_overflow_limit(dtype):
+    """A negative x for which e^-x is still finite in `dtype` (one unit inside the edge)."""
+    if dtype not in _overflow_limits:
+        _overflow_limits[dtype] = dtype.type(1 - np.log(np.finfo(dtype).max))
+    return _overflow_limits[dtype]
+
+
 class Sigmoid(Function):
     saves_output = True
 
     def forward(self, x):
+        # 1 / (1 + e^-x) is accurate on both tails; x is clipped only where e^-x would
+        # overflow, and sigmoid is below the smallest float there anyway.
         xp = xp_of(x)
-        # Stable on both tails: exp of a non-positive number only.
-        e = xp.exp(-abs(x))
-        return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+        return 1 / (1 + xp.exp(-xp.maximum(x, _exp_overflow_limit(x.dtype))))
 
     def backward(self, gy):
-        y = self.output()
+        return SigmoidGrad()(self.output(), gy)
+
+
+class SigmoidGrad(Function):
+    """gy * y (1 - y) in one op: sigmoid's gradient, from its output y."""
+
+    def forward(self, y, gy):
         return gy * y * (1 - y)
+
+    def backward(self, ggx):
+        y, gy = self.inputs
+        gy_grad = SigmoidGrad()(y, ggx) if self.needs_input_grad[1] else None
+        y_grad = ggx * gy * (1 - 2 * y) if self.needs_input_grad[0] else None
+        return y_grad, gy_grad
 
 
 class Tanh(Function):
@@ -47,8 +71,20 @@ class Tanh(Function):
         return xp_of(x).tanh(x)
 
     def backward(self, gy):
-        y = self.output()
+        return TanhGrad()(self.output(), gy)
+
+
+class TanhGrad(Function):
+    """gy * (1 - y^2) in one op: tanh's gradient, from its output y."""
+
+    def forward(self, y, gy):
         return gy * (1 - y * y)
+
+    def backward(self, ggx):
+        y, gy = self.inputs
+        gy_grad = TanhGrad()(y, ggx) if self.needs_input_grad[1] else None
+        y_grad = -2 * ggx * gy * y if self.needs_input_grad[0] else None
+        return y_grad, gy_grad
 
 
 class Softplus(Function):

@@ -12,7 +12,9 @@ class Add(Function):
 
     def backward(self, gy):
         a, b = self.inputs
-        return F.sum_to(gy, a.shape), F.sum_to(gy, b.shape)
+        ga = F.sum_to(gy, a.shape) if self.needs_input_grad[0] else None
+        gb = F.sum_to(gy, b.shape) if self.needs_input_grad[1] else None
+        return ga, gb
 
 
 class Sub(Function):
@@ -23,7 +25,9 @@ class Sub(Function):
 
     def backward(self, gy):
         a, b = self.inputs
-        return F.sum_to(gy, a.shape), F.sum_to(-gy, b.shape)
+        ga = F.sum_to(gy, a.shape) if self.needs_input_grad[0] else None
+        gb = F.sum_to(-gy, b.shape) if self.needs_input_grad[1] else None
+        return ga, gb
 
 
 class Mul(Function):
