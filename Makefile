@@ -1,0 +1,27 @@
+# The two commands a fresh machine needs (see README.md):
+#   make demo   train a GAN (WGAN-GP on the ring of 8 Gaussians) and write its samples
+#   make test   run the test suite
+# Each one installs what it needs first.
+PYTHON ?= python3
+
+.PHONY: demo test test-all bench info
+
+demo:
+	scripts/setup.sh viz
+	$(PYTHON) examples/wgan_gp_ring8.py --out runs/wgan_gp_ring8
+
+test:
+	scripts/setup.sh test
+	$(PYTHON) -m pytest
+
+test-all:  # also the slow tests, and many more hypothesis examples
+	scripts/setup.sh test
+	HYPOTHESIS_PROFILE=thorough $(PYTHON) -m pytest -m "slow or not slow"
+
+bench:  # ganforge against PyTorch CPU in the same run
+	scripts/setup.sh bench
+	$(PYTHON) -m pip install -q torch==2.13.0
+	$(PYTHON) -m pytest bench --benchmark-only --benchmark-min-rounds=60
+
+info:
+	$(PYTHON) -m ganforge.cli info

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Everything a fresh Debian/Ubuntu machine needs for ganforge: a C++ compiler and CMake
+# for the compiled kernels, then ganforge itself (editable) with the extras asked for.
+#   scripts/setup.sh test        -> tests
+#   scripts/setup.sh viz         -> the example's PNG output
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+extras="${1:-test}"
+missing=()
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+if ((${#missing[@]})); then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "setup: please install ${missing[*]} with your system's package manager" >&2
+    exit 1
+  fi
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: installing ${missing[*]} (apt-get)"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+python3 -m pip install -q --disable-pip-version-check -e ".[${extras}]"
+python3 -c "import ganforge, sys; ok, why = ganforge.native.available(); print('setup: ganforge', ganforge.__version__, '- compiled kernels', 'loaded' if ok else 'MISSING: ' + why); sys.exit(0 if ok else 1)"
