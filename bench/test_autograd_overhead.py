@@ -62,3 +62,28 @@ def test_both_frameworks_compute_the_same_gradient(torch):
     x = gf.tensor(np.linspace(-1, 1, SIZE), dtype="float64", requires_grad=True)
     t = torch.linspace(-1, 1, SIZE, dtype=torch.float64, requires_grad=True)
     np.testing.assert_allclose(ganforge_step(x).numpy(), torch_step(torch, t).numpy(), rtol=1e-10)
+
+
+def test_interleaved_ratio(torch, record_property):
+    """The same comparison with the two frameworks alternating step by step, so that a
+    noisy machine slows both alike; prints the ratio of medians that the docs quote."""
+    import statistics
+    import time
+
+    x = gf.tensor(np.linspace(-1, 1, SIZE), dtype="float32", requires_grad=True)
+    t = torch.linspace(-1, 1, SIZE, dtype=torch.float32, requires_grad=True)
+    ours, theirs = [], []
+    for _ in range(10):  # warm-up
+        ganforge_step(x), torch_step(torch, t)
+    for _ in range(300):
+        start = time.perf_counter()
+        ganforge_step(x)
+        middle = time.perf_counter()
+        torch_step(torch, t)
+        ours.append(middle - start)
+        theirs.append(time.perf_counter() - middle)
+    ratio = statistics.median(ours) / statistics.median(theirs)
+    record_property("ratio", ratio)
+    print(f"\ninterleaved, 300 rounds: ganforge {statistics.median(ours) * 1e3:.3f} ms, "
+          f"torch {statistics.median(theirs) * 1e3:.3f} ms per chain of {OPS_PER_STEP} ops; ratio {ratio:.2f}")
+    assert ratio > 0

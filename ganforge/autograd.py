@@ -11,12 +11,15 @@ The graph is implicit: each non-leaf Tensor points to the Function that made it
 (`creator`), and each Function holds its input Tensors. `backward` walks it from
 the outputs in reverse topological order.
 """
+import itertools
 import weakref
 from operator import attrgetter
 
 # C-level accessors: in the per-op hot path, map() with these beats list comprehensions.
 _requires_grad_of = attrgetter("_requires_grad")
 _version_of = attrgetter("_version")
+_sequence_of = attrgetter("sequence")
+_sequence = itertools.count()  # numbers Functions in the order they are recorded
 
 # --- gradient mode -----------------------------------------------------------------
 
@@ -107,6 +110,7 @@ class Function:
             return Tensor._wrap(y)
         out = Tensor._wrap(y, True, self)
         self.inputs = inputs
+        self.sequence = next(_sequence)
         if self.needs_inputs:
             self.input_versions = list(map(_version_of, inputs))
         if self.saves_output:
@@ -155,25 +159,22 @@ _FREED_MESSAGE = ("trying to backward through the graph a second time, or to rea
 
 
 def _topological_order(roots):
-    """Functions reachable from `roots`, each after every Function that consumes its output."""
-    order, seen = [], set()
-    stack = [(fn, False) for fn in roots]
+    """The Functions that `roots` depend on, each before the Functions it depends on.
+
+    Every Function is numbered when it records itself, and its inputs already existed
+    then, so newest-first is a valid order for the backward walk.
+    """
+    seen, stack = set(roots), list(roots)
     while stack:
-        fn, children_done = stack.pop()
-        if children_done:
-            order.append(fn)
-            continue
-        if fn in seen:
-            continue
-        seen.add(fn)
+        fn = stack.pop()
         if fn.inputs is None:
             raise RuntimeError(_FREED_MESSAGE)
-        stack.append((fn, True))
         for x in fn.inputs:
-            if x.creator is not None and x.creator not in seen:
-                stack.append((x.creator, False))
-    order.reverse()
-    return order
+            creator = x.creator
+            if creator is not None and creator not in seen:
+                seen.add(creator)
+                stack.append(creator)
+    return sorted(seen, key=_sequence_of, reverse=True)
 
 
 def _root_gradients(outputs, grad_outputs):

@@ -122,7 +122,7 @@ def _check_full_jacobian(fn, inputs, checked, out_sizes, eps, atol, rtol):
         def one_hot(o, out_index, k=k, row=row):
             u = o.xp.zeros(o.shape, dtype=o.dtype)
             if out_index == k:
-                u.flat[row - offsets[k]] = 1
+                u.reshape(-1)[row - offsets[k]] = 1  # (a view: u is new and contiguous)
             return u
         grads, _ = _analytic_vjp(fn, inputs, checked, one_hot)
         for jacobian, g in zip(analytic, grads):
