@@ -20,8 +20,8 @@ __all__ = [
     # shapes
     "reshape", "transpose", "permute", "swapaxes", "getitem", "concat", "stack", "split", "pad",
     "broadcast_to", "sum_to", "flatten", "squeeze", "unsqueeze", "flip",
-    # linear algebra and sliding windows
-    "matmul", "unfold", "fold",
+    # linear algebra, sliding windows and convolutions
+    "matmul", "unfold", "fold", "conv2d", "conv_transpose2d", "conv2d_weight_grad",
     # activations
     "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "elu",
     # losses
@@ -391,6 +391,67 @@ def unfold(x, kernel_size, stride=1, padding=0, dilation=1, impl=None):
 def fold(cols, output_size, kernel_size, stride=1, padding=0, dilation=1, impl=None):
     """Sum columns (N, C*KH*KW, L) back into images (N, C, H, W): col2im, the adjoint of unfold."""
     return ops.conv.Fold(output_size, kernel_size, stride, padding, dilation, impl)(cols)
+
+
+def _check_conv_args(op, x, weight, in_channels_of_weight, groups):
+    if x.ndim != 4:
+        raise ValueError(f"{op} expects an (N, C, H, W) input, got shape {x.shape}")
+    if weight.ndim != 4:
+        raise ValueError(f"{op} expects a 4-D weight, got shape {weight.shape}")
+    if groups < 1 or weight.shape[0] % groups:
+        raise ValueError(f"{op}: weight shape {weight.shape} has {weight.shape[0]} in its first axis, "
+                         f"not divisible by groups={groups}")
+    if x.shape[1] != in_channels_of_weight:
+        raise ValueError(f"{op}: input has {x.shape[1]} channels but weight shape {weight.shape} with "
+                         f"groups={groups} expects {in_channels_of_weight}")
+
+
+def _add_bias(y, bias, op):
+    if bias is None:
+        return y
+    if bias.shape != (y.shape[1],):
+        raise ValueError(f"{op}: bias has shape {bias.shape}, expected ({y.shape[1]},)")
+    return y + reshape(bias, (1, -1, 1, 1))
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, impl=None):
+    """2-D cross-correlation (PyTorch's conv2d): x (N, C, H, W), weight (O, C/groups, KH, KW)."""
+    _check_conv_args("conv2d", x, weight, weight.shape[1] * groups if weight.ndim == 4 else None, groups)
+    y = ops.conv.Conv2d(stride, padding, dilation, groups, impl)(x, weight)
+    return _add_bias(y, bias, "conv2d")
+
+
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, dilation=1, groups=1,
+                     impl=None):
+    """Transposed convolution (PyTorch's conv_transpose2d): x (N, C, H, W), weight (C, O/groups, KH, KW)."""
+    _check_conv_args("conv_transpose2d", x, weight, weight.shape[0] if weight.ndim == 4 else None, groups)
+    stride_, dilation_ = ops.conv.pair(stride, "stride"), ops.conv.pair(dilation, "dilation")
+    for extra, s in zip(ops.conv.pair(output_padding, "output_padding"), stride_):
+        # (PyTorch also allows output_padding up to the dilation; those extra rows lie out of
+        # every window's reach and are always zero, so ganforge does not support them.)
+        if not 0 <= extra < s:
+            raise ValueError(f"conv_transpose2d: output_padding {output_padding} must be non-negative and "
+                             f"smaller than the stride {stride}")
+    out = ops.conv.transposed_output_size(x.shape[2:], weight.shape[2:], stride_, ops.conv.pair(padding, "padding"),
+                                          dilation_, ops.conv.pair(output_padding, "output_padding"))
+    if builtins.min(out) < 1:
+        raise ValueError(f"conv_transpose2d: an input of size {x.shape[2:]} with kernel {weight.shape[2:]}, "
+                         f"stride {stride}, padding {padding} and dilation {dilation} gives an output of "
+                         f"size {out}; use less padding")
+    y = ops.conv.ConvTranspose2d(stride, padding, output_padding, dilation, groups, impl)(x, weight)
+    return _add_bias(y, bias, "conv_transpose2d")
+
+
+def conv2d_weight_grad(x, grad_output, weight_shape, stride=1, padding=0, dilation=1, groups=1, impl=None):
+    """The gradient of conv2d(x, W) with respect to W, for an output gradient `grad_output`."""
+    weight_shape = tuple(weight_shape)
+    expected = (x.shape[0], weight_shape[0]) + ops.conv.output_size(
+        x.shape[2:], weight_shape[2:], ops.conv.pair(stride, "stride"), ops.conv.pair(padding, "padding"),
+        ops.conv.pair(dilation, "dilation"))
+    if grad_output.shape != expected:
+        raise ValueError(f"conv2d_weight_grad: grad_output has shape {grad_output.shape}, but conv2d of an "
+                         f"input {x.shape} with a weight {weight_shape} gives {expected}")
+    return ops.conv.Conv2dWeightGrad(weight_shape, stride, padding, dilation, groups, impl)(x, grad_output)
 
 
 # --- activations ------------------------------------------------------------------------

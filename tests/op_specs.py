@@ -445,6 +445,102 @@ def norm_ref(x, p, axis, keepdims):
     return np.sum(np.abs(x) ** p, axis=np_axis(axis), keepdims=keepdims) ** (1 / p)
 
 
+@st.composite
+def conv_case(draw, transposed=False, bias=False):
+    """A convolution with random stride, padding, dilation, groups (and output_padding),
+    odd sizes, and sometimes a non-contiguous input."""
+    groups = draw(st.integers(1, 2))
+    cin, cout = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = (draw(st.integers(0, 1)), draw(st.integers(0, 2)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    n = draw(st.integers(1, 2))
+    seed = draw(seeds)
+    params = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups,
+              "impl": draw(st.sampled_from(["ref", None]))}
+    if transposed:
+        h, w = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+        params["output_padding"] = tuple(draw(st.integers(0, s - 1)) for s in stride)
+        # padding crops the output: keep at least one pixel
+        params["padding"] = tuple(min(p, ((size - 1) * s + d * (k - 1) + op) // 2) for p, size, s, d, k, op in
+                                  zip(padding, (h, w), stride, dilation, (kh, kw), params["output_padding"]))
+        x, weight = uniform(seed, (n, cin, h, w)), uniform(seed + 1, (cin, cout // groups, kh, kw))
+    else:
+        h = draw(st.integers(max(1, dilation[0] * (kh - 1) + 1 - 2 * padding[0]), 6))
+        w = draw(st.integers(max(1, dilation[1] * (kw - 1) + 1 - 2 * padding[1]), 6))
+        x, weight = uniform(seed, (n, cin, h, w)), uniform(seed + 1, (cout, cin // groups, kh, kw))
+    if draw(st.booleans()):
+        x = np.swapaxes(np.swapaxes(x, 2, 3).copy(), 2, 3)  # same values, not C-contiguous
+    arrays = [x, weight] + ([uniform(seed + 2, (cout,))] if bias else [])
+    return arrays, params
+
+
+def conv2d_ref(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, impl=None):
+    """Cross-correlation by its definition, one output position at a time."""
+    n, c, h, wd = x.shape
+    o, c_per_group, kh, kw = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    oh, ow = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    o_per_group = o // groups
+    y = np.zeros((n, o, oh, ow))
+    for g in range(groups):
+        xs, ws = padded[:, g * c_per_group:(g + 1) * c_per_group], w[g * o_per_group:(g + 1) * o_per_group]
+        for i in range(oh):
+            for j in range(ow):
+                patch = xs[:, :, i * sh:i * sh + dh * (kh - 1) + 1:dh, j * sw:j * sw + dw * (kw - 1) + 1:dw]
+                y[:, g * o_per_group:(g + 1) * o_per_group, i, j] = np.einsum("nckl,ockl->no", patch, ws)
+    return y if b is None else y + b[None, :, None, None]
+
+
+def conv_transpose2d_ref(x, w, b=None, stride=(1, 1), padding=(0, 0), output_padding=(0, 0), dilation=(1, 1),
+                         groups=1, impl=None):
+    """Transposed convolution by its definition: every input pixel adds W, scaled, at its window."""
+    n, c, h, wd = x.shape
+    _, o_per_group, kh, kw = w.shape
+    (sh, sw), (ph, pw), (oph, opw), (dh, dw) = stride, padding, output_padding, dilation
+    height = (h - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
+    width = (wd - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1
+    c_per_group = c // groups
+    y = np.zeros((n, o_per_group * groups, height, width))
+    for g in range(groups):
+        for i in range(h):
+            for j in range(wd):
+                for a in range(kh):
+                    for bb in range(kw):
+                        r, q = i * sh + a * dh - ph, j * sw + bb * dw - pw
+                        if 0 <= r < height and 0 <= q < width:
+                            y[:, g * o_per_group:(g + 1) * o_per_group, r, q] += (
+                                x[:, g * c_per_group:(g + 1) * c_per_group, i, j]
+                                @ w[g * c_per_group:(g + 1) * c_per_group, :, a, bb])
+    return y if b is None else y + b[None, :, None, None]
+
+
+@st.composite
+def weight_grad_case(draw):
+    [x, w], params = draw(conv_case())
+    gy = uniform(draw(seeds), conv2d_ref(x, w, **params).shape)
+    return [x, gy], {**params, "weight_shape": w.shape}
+
+
+def conv2d_weight_grad_ref(x, gy, weight_shape, stride, padding, dilation, groups, impl=None):
+    """d<gy, conv2d(x, W)>/dW by its definition: a sum over the batch and the output positions."""
+    o, c_per_group, kh, kw = weight_shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    o_per_group = o // groups
+    gw = np.zeros(weight_shape)
+    for g in range(groups):
+        for a in range(kh):
+            for b in range(kw):
+                taps = padded[:, g * c_per_group:(g + 1) * c_per_group,
+                              a * dh:a * dh + sh * (gy.shape[2] - 1) + 1:sh, b * dw:b * dw + sw * (gy.shape[3] - 1) + 1:sw]
+                gw[g * o_per_group:(g + 1) * o_per_group, :, a, b] = np.einsum(
+                    "nohw,nchw->oc", gy[:, g * o_per_group:(g + 1) * o_per_group], taps)
+    return gw
+
+
 # --- the table ---------------------------------------------------------------------------
 
 SPECS = [
@@ -498,6 +594,13 @@ SPECS = [
     OpSpec("unfold", unfold_case("cpp"), F.unfold, torch_free_unfold, devices=("cpu",), variant="cpp"),
     OpSpec("fold", fold_case("ref"), F.fold, fold_ref, variant="ref"),
     OpSpec("fold", fold_case("cpp"), F.fold, fold_ref, devices=("cpu",), variant="cpp"),
+    OpSpec("conv2d", conv_case(), lambda x, w, **p: F.conv2d(x, w, None, **p), conv2d_ref),
+    OpSpec("conv2d", conv_case(bias=True), lambda x, w, b, **p: F.conv2d(x, w, b, **p), conv2d_ref, variant="bias"),
+    OpSpec("conv_transpose2d", conv_case(transposed=True), lambda x, w, **p: F.conv_transpose2d(x, w, None, **p),
+           conv_transpose2d_ref),
+    OpSpec("conv_transpose2d", conv_case(transposed=True, bias=True),
+           lambda x, w, b, **p: F.conv_transpose2d(x, w, b, **p), conv_transpose2d_ref, variant="bias"),
+    OpSpec("conv2d_weight_grad", weight_grad_case(), F.conv2d_weight_grad, conv2d_weight_grad_ref),
     OpSpec("relu", unary(kinks=[0.0]), F.relu, lambda x: np.maximum(x, 0)),
     OpSpec("leaky_relu", unary(kinks=[0.0]).map(lambda c: (c[0], {"negative_slope": 0.2})), F.leaky_relu,
            lambda x, negative_slope: np.where(x > 0, x, negative_slope * x)),

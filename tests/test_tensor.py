@@ -143,3 +143,22 @@ def test_losses_are_stable_for_extreme_logits():
     ce = F.cross_entropy(logits, gf.tensor([2]))
     assert ce.item() == pytest.approx(2000.0)
     assert np.all(np.isfinite(gf.grad(ce, logits)[0].numpy()))
+
+
+def test_convolution_argument_errors_name_the_shapes():
+    x = gf.randn(2, 3, 8, 8)
+    with pytest.raises(ValueError, match="conv2d: input has 3 channels but weight shape \\(4, 2, 3, 3\\) "
+                                         "with groups=1 expects 2"):
+        F.conv2d(x, gf.randn(4, 2, 3, 3))
+    with pytest.raises(ValueError, match="not divisible by groups=2"):
+        F.conv2d(x, gf.randn(3, 3, 3, 3), groups=2)
+    with pytest.raises(ValueError, match="kernel height 9 .* larger than the padded input height 8"):
+        F.conv2d(x, gf.randn(4, 3, 9, 3))
+    with pytest.raises(ValueError, match="conv2d: bias has shape \\(5,\\), expected \\(4,\\)"):
+        F.conv2d(x, gf.randn(4, 3, 3, 3), gf.randn(5))
+    with pytest.raises(ValueError, match="output_padding 2 must be non-negative and smaller than the stride 2"):
+        F.conv_transpose2d(x, gf.randn(3, 4, 3, 3), stride=2, output_padding=2)
+    with pytest.raises(ValueError, match="conv_transpose2d: input has 3 channels but weight shape \\(4, 4, 3, 3\\)"):
+        F.conv_transpose2d(x, gf.randn(4, 4, 3, 3))
+    with pytest.raises(ValueError, match="conv2d expects an \\(N, C, H, W\\) input, got shape \\(3, 8, 8\\)"):
+        F.conv2d(gf.randn(3, 8, 8), gf.randn(4, 3, 3, 3))

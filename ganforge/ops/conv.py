@@ -127,3 +127,122 @@ class Fold(Function):
 
     def backward(self, gy):
         return F.unfold(gy, *self.geometry)
+
+
+# --- convolution: three primitives, each one's gradient written with the three ----------
+#
+#   y  = conv2d(x, W)             gx = conv_transpose2d(gy, W)      gW = conv2d_weight_grad(x, gy)
+#   y  = conv_transpose2d(x, W)   gx = conv2d(gy, W)                gW = conv2d_weight_grad(gy, x)
+#   gW = conv2d_weight_grad(x, gy)  gx = conv_transpose2d(gy, ggW)  ggy = conv2d(x, ggW)
+#
+# so gradients of any order of any conv net stay inside these three (stylegan2-ada's
+# conv2d_gradfix idea). Each is an im2col/col2im plus one batched matrix product per group.
+
+def transposed_output_size(size, kernel_size, stride, padding, dilation, output_padding):
+    return tuple((n - 1) * s - 2 * p + d * (k - 1) + op + 1
+                 for n, k, s, p, d, op in zip(size, kernel_size, stride, padding, dilation, output_padding))
+
+
+def output_padding_for(image_size, out_size, kernel_size, stride, padding, dilation):
+    """The output_padding that makes conv_transpose2d give back exactly `image_size`
+    from a conv2d output of `out_size` (the rows a strided conv2d skipped)."""
+    base = transposed_output_size(out_size, kernel_size, stride, padding, dilation, (0, 0))
+    return tuple(n - b for n, b in zip(image_size, base))
+
+
+class _Convolution(Function):
+    def __init__(self, stride=1, padding=0, dilation=1, groups=1, impl=None):
+        self.stride, self.padding = pair(stride, "stride"), pair(padding, "padding")
+        self.dilation = pair(dilation, "dilation")
+        if int(groups) < 1:
+            raise ValueError(f"groups must be positive, got {groups}")
+        self.groups, self.impl = int(groups), impl
+
+    def geometry(self, kernel_size):
+        return (kernel_size, self.stride, self.padding, self.dilation)
+
+    def options(self):
+        """The arguments the gradient convolutions share with this one."""
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups,
+                    impl=self.impl)
+
+
+class Conv2d(_Convolution):
+    """Cross-correlation of x (N, C, H, W) with W (O, C/groups, KH, KW)."""
+
+    def forward(self, x, w):
+        n, c, h, _ = x.shape
+        o, c_per_group, kh, kw = w.shape
+        g = self.groups
+        oh, ow = output_size(x.shape[2:], *self.geometry((kh, kw)))  # a clear error before any kernel runs
+        cols = dispatch.call("im2col", x, *self.geometry((kh, kw)), device=device_of(x), impl=self.impl)
+        cols = cols.reshape(n, g, c_per_group * kh * kw, oh * ow)
+        y = xp_of(x, w).matmul(w.reshape(g, o // g, c_per_group * kh * kw), cols)
+        return y.reshape(n, o, oh, ow)
+
+    def backward(self, gy):
+        x, w = self.inputs
+        gx = gw = None
+        if self.needs_input_grad[0]:
+            extra = output_padding_for(x.shape[2:], gy.shape[2:], w.shape[2:], self.stride, self.padding,
+                                       self.dilation)
+            gx = F.conv_transpose2d(gy, w, output_padding=extra, **self.options())
+        if self.needs_input_grad[1]:
+            gw = F.conv2d_weight_grad(x, gy, w.shape, **self.options())
+        return gx, gw
+
+
+class ConvTranspose2d(_Convolution):
+    """The adjoint of conv2d: x (N, C, H, W) with W (C, O/groups, KH, KW) -> (N, O, H', W')."""
+
+    def __init__(self, stride=1, padding=0, output_padding=0, dilation=1, groups=1, impl=None):
+        super().__init__(stride, padding, dilation, groups, impl)
+        self.output_padding = pair(output_padding, "output_padding")
+
+    def forward(self, x, w):
+        n, c, h, wd = x.shape
+        _, o_per_group, kh, kw = w.shape
+        g = self.groups
+        out = transposed_output_size((h, wd), (kh, kw), self.stride, self.padding, self.dilation,
+                                     self.output_padding)
+        # Each input pixel spreads W's taps over its window: columns = W^T x, then col2im adds them up.
+        w_t = w.reshape(g, c // g, o_per_group * kh * kw).transpose(0, 2, 1)
+        cols = xp_of(x, w).matmul(w_t, x.reshape(n, g, c // g, h * wd))
+        cols = cols.reshape(n, g * o_per_group * kh * kw, h * wd)
+        return dispatch.call("col2im", cols, g * o_per_group, out, *self.geometry((kh, kw)),
+                             device=device_of(x), impl=self.impl)
+
+    def backward(self, gy):
+        x, w = self.inputs
+        gx = F.conv2d(gy, w, **self.options()) if self.needs_input_grad[0] else None
+        gw = F.conv2d_weight_grad(gy, x, w.shape, **self.options()) if self.needs_input_grad[1] else None
+        return gx, gw
+
+
+class Conv2dWeightGrad(_Convolution):
+    """The gradient of conv2d with respect to its weight: sum over the batch of gy x cols(x)^T."""
+
+    def __init__(self, weight_shape, stride=1, padding=0, dilation=1, groups=1, impl=None):
+        super().__init__(stride, padding, dilation, groups, impl)
+        self.weight_shape = tuple(weight_shape)
+
+    def forward(self, x, gy):
+        n = x.shape[0]
+        o, c_per_group, kh, kw = self.weight_shape
+        g = self.groups
+        cols = dispatch.call("im2col", x, *self.geometry((kh, kw)), device=device_of(x), impl=self.impl)
+        cols = cols.reshape(n, g, c_per_group * kh * kw, -1)
+        gy = gy.reshape(n, g, o // g, -1)
+        gw = xp_of(x, gy).matmul(gy, cols.transpose(0, 1, 3, 2)).sum(axis=0)
+        return gw.reshape(self.weight_shape)
+
+    def backward(self, ggw):
+        x, gy = self.inputs
+        gx = ggy = None
+        if self.needs_input_grad[0]:
+            extra = output_padding_for(x.shape[2:], gy.shape[2:], self.weight_shape[2:], self.stride,
+                                       self.padding, self.dilation)
+            gx = F.conv_transpose2d(gy, ggw, output_padding=extra, **self.options())
+        if self.needs_input_grad[1]:
+            ggy = F.conv2d(x, ggw, **self.options())
+        return gx, ggy
