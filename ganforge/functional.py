@@ -22,6 +22,9 @@ __all__ = [
     "broadcast_to", "sum_to", "flatten", "squeeze", "unsqueeze", "flip",
     # linear algebra, sliding windows and convolutions
     "matmul", "unfold", "fold", "conv2d", "conv_transpose2d", "conv2d_weight_grad",
+    # layers
+    "linear", "embedding", "batch_norm", "instance_norm", "layer_norm", "dropout", "interpolate", "avg_pool2d",
+    "pixel_shuffle",
     # activations
     "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "elu",
     # losses
@@ -452,6 +455,166 @@ def conv2d_weight_grad(x, grad_output, weight_shape, stride=1, padding=0, dilati
         raise ValueError(f"conv2d_weight_grad: grad_output has shape {grad_output.shape}, but conv2d of an "
                          f"input {x.shape} with a weight {weight_shape} gives {expected}")
     return ops.conv.Conv2dWeightGrad(weight_shape, stride, padding, dilation, groups, impl)(x, grad_output)
+
+
+# --- layers ---------------------------------------------------------------------------
+
+def linear(x, weight, bias=None):
+    """x @ weight.T + bias, with weight (out_features, in_features) as in PyTorch."""
+    if weight.ndim != 2 or x.ndim < 1 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: input shape {x.shape} does not end in in_features={weight.shape[-1]} "
+                         f"(weight shape {weight.shape})")
+    y = matmul(x, transpose(weight))
+    return y if bias is None else y + bias
+
+
+def embedding(indices, weight):
+    """Rows of `weight` picked by integer `indices` (any shape): the result has shape indices.shape + (dim,)."""
+    indices = indices._data if isinstance(indices, Tensor) else weight.xp.asarray(indices)
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"embedding indices must be integers, got {indices.dtype}")
+    if indices.size and (indices.min() < 0 or indices.max() >= weight.shape[0]):
+        raise ValueError(f"embedding indices must lie in [0, {weight.shape[0]}), got values from "
+                         f"{int(indices.min())} to {int(indices.max())}")
+    return getitem(weight, indices)
+
+
+def _channel_view(t, ndim):
+    """A per-channel vector (C,) shaped to broadcast over (N, C, ...)."""
+    return reshape(t, (1, -1) + (1,) * (ndim - 2))
+
+
+def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, training=True, momentum=0.1,
+               eps=1e-5):
+    """Normalize each channel by the batch's statistics (training) or the running ones (eval).
+
+    In training, the running statistics are updated in place, as PyTorch does: with the
+    batch mean and the unbiased batch variance, weighted by `momentum`."""
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm expects (N, C) or (N, C, ...) input, got shape {x.shape}")
+    axes = (0,) + tuple(range(2, x.ndim))
+    count = x.size // x.shape[1]
+    if training:
+        if count < 2:
+            raise ValueError(f"batch_norm in training needs more than one value per channel, got input "
+                             f"shape {x.shape}")
+        mean_ = mean(x, axes, keepdims=True)
+        var_ = var(x, axes, keepdims=True)
+        if running_mean is not None:
+            from .autograd import no_grad
+            with no_grad():
+                running_mean.copy_((1 - momentum) * running_mean._data + momentum * mean_._data.reshape(-1))
+                running_var.copy_((1 - momentum) * running_var._data
+                                  + momentum * var_._data.reshape(-1) * count / (count - 1))
+    else:
+        if running_mean is None:
+            raise ValueError("batch_norm in eval mode needs running_mean and running_var")
+        mean_, var_ = _channel_view(running_mean.detach(), x.ndim), _channel_view(running_var.detach(), x.ndim)
+    y = (x - mean_) / sqrt(var_ + eps)
+    if weight is not None:
+        y = y * _channel_view(weight, x.ndim)
+    if bias is not None:
+        y = y + _channel_view(bias, x.ndim)
+    return y
+
+
+def instance_norm(x, weight=None, bias=None, eps=1e-5):
+    """Normalize each channel of each sample over its spatial positions."""
+    if x.ndim < 3:
+        raise ValueError(f"instance_norm expects (N, C, ...) input with spatial axes, got shape {x.shape}")
+    axes = tuple(range(2, x.ndim))
+    y = (x - mean(x, axes, keepdims=True)) / sqrt(var(x, axes, keepdims=True) + eps)
+    if weight is not None:
+        y = y * _channel_view(weight, x.ndim)
+    if bias is not None:
+        y = y + _channel_view(bias, x.ndim)
+    return y
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Normalize over the last len(normalized_shape) axes."""
+    normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if x.shape[x.ndim - len(normalized_shape):] != normalized_shape:
+        raise ValueError(f"layer_norm: input shape {x.shape} does not end in {normalized_shape}")
+    axes = tuple(range(x.ndim - len(normalized_shape), x.ndim))
+    y = (x - mean(x, axes, keepdims=True)) / sqrt(var(x, axes, keepdims=True) + eps)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+def dropout(x, p=0.5, training=True, generator=None):
+    """Zero each element with probability p and scale the rest by 1/(1-p) (identity in eval)."""
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    if not training or p == 0:
+        return x
+    from .tensor import default_generator
+    gen = generator or default_generator(x.device)
+    keep = gen.uniform(x.shape, np.float64) >= p  # float64 draws: one seed, one mask, whatever x's dtype
+    return x * constant(keep / x.dtype.type(1 - p))
+
+
+def _source_indices(in_size, out_size, mode):
+    """For each output row: the input rows it reads and their weights (PyTorch's
+    align_corners=False convention)."""
+    scale = in_size / out_size
+    dst = np.arange(out_size)
+    if mode == "nearest":
+        return np.minimum(np.floor(dst * scale).astype(np.int64), in_size - 1), None, None
+    src = np.maximum((dst + 0.5) * scale - 0.5, 0)
+    low = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
+    high = np.minimum(low + 1, in_size - 1)
+    return low, high, src - low
+
+
+def interpolate(x, size=None, scale_factor=None, mode="nearest"):
+    """Resize (N, C, H, W) images to `size` or by `scale_factor`: 'nearest' or 'bilinear'."""
+    if x.ndim != 4:
+        raise ValueError(f"interpolate expects (N, C, H, W) input, got shape {x.shape}")
+    if (size is None) == (scale_factor is None):
+        raise ValueError("interpolate needs exactly one of size and scale_factor")
+    if size is None:
+        factors = (scale_factor, scale_factor) if np.isscalar(scale_factor) else tuple(scale_factor)
+        size = tuple(int(np.floor(n * f)) for n, f in zip(x.shape[2:], factors))
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if mode not in ("nearest", "bilinear"):
+        raise ValueError(f"unknown interpolation mode {mode!r}: use 'nearest' or 'bilinear'")
+    for axis, out_size in zip((2, 3), size):
+        low, high, frac = _source_indices(x.shape[axis], out_size, mode)
+        low, high = (None if i is None else backend.to_device(i, x.device) for i in (low, high))
+        pick = (lambda index: getitem(x, (slice(None),) * axis + (index,)))
+        if mode == "nearest":
+            x = pick(low)
+        else:
+            weight = constant(frac.astype(x.dtype).reshape((-1, 1) if axis == 2 else (-1,)), device=x.device)
+            x = pick(low) * (1 - weight) + pick(high) * weight
+    return x
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0):
+    """Mean over each window (zero padding counted, as PyTorch's default count_include_pad=True)."""
+    if x.ndim != 4:
+        raise ValueError(f"avg_pool2d expects (N, C, H, W) input, got shape {x.shape}")
+    stride = kernel_size if stride is None else stride
+    kh, kw = ops.conv.pair(kernel_size, "kernel_size")
+    oh, ow = ops.conv.output_size(x.shape[2:], (kh, kw), ops.conv.pair(stride, "stride"),
+                                  ops.conv.pair(padding, "padding"), (1, 1))
+    n, c = x.shape[:2]
+    cols = unfold(x, (kh, kw), stride, padding)
+    return reshape(mean(reshape(cols, (n, c, kh * kw, oh * ow)), 2), (n, c, oh, ow))
+
+
+def pixel_shuffle(x, upscale_factor):
+    """(N, C r^2, H, W) -> (N, C, H r, W r): sub-pixel convolution's rearrangement."""
+    r = int(upscale_factor)
+    n, c, h, w = x.shape
+    if c % (r * r):
+        raise ValueError(f"pixel_shuffle: {c} channels are not divisible by upscale_factor^2 = {r * r}")
+    x = reshape(x, (n, c // (r * r), r, r, h, w))
+    return reshape(permute(x, (0, 1, 4, 2, 5, 3)), (n, c // (r * r), h * r, w * r))
 
 
 # --- activations ------------------------------------------------------------------------

@@ -541,6 +541,153 @@ def conv2d_weight_grad_ref(x, gy, weight_shape, stride, padding, dilation, group
     return gw
 
 
+@st.composite
+def linear_case(draw):
+    batch = draw(hnp.array_shapes(min_dims=0, max_dims=2, min_side=1, max_side=3))
+    n_in, n_out = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    seed = draw(seeds)
+    return [uniform(seed, batch + (n_in,)), uniform(seed + 1, (n_out, n_in)), uniform(seed + 2, (n_out,))], {}
+
+
+@st.composite
+def embedding_case(draw):
+    vocab, dim = draw(st.integers(1, 5)), draw(st.integers(1, 3))
+    index_shape = draw(hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=4))
+    indices = np.random.default_rng(draw(seeds)).integers(0, vocab, size=index_shape)
+    return [uniform(draw(seeds), (vocab, dim))], {"indices": indices}
+
+
+@st.composite
+def norm_layer_case(draw, kind):
+    """Input, weight and bias for batch/instance/layer norm, with enough values per statistic."""
+    n, c = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    spatial = draw(st.sampled_from([(), (2,), (2, 3), (3, 1)] if kind == "batch" else [(2, 2), (3, 1), (1, 4)]))
+    if kind == "batch" and n * int(np.prod(spatial)) < 2:
+        n = 2
+    shape = (n, c) + spatial
+    seed = draw(seeds)
+    x = uniform(seed, shape, -2, 2)
+    if kind == "layer":
+        normalized = shape[-draw(st.integers(1, 2)):]
+        if int(np.prod(normalized)) < 2:
+            normalized = shape[-2:]
+        return [x, uniform(seed + 1, normalized, 0.5, 1.5), uniform(seed + 2, normalized)], \
+            {"normalized_shape": normalized}
+    params = {}
+    if kind == "batch":
+        params["training"] = draw(st.booleans())
+        if not params["training"]:
+            params["running"] = (uniform(seed + 3, (c,)), uniform(seed + 4, (c,), 0.5, 2.0))
+    return [x, uniform(seed + 1, (c,), 0.5, 1.5), uniform(seed + 2, (c,))], params
+
+
+def batch_norm_fn(x, w, b, training, running=None):
+    rm, rv = (None, None) if running is None else (gf.tensor(running[0], dtype=x.dtype, device=x.device),
+                                                   gf.tensor(running[1], dtype=x.dtype, device=x.device))
+    return F.batch_norm(x, rm, rv, w, b, training=training)
+
+
+def batch_norm_ref(x, w, b, training, running=None, eps=1e-5):
+    axes = (0,) + tuple(range(2, x.ndim))
+    view = (1, -1) + (1,) * (x.ndim - 2)
+    if training:
+        mean, var = x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)
+    else:
+        mean, var = running[0].reshape(view), running[1].reshape(view)
+    return (x - mean) / np.sqrt(var + eps) * w.reshape(view) + b.reshape(view)
+
+
+def instance_norm_ref(x, w, b, eps=1e-5):
+    axes = tuple(range(2, x.ndim))
+    view = (1, -1) + (1,) * (x.ndim - 2)
+    y = (x - x.mean(axis=axes, keepdims=True)) / np.sqrt(x.var(axis=axes, keepdims=True) + eps)
+    return y * w.reshape(view) + b.reshape(view)
+
+
+def layer_norm_ref(x, w, b, normalized_shape, eps=1e-5):
+    axes = tuple(range(x.ndim - len(normalized_shape), x.ndim))
+    return (x - x.mean(axis=axes, keepdims=True)) / np.sqrt(x.var(axis=axes, keepdims=True) + eps) * w + b
+
+
+@st.composite
+def dropout_case(draw):
+    [x], _ = draw(unary(shapes=nonempty_shapes))
+    return [x], {"p": draw(st.sampled_from([0.0, 0.3, 0.7])), "seed": draw(st.integers(0, 100))}
+
+
+def dropout_ref(x, p, seed):
+    keep = np.random.default_rng(seed).random(x.shape) >= p
+    return x * keep / (1 - p)
+
+
+@st.composite
+def interpolate_case(draw, mode):
+    n, c, h, w = (draw(st.integers(1, 2)), draw(st.integers(1, 2)), draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    if draw(st.booleans()):
+        params = {"size": (draw(st.integers(1, 8)), draw(st.integers(1, 8)))}
+    else:
+        params = {"scale_factor": draw(st.sampled_from([2, 3, (2, 1)]))}
+    return [uniform(draw(seeds), (n, c, h, w))], {**params, "mode": mode}
+
+
+def interpolate_ref(x, mode, size=None, scale_factor=None):
+    """Resampling by the definition: nearest takes floor(i * in/out); bilinear mixes the two
+    neighbours of (i + 0.5) * in/out - 0.5 (clamped at 0), one axis after the other."""
+    if size is None:
+        factors = (scale_factor, scale_factor) if np.isscalar(scale_factor) else scale_factor
+        size = tuple(int(n * f) for n, f in zip(x.shape[2:], factors))
+    for axis, out in zip((2, 3), size):
+        n_in = x.shape[axis]
+        moved = np.moveaxis(x, axis, -1)
+        result = np.empty(moved.shape[:-1] + (out,))
+        for i in range(out):
+            if mode == "nearest":
+                result[..., i] = moved[..., min(int(np.floor(i * n_in / out)), n_in - 1)]
+            else:
+                src = max((i + 0.5) * n_in / out - 0.5, 0.0)
+                low = min(int(np.floor(src)), n_in - 1)
+                high, frac = min(low + 1, n_in - 1), src - low
+                result[..., i] = moved[..., low] * (1 - frac) + moved[..., high] * frac
+        x = np.moveaxis(result, -1, axis)
+    return x
+
+
+@st.composite
+def avg_pool_case(draw):
+    k = draw(st.integers(1, 3))
+    stride, padding = draw(st.sampled_from([None, 1, 2])), draw(st.integers(0, k // 2))
+    h, w = draw(st.integers(max(1, k - 2 * padding), 6)), draw(st.integers(max(1, k - 2 * padding), 6))
+    return [uniform(draw(seeds), (draw(st.integers(1, 2)), draw(st.integers(1, 2)), h, w))], \
+        {"kernel_size": k, "stride": stride, "padding": padding}
+
+
+def avg_pool_ref(x, kernel_size, stride, padding):
+    stride = kernel_size if stride is None else stride
+    p = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    oh = (x.shape[2] + 2 * padding - kernel_size) // stride + 1
+    ow = (x.shape[3] + 2 * padding - kernel_size) // stride + 1
+    return np.array([[[[p[n, c, i * stride:i * stride + kernel_size, j * stride:j * stride + kernel_size].mean()
+                        for j in range(ow)] for i in range(oh)] for c in range(x.shape[1])] for n in range(x.shape[0])])
+
+
+@st.composite
+def pixel_shuffle_case(draw):
+    r = draw(st.integers(1, 3))
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 2)) * r * r, draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    return [uniform(draw(seeds), shape)], {"upscale_factor": r}
+
+
+def pixel_shuffle_ref(x, upscale_factor):
+    r = upscale_factor
+    n, c, h, w = x.shape
+    out = np.empty((n, c // (r * r), h * r, w * r))
+    for k in range(c // (r * r)):
+        for i in range(r):
+            for j in range(r):
+                out[:, k, i::r, j::r] = x[:, k * r * r + i * r + j]
+    return out
+
+
 # --- the table ---------------------------------------------------------------------------
 
 SPECS = [
@@ -601,6 +748,18 @@ SPECS = [
     OpSpec("conv_transpose2d", conv_case(transposed=True, bias=True),
            lambda x, w, b, **p: F.conv_transpose2d(x, w, b, **p), conv_transpose2d_ref, variant="bias"),
     OpSpec("conv2d_weight_grad", weight_grad_case(), F.conv2d_weight_grad, conv2d_weight_grad_ref),
+    OpSpec("linear", linear_case(), F.linear, lambda x, w, b: x @ w.T + b),
+    OpSpec("embedding", embedding_case(), lambda w, indices: F.embedding(indices, w), lambda w, indices: w[indices]),
+    OpSpec("batch_norm", norm_layer_case("batch"), batch_norm_fn, batch_norm_ref),
+    OpSpec("instance_norm", norm_layer_case("instance"), F.instance_norm, instance_norm_ref),
+    OpSpec("layer_norm", norm_layer_case("layer"), lambda x, w, b, normalized_shape: F.layer_norm(x, normalized_shape, w, b),
+           layer_norm_ref),
+    OpSpec("dropout", dropout_case(), lambda x, p, seed: F.dropout(x, p, generator=gf.Generator(seed, x.device)),
+           dropout_ref),
+    OpSpec("interpolate", interpolate_case("nearest"), F.interpolate, interpolate_ref, variant="nearest"),
+    OpSpec("interpolate", interpolate_case("bilinear"), F.interpolate, interpolate_ref, variant="bilinear"),
+    OpSpec("avg_pool2d", avg_pool_case(), F.avg_pool2d, avg_pool_ref),
+    OpSpec("pixel_shuffle", pixel_shuffle_case(), F.pixel_shuffle, pixel_shuffle_ref),
     OpSpec("relu", unary(kinks=[0.0]), F.relu, lambda x: np.maximum(x, 0)),
     OpSpec("leaky_relu", unary(kinks=[0.0]).map(lambda c: (c[0], {"negative_slope": 0.2})), F.leaky_relu,
            lambda x, negative_slope: np.where(x > 0, x, negative_slope * x)),
