@@ -1,0 +1,87 @@
+"""Spectral normalization (Miyato et al. 2018) with PyTorch's semantics.
+
+`spectral_norm(module)` replaces `module.weight` by `weight_orig / sigma`, where sigma,
+the largest singular value of the weight (viewed as a matrix with `dim` first), is
+estimated by power iteration. The vectors u and v are buffers: one iteration refines
+them on every forward in training mode (none in eval), and sigma = u^T W v is
+differentiated with u and v held constant.
+"""
+from .. import dispatch
+from .. import functional as F
+from ..autograd import no_grad
+from ..backend import device_of, xp_of
+from ..tensor import Tensor, default_generator
+from .layers import ConvTranspose2d
+
+
+def power_iteration_ref(weight_matrix, u, v, n_iterations, eps):
+    """n rounds of v = W^T u / |W^T u|, u = W v / |W v|; returns the new (u, v)."""
+    xp = xp_of(weight_matrix)
+    for _ in range(n_iterations):
+        v = weight_matrix.T @ u
+        v = v / max(float(xp.linalg.norm(v)), eps)
+        u = weight_matrix @ v
+        u = u / max(float(xp.linalg.norm(u)), eps)
+    return u, v
+
+
+dispatch.register("spectral_norm_power_iteration", "ref", power_iteration_ref, ("cpu", "cuda"))
+
+
+def weight_matrix(weight, dim):
+    """The weight as a matrix with axis `dim` as its rows (a Tensor op, so it stays differentiable)."""
+    if dim != 0:
+        order = (dim,) + tuple(a for a in range(weight.ndim) if a != dim)
+        weight = F.permute(weight, order)
+    return F.reshape(weight, (weight.shape[0], -1))
+
+
+class SpectralNorm:
+    """The forward pre-hook that recomputes module.<name> before every call."""
+
+    def __init__(self, name, n_power_iterations, eps, dim):
+        self.name, self.n_power_iterations, self.eps, self.dim = name, n_power_iterations, eps, dim
+
+    def compute_weight(self, module, do_power_iteration):
+        weight = getattr(module, self.name + "_orig")
+        u, v = getattr(module, self.name + "_u"), getattr(module, self.name + "_v")
+        matrix = weight_matrix(weight, self.dim)
+        if do_power_iteration:
+            with no_grad():
+                new_u, new_v = dispatch.call("spectral_norm_power_iteration", matrix._data, u._data, v._data,
+                                             self.n_power_iterations, self.eps, device=device_of(u._data))
+                u.copy_(new_u)
+                v.copy_(new_v)
+        sigma = F.sum(u.detach() * F.matmul(matrix, v.detach()))
+        return weight / sigma
+
+    def __call__(self, module, inputs):
+        object.__setattr__(module, self.name, self.compute_weight(module, module.training))
+
+
+def spectral_norm(module, name="weight", n_power_iterations=1, eps=1e-12, dim=None, generator=None):
+    """Wrap `module` (in place, returning it) so that its `name` parameter is spectrally normalized."""
+    if name not in module._parameters or module._parameters[name] is None:
+        raise ValueError(f"spectral_norm: {type(module).__name__} has no parameter {name!r}")
+    if n_power_iterations < 1:
+        raise ValueError(f"spectral_norm needs at least one power iteration, got {n_power_iterations}")
+    if any(isinstance(h, SpectralNorm) and h.name == name for h in module._forward_pre_hooks):
+        raise RuntimeError(f"spectral_norm is already applied to {name!r} of {type(module).__name__}")
+    if dim is None:
+        dim = 1 if isinstance(module, ConvTranspose2d) else 0
+    weight = module._parameters.pop(name)
+    rows = weight.shape[dim]
+    cols = weight.size // rows
+    gen = generator or default_generator(weight.device)
+    xp = weight.xp
+
+    def unit_vector(n):
+        r = xp.asarray(gen.normal((n,), weight.dtype))
+        return r / max(float(xp.linalg.norm(r)), eps)
+    module.register_parameter(name + "_orig", weight)
+    module.register_buffer(name + "_u", Tensor(unit_vector(rows)))
+    module.register_buffer(name + "_v", Tensor(unit_vector(cols)))
+    hook = SpectralNorm(name, n_power_iterations, eps, dim)
+    object.__setattr__(module, name, weight.detach())
+    module.register_forward_pre_hook(hook)
+    return module

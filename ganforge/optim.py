@@ -1,0 +1,242 @@
+"""Optimizers, gradient clipping, a weight EMA and a learning-rate schedule.
+
+Updates happen in place on the parameters' arrays under no_grad(), so models and
+optimizers keep referring to the same tensors. Every optimizer's state_dict() holds
+plain arrays and numbers (what a checkpoint saves) and load_state_dict() restores it.
+"""
+import math
+
+import numpy as np
+
+from .autograd import no_grad
+from .backend import to_device
+
+
+class Optimizer:
+    """Holds the parameters and per-parameter state; subclasses define `update`."""
+
+    defaults = {}
+
+    def __init__(self, params, **hyperparameters):
+        self.params = list(params)
+        if not self.params:
+            raise ValueError(f"{type(self).__name__} got an empty parameter list")
+        unknown = set(hyperparameters) - set(self.defaults)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unknown arguments {sorted(unknown)}")
+        self.hyper = {**self.defaults, **hyperparameters}
+        if self.hyper.get("lr", 0) < 0:
+            raise ValueError(f"learning rate must be non-negative, got {self.hyper['lr']}")
+        self.state = [dict() for _ in self.params]
+        self.step_count = 0
+
+    @property
+    def lr(self):
+        return self.hyper["lr"]
+
+    @lr.setter
+    def lr(self, value):
+        self.hyper["lr"] = value
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.params:
+            p.grad = None if set_to_none or p.grad is None else p.grad * 0
+
+    @no_grad()
+    def step(self):
+        """One update of every parameter that has a gradient."""
+        self.step_count += 1
+        for p, state in zip(self.params, self.state):
+            if p.grad is None:
+                continue
+            new_value = self.update(p._data, p.grad._data, state)
+            p.copy_(new_value)
+
+    def update(self, param, grad, state):
+        raise NotImplementedError
+
+    def state_dict(self):
+        return {"hyperparameters": dict(self.hyper), "step_count": self.step_count,
+                "state": [{k: (to_device(v, "cpu") if hasattr(v, "shape") else v) for k, v in s.items()}
+                          for s in self.state]}
+
+    def load_state_dict(self, state_dict):
+        state = state_dict["state"]
+        if len(state) != len(self.params):
+            raise ValueError(f"{type(self).__name__}.load_state_dict: the state has {len(state)} parameters, "
+                             f"this optimizer {len(self.params)}")
+        for i, (p, s) in enumerate(zip(self.params, state)):
+            for key, value in s.items():
+                if hasattr(value, "shape") and tuple(value.shape) != p.shape:
+                    raise ValueError(f"{type(self).__name__}.load_state_dict: {key!r} of parameter {i} has "
+                                     f"shape {tuple(value.shape)}, the parameter {p.shape}")
+        self.hyper.update(state_dict["hyperparameters"])
+        self.step_count = state_dict["step_count"]
+        self.state = [{k: (p.xp.asarray(v, dtype=p.dtype) if hasattr(v, "shape") else v) for k, v in s.items()}
+                      for p, s in zip(self.params, state)]
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum (PyTorch's form) and Nesterov."""
+
+    defaults = {"lr": 1e-2, "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0, "nesterov": False}
+
+    def __init__(self, params, lr=1e-2, **kwargs):
+        super().__init__(params, lr=lr, **kwargs)
+        if self.hyper["nesterov"] and (self.hyper["momentum"] <= 0 or self.hyper["dampening"] != 0):
+            raise ValueError("Nesterov momentum needs momentum > 0 and dampening 0")
+
+    def update(self, param, grad, state):
+        h = self.hyper
+        if h["weight_decay"]:
+            grad = grad + h["weight_decay"] * param
+        if h["momentum"]:
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = grad.copy()
+            else:
+                state["momentum_buffer"] = h["momentum"] * state["momentum_buffer"] + (1 - h["dampening"]) * grad
+            buf = state["momentum_buffer"]
+            grad = grad + h["momentum"] * buf if h["nesterov"] else buf
+        return param - h["lr"] * grad
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) with bias correction; weight_decay adds L2 to the gradient."""
+
+    defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0}
+
+    def __init__(self, params, lr=1e-3, **kwargs):
+        super().__init__(params, lr=lr, **kwargs)
+
+    def update(self, param, grad, state):
+        h = self.hyper
+        beta1, beta2 = h["betas"]
+        if h["weight_decay"]:
+            grad = grad + h["weight_decay"] * param
+        if "exp_avg" not in state:
+            state["step"] = 0
+            state["exp_avg"], state["exp_avg_sq"] = np.zeros_like(grad), np.zeros_like(grad)
+        state["step"] += 1
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m *= beta1
+        m += (1 - beta1) * grad
+        v *= beta2
+        v += (1 - beta2) * grad * grad
+        step = state["step"]
+        m_hat_scale = h["lr"] / (1 - beta1 ** step)
+        denominator = (v / (1 - beta2 ** step)) ** 0.5 + h["eps"]
+        return param - m_hat_scale * m / denominator
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Hinton), PyTorch's form: the WGAN paper's optimizer."""
+
+    defaults = {"lr": 1e-2, "alpha": 0.99, "eps": 1e-8, "momentum": 0.0, "weight_decay": 0.0, "centered": False}
+
+    def __init__(self, params, lr=1e-2, **kwargs):
+        super().__init__(params, lr=lr, **kwargs)
+
+    def update(self, param, grad, state):
+        h = self.hyper
+        if h["weight_decay"]:
+            grad = grad + h["weight_decay"] * param
+        if "square_avg" not in state:
+            state["square_avg"] = np.zeros_like(grad)
+        square_avg = state["square_avg"]
+        square_avg *= h["alpha"]
+        square_avg += (1 - h["alpha"]) * grad * grad
+        average = square_avg
+        if h["centered"]:
+            state.setdefault("grad_avg", np.zeros_like(grad))
+            state["grad_avg"] = h["alpha"] * state["grad_avg"] + (1 - h["alpha"]) * grad
+            average = square_avg - state["grad_avg"] ** 2
+        step = grad / (average ** 0.5 + h["eps"])
+        if h["momentum"]:
+            state["momentum_buffer"] = h["momentum"] * state.get("momentum_buffer", 0) + step
+            step = state["momentum_buffer"]
+        return param - h["lr"] * step
+
+
+@no_grad()
+def clip_grad_norm_(params, max_norm, norm_type=2.0):
+    """Scale all gradients together so that their joint norm is at most max_norm; returns the norm."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    if norm_type == float("inf"):
+        total = max(float(abs(g._data).max()) for g in grads)
+    else:
+        total = sum(float((abs(g._data) ** norm_type).sum()) for g in grads) ** (1.0 / norm_type)
+    if not math.isfinite(total):
+        raise FloatingPointError(f"clip_grad_norm_: the gradients' norm is {total}")
+    scale = max_norm / (total + 1e-6)
+    if scale < 1:
+        for g in grads:
+            g.mul_(scale)
+    return total
+
+
+@no_grad()
+def clip_grad_value_(params, clip_value):
+    """Clamp every gradient element into [-clip_value, clip_value]."""
+    for p in params:
+        if p.grad is not None:
+            p.grad.clamp_(-clip_value, clip_value)
+
+
+class EMA:
+    """An exponential moving average of a model's parameters (and a copy of its buffers),
+    the generator weights GANs sample from: shadow = decay * shadow + (1 - decay) * param."""
+
+    def __init__(self, model, decay=0.999):
+        if not 0 <= decay <= 1:
+            raise ValueError(f"EMA decay must be in [0, 1], got {decay}")
+        self.model, self.decay = model, decay
+        self.shadow = {name: t._data.copy() for name, t in model.state_dict().items()}
+
+    @no_grad()
+    def update(self):
+        params = dict(self.model.named_parameters())
+        for name, value in self.model.state_dict().items():
+            if name in params and value._data.dtype.kind == "f":
+                self.shadow[name] *= self.decay
+                self.shadow[name] += (1 - self.decay) * value._data
+            else:  # buffers (running statistics, spectral-norm vectors) are copied
+                self.shadow[name] = value._data.copy()
+
+    def copy_to(self, model=None):
+        """Load the averaged weights into `model` (by default the tracked one)."""
+        (model or self.model).load_state_dict(self.shadow)
+
+    def state_dict(self):
+        return {"decay": self.decay, "shadow": {k: to_device(v, "cpu") for k, v in self.shadow.items()}}
+
+    def load_state_dict(self, state):
+        self.decay = state["decay"]
+        self.shadow = {k: np.array(v) for k, v in state["shadow"].items()}
+
+
+class LinearDecayLR:
+    """Keep the learning rate until `start`, then decay it linearly to 0 at `total` steps
+    (the schedule of CycleGAN and many GAN recipes). Call step() once per optimizer step."""
+
+    def __init__(self, optimizer, total, start=0):
+        if not 0 <= start < total:
+            raise ValueError(f"LinearDecayLR needs 0 <= start < total, got start={start}, total={total}")
+        self.optimizer, self.total, self.start = optimizer, total, start
+        self.base_lr, self.steps = optimizer.lr, 0
+
+    def factor(self, steps):
+        return 1.0 if steps <= self.start else max(0.0, 1 - (steps - self.start) / (self.total - self.start))
+
+    def step(self):
+        self.steps += 1
+        self.optimizer.lr = self.base_lr * self.factor(self.steps)
+
+    def state_dict(self):
+        return {"steps": self.steps, "base_lr": self.base_lr, "total": self.total, "start": self.start}
+
+    def load_state_dict(self, state):
+        self.steps, self.base_lr, self.total, self.start = (state["steps"], state["base_lr"], state["total"],
+                                                            state["start"])
+        self.optimizer.lr = self.base_lr * self.factor(self.steps)
