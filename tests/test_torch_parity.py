@@ -53,3 +53,100 @@ def test_convolutions_match_pytorch_to_second_order(transposed, case):
     (gx2,) = gf.grad((grads[0] ** 2).sum() + (grads[1] ** 2).sum(), [x])
     (tgx2,) = torch.autograd.grad((tgrads[0] ** 2).sum() + (tgrads[1] ** 2).sum(), [tx])
     assert_close(gx2, tgx2, "second order")
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_matches_pytorch(training):
+    rng = np.random.default_rng(0)
+    ours, theirs = gf.nn.BatchNorm2d(3).double(), torch.nn.BatchNorm2d(3).double()
+    weight, bias = rng.uniform(0.5, 1.5, 3), rng.standard_normal(3)
+    running_mean, running_var = rng.standard_normal(3), rng.uniform(0.5, 2, 3)
+    with torch.no_grad():
+        for t, value in [(theirs.weight, weight), (theirs.bias, bias), (theirs.running_mean, running_mean),
+                         (theirs.running_var, running_var)]:
+            t.copy_(torch.tensor(value))
+    ours.load_state_dict({"weight": weight, "bias": bias, "running_mean": running_mean, "running_var": running_var,
+                          "num_batches_tracked": np.zeros(1, dtype=np.int64)})
+    ours.train(training), theirs.train(training)
+    x, tx = both((4, 3, 5, 5), rng)
+    y, ty = ours(x), theirs(tx)
+    assert_close(y, ty, "forward")
+    gy = rng.standard_normal(y.shape)
+    grads = gf.grad(y, [x, ours.weight, ours.bias], gf.tensor(gy))
+    tgrads = torch.autograd.grad(ty, [tx, theirs.weight, theirs.bias], torch.tensor(gy))
+    for g, tg, name in zip(grads, tgrads, ["x", "weight", "bias"]):
+        assert_close(g, tg, f"d/d{name}")
+    assert_close(ours.running_mean, theirs.running_mean, "running mean")
+    assert_close(ours.running_var, theirs.running_var, "running var")
+
+
+@pytest.mark.parametrize("layer", ["conv", "conv_transpose", "linear"])
+def test_spectral_norm_matches_pytorch(layer):
+    """Same weight and u in: the same v, u, sigma, output and gradient out, over several training steps."""
+    rng = np.random.default_rng(1)
+    make = {"conv": (lambda m: m.Conv2d(3, 5, 3), (2, 3, 6, 6)),
+            "conv_transpose": (lambda m: m.ConvTranspose2d(3, 5, 3), (2, 3, 4, 4)),
+            "linear": (lambda m: m.Linear(6, 4), (3, 6))}[layer]
+    theirs = torch.nn.utils.spectral_norm(make[0](torch.nn).double())
+    ours = gf.nn.spectral_norm(make[0](gf.nn).double())
+    state = {k: v.detach().numpy() for k, v in theirs.state_dict().items()}
+    ours.load_state_dict(state)
+    for step in range(3):
+        x, tx = both(make[1], rng)
+        y, ty = ours(x), theirs(tx)
+        assert_close(y, ty, f"step {step}: output")
+        assert_close(ours.weight_u, theirs.weight_u, f"step {step}: u")
+        assert_close(ours.weight_v, theirs.weight_v, f"step {step}: v")
+        gy = rng.standard_normal(y.shape)
+        g, = gf.grad(y, [ours.weight_orig], gf.tensor(gy))
+        tg, = torch.autograd.grad(ty, [theirs.weight_orig], torch.tensor(gy))
+        assert_close(g, tg, f"step {step}: d/dweight_orig")
+    ours.eval(), theirs.eval()
+    x, tx = both(make[1], rng)
+    assert_close(ours(x), theirs(tx), "eval output")
+
+
+OPTIMIZERS = {
+    "adam": (lambda p: gf.optim.Adam(p, lr=2e-4, betas=(0.5, 0.999)),
+             lambda p: torch.optim.Adam(p, lr=2e-4, betas=(0.5, 0.999))),
+    "adam_weight_decay": (lambda p: gf.optim.Adam(p, lr=1e-3, weight_decay=0.1),
+                          lambda p: torch.optim.Adam(p, lr=1e-3, weight_decay=0.1)),
+    "sgd": (lambda p: gf.optim.SGD(p, lr=0.1), lambda p: torch.optim.SGD(p, lr=0.1)),
+    "sgd_nesterov": (lambda p: gf.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True),
+                     lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True)),
+    "rmsprop": (lambda p: gf.optim.RMSprop(p, lr=5e-5), lambda p: torch.optim.RMSprop(p, lr=5e-5)),
+    "rmsprop_centered_momentum": (lambda p: gf.optim.RMSprop(p, lr=1e-3, momentum=0.9, centered=True),
+                                  lambda p: torch.optim.RMSprop(p, lr=1e-3, momentum=0.9, centered=True)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_optimizer_steps_match_pytorch(name):
+    rng = np.random.default_rng(2)
+    (w, tw), (b, tb) = both((4, 3), rng), both((4,), rng)
+    make_ours, make_theirs = OPTIMIZERS[name]
+    opt, topt = make_ours([w, b]), make_theirs([tw, tb])
+    for step in range(4):
+        x = rng.standard_normal((5, 3))
+        loss = (F.tanh(gf.tensor(x) @ w.T + b) ** 2).sum()
+        tloss = (torch.tanh(torch.tensor(x) @ tw.T + tb) ** 2).sum()
+        opt.zero_grad(), topt.zero_grad()
+        loss.backward(), tloss.backward()
+        opt.step(), topt.step()
+        assert_close(w, tw, f"{name} step {step}: weight")
+        assert_close(b, tb, f"{name} step {step}: bias")
+
+
+def test_gradient_clipping_matches_pytorch():
+    rng = np.random.default_rng(3)
+    (a, ta), (b, tb) = both((3, 4), rng), both((5,), rng)
+    for p, tp in [(a, ta), (b, tb)]:
+        g = rng.standard_normal(p.shape) * 10
+        p.grad, tp.grad = gf.tensor(g), torch.tensor(g)
+    total = gf.optim.clip_grad_norm_([a, b], 1.0)
+    ttotal = torch.nn.utils.clip_grad_norm_([ta, tb], 1.0)
+    assert total == pytest.approx(float(ttotal), rel=1e-12)
+    assert_close(a.grad, ta.grad, "clipped grad")
+    gf.optim.clip_grad_value_([a, b], 0.1)
+    torch.nn.utils.clip_grad_value_([ta, tb], 0.1)
+    assert_close(b.grad, tb.grad, "value-clipped grad")

@@ -61,12 +61,12 @@ class SpectralNorm:
 
 def spectral_norm(module, name="weight", n_power_iterations=1, eps=1e-12, dim=None, generator=None):
     """Wrap `module` (in place, returning it) so that its `name` parameter is spectrally normalized."""
+    if any(isinstance(h, SpectralNorm) and h.name == name for h in module._forward_pre_hooks):
+        raise RuntimeError(f"spectral_norm is already applied to {name!r} of {type(module).__name__}")
     if name not in module._parameters or module._parameters[name] is None:
         raise ValueError(f"spectral_norm: {type(module).__name__} has no parameter {name!r}")
     if n_power_iterations < 1:
         raise ValueError(f"spectral_norm needs at least one power iteration, got {n_power_iterations}")
-    if any(isinstance(h, SpectralNorm) and h.name == name for h in module._forward_pre_hooks):
-        raise RuntimeError(f"spectral_norm is already applied to {name!r} of {type(module).__name__}")
     if dim is None:
         dim = 1 if isinstance(module, ConvTranspose2d) else 0
     weight = module._parameters.pop(name)

@@ -1,0 +1,301 @@
+"""Layers: first- and second-order gradchecks in float64 over random configurations, with
+respect to the input and every parameter; and the Module API."""
+import inspect
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import ganforge as gf
+from ganforge import nn
+from ganforge.testing import gradcheck, gradgradcheck
+
+seeds = st.integers(0, 2**32 - 1)
+
+
+# --- one entry per layer: a strategy of (module, input shapes, mode) ----------------------
+
+@st.composite
+def conv_layer(draw, transposed=False):
+    groups = draw(st.integers(1, 2))
+    cin, cout = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
+    k, stride, padding, dilation = draw(st.integers(1, 3)), draw(st.integers(1, 2)), draw(st.integers(0, 1)), \
+        draw(st.integers(1, 2))
+    bias = draw(st.booleans())
+    if transposed:
+        output_padding = draw(st.integers(0, stride - 1))
+        size = draw(st.integers(2 * padding + 1, 4))  # so that padding leaves an output
+        return nn.ConvTranspose2d(cin, cout, k, stride, padding, output_padding, groups, bias, dilation), \
+            [(draw(st.integers(1, 2)), cin, size, size + 1)], "train"
+    mode = draw(st.sampled_from(["zeros", "reflect"]))
+    size = draw(st.integers(max(dilation * (k - 1) + 1, 2 * padding + 1), 6))
+    return nn.Conv2d(cin, cout, k, stride, padding, dilation, groups, bias, padding_mode=mode), \
+        [(draw(st.integers(1, 2)), cin, size, size + 1)], "train"
+
+
+@st.composite
+def simple(draw, make, shape, mode="train"):
+    return make(draw), [shape(draw)], mode
+
+
+def small(draw, low=1, high=3):
+    return draw(st.integers(low, high))
+
+
+LAYER_CASES = {
+    "Linear": simple(lambda d: nn.Linear(3, small(d), bias=d(st.booleans())), lambda d: (small(d), 3)),
+    "Conv2d": conv_layer(),
+    "ConvTranspose2d": conv_layer(transposed=True),
+    "BatchNorm1d": simple(lambda d: nn.BatchNorm1d(3), lambda d: (small(d, 2, 4), 3), "train"),
+    "BatchNorm2d": st.sampled_from(["train", "eval"]).map(lambda m: (nn.BatchNorm2d(2), [(2, 2, 3, 2)], m)),
+    "InstanceNorm2d": simple(lambda d: nn.InstanceNorm2d(2, affine=d(st.booleans())), lambda d: (2, 2, 3, 3)),
+    "LayerNorm": simple(lambda d: nn.LayerNorm((2, 3)), lambda d: (small(d), 2, 3)),
+    "Embedding": simple(lambda d: nn.Embedding(5, 3), lambda d: "indices"),
+    "Dropout": simple(lambda d: nn.Dropout(d(st.sampled_from([0.0, 0.5]))), lambda d: (3, 4)),
+    "Upsample": simple(lambda d: nn.Upsample(scale_factor=2, mode=d(st.sampled_from(["nearest", "bilinear"]))),
+                       lambda d: (1, 2, small(d), small(d))),
+    "AvgPool2d": simple(lambda d: nn.AvgPool2d(2, stride=d(st.sampled_from([1, 2])), padding=d(st.integers(0, 1))),
+                        lambda d: (1, 2, 4, 5)),
+    "PixelShuffle": simple(lambda d: nn.PixelShuffle(2), lambda d: (1, 8, small(d), small(d))),
+    "ReflectionPad2d": simple(lambda d: nn.ReflectionPad2d((1, 2, 0, 1)), lambda d: (1, 2, 3, 4)),
+    "Flatten": simple(lambda d: nn.Flatten(), lambda d: (2, 3, 2)),
+    "Identity": simple(lambda d: nn.Identity(), lambda d: (2, 3)),
+    "ReLU": simple(lambda d: nn.ReLU(), lambda d: (2, 3)),
+    "Sigmoid": simple(lambda d: nn.Sigmoid(), lambda d: (2, 3)),
+    "Tanh": simple(lambda d: nn.Tanh(), lambda d: (2, 3)),
+    "LeakyReLU": simple(lambda d: nn.LeakyReLU(0.2), lambda d: (2, 3)),
+    "Softplus": simple(lambda d: nn.Softplus(beta=2.0), lambda d: (2, 3)),
+    "ELU": simple(lambda d: nn.ELU(), lambda d: (2, 3)),
+    "Sequential": simple(lambda d: nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)), lambda d: (2, 3)),
+    "ModuleList": simple(lambda d: Chain(nn.ModuleList([nn.Linear(3, 3), nn.Linear(3, 2)])), lambda d: (2, 3)),
+    "spectral_norm": st.sampled_from([(lambda: nn.Conv2d(2, 3, 3)), (lambda: nn.ConvTranspose2d(2, 3, 3)),
+                                      (lambda: nn.Linear(3, 2))]).map(
+        lambda make: (nn.spectral_norm(make()), [(2, 3) if isinstance(make(), nn.Linear) else (1, 2, 4, 4)], "eval")),
+    "MinibatchDiscrimination": simple(lambda d: nn.MinibatchDiscrimination(3, 2, kernel_dims=2),
+                                      lambda d: (small(d, 2, 4), 3)),
+    "MinibatchStdDev": simple(lambda d: nn.MinibatchStdDev(group_size=2), lambda d: (4, 2, 2, 3)),
+    "EqualizedLinear": simple(lambda d: nn.EqualizedLinear(3, 2, lr_multiplier=d(st.sampled_from([1.0, 0.1]))),
+                              lambda d: (2, 3)),
+    "EqualizedConv2d": simple(lambda d: nn.EqualizedConv2d(2, 3, 3, padding=1), lambda d: (1, 2, 3, 4)),
+    "ModulatedConv2d": simple(lambda d: nn.ModulatedConv2d(2, 3, 3, style_dim=4, demodulate=d(st.booleans())),
+                              lambda d: ((2, 2, 3, 3), (2, 4))),
+    "NoiseInjection": simple(lambda d: WithFixedNoise(nn.NoiseInjection(2)), lambda d: (2, 2, 3, 3)),
+    "AdaIN": simple(lambda d: nn.AdaIN(2, style_dim=3), lambda d: ((2, 2, 3, 3), (2, 3))),
+}
+
+
+class Chain(nn.Module):
+    """Runs the modules of a ModuleList in order (ModuleList itself has no forward)."""
+
+    def __init__(self, layers):
+        super().__init__()
+        self.layers = layers
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class WithFixedNoise(nn.Module):
+    """NoiseInjection with noise drawn from a fixed seed, so finite differences see one function."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+        with gf.no_grad():
+            layer.weight.copy_(np.array([0.5, -1.5]))
+
+    def forward(self, x):
+        noise = gf.randn(x.shape[0], 1, *x.shape[2:], dtype=x.dtype, generator=gf.Generator(0))
+        return self.layer(x, noise)
+
+
+def build(data, name):
+    module, shapes, mode = data.draw(LAYER_CASES[name])
+    module.double().train(mode == "train")
+    rng = np.random.default_rng(data.draw(seeds))
+    if isinstance(shapes[0], tuple) and isinstance(shapes[0][0], tuple):
+        shapes = shapes[0]  # layers with two inputs (x, style)
+    if shapes == ["indices"]:
+        return module, [], {"indices": rng.integers(0, 5, size=(2, 3))}
+    inputs = [gf.tensor(rng.uniform(-1.5, 1.5, s), requires_grad=True) for s in shapes]
+    with gf.no_grad():  # perturb parameters away from their special initial values (zeros, ones)
+        for p in module.parameters():
+            p.add_(rng.uniform(-0.3, 0.3, p.shape))
+    return module, inputs, {}
+
+
+def as_function(module, inputs, extra):
+    """f(*inputs, *parameters) = module(*inputs) with those parameter values, for gradcheck."""
+    names = [name for name, _ in module.named_parameters()]
+    owners = []
+    for name in names:
+        *path, leaf = name.split(".")
+        owner = module
+        for part in path:
+            owner = getattr(owner, part)
+        owners.append((owner, leaf))
+
+    def f(*tensors):
+        xs, params = tensors[:len(inputs)], tensors[len(inputs):]
+        saved = [owner._parameters[leaf] for owner, leaf in owners]
+        try:
+            for (owner, leaf), p in zip(owners, params):
+                owner._parameters[leaf] = p
+            gf.manual_seed(0)  # Dropout draws from the default generator: one mask per check
+            if "indices" in extra:
+                return module(extra["indices"])
+            return module(*xs)
+        finally:
+            for (owner, leaf), p in zip(owners, saved):
+                owner._parameters[leaf] = p
+    return f, list(inputs) + [p for _, p in module.named_parameters()]
+
+
+@pytest.mark.parametrize("name", sorted(LAYER_CASES))
+@given(data=st.data())
+def test_layer_gradients_first_order(name, data):
+    module, inputs, extra = build(data, name)
+    f, args = as_function(module, inputs, extra)
+    assert gradcheck(f, args)
+
+
+@pytest.mark.parametrize("name", sorted(LAYER_CASES))
+@given(data=st.data())
+def test_layer_gradients_second_order(name, data):
+    module, inputs, extra = build(data, name)
+    f, args = as_function(module, inputs, extra)
+    assert gradgradcheck(f, args)
+
+
+def test_every_layer_has_gradient_tests():
+    layers = {name for name, obj in vars(nn).items() if inspect.isclass(obj) and issubclass(obj, nn.Module)}
+    layers.discard("Module")
+    layers.add("spectral_norm")
+    missing = layers - set(LAYER_CASES)
+    assert not missing, f"layers without gradient tests in tests/test_nn.py: {sorted(missing)}"
+
+
+# --- the Module API -------------------------------------------------------------------------
+
+def dcgan_discriminator():
+    return nn.Sequential(nn.Conv2d(1, 8, 4, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(8, 16, 4, 2, 1),
+                         nn.BatchNorm2d(16), nn.LeakyReLU(0.2), nn.Conv2d(16, 1, 7, 1, 0), nn.Flatten())
+
+
+def test_parameters_buffers_and_state_dict_names():
+    d = dcgan_discriminator()
+    names = [n for n, _ in d.named_parameters()]
+    assert names == ["0.weight", "0.bias", "2.weight", "2.bias", "3.weight", "3.bias", "5.weight", "5.bias"]
+    assert [n for n, _ in d.named_buffers()] == ["3.running_mean", "3.running_var", "3.num_batches_tracked"]
+    assert list(d.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias", "3.weight", "3.bias",
+                                    "3.running_mean", "3.running_var", "3.num_batches_tracked", "5.weight", "5.bias"]
+
+
+def test_state_dict_round_trip_and_strict_checks():
+    a, b = dcgan_discriminator(), dcgan_discriminator()
+    x = gf.randn(2, 1, 28, 28)
+    a(x)  # moves the running statistics
+    b.load_state_dict(a.state_dict())
+    a.eval(), b.eval()
+    np.testing.assert_array_equal(a(x).numpy(), b(x).numpy())
+    state = a.state_dict()
+    del state["0.bias"]
+    state["extra"] = gf.zeros(1)
+    with pytest.raises(KeyError, match=r"missing keys \['0.bias'\], unexpected keys \['extra'\]"):
+        b.load_state_dict(state)
+    missing, unexpected = b.load_state_dict(state, strict=False)
+    assert (missing, unexpected) == (["0.bias"], ["extra"])
+    wrong = a.state_dict()
+    wrong["2.weight"] = gf.zeros(16, 8, 3, 3)
+    with pytest.raises(ValueError, match=r"'2.weight' \(in 2\) has shape \(16, 8, 3, 3\) in the state dict but "
+                                         r"\(16, 8, 4, 4\) in the model"):
+        b.load_state_dict(wrong)
+
+
+def test_load_state_dict_keeps_the_same_tensors():
+    a, b = nn.Linear(3, 2), nn.Linear(3, 2)
+    weight = b.weight
+    b.load_state_dict(a.state_dict())
+    assert b.weight is weight
+    np.testing.assert_array_equal(b.weight.numpy(), a.weight.numpy())
+
+
+def test_wrong_inputs_name_the_layer_and_the_shapes():
+    with pytest.raises(ValueError, match=r"Conv2d\(3, 8, kernel_size=\(3, 3\).*expected an \(N, 3, H, W\) input, "
+                                         r"got shape \(2, 4, 8, 8\)"):
+        nn.Conv2d(3, 8, 3)(gf.randn(2, 4, 8, 8))
+    with pytest.raises(ValueError, match=r"Linear\(in_features=4.*input shape \(2, 5\) should end in 4 features"):
+        nn.Linear(4, 2)(gf.randn(2, 5))
+    with pytest.raises(ValueError, match=r"BatchNorm2d\(16.*expected input with 16 channels.*got shape \(2, 8, 3, 3\)"):
+        nn.BatchNorm2d(16)(gf.randn(2, 8, 3, 3))
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        nn.Conv2d(1, 1, 5)(gf.randn(1, 1, 3, 3))
+    with pytest.raises(TypeError, match="cannot assign a Tensor to parameter 'weight'"):
+        nn.Linear(2, 2).weight = gf.zeros(2, 2)
+
+
+def test_train_eval_zero_grad_apply_and_requires_grad():
+    d = dcgan_discriminator()
+    d.eval()
+    assert not any(m.training for m in d.modules())
+    d.train()
+    assert all(m.training for m in d.modules())
+    d(gf.randn(2, 1, 28, 28)).sum().backward()
+    assert all(p.grad is not None for p in d.parameters())
+    d.zero_grad()
+    assert all(p.grad is None for p in d.parameters())
+    visited = []
+    d.apply(lambda m: visited.append(type(m).__name__))
+    assert visited[-1] == "Sequential" and visited.count("Conv2d") == 3
+    d.requires_grad_(False)
+    assert not any(p.requires_grad for p in d.parameters())
+
+
+def test_batch_norm_running_statistics_and_eval_mode():
+    bn = nn.BatchNorm2d(2)
+    x = gf.tensor(np.random.default_rng(0).normal(3.0, 2.0, (8, 2, 4, 4)))
+    bn(x)
+    xs = x.numpy()
+    np.testing.assert_allclose(bn.running_mean.numpy(), 0.1 * xs.mean(axis=(0, 2, 3)), rtol=1e-5)
+    np.testing.assert_allclose(bn.running_var.numpy(), 0.9 + 0.1 * xs.var(axis=(0, 2, 3), ddof=1), rtol=1e-5)
+    assert bn.num_batches_tracked.item() == 1
+    bn.eval()
+    y = bn(x).numpy()
+    expected = (xs - bn.running_mean.numpy()[None, :, None, None]) / np.sqrt(
+        bn.running_var.numpy()[None, :, None, None] + 1e-5)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_spectral_norm_makes_the_largest_singular_value_one():
+    layer = nn.spectral_norm(nn.Linear(20, 10))
+    for _ in range(30):  # power iterations converge over forwards in training mode
+        layer(gf.randn(4, 20))
+    sigma = np.linalg.svd(layer.weight.numpy(), compute_uv=False)[0]
+    assert sigma == pytest.approx(1.0, rel=1e-3)
+    with pytest.raises(RuntimeError, match="already applied"):
+        nn.spectral_norm(layer)
+    with pytest.raises(ValueError, match="has no parameter 'kernel'"):
+        nn.spectral_norm(nn.Linear(2, 2), name="kernel")
+
+
+def test_module_to_changes_dtype_in_place():
+    layer = nn.Linear(3, 2)
+    weight = layer.weight
+    layer.double()
+    assert layer.weight is weight and weight.dtype == np.float64
+    assert layer(gf.randn(2, 3, dtype="float64")).dtype == np.float64
+
+
+def test_initializers_have_the_right_spread():
+    w = gf.zeros(256, 512)
+    nn.init.kaiming_normal_(w, nonlinearity="relu")
+    assert w.numpy().std() == pytest.approx(np.sqrt(2 / 512), rel=0.02)
+    nn.init.xavier_uniform_(w)
+    assert abs(w.numpy()).max() <= np.sqrt(6 / (256 + 512)) + 1e-7
+    nn.init.orthogonal_(w)
+    np.testing.assert_allclose(w.numpy() @ w.numpy().T, np.eye(256), atol=1e-5)
+    with pytest.raises(ValueError, match="unknown nonlinearity 'swish'"):
+        nn.init.calculate_gain("swish")

@@ -1,0 +1,96 @@
+"""Optimizer state round trips, EMA, the learning-rate schedule, and argument errors."""
+import numpy as np
+import pytest
+
+import ganforge as gf
+from ganforge import nn, optim
+
+
+def train_steps(model, opt, steps, seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        x = gf.tensor(rng.standard_normal((8, 3)), dtype="float32")
+        loss = (model(x) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+@pytest.mark.parametrize("make", [lambda p: optim.Adam(p, lr=1e-2), lambda p: optim.SGD(p, lr=0.1, momentum=0.9),
+                                  lambda p: optim.RMSprop(p, lr=1e-2, momentum=0.5, centered=True)])
+def test_resuming_from_a_state_dict_continues_exactly(make):
+    gf.manual_seed(0)
+    straight = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
+    resumed = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
+    resumed.load_state_dict(straight.state_dict())
+    opt_a = make(list(straight.parameters()))
+    train_steps(straight, opt_a, 6, seed=1)
+
+    opt_b = make(list(resumed.parameters()))
+    train_steps(resumed, opt_b, 3, seed=1)
+    saved_model, saved_opt = {k: v.numpy().copy() for k, v in resumed.state_dict().items()}, opt_b.state_dict()
+    fresh = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
+    fresh.load_state_dict(saved_model)
+    opt_c = make(list(fresh.parameters()))
+    opt_c.load_state_dict(saved_opt)
+    rng_state = np.random.default_rng(1)
+    for _ in range(3):  # advance the data stream past the first three batches
+        rng_state.standard_normal((8, 3))
+    for _ in range(3):
+        x = gf.tensor(rng_state.standard_normal((8, 3)), dtype="float32")
+        loss = (fresh(x) ** 2).mean()
+        opt_c.zero_grad()
+        loss.backward()
+        opt_c.step()
+    for (name, a), b in zip(straight.state_dict().items(), fresh.state_dict().values()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
+
+
+def test_ema_averages_parameters_and_copies_buffers():
+    model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    ema = optim.EMA(model, decay=0.5)
+    before = model[0].weight.numpy().copy()
+    with gf.no_grad():
+        model[0].weight.add_(2.0)
+    model(gf.randn(4, 2))  # moves the running statistics
+    ema.update()
+    np.testing.assert_allclose(ema.shadow["0.weight"], before + 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(ema.shadow["1.running_mean"], model[1].running_mean.numpy())
+    averaged = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    ema.copy_to(averaged)
+    np.testing.assert_allclose(averaged[0].weight.numpy(), before + 1.0, rtol=1e-6)
+
+
+def test_linear_decay_schedule():
+    opt = optim.SGD([gf.zeros(1, requires_grad=True)], lr=1.0)
+    schedule = optim.LinearDecayLR(opt, total=10, start=5)
+    lrs = []
+    for _ in range(10):
+        schedule.step()
+        lrs.append(opt.lr)
+    np.testing.assert_allclose(lrs, [1, 1, 1, 1, 1, 0.8, 0.6, 0.4, 0.2, 0.0], atol=1e-12)
+    again = optim.LinearDecayLR(optim.SGD([gf.zeros(1, requires_grad=True)], lr=1.0), total=10, start=5)
+    again.load_state_dict(schedule.state_dict())
+    assert again.optimizer.lr == 0.0
+
+
+def test_optimizer_argument_errors():
+    p = gf.zeros(2, requires_grad=True)
+    with pytest.raises(ValueError, match="empty parameter list"):
+        optim.Adam([])
+    with pytest.raises(TypeError, match=r"unknown arguments \['momentum'\]"):
+        optim.Adam([p], momentum=0.9)
+    with pytest.raises(ValueError, match="learning rate must be non-negative"):
+        optim.SGD([p], lr=-1)
+    with pytest.raises(ValueError, match="Nesterov"):
+        optim.SGD([p], lr=0.1, nesterov=True)
+    opt = optim.Adam([p])
+    with pytest.raises(ValueError, match="the state has 2 parameters, this optimizer 1"):
+        opt.load_state_dict({"hyperparameters": {}, "step_count": 0, "state": [{}, {}]})
+
+
+def test_clip_grad_norm_refuses_non_finite_gradients():
+    p = gf.zeros(2, requires_grad=True)
+    p.grad = gf.tensor([np.inf, 1.0])
+    with pytest.raises(FloatingPointError, match="norm is inf"):
+        optim.clip_grad_norm_([p], 1.0)
