@@ -9,6 +9,7 @@
 #include <string>
 
 #include "im2col.h"
+#include "parallel.h"
 
 namespace py = pybind11;
 using ganforge::ConvGeometry;
@@ -109,11 +110,7 @@ py::array col2im(const py::array& cols, int64_t channels, Pair image_size, Pair 
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "ganforge's compiled CPU kernels";
-#if GANFORGE_OPENMP
-  m.attr("openmp") = true;
-#else
-  m.attr("openmp") = false;
-#endif
+  m.def("num_threads", &ganforge::num_threads, "Threads the kernels use (GANFORGE_NUM_THREADS or the core count).");
   m.def("im2col", &im2col, py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
         py::arg("dilation"),
         "Unfold x (N, C, H, W) into columns (N, C*KH*KW, OH*OW).");

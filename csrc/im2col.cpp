@@ -6,20 +6,26 @@
 // which is the loop NumPy can only express with a slow np.add.at.
 #include "im2col.h"
 
+#include <algorithm>
 #include <cstring>
+
+#include "parallel.h"
 
 namespace ganforge {
 
+// Below this many copied elements per thread, starting a thread costs more than it saves.
+constexpr int64_t kMinWorkPerThread = 1 << 16;
+
+// One (n, c) image plane per work item; planes are independent.
 template <typename T>
 void im2col(const T* x, T* cols, const ConvGeometry& g) {
   const int64_t out_area = g.out_h * g.out_w;
-#if GANFORGE_OPENMP
-#pragma omp parallel for collapse(2) schedule(static)
-#endif
-  for (int64_t n = 0; n < g.batch; ++n) {
-    for (int64_t c = 0; c < g.channels; ++c) {
-      const T* image = x + (n * g.channels + c) * g.height * g.width;
-      T* col = cols + ((n * g.channels + c) * g.kernel_h * g.kernel_w) * out_area;
+  const int64_t plane_work = g.kernel_h * g.kernel_w * out_area;
+  parallel_for(g.batch * g.channels, kMinWorkPerThread / std::max<int64_t>(1, plane_work) + 1,
+               [&](int64_t begin, int64_t end) {
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const T* image = x + plane * g.height * g.width;
+      T* col = cols + plane * g.kernel_h * g.kernel_w * out_area;
       for (int64_t ki = 0; ki < g.kernel_h; ++ki) {
         for (int64_t kj = 0; kj < g.kernel_w; ++kj, col += out_area) {
           for (int64_t oi = 0; oi < g.out_h; ++oi) {
@@ -38,22 +44,21 @@ void im2col(const T* x, T* cols, const ConvGeometry& g) {
         }
       }
     }
-  }
+  });
 }
 
+// Each (n, c) image plane receives only its own columns, so planes can be filled in
+// parallel without atomics.
 template <typename T>
 void col2im(const T* cols, T* x, const ConvGeometry& g) {
   const int64_t out_area = g.out_h * g.out_w;
-  // Each (n, c) image receives only its own columns, so the planes are
-  // independent and can be filled in parallel without atomics.
-#if GANFORGE_OPENMP
-#pragma omp parallel for collapse(2) schedule(static)
-#endif
-  for (int64_t n = 0; n < g.batch; ++n) {
-    for (int64_t c = 0; c < g.channels; ++c) {
-      T* image = x + (n * g.channels + c) * g.height * g.width;
+  const int64_t plane_work = g.kernel_h * g.kernel_w * out_area;
+  parallel_for(g.batch * g.channels, kMinWorkPerThread / std::max<int64_t>(1, plane_work) + 1,
+               [&](int64_t begin, int64_t end) {
+    for (int64_t plane = begin; plane < end; ++plane) {
+      T* image = x + plane * g.height * g.width;
       std::memset(image, 0, sizeof(T) * g.height * g.width);
-      const T* col = cols + ((n * g.channels + c) * g.kernel_h * g.kernel_w) * out_area;
+      const T* col = cols + plane * g.kernel_h * g.kernel_w * out_area;
       for (int64_t ki = 0; ki < g.kernel_h; ++ki) {
         for (int64_t kj = 0; kj < g.kernel_w; ++kj, col += out_area) {
           for (int64_t oi = 0; oi < g.out_h; ++oi) {
@@ -69,7 +74,7 @@ void col2im(const T* cols, T* x, const ConvGeometry& g) {
         }
       }
     }
-  }
+  });
 }
 
 template void im2col<float>(const float*, float*, const ConvGeometry&);

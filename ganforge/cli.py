@@ -34,7 +34,7 @@ def info(out=None):
         f"ganforge   {gf.__version__}",
         f"python     {platform.python_version()} ({platform.machine()}, {platform.system()})",
         f"numpy      {np.__version__}, BLAS: {_blas()}",
-        "compiled   " + (f"ganforge._C loaded (OpenMP: {'yes' if native.module().openmp else 'no'})" if ok
+        "compiled   " + (f"ganforge._C loaded ({native.module().num_threads()} threads)" if ok
                          else f"missing, using NumPy reference kernels: {reason}"),
         "cupy       " + (f"{backend.cupy().__version__}, GPU available" if cupy_reason is None
                          else f"not available ({cupy_reason})"),

@@ -150,6 +150,14 @@ def output_padding_for(image_size, out_size, kernel_size, stride, padding, dilat
     return tuple(n - b for n, b in zip(image_size, base))
 
 
+def _per_group(product, groups):
+    """product(i) for each group i, stacked along the first axis (no copy for one group)."""
+    if groups == 1:
+        return product(0)
+    parts = [product(i) for i in range(groups)]
+    return xp_of(parts[0]).concatenate(parts, axis=0)
+
+
 class _Convolution(Function):
     def __init__(self, stride=1, padding=0, dilation=1, groups=1, impl=None):
         self.stride, self.padding = pair(stride, "stride"), pair(padding, "padding")
@@ -177,8 +185,10 @@ class Conv2d(_Convolution):
         oh, ow = output_size(x.shape[2:], *self.geometry((kh, kw)))  # a clear error before any kernel runs
         cols = dispatch.call("im2col", x, *self.geometry((kh, kw)), device=device_of(x), impl=self.impl)
         cols = cols.reshape(n, g, c_per_group * kh * kw, oh * ow)
-        y = xp_of(x, w).matmul(w.reshape(g, o // g, c_per_group * kh * kw), cols)
-        return y.reshape(n, o, oh, ow)
+        w = w.reshape(g, o // g, c_per_group * kh * kw)
+        # One GEMM per group over the whole batch: (O/g, K) x (K, N*L) -> (O/g, N, L).
+        y = _per_group(lambda i: xp_of(x).tensordot(w[i], cols[:, i], axes=([1], [1])), g)
+        return y.transpose(1, 0, 2).reshape(n, o, oh, ow)
 
     def backward(self, gy):
         x, w = self.inputs
@@ -206,9 +216,10 @@ class ConvTranspose2d(_Convolution):
         out = transposed_output_size((h, wd), (kh, kw), self.stride, self.padding, self.dilation,
                                      self.output_padding)
         # Each input pixel spreads W's taps over its window: columns = W^T x, then col2im adds them up.
-        w_t = w.reshape(g, c // g, o_per_group * kh * kw).transpose(0, 2, 1)
-        cols = xp_of(x, w).matmul(w_t, x.reshape(n, g, c // g, h * wd))
-        cols = cols.reshape(n, g * o_per_group * kh * kw, h * wd)
+        w = w.reshape(g, c // g, o_per_group * kh * kw)
+        x = x.reshape(n, g, c // g, h * wd)
+        cols = _per_group(lambda i: xp_of(x).tensordot(w[i], x[:, i], axes=([0], [1])), g)  # (O*KK, N, HW)
+        cols = xp_of(cols).ascontiguousarray(cols.transpose(1, 0, 2))
         return dispatch.call("col2im", cols, g * o_per_group, out, *self.geometry((kh, kw)),
                              device=device_of(x), impl=self.impl)
 
@@ -233,7 +244,8 @@ class Conv2dWeightGrad(_Convolution):
         cols = dispatch.call("im2col", x, *self.geometry((kh, kw)), device=device_of(x), impl=self.impl)
         cols = cols.reshape(n, g, c_per_group * kh * kw, -1)
         gy = gy.reshape(n, g, o // g, -1)
-        gw = xp_of(x, gy).matmul(gy, cols.transpose(0, 1, 3, 2)).sum(axis=0)
+        # Sum over the batch and the positions inside one GEMM: (O/g, N*L) x (N*L, K).
+        gw = _per_group(lambda i: xp_of(x).tensordot(gy[:, i], cols[:, i], axes=([0, 2], [0, 2])), g)
         return gw.reshape(self.weight_shape)
 
     def backward(self, ggw):
