@@ -5,9 +5,11 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <array>
 #include <string>
 
+#include "gan_kernels.h"
 #include "im2col.h"
 #include "parallel.h"
 
@@ -106,6 +108,54 @@ py::array col2im(const py::array& cols, int64_t channels, Pair image_size, Pair 
   return run_col2im<double>(cols, g);
 }
 
+void check_same_dtype(const py::array& a, const py::array& b, const char* name_a, const char* name_b) {
+  if (!a.dtype().is(b.dtype()))
+    throw py::value_error(std::string(name_a) + " and " + name_b + " must have the same dtype, got " +
+                          std::string(py::str(a.dtype())) + " and " + std::string(py::str(b.dtype())));
+}
+
+template <typename T>
+py::tuple run_power_iteration(const py::array& w, const py::array& u, int iterations, double eps) {
+  const int64_t rows = w.shape(0), cols = w.shape(1);
+  py::array_t<T> u_out(rows), v_out(cols);
+  std::copy(static_cast<const T*>(u.data()), static_cast<const T*>(u.data()) + rows, u_out.mutable_data());
+  {
+    py::gil_scoped_release release;
+    ganforge::power_iteration<T>(static_cast<const T*>(w.data()), rows, cols, u_out.mutable_data(),
+                                 v_out.mutable_data(), iterations, eps);
+  }
+  return py::make_tuple(u_out, v_out);
+}
+
+py::tuple power_iteration(const py::array& w, const py::array& u, int iterations, double eps) {
+  check_float_contiguous(w, "weight_matrix", 2);
+  check_float_contiguous(u, "u", 1);
+  check_same_dtype(w, u, "weight_matrix", "u");
+  if (u.shape(0) != w.shape(0))
+    throw py::value_error("u has " + std::to_string(u.shape(0)) + " elements but weight_matrix has shape " +
+                          shape_of(w) + ": u needs one per row");
+  if (iterations < 1) throw py::value_error("iterations must be at least 1, got " + std::to_string(iterations));
+  if (w.dtype().is(py::dtype::of<float>())) return run_power_iteration<float>(w, u, iterations, eps);
+  return run_power_iteration<double>(w, u, iterations, eps);
+}
+
+template <typename T>
+py::array run_per_sample_norms(const py::array& g) {
+  const int64_t batch = g.shape(0), features = g.shape(1);
+  py::array_t<T> norms(batch);
+  {
+    py::gil_scoped_release release;
+    ganforge::per_sample_norms<T>(static_cast<const T*>(g.data()), batch, features, norms.mutable_data());
+  }
+  return norms;
+}
+
+py::array per_sample_norms(const py::array& g) {
+  check_float_contiguous(g, "grad", 2);
+  if (g.dtype().is(py::dtype::of<float>())) return run_per_sample_norms<float>(g);
+  return run_per_sample_norms<double>(g);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -117,4 +167,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("col2im", &col2im, py::arg("cols"), py::arg("channels"), py::arg("image_size"), py::arg("kernel_size"),
         py::arg("stride"), py::arg("padding"), py::arg("dilation"),
         "Scatter-add columns (N, C*KH*KW, OH*OW) back into an image (N, C, H, W); the adjoint of im2col.");
+  m.def("power_iteration", &power_iteration, py::arg("weight_matrix"), py::arg("u"), py::arg("iterations"),
+        py::arg("eps"), "Spectral-norm power iteration on a (rows, cols) matrix; returns the new (u, v).");
+  m.def("per_sample_norms", &per_sample_norms, py::arg("grad"),
+        "The 2-norm of each row of a (batch, features) matrix (the gradient penalty's reduction).");
 }

@@ -29,6 +29,7 @@ __all__ = [
     "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "elu",
     # losses
     "log_softmax", "softmax", "cross_entropy", "binary_cross_entropy_with_logits", "mse_loss", "l1_loss",
+    "gradient_penalty",
     # conversions
     "cast", "to_device", "clone", "getitem_grad",
 ]
@@ -701,6 +702,14 @@ def l1_loss(x, target, reduction="mean"):
     target = _as_tensor(target, x)
     _check_same_shape("l1_loss", x, target)
     return _reduce(abs(x - target), reduction)
+
+
+def gradient_penalty(grad, target=1.0, one_sided=False, impl=None):
+    """WGAN-GP's penalty on the critic's input gradients `grad` (N, ...): the mean over
+    samples of (||grad_i|| - target)^2 (one-sided: only where the norm exceeds target)."""
+    if grad.ndim < 2:
+        raise ValueError(f"gradient_penalty expects per-sample gradients (N, ...), got shape {grad.shape}")
+    return ops.penalty.GradientPenalty(target, one_sided, impl)(grad)
 
 
 # --- conversions ------------------------------------------------------------------------

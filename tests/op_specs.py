@@ -688,6 +688,19 @@ def pixel_shuffle_ref(x, upscale_factor):
     return out
 
 
+@st.composite
+def penalty_case(draw):
+    shape = draw(hnp.array_shapes(min_dims=2, max_dims=4, min_side=1, max_side=3))
+    x = uniform(draw(seeds), shape, -1.0, 1.0)
+    return [x], {"one_sided": draw(st.booleans()), "impl": draw(st.sampled_from(["ref", None]))}
+
+
+def penalty_ref(g, one_sided, impl=None):
+    norms = np.sqrt((g.reshape(g.shape[0], -1) ** 2).sum(axis=1))
+    excess = np.maximum(norms - 1, 0) if one_sided else norms - 1
+    return np.mean(excess ** 2)
+
+
 # --- the table ---------------------------------------------------------------------------
 
 SPECS = [
@@ -773,6 +786,7 @@ SPECS = [
     OpSpec("softmax", softmax_case(), F.softmax, softmax_ref),
     OpSpec("cross_entropy", logits_case(), F.cross_entropy, cross_entropy_ref),
     OpSpec("binary_cross_entropy_with_logits", pair_case(0.0, 1.0), F.binary_cross_entropy_with_logits, bce_ref),
+    OpSpec("gradient_penalty", penalty_case(), F.gradient_penalty, penalty_ref),
     OpSpec("mse_loss", pair_case(), F.mse_loss, lambda x, t, reduction: reduce_ref((x - t) ** 2, reduction)),
     OpSpec("l1_loss", pair_case(apart=True), F.l1_loss, lambda x, t, reduction: reduce_ref(np.abs(x - t), reduction)),
     # float32 rounding in the forward pass needs a larger step to be seen through.

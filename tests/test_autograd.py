@@ -312,3 +312,29 @@ def test_requires_grad_cannot_be_switched_off_on_a_non_leaf():
     x = gf.tensor([1.0], requires_grad=True)
     with pytest.raises(RuntimeError, match="detach"):
         (x * 2).requires_grad = False
+
+
+def test_gradient_penalty_op_matches_its_composite_to_second_order():
+    """F.gradient_penalty (kernel forward, hand-written backward) gives the same penalty and the
+    same d/dtheta as the plain composite, through a create_graph gradient of an MLP critic."""
+    rng = np.random.default_rng(4)
+    x = gf.tensor(rng.standard_normal((6, 2, 3)), requires_grad=True)
+    w1 = gf.tensor(rng.standard_normal((6, 8)) * 0.5, requires_grad=True)
+    w2 = gf.tensor(rng.standard_normal((8, 1)) * 0.5, requires_grad=True)
+
+    def critic_gradient(w1, w2):
+        d = F.tanh(F.reshape(x, (6, 6)) @ w1) @ w2
+        g, = gf.grad(d.sum(), x, create_graph=True)
+        return g
+
+    for one_sided in (False, True):
+        def op(w1, w2):
+            return F.gradient_penalty(critic_gradient(w1, w2), one_sided=one_sided)
+
+        def composite(w1, w2):
+            excess = F.norm(F.reshape(critic_gradient(w1, w2), (6, -1)), axis=1) - 1
+            return ((F.relu(excess) if one_sided else excess) ** 2).mean()
+        assert op(w1, w2).item() == pytest.approx(composite(w1, w2).item(), rel=1e-12)
+        for a, b in zip(gf.grad(op(w1, w2), [w1, w2]), gf.grad(composite(w1, w2), [w1, w2])):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-12)
+        assert gradcheck(op, (w1, w2))

@@ -24,8 +24,8 @@ def test_the_compiled_module_is_built_in_ci():
 @needs_cpp
 def test_registry_picks_cpp_on_the_cpu_when_it_is_built(monkeypatch):
     monkeypatch.delenv("GANFORGE_KERNELS", raising=False)
-    assert dispatch.resolve("im2col", "cpu").impl == "cpp"
-    assert dispatch.resolve("col2im", "cpu").impl == "cpp"
+    for op in ("im2col", "col2im", "spectral_norm_power_iteration", "per_sample_norms"):
+        assert dispatch.resolve(op, "cpu").impl == "cpp", op
     assert dispatch.resolve("im2col", "cuda").impl == "ref"  # until the GPU kernels exist
 
 
@@ -126,3 +126,56 @@ def test_unfold_is_the_adjoint_of_fold():
     c = gf.tensor(rng.standard_normal(cols.shape))
     back = gf.fold(c, (7, 5), (3, 2), stride=2, padding=1, dilation=(1, 2))
     assert float((cols * c).sum().item()) == pytest.approx(float((x * back).sum().item()), rel=1e-12)
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(rows=st.integers(1, 40), cols=st.integers(1, 40), iterations=st.integers(1, 3), seed=st.integers(0, 1000))
+def test_cpp_power_iteration_matches_the_reference(dtype, rows, cols, iterations, seed):
+    from ganforge.nn import spectral as sn
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((rows, cols)).astype(dtype)
+    u = rng.standard_normal(rows).astype(dtype)
+    u /= np.linalg.norm(u)
+    for ours, ref in zip(sn.power_iteration_cpp(w, u, iterations, 1e-12), sn.power_iteration_ref(w, u, iterations, 1e-12)):
+        assert ours.dtype == dtype
+        np.testing.assert_allclose(ours, ref, rtol=1e-4 if dtype == np.float32 else 1e-12, atol=1e-6)
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(batch=st.integers(1, 8), features=st.integers(1, 500), seed=st.integers(0, 1000))
+def test_cpp_per_sample_norms_match_the_reference(dtype, batch, features, seed):
+    from ganforge.ops import penalty
+    g = np.random.default_rng(seed).standard_normal((batch, features)).astype(dtype)
+    np.testing.assert_allclose(penalty.per_sample_norms_cpp(g), penalty.per_sample_norms_ref(g.astype(np.float64)),
+                               rtol=1e-6 if dtype == np.float32 else 1e-13)
+
+
+@needs_cpp
+def test_gan_kernels_check_their_arguments():
+    c = native.module()
+    with pytest.raises(ValueError, match="u has 3 elements but weight_matrix has shape \\(4, 2\\)"):
+        c.power_iteration(np.zeros((4, 2)), np.zeros(3), 1, 1e-12)
+    with pytest.raises(ValueError, match="weight_matrix and u must have the same dtype"):
+        c.power_iteration(np.zeros((4, 2)), np.zeros(4, dtype=np.float32), 1, 1e-12)
+    with pytest.raises(ValueError, match="grad must be 2-D"):
+        c.per_sample_norms(np.zeros(3))
+
+
+@needs_cpp
+def test_multithreaded_kernels_match_the_reference():
+    """CI runs with one kernel thread (the default); this runs the threaded path too."""
+    import subprocess
+    import sys
+    code = (
+        "import numpy as np; from ganforge import native; from ganforge.ops import conv\n"
+        "assert native.module().num_threads() == 3\n"
+        "x = np.random.default_rng(0).standard_normal((5, 7, 33, 30))\n"
+        "g = ((3, 4), (2, 1), (1, 2), (1, 2))\n"
+        "cols = conv.im2col_cpp(x, *g)\n"
+        "assert np.array_equal(cols, conv.im2col_ref(x, *g))\n"
+        "assert np.allclose(conv.col2im_cpp(cols, 7, (33, 30), *g), conv.col2im_ref(cols, 7, (33, 30), *g))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**__import__("os").environ, "GANFORGE_NUM_THREADS": "3"})
+    assert done.returncode == 0, done.stderr

@@ -6,4 +6,4 @@ from .layers import (ELU, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, ConvTrans
                      Embedding, Flatten, Identity, InstanceNorm2d, LayerNorm, LeakyReLU, Linear, PixelShuffle,
                      ReflectionPad2d, ReLU, Sigmoid, Softplus, Tanh, Upsample)
 from .module import Module, ModuleList, Parameter, Sequential  # noqa: F401
-from .spectral_norm import spectral_norm  # noqa: F401
+from .spectral import spectral_norm  # noqa: F401

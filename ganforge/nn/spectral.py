@@ -6,7 +6,9 @@ estimated by power iteration. The vectors u and v are buffers: one iteration ref
 them on every forward in training mode (none in eval), and sigma = u^T W v is
 differentiated with u and v held constant.
 """
-from .. import dispatch
+import numpy as np
+
+from .. import dispatch, native
 from .. import functional as F
 from ..autograd import no_grad
 from ..backend import device_of, xp_of
@@ -14,7 +16,7 @@ from ..tensor import Tensor, default_generator
 from .layers import ConvTranspose2d
 
 
-def power_iteration_ref(weight_matrix, u, v, n_iterations, eps):
+def power_iteration_ref(weight_matrix, u, n_iterations, eps):
     """n rounds of v = W^T u / |W^T u|, u = W v / |W v|; returns the new (u, v)."""
     xp = xp_of(weight_matrix)
     for _ in range(n_iterations):
@@ -25,7 +27,13 @@ def power_iteration_ref(weight_matrix, u, v, n_iterations, eps):
     return u, v
 
 
+def power_iteration_cpp(weight_matrix, u, n_iterations, eps):
+    return native.module().power_iteration(np.ascontiguousarray(weight_matrix), np.ascontiguousarray(u),
+                                           n_iterations, eps)
+
+
 dispatch.register("spectral_norm_power_iteration", "ref", power_iteration_ref, ("cpu", "cuda"))
+dispatch.register("spectral_norm_power_iteration", "cpp", power_iteration_cpp, ("cpu",), native.available)
 
 
 def weight_matrix(weight, dim):
@@ -48,7 +56,7 @@ class SpectralNorm:
         matrix = weight_matrix(weight, self.dim)
         if do_power_iteration:
             with no_grad():
-                new_u, new_v = dispatch.call("spectral_norm_power_iteration", matrix._data, u._data, v._data,
+                new_u, new_v = dispatch.call("spectral_norm_power_iteration", matrix._data, u._data,
                                              self.n_power_iterations, self.eps, device=device_of(u._data))
                 u.copy_(new_u)
                 v.copy_(new_v)
