@@ -1,7 +1,10 @@
-"""Shared set-up for the benchmarks: PyTorch on as many threads as NumPy's BLAS, and
-a closing table of ganforge/PyTorch ratios for every benchmark group."""
+"""Shared set-up for the benchmarks: PyTorch on as many threads as NumPy's BLAS, a
+measured sgemm ceiling, and a closing table for every benchmark group: each entry's
+median, its ratio to PyTorch, and its achieved GFLOP/s against the ceiling."""
 import os
+import time
 
+import numpy as np
 import pytest
 
 
@@ -24,27 +27,60 @@ def torch():
     return torch
 
 
+_ceiling = {}
+
+
+def sgemm_ceiling():
+    """NumPy's float32 matrix product on 2048x2048 operands, in GFLOP/s: the most a
+    GEMM-based convolution here can reach (best of 5)."""
+    if "gflops" not in _ceiling:
+        a, b = (np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32) for _ in range(2))
+        a @ b
+        best = min(_timed(lambda: a @ b) for _ in range(5))
+        _ceiling["gflops"] = 2 * 2048 ** 3 / best / 1e9
+    return _ceiling["gflops"]
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+@pytest.fixture(scope="session")
+def ceiling_gflops():
+    return sgemm_ceiling()
+
+
 def pytest_terminal_summary(terminalreporter, config):
     session = getattr(config, "_benchmarksession", None)
     if session is None or not session.benchmarks:
         return
     groups = {}
     for bench in session.benchmarks:
-        framework = bench.extra_info.get("framework")
-        if framework:
-            groups.setdefault(bench.group, {})[framework] = bench
-    rows = [(group, entries["ganforge"], entries["torch"]) for group, entries in sorted(groups.items())
-            if {"ganforge", "torch"} <= set(entries)]
-    if not rows:
+        label = bench.extra_info.get("framework")
+        if label:
+            groups.setdefault(bench.group, {})[label] = bench
+    if not groups:
         return
-    terminalreporter.section("ganforge / PyTorch, same run (median times; < 1 means ganforge is faster)")
-    for group, ours, theirs in rows:
-        ratio = ours.stats.median / theirs.stats.median
-        extra = ours.extra_info.get("per_op_us"), theirs.extra_info.get("per_op_us")
-        per_op = ""
-        if all(v is not None for v in extra):
-            per_op = (f"   per op: ganforge {ours.stats.median / extra[0] * 1e6:.2f} us vs "
-                      f"torch {theirs.stats.median / extra[1] * 1e6:.2f} us")
-        terminalreporter.write_line(f"{group:40s} ratio {ratio:5.2f}  "
-                                    f"(ganforge {ours.stats.median * 1e3:.3f} ms, torch {theirs.stats.median * 1e3:.3f} ms)"
-                                    + per_op)
+    title = "ganforge against PyTorch, same run (median; ratio < 1 means faster than PyTorch)"
+    terminalreporter.section(title)
+    if _ceiling:
+        terminalreporter.write_line(f"measured NumPy sgemm ceiling: {_ceiling['gflops']:.0f} GFLOP/s")
+    for group, entries in sorted(groups.items()):
+        torch_entry = entries.get("torch")
+        terminalreporter.write_line(group)
+        for label, bench in sorted(entries.items(), key=lambda kv: kv[0] == "torch"):
+            median = bench.stats.median
+            text = f"    {label:10s} {median * 1e3:9.3f} ms"
+            if torch_entry is not None and label != "torch":
+                text += f"   ratio {median / torch_entry.stats.median:5.2f}"
+            flops = bench.extra_info.get("flops")
+            if flops:
+                text += f"   {flops / median / 1e9:6.1f} GFLOP/s"
+                if _ceiling:
+                    text += f" ({100 * flops / median / 1e9 / _ceiling['gflops']:3.0f}% of sgemm)"
+            per_op = bench.extra_info.get("ops")
+            if per_op:
+                text += f"   {median / per_op * 1e6:.2f} us per op"
+            terminalreporter.write_line(text)
