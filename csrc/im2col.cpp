@@ -7,7 +7,6 @@
 #include "im2col.h"
 
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "parallel.h"

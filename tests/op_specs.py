@@ -23,7 +23,6 @@ class OpSpec:
     ref: object               # (*arrays, **params) -> array or tuple of arrays, in NumPy
     devices: tuple = ("cpu", "cuda")
     check: dict = field(default_factory=dict)  # gradcheck tolerance overrides
-    second_order: bool = True
     covers: tuple = ()        # Function classes it exercises that cannot run on this machine
     variant: str = ""         # tells apart several specs of one op (e.g. its kernel)
 

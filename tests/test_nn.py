@@ -154,20 +154,13 @@ def as_function(module, inputs, extra):
     return f, list(inputs) + [p for _, p in module.named_parameters()]
 
 
+@pytest.mark.parametrize("check", [gradcheck, gradgradcheck], ids=["first_order", "second_order"])
 @pytest.mark.parametrize("name", sorted(LAYER_CASES))
 @given(data=st.data())
-def test_layer_gradients_first_order(name, data):
+def test_layer_gradients_match_finite_differences(name, check, data):
     module, inputs, extra = build(data, name)
     f, args = as_function(module, inputs, extra)
-    assert gradcheck(f, args)
-
-
-@pytest.mark.parametrize("name", sorted(LAYER_CASES))
-@given(data=st.data())
-def test_layer_gradients_second_order(name, data):
-    module, inputs, extra = build(data, name)
-    f, args = as_function(module, inputs, extra)
-    assert gradgradcheck(f, args)
+    assert check(f, args)
 
 
 def test_every_layer_has_gradient_tests():

@@ -67,22 +67,14 @@ def test_forward_float32_keeps_its_dtype(spec, device, data):
         np.testing.assert_allclose(g, e, rtol=2e-5, atol=2e-5, err_msg=spec.id)
 
 
+@pytest.mark.parametrize("check", [gradcheck, gradgradcheck], ids=["first_order", "second_order"])
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("spec", SPEC_PARAMS)
 @given(data=st.data())
-def test_first_order_gradients(spec, device, data):
+def test_gradients_match_finite_differences(spec, device, check, data):
     arrays, params = data.draw(spec.case)
     tensors, device_params = run_spec(spec, arrays, params, device, requires_grad=True)
-    assert gradcheck(lambda *xs: spec.fn(*xs, **device_params), tensors, **spec.check)
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("spec", SPEC_PARAMS)
-@given(data=st.data())
-def test_second_order_gradients(spec, device, data):
-    arrays, params = data.draw(spec.case)
-    tensors, device_params = run_spec(spec, arrays, params, device, requires_grad=True)
-    assert gradgradcheck(lambda *xs: spec.fn(*xs, **device_params), tensors, **spec.check)
+    assert check(lambda *xs: spec.fn(*xs, **device_params), tensors, **spec.check)
 
 
 def test_every_public_op_has_a_spec():
