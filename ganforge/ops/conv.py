@@ -150,12 +150,34 @@ def output_padding_for(image_size, out_size, kernel_size, stride, padding, dilat
     return tuple(n - b for n, b in zip(image_size, base))
 
 
-def _per_group(product, groups):
-    """product(i) for each group i, stacked along the first axis (no copy for one group)."""
-    if groups == 1:
-        return product(0)
-    parts = [product(i) for i in range(groups)]
-    return xp_of(parts[0]).concatenate(parts, axis=0)
+# Two ways to run a convolution's GEMMs over a batch. With enough output positions per
+# sample, one GEMM per sample (NumPy's broadcasting matmul) needs no copies and its
+# results land in (N, C, L) layout directly. With few positions (a 1x1 map), per-sample
+# GEMMs shrink to matrix-vector products, and one GEMM over the whole batch is faster,
+# even though it needs the operands transposed into single matrices first.
+PER_SAMPLE_GEMM_MIN_POSITIONS = 16
+
+
+def weights_times_columns(w, cols):
+    """w (G, A, B) times cols (N, G, B, L) -> (N, G, A, L): per group, W times each sample."""
+    xp = xp_of(cols)
+    if cols.shape[-1] >= PER_SAMPLE_GEMM_MIN_POSITIONS:
+        return xp.matmul(w, cols)
+    n, g, _, positions = cols.shape
+    parts = [xp.tensordot(w[i], cols[:, i], axes=([1], [1])) for i in range(g)]  # (A, N, L) each
+    return xp.stack(parts, axis=1).transpose(2, 1, 0, 3).reshape(n, g, w.shape[1], positions)
+
+
+def columns_outer_sum(a, cols):
+    """a (N, G, A, L) and cols (N, G, B, L) -> (G, A, B): the sum over samples and positions
+    of a times cols^T, per group (the weight gradient)."""
+    xp = xp_of(cols)
+    if cols.shape[-1] >= PER_SAMPLE_GEMM_MIN_POSITIONS:
+        total = xp.zeros((cols.shape[1], a.shape[2], cols.shape[2]), dtype=cols.dtype)
+        for sample_a, sample_cols in zip(a, cols):
+            total += xp.matmul(sample_a, sample_cols.transpose(0, 2, 1))
+        return total
+    return xp.stack([xp.tensordot(a[:, i], cols[:, i], axes=([0, 2], [0, 2])) for i in range(cols.shape[1])])
 
 
 class _Convolution(Function):
@@ -185,10 +207,8 @@ class Conv2d(_Convolution):
         oh, ow = output_size(x.shape[2:], *self.geometry((kh, kw)))  # a clear error before any kernel runs
         cols = dispatch.call("im2col", x, *self.geometry((kh, kw)), device=device_of(x), impl=self.impl)
         cols = cols.reshape(n, g, c_per_group * kh * kw, oh * ow)
-        w = w.reshape(g, o // g, c_per_group * kh * kw)
-        # One GEMM per group over the whole batch: (O/g, K) x (K, N*L) -> (O/g, N, L).
-        y = _per_group(lambda i: xp_of(x).tensordot(w[i], cols[:, i], axes=([1], [1])), g)
-        return y.transpose(1, 0, 2).reshape(n, o, oh, ow)
+        y = weights_times_columns(w.reshape(g, o // g, c_per_group * kh * kw), cols)
+        return y.reshape(n, o, oh, ow)
 
     def backward(self, gy):
         x, w = self.inputs
@@ -216,10 +236,9 @@ class ConvTranspose2d(_Convolution):
         out = transposed_output_size((h, wd), (kh, kw), self.stride, self.padding, self.dilation,
                                      self.output_padding)
         # Each input pixel spreads W's taps over its window: columns = W^T x, then col2im adds them up.
-        w = w.reshape(g, c // g, o_per_group * kh * kw)
-        x = x.reshape(n, g, c // g, h * wd)
-        cols = _per_group(lambda i: xp_of(x).tensordot(w[i], x[:, i], axes=([0], [1])), g)  # (O*KK, N, HW)
-        cols = xp_of(cols).ascontiguousarray(cols.transpose(1, 0, 2))
+        w_t = w.reshape(g, c // g, o_per_group * kh * kw).transpose(0, 2, 1)
+        cols = weights_times_columns(w_t, x.reshape(n, g, c // g, h * wd))
+        cols = cols.reshape(n, g * o_per_group * kh * kw, h * wd)
         return dispatch.call("col2im", cols, g * o_per_group, out, *self.geometry((kh, kw)),
                              device=device_of(x), impl=self.impl)
 
@@ -243,9 +262,7 @@ class Conv2dWeightGrad(_Convolution):
         g = self.groups
         cols = dispatch.call("im2col", x, *self.geometry((kh, kw)), device=device_of(x), impl=self.impl)
         cols = cols.reshape(n, g, c_per_group * kh * kw, -1)
-        gy = gy.reshape(n, g, o // g, -1)
-        # Sum over the batch and the positions inside one GEMM: (O/g, N*L) x (N*L, K).
-        gw = _per_group(lambda i: xp_of(x).tensordot(gy[:, i], cols[:, i], axes=([0, 2], [0, 2])), g)
+        gw = columns_outer_sum(gy.reshape(n, g, o // g, -1), cols)
         return gw.reshape(self.weight_shape)
 
     def backward(self, ggw):
