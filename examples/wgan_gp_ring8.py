@@ -1,7 +1,8 @@
 """WGAN-GP on a ring of 8 Gaussians, written with nothing but ganforge's core.
 
-The networks are plain weight tensors, the optimizer is ten lines of Adam, and the
-gradient penalty differentiates through a gradient (gf.grad(..., create_graph=True)).
+The networks are plain weight tensors and the optimizer is ten lines of Adam; the data,
+the gradient penalty (which differentiates through a gradient, create_graph=True) and the
+mode-coverage metric come from ganforge.data, ganforge.gan and ganforge.metrics.
 It writes the generator's samples (samples.npy), a scatter plot over the mixture
 (samples.png, with Pillow installed) and prints mode coverage by the VEEGAN/PacGAN
 protocol of shared/BENCH_MODELS.md.
@@ -18,28 +19,6 @@ import numpy as np
 
 import ganforge as gf
 import ganforge.functional as F
-
-RING_MEANS = np.array([[math.cos(2 * math.pi * k / 8), math.sin(2 * math.pi * k / 8)] for k in range(8)])
-RING_STD = 0.01
-
-
-def sample_ring8(n, rng):
-    """n points from the ring of 8 (angles 2 pi k / 8, std 0.01)."""
-    centers = RING_MEANS[rng.integers(0, 8, size=n)]
-    return (centers + RING_STD * rng.standard_normal((n, 2))).astype(np.float32)
-
-
-def mode_coverage(samples, means=RING_MEANS, std=RING_STD):
-    """Modes captured, percent high-quality (within 3 std of the nearest mean), and the
-    KL divergence of the high-quality samples' mode histogram from uniform."""
-    distances = np.linalg.norm(samples[:, None, :] - means[None], axis=2)
-    nearest, closest = distances.argmin(axis=1), distances.min(axis=1)
-    good = closest <= 3 * std
-    counts = np.bincount(nearest[good], minlength=len(means))
-    p = counts / max(counts.sum(), 1)
-    kl = float(np.sum(p[p > 0] * np.log(p[p > 0] * len(means))))
-    return {"modes": int((counts > 0).sum()), "high_quality_percent": 100.0 * good.mean(), "kl": kl}
-
 
 def mlp(sizes, rng):
     """Weights of a fully connected net, He-initialized, as tensors that require grad."""
@@ -76,14 +55,6 @@ class Adam:
                 p -= scale * m / (np.sqrt(v) + self.eps)
 
 
-def gradient_penalty(critic, real, fake, rng):
-    """(||grad_x D(x_hat)|| - 1)^2 on random interpolates x_hat (Gulrajani et al.)."""
-    eps = gf.tensor(rng.random((real.shape[0], 1)), dtype="float32")
-    x_hat = (eps * real + (1 - eps) * fake).detach().requires_grad_()
-    g, = gf.grad(forward(critic, x_hat).sum(), x_hat, create_graph=True)
-    return ((F.norm(g, axis=1) - 1) ** 2).mean()
-
-
 def save_scatter(path, samples, size=480, extent=1.6):
     from PIL import Image, ImageDraw  # optional: pip install ganforge[viz]
 
@@ -95,7 +66,7 @@ def save_scatter(path, samples, size=480, extent=1.6):
     for p in samples:
         x, y = pixel(p)
         draw.rectangle((x, y, x + 1, y + 1), fill=(40, 90, 200))
-    for m in RING_MEANS:
+    for m in gf.data.RING8_MEANS:
         x, y = pixel(m)
         draw.ellipse((x - 5, y - 5, x + 5, y + 5), outline=(220, 40, 40), width=2)
     image.save(path)
@@ -113,6 +84,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
 
     rng = np.random.default_rng(args.seed)
+    gf.manual_seed(args.seed)  # the penalty's interpolation weights come from ganforge's generator
     generator, critic = mlp([2, 128, 128, 2], rng), mlp([2, 128, 128, 1], rng)
     opt_g, opt_d = Adam(generator, args.lr), Adam(critic, args.lr)
     fixed_z = gf.tensor(rng.standard_normal((2500, 2)), dtype="float32")
@@ -120,11 +92,11 @@ def main():
     start = time.time()
     for step in range(1, args.steps + 1):
         for _ in range(args.n_critic):
-            real = gf.tensor(sample_ring8(args.batch_size, rng))
+            real = gf.tensor(gf.data.sample_mixture("ring8", args.batch_size, rng))
             with gf.no_grad():
                 fake = forward(generator, gf.tensor(rng.standard_normal((args.batch_size, 2)), dtype="float32"))
             loss_d = forward(critic, fake).mean() - forward(critic, real).mean() \
-                + 0.1 * gradient_penalty(critic, real, fake, rng)
+                + gf.gan.gradient_penalty(lambda x: forward(critic, x), real, fake, weight=0.1)
             opt_d.step(gf.grad(loss_d, critic))
         z = gf.tensor(rng.standard_normal((args.batch_size, 2)), dtype="float32")
         loss_g = -forward(critic, forward(generator, z)).mean()
@@ -134,7 +106,7 @@ def main():
         opt_g.lr = opt_d.lr = args.lr * (1 - step / args.steps)
         if step % 250 == 0 or step == args.steps:
             with gf.no_grad():
-                coverage = mode_coverage(forward(generator, fixed_z).numpy())
+                coverage = gf.metrics.mode_coverage(forward(generator, fixed_z).numpy(), "ring8")
             print(f"step {step:5d}  loss_d {loss_d.item():+.4f}  loss_g {loss_g.item():+.4f}  "
                   f"modes {coverage['modes']}/8  high-quality {coverage['high_quality_percent']:.1f}%  "
                   f"({time.time() - start:.0f}s)", flush=True)
@@ -142,7 +114,7 @@ def main():
     with gf.no_grad():
         samples = forward(generator, fixed_z).numpy()
     np.save(os.path.join(args.out, "samples.npy"), samples)
-    coverage = mode_coverage(samples)
+    coverage = gf.metrics.mode_coverage(samples, "ring8")
     with open(os.path.join(args.out, "coverage.json"), "w") as f:
         json.dump(coverage, f, indent=2)
     try:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything a fresh Debian/Ubuntu machine needs for ganforge: a C++ compiler and CMake
-# for the compiled kernels, then ganforge itself (editable) with the extras asked for.
+# for the compiled kernels, the Fashion-MNIST data set, then ganforge itself (editable)
+# with the extras asked for.
 #   scripts/setup.sh test        -> tests
 #   scripts/setup.sh viz         -> the example's PNG output
 set -euo pipefail
@@ -10,6 +11,8 @@ extras="${1:-test}"
 missing=()
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+# Fashion-MNIST, from Debian's package (GANFORGE_DATA or --data point elsewhere).
+[ -d /usr/share/datasets/fashion-mnist ] || [ -n "${GANFORGE_DATA:-}" ] || missing+=(dataset-fashion-mnist)
 if ((${#missing[@]})); then
   if ! command -v apt-get >/dev/null 2>&1; then
     echo "setup: please install ${missing[*]} with your system's package manager" >&2

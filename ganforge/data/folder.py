@@ -1,0 +1,56 @@
+"""A folder of images (PNG or JPEG, grey or RGB, any size) as a training set.
+
+Each image is converted to the requested channel count, resized so that its shorter side
+is the target resolution, and center-cropped to a square, then scaled to [-1, 1].
+Decoding uses Pillow (`pip install ganforge[viz]`): image codecs are not something to
+write again.
+"""
+import os
+
+import numpy as np
+
+EXTENSIONS = (".png", ".jpg", ".jpeg")
+
+
+def _pillow():
+    try:
+        from PIL import Image
+    except ImportError:
+        raise ImportError("reading image folders needs Pillow: pip install pillow (or ganforge[viz])") from None
+    return Image
+
+
+def list_images(root):
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"image folder {root} does not exist")
+    paths = sorted(os.path.join(d, f) for d, _, files in os.walk(root) for f in files
+                   if f.lower().endswith(EXTENSIONS))
+    if not paths:
+        raise FileNotFoundError(f"no PNG or JPEG images found under {root}")
+    return paths
+
+
+def load_image(path, resolution, channels):
+    """One image as float32 (channels, resolution, resolution) in [-1, 1]."""
+    Image = _pillow()
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if channels == 1 else "RGB")
+            width, height = image.size
+            scale = resolution / min(width, height)
+            size = (max(resolution, round(width * scale)), max(resolution, round(height * scale)))
+            image = image.resize(size, Image.BICUBIC)
+            left, top = (size[0] - resolution) // 2, (size[1] - resolution) // 2
+            image = image.crop((left, top, left + resolution, top + resolution))
+            array = np.asarray(image, dtype=np.float32)
+    except OSError as exc:  # Pillow's error for unreadable or truncated files
+        raise ValueError(f"{path}: cannot be read as an image ({exc})") from None
+    array = array[None] if channels == 1 else array.transpose(2, 0, 1)
+    return array / 127.5 - 1.0
+
+
+def load_image_folder(root, resolution, channels=3):
+    """All images under `root` as float32 (N, channels, resolution, resolution) in [-1, 1]."""
+    return np.stack([load_image(p, resolution, channels) for p in list_images(root)])
