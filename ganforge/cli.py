@@ -1,7 +1,9 @@
-"""The `ganforge` command. `ganforge info` says what this installation can do."""
+"""The `ganforge` command: train, sample, list, info."""
 import argparse
+import os
 import platform
 import sys
+import time
 
 
 def _blas():
@@ -48,13 +50,83 @@ def info(out=None):
     print("\n".join(lines), file=out or sys.stdout)
 
 
+def train(args):
+    from ganforge.gan import resume_or_start
+    trainer = resume_or_start(args.variant, args.out or os.path.join("runs", args.variant), resume=args.resume,
+                              data=args.data, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
+                              device=args.device, rollback=args.rollback, sample_every=args.sample_every,
+                              checkpoint_every=args.checkpoint_every, data_path=args.data_path,
+                              resolution=args.resolution, progress=not args.no_progress)
+    start = time.time()
+    trainer.train()
+    samples = os.path.join(trainer.out_dir, "samples", "latest.png")
+    print(f"trained {trainer.variant.name} to step {trainer.step} in {time.time() - start:.0f} s; "
+          f"samples: {samples}; losses: {os.path.join(trainer.out_dir, 'losses.png')}; "
+          f"checkpoint: {os.path.join(trainer.out_dir, 'latest')}")
+
+
+def sample(args):
+    import numpy as np
+
+    from ganforge import io
+    from ganforge.data import mixture
+    from ganforge.gan import generate
+    samples, info = generate(args.run, args.n, labels=args.label, seed=args.seed, use_ema=not args.no_ema)
+    if args.out.endswith(".npy"):
+        np.save(args.out, samples)
+    elif samples.ndim == 2:
+        means = mixture(info["data"])[0] if info["data"] in ("ring8", "grid25") else None
+        io.save_scatter(args.out, samples, means)
+    else:
+        io.save_image_grid(args.out, samples)
+    print(f"wrote {args.n} samples of {info['variant'].name} (step {info['step']}) to {args.out}")
+
+
+def list_variants(args):
+    from ganforge.gan import VARIANTS
+    for name, v in VARIANTS.items():
+        print(f"{name:8s} {v.summary}  [default data: {v.defaults.get('data')}]")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="ganforge", description="ganforge: a from-scratch GAN engine")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="versions, BLAS, compiled module, GPU support and kernel choices")
+    commands.add_parser("list", help="the GAN variants and what each is for")
+    t = commands.add_parser("train", help="train a GAN variant and write samples, curves and checkpoints")
+    t.add_argument("variant", help="see `ganforge list`")
+    t.add_argument("--data", help="ring8, grid25, fashion-mnist, or a folder of images (default: the variant's)")
+    t.add_argument("--data-path", help="the Fashion-MNIST folder (default: GANFORGE_DATA, then "
+                                       "/usr/share/datasets/fashion-mnist)")
+    t.add_argument("--steps", type=int, help="generator updates (default: the variant's)")
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--resolution", type=int, help="image size for image folders (28, 32 or 64)")
+    t.add_argument("--out", help="run folder (default: runs/VARIANT)")
+    t.add_argument("--device", choices=["cpu", "cuda"])
+    t.add_argument("--seed", type=int)
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    t.add_argument("--rollback", action="store_true", help="on NaN/Inf, go back to the last checkpoint instead of stopping")
+    t.add_argument("--sample-every", type=int)
+    t.add_argument("--checkpoint-every", type=int)
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s = commands.add_parser("sample", help="draw samples from a trained run")
+    s.add_argument("run", help="a run folder (or a checkpoint folder)")
+    s.add_argument("--n", type=int, default=64)
+    s.add_argument("--out", default="samples.png", help="a .png grid, or .npy for the raw samples")
+    s.add_argument("--label", type=int, help="class to draw, for conditional variants")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--no-ema", action="store_true", help="use the raw generator weights, not their EMA")
     args = parser.parse_args(argv)
-    if args.command == "info":
-        info()
+    handlers = {"info": lambda a: info(), "list": list_variants, "train": train, "sample": sample}
+    try:
+        handlers[args.command](args)
+    except KeyboardInterrupt:
+        print("ganforge: interrupted; resume with --resume", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError, RuntimeError) as exc:
+        # Expected failures (bad input, missing data, a diverged run) get one line, not a traceback.
+        print(f"ganforge: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

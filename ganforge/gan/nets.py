@@ -1,0 +1,123 @@
+"""The networks the variants are built from: MLPs for 2-D data, the DCGAN family for
+images (28, 32 and 64 pixels, any channel count), and their class-conditional forms."""
+import numpy as np
+
+from .. import functional as F
+from .. import nn
+
+RESOLUTIONS = (28, 32, 64)
+
+
+def mlp_generator(z_dim, out_dim, hidden=256, depth=3, output_tanh=False):
+    layers, width = [], z_dim
+    for _ in range(depth):
+        layers += [nn.Linear(width, hidden), nn.ReLU()]
+        width = hidden
+    layers.append(nn.Linear(width, out_dim))
+    if output_tanh:
+        layers.append(nn.Tanh())
+    return nn.Sequential(*layers)
+
+
+def mlp_discriminator(in_dim, hidden=256, depth=3, spectral=False):
+    wrap = nn.spectral_norm if spectral else (lambda m: m)
+    layers, width = [], in_dim
+    for _ in range(depth):
+        layers += [wrap(nn.Linear(width, hidden)), nn.LeakyReLU(0.2)]
+        width = hidden
+    layers.append(wrap(nn.Linear(width, 1)))
+    return nn.Sequential(*layers)
+
+
+def _check_resolution(resolution):
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"DCGAN networks exist for resolutions {RESOLUTIONS}, not {resolution}: resize the "
+                         "images (image folders are resized to --resolution)")
+
+
+def dcgan_generator(z_dim, channels, resolution, base=64):
+    """z (N, z_dim, 1, 1) -> images (N, channels, resolution, resolution) in [-1, 1]."""
+    _check_resolution(resolution)
+    if resolution == 28:  # BENCH_MODELS' dcgan28: 7x7, 14x14, 28x28
+        widths, first_kernel = [4 * base, 2 * base], 7
+    else:  # 4x4, then doubling to 32 or 64
+        widths = [8 * base, 4 * base, 2 * base] + ([base] if resolution == 64 else [])
+        first_kernel = 4
+    layers = [nn.ConvTranspose2d(z_dim, widths[0], first_kernel, 1, 0, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()]
+    for cin, cout in zip(widths[:-1], widths[1:]):
+        layers += [nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+    layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
+    return nn.Sequential(*layers)
+
+
+def dcgan_features(channels, resolution, base=64, batchnorm=True, spectral=False):
+    """The convolutional trunk of the DCGAN discriminator: images -> feature maps."""
+    _check_resolution(resolution)
+    wrap = nn.spectral_norm if spectral else (lambda m: m)
+    widths = [base, 2 * base] + ([4 * base] if resolution >= 32 else []) + ([8 * base] if resolution == 64 else [])
+    layers, cin = [], channels
+    for i, cout in enumerate(widths):
+        layers.append(wrap(nn.Conv2d(cin, cout, 4, 2, 1)))
+        if batchnorm and i > 0:
+            layers.append(nn.BatchNorm2d(cout))
+        layers.append(nn.LeakyReLU(0.2))
+        cin = cout
+    final = 7 if resolution == 28 else 4
+    return nn.Sequential(*layers), cin, final
+
+
+def dcgan_discriminator(channels, resolution, base=64, batchnorm=True, spectral=False):
+    """images -> one logit per image, shape (N, 1)."""
+    features, width, final = dcgan_features(channels, resolution, base, batchnorm, spectral)
+    head = nn.spectral_norm(nn.Conv2d(width, 1, final)) if spectral else nn.Conv2d(width, 1, final)
+    return nn.Sequential(features, head, nn.Flatten())
+
+
+class ConditionalGenerator(nn.Module):
+    """A DCGAN generator fed with z and a learned embedding of the class label."""
+
+    def __init__(self, z_dim, channels, resolution, num_classes, embed_dim=32, base=64):
+        super().__init__()
+        self.embed = nn.Embedding(num_classes, embed_dim)
+        self.net = dcgan_generator(z_dim + embed_dim, channels, resolution, base)
+
+    def forward(self, z, labels):
+        e = F.reshape(self.embed(labels), (z.shape[0], -1, 1, 1))
+        return self.net(F.concat([z, e], axis=1))
+
+
+class ProjectionDiscriminator(nn.Module):
+    """Miyato & Koyama 2018: logit = psi(phi(x)) + <embed(y), phi(x)>, with phi the DCGAN trunk
+    pooled to a vector; the label enters as an inner product rather than an input channel."""
+
+    def __init__(self, channels, resolution, num_classes, base=64, spectral=True):
+        super().__init__()
+        self.features, width, _ = dcgan_features(channels, resolution, base, batchnorm=False, spectral=spectral)
+        wrap = nn.spectral_norm if spectral else (lambda m: m)
+        self.head = wrap(nn.Linear(width, 1))
+        self.embed = wrap(nn.Embedding(num_classes, width))
+
+    def forward(self, x, labels):
+        phi = F.sum(self.features(x), axis=(2, 3))
+        return self.head(phi) + F.sum(self.embed(labels) * phi, axis=1, keepdims=True)
+
+
+def networks_for(data_shape, z_dim, *, spectral=False, batchnorm=True, num_classes=None, hidden=256):
+    """(G, D) for data of `data_shape`: MLPs for vectors, DCGAN nets for (C, H, W) images."""
+    if len(data_shape) == 1:
+        if num_classes:
+            raise ValueError("conditional models are built for images; use an image data set")
+        return (mlp_generator(z_dim, data_shape[0], hidden),
+                mlp_discriminator(data_shape[0], hidden, spectral=spectral))
+    channels, height, width = data_shape
+    if height != width:
+        raise ValueError(f"DCGAN networks need square images, got {height}x{width}")
+    if num_classes:
+        return (ConditionalGenerator(z_dim, channels, height, num_classes),
+                ProjectionDiscriminator(channels, height, num_classes, spectral=spectral))
+    return (dcgan_generator(z_dim, channels, height),
+            dcgan_discriminator(channels, height, batchnorm=batchnorm, spectral=spectral))
+
+
+def count_parameters(module):
+    return int(sum(np.prod(p.shape) for p in module.parameters()))

@@ -1,0 +1,224 @@
+"""Checkpoints and pictures.
+
+Tensors are stored in the safetensors format (a little-endian length, a JSON header,
+then raw bytes; no pickle, so loading a file cannot run code), everything else in JSON
+beside it. ganforge reads and writes that format itself, in a few lines, so that a
+trained generator loads with NumPy alone (the `safetensors` package, where installed,
+reads the same files: a test checks it).
+
+A checkpoint is a folder, written under a temporary name and renamed into place, so a
+crash never leaves a half-written one; `latest` names the newest complete checkpoint.
+"""
+import json
+import os
+import shutil
+import struct
+import tempfile
+
+import numpy as np
+
+_DTYPES = {"F16": np.float16, "F32": np.float32, "F64": np.float64, "I8": np.int8, "I16": np.int16,
+           "I32": np.int32, "I64": np.int64, "U8": np.uint8, "BOOL": np.bool_}
+_NAMES = {np.dtype(v): k for k, v in _DTYPES.items()}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: missing, truncated, corrupt or from another model."""
+
+
+# --- safetensors ---------------------------------------------------------------------------
+
+def save_tensors(path, tensors):
+    """Write {name: array} to a .safetensors file."""
+    header, offset, blobs = {}, 0, []
+    for name in sorted(tensors):
+        array = np.ascontiguousarray(np.asarray(tensors[name]))
+        if array.dtype not in _NAMES:
+            raise TypeError(f"save_tensors: {name!r} has dtype {array.dtype}, which safetensors cannot store")
+        data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+        header[name] = {"dtype": _NAMES[array.dtype], "shape": list(array.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)  # the format aligns the data to 8 bytes
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(encoded)))
+        f.write(encoded)
+        for blob in blobs:
+            f.write(blob)
+
+
+def load_tensors(path):
+    """{name: array} from a .safetensors file, with every size checked."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc})") from None
+    if len(raw) < 8:
+        raise CheckpointError(f"{path}: truncated ({len(raw)} bytes): not a complete safetensors file")
+    (header_size,) = struct.unpack("<Q", raw[:8])
+    if 8 + header_size > len(raw):
+        raise CheckpointError(f"{path}: truncated: the header claims {header_size} bytes, the file has {len(raw)}")
+    try:
+        header = json.loads(raw[8:8 + header_size])
+    except ValueError:
+        raise CheckpointError(f"{path}: corrupt safetensors header (not JSON)") from None
+    data = memoryview(raw)[8 + header_size:]
+    tensors = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = entry["data_offsets"]
+        dtype = np.dtype(_DTYPES[entry["dtype"]]).newbyteorder("<")
+        if end > len(data) or end - start != int(np.prod(entry["shape"])) * dtype.itemsize:
+            raise CheckpointError(f"{path}: tensor {name!r} runs past the end of the file or has the wrong "
+                                  "size: the file is truncated or corrupt")
+        tensors[name] = np.frombuffer(data[start:end], dtype=dtype).reshape(entry["shape"]).astype(dtype.newbyteorder("="))
+    return tensors
+
+
+# --- checkpoints -----------------------------------------------------------------------------
+
+def save_checkpoint(run_dir, name, tensors, state):
+    """Write tensors.safetensors and state.json into run_dir/name atomically; point `latest` at it."""
+    os.makedirs(run_dir, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix=f".{name}.", dir=run_dir)
+    try:
+        save_tensors(os.path.join(scratch, "tensors.safetensors"), tensors)
+        with open(os.path.join(scratch, "state.json"), "w") as f:
+            json.dump(state, f)
+        for file in os.listdir(scratch):
+            with open(os.path.join(scratch, file), "rb") as f:
+                os.fsync(f.fileno())
+        final = os.path.join(run_dir, name)
+        if os.path.exists(final):
+            shutil.rmtree(final)
+        os.rename(scratch, final)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    _write_atomically(os.path.join(run_dir, "latest"), name)
+    return final
+
+
+def _write_atomically(path, text):
+    scratch = f"{path}.tmp"
+    with open(scratch, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(scratch, path)
+
+
+def latest_checkpoint(run_dir):
+    """The folder of the newest complete checkpoint of a run."""
+    pointer = os.path.join(run_dir, "latest")
+    if not os.path.exists(pointer):
+        raise CheckpointError(f"{run_dir} has no checkpoint (no 'latest' file): train first, or check the path")
+    with open(pointer) as f:
+        name = f.read().strip()
+    return os.path.join(run_dir, name)
+
+
+def load_checkpoint(path):
+    """(tensors, state) from a checkpoint folder (or a run folder: its latest checkpoint)."""
+    if os.path.exists(os.path.join(path, "latest")):
+        path = latest_checkpoint(path)
+    if not os.path.isdir(path):
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with open(os.path.join(path, "state.json")) as f:
+            state = json.load(f)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: state.json is missing: the checkpoint is incomplete") from None
+    except ValueError:
+        raise CheckpointError(f"{path}/state.json is corrupt (not valid JSON)") from None
+    return load_tensors(os.path.join(path, "tensors.safetensors")), state
+
+
+# --- pictures ----------------------------------------------------------------------------------
+
+def _pillow():
+    try:
+        from PIL import Image, ImageDraw
+    except ImportError:
+        raise ImportError("writing PNG files needs Pillow: pip install pillow (or ganforge[viz])") from None
+    return Image, ImageDraw
+
+
+def image_grid(images, rows=None, padding=2):
+    """(N, C, H, W) images in [-1, 1] tiled into one uint8 array (H', W', C) for display."""
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"image_grid expects (N, 1 or 3, H, W) images, got shape {images.shape}")
+    n, c, h, w = images.shape
+    cols = rows if rows else int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    grid = np.full((rows * (h + padding) + padding, cols * (w + padding) + padding, c), 255, dtype=np.uint8)
+    pixels = np.clip((images + 1) * 127.5, 0, 255).round().astype(np.uint8).transpose(0, 2, 3, 1)
+    for i in range(n):
+        r, q = divmod(i, cols)
+        top, left = padding + r * (h + padding), padding + q * (w + padding)
+        grid[top:top + h, left:left + w] = pixels[i]
+    return grid
+
+
+def save_image_grid(path, images, rows=None, scale=2):
+    Image, _ = _pillow()
+    grid = image_grid(images, rows)
+    picture = Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid)
+    picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST).save(path)
+
+
+def save_scatter(path, points, means=None, extent=None, size=480):
+    """A scatter plot of 2-D samples (blue) over the mixture's means (red circles)."""
+    Image, ImageDraw = _pillow()
+    points = np.asarray(points, dtype=np.float64)
+    reference = points if means is None else np.concatenate([points, means])
+    extent = extent or float(np.abs(reference).max()) * 1.15 + 1e-9
+    picture = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(picture)
+
+    def pixel(p):
+        return ((p[0] + extent) / (2 * extent) * size, (extent - p[1]) / (2 * extent) * size)
+    for p in points:
+        x, y = pixel(p)
+        draw.rectangle((x, y, x + 1, y + 1), fill=(40, 90, 200))
+    for m in [] if means is None else means:
+        x, y = pixel(m)
+        draw.ellipse((x - 5, y - 5, x + 5, y + 5), outline=(220, 40, 40), width=2)
+    picture.save(path)
+
+
+def save_loss_curves(path, history, size=(640, 360)):
+    """Line plots of each logged loss against the step, in one PNG."""
+    Image, ImageDraw = _pillow()
+    colors = [(40, 90, 200), (220, 80, 40), (40, 160, 80), (150, 60, 170)]
+    picture = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(picture)
+    keys = [k for k in (history[0] if history else {}) if k != "step"]
+    if not keys:
+        picture.save(path)
+        return
+    steps = np.array([h["step"] for h in history], dtype=np.float64)
+    values = {k: np.array([h[k] for h in history], dtype=np.float64) for k in keys}
+    finite = np.concatenate([v[np.isfinite(v)] for v in values.values()])
+    low, high = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+    high = high if high > low else low + 1.0
+    margin = 40
+    width, height = size[0] - 2 * margin, size[1] - 2 * margin
+    draw.rectangle((margin, margin, margin + width, margin + height), outline=(120, 120, 120))
+    span = max(steps.max() - steps.min(), 1.0)
+    for i, key in enumerate(keys):
+        xs = margin + (steps - steps.min()) / span * width
+        ys = margin + (high - values[key]) / (high - low) * height
+        line = [(x, y) for x, y in zip(xs, ys) if np.isfinite(y)]
+        if len(line) > 1:
+            draw.line(line, fill=colors[i % len(colors)], width=2)
+        draw.text((margin + 10 + 120 * i, 10), key, fill=colors[i % len(colors)])
+    draw.text((margin, margin + height + 8), f"step {int(steps.min())} .. {int(steps.max())}", fill=(0, 0, 0))
+    draw.text((4, margin), f"{high:.3g}", fill=(0, 0, 0))
+    draw.text((4, margin + height - 10), f"{low:.3g}", fill=(0, 0, 0))
+    picture.save(path)
