@@ -1,12 +1,16 @@
 # The two commands a fresh machine needs (see README.md):
-#   make demo   train a GAN (WGAN-GP on the ring of 8 Gaussians) and write its samples
+#   make demo   train a DCGAN on Fashion-MNIST for a few minutes; write its samples and curves
 #   make test   run the test suite
 # Each one installs what it needs first.
 PYTHON ?= python3
 
-.PHONY: demo test test-all bench info
+.PHONY: demo example test test-all bench info
 
 demo:
+	scripts/setup.sh viz
+	$(PYTHON) -m ganforge.cli train dcgan --steps 1200 --sample-every 200 --out runs/dcgan-fashion-mnist
+
+example:  # WGAN-GP on the ring of 8 Gaussians, written with the core alone
 	scripts/setup.sh viz
 	$(PYTHON) examples/wgan_gp_ring8.py --out runs/wgan_gp_ring8
 

@@ -186,21 +186,29 @@ def clip_grad_value_(params, clip_value):
 
 class EMA:
     """An exponential moving average of a model's parameters (and a copy of its buffers),
-    the generator weights GANs sample from: shadow = decay * shadow + (1 - decay) * param."""
+    the generator weights GANs sample from: shadow = d * shadow + (1 - d) * param.
 
-    def __init__(self, model, decay=0.999):
+    With warmup (the default), d = min(decay, (1 + n) / (10 + n)) after n updates, so the
+    average forgets the random initial weights quickly instead of over ~1/(1 - decay) steps."""
+
+    def __init__(self, model, decay=0.999, warmup=True):
         if not 0 <= decay <= 1:
             raise ValueError(f"EMA decay must be in [0, 1], got {decay}")
-        self.model, self.decay = model, decay
+        self.model, self.decay, self.warmup, self.updates = model, decay, warmup, 0
         self.shadow = {name: t._data.copy() for name, t in model.state_dict().items()}
+
+    def current_decay(self):
+        return min(self.decay, (1 + self.updates) / (10 + self.updates)) if self.warmup else self.decay
 
     @no_grad()
     def update(self):
         params = dict(self.model.named_parameters())
+        decay = self.current_decay()
+        self.updates += 1
         for name, value in self.model.state_dict().items():
             if name in params and value._data.dtype.kind == "f":
-                self.shadow[name] *= self.decay
-                self.shadow[name] += (1 - self.decay) * value._data
+                self.shadow[name] *= decay
+                self.shadow[name] += (1 - decay) * value._data
             else:  # buffers (running statistics, spectral-norm vectors) are copied
                 self.shadow[name] = value._data.copy()
 
@@ -209,10 +217,11 @@ class EMA:
         (model or self.model).load_state_dict(self.shadow)
 
     def state_dict(self):
-        return {"decay": self.decay, "shadow": {k: to_device(v, "cpu") for k, v in self.shadow.items()}}
+        return {"decay": self.decay, "warmup": self.warmup, "updates": self.updates,
+                "shadow": {k: to_device(v, "cpu") for k, v in self.shadow.items()}}
 
     def load_state_dict(self, state):
-        self.decay = state["decay"]
+        self.decay, self.warmup, self.updates = state["decay"], state.get("warmup", True), state.get("updates", 0)
         self.shadow = {k: np.array(v) for k, v in state["shadow"].items()}
 
 

@@ -48,7 +48,7 @@ def test_resuming_from_a_state_dict_continues_exactly(make):
 
 def test_ema_averages_parameters_and_copies_buffers():
     model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
-    ema = optim.EMA(model, decay=0.5)
+    ema = optim.EMA(model, decay=0.5, warmup=False)
     before = model[0].weight.numpy().copy()
     with gf.no_grad():
         model[0].weight.add_(2.0)
@@ -94,3 +94,15 @@ def test_clip_grad_norm_refuses_non_finite_gradients():
     p.grad = gf.tensor([np.inf, 1.0])
     with pytest.raises(FloatingPointError, match="norm is inf"):
         optim.clip_grad_norm_([p], 1.0)
+
+
+def test_ema_warmup_forgets_the_initial_weights_quickly():
+    model = nn.Linear(1, 1, bias=False)
+    ema = optim.EMA(model, decay=0.999)
+    assert ema.current_decay() == pytest.approx(0.1)
+    with gf.no_grad():
+        model.weight.fill_(1.0)
+    for _ in range(100):
+        ema.update()
+    assert ema.current_decay() == pytest.approx(101 / 110)
+    assert ema.shadow["weight"][0, 0] > 0.99  # without warmup: 1 - 0.999^100 = 0.095 of the way

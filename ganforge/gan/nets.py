@@ -35,6 +35,20 @@ def _check_resolution(resolution):
                          "images (image folders are resized to --resolution)")
 
 
+def dcgan_init(module):
+    """The DCGAN paper's initialization: conv weights ~ N(0, 0.02), batch-norm scales ~
+    N(1, 0.02), biases 0. With PyTorch's default initialization instead, the
+    discriminator wins outright for the first hundreds of steps (seen in both frameworks)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        # (under spectral norm the trained tensor is weight_orig; weight is recomputed from it)
+        nn.init.normal_(getattr(module, "weight_orig", module.weight), 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
 def dcgan_generator(z_dim, channels, resolution, base=64):
     """z (N, z_dim, 1, 1) -> images (N, channels, resolution, resolution) in [-1, 1]."""
     _check_resolution(resolution)
@@ -47,7 +61,7 @@ def dcgan_generator(z_dim, channels, resolution, base=64):
     for cin, cout in zip(widths[:-1], widths[1:]):
         layers += [nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
     layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
-    return nn.Sequential(*layers)
+    return nn.Sequential(*layers).apply(dcgan_init)
 
 
 def dcgan_features(channels, resolution, base=64, batchnorm=True, spectral=False):
@@ -63,14 +77,14 @@ def dcgan_features(channels, resolution, base=64, batchnorm=True, spectral=False
         layers.append(nn.LeakyReLU(0.2))
         cin = cout
     final = 7 if resolution == 28 else 4
-    return nn.Sequential(*layers), cin, final
+    return nn.Sequential(*layers).apply(dcgan_init), cin, final
 
 
 def dcgan_discriminator(channels, resolution, base=64, batchnorm=True, spectral=False):
     """images -> one logit per image, shape (N, 1)."""
     features, width, final = dcgan_features(channels, resolution, base, batchnorm, spectral)
-    head = nn.spectral_norm(nn.Conv2d(width, 1, final)) if spectral else nn.Conv2d(width, 1, final)
-    return nn.Sequential(features, head, nn.Flatten())
+    head = nn.Conv2d(width, 1, final).apply(dcgan_init)
+    return nn.Sequential(features, nn.spectral_norm(head) if spectral else head, nn.Flatten())
 
 
 class ConditionalGenerator(nn.Module):

@@ -256,7 +256,8 @@ class Trainer:
                  "data_shape": list(self.data_shape), "image_shape": None if self.image_shape is None else
                  list(self.image_shape), "num_classes": self.num_classes, "history": self.history,
                  "loader": self.loader.state_dict(), "noise": self.noise.get_state(),
-                 "default_generator": default_generator(self.config["device"]).get_state(), "optimizers": {}}
+                 "default_generator": default_generator(self.config["device"]).get_state(),
+                 "ema_updates": self.ema.updates, "optimizers": {}}
         for label, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
             saved = opt.state_dict()
             for i, slot in enumerate(saved["state"]):
@@ -275,7 +276,7 @@ class Trainer:
         try:
             for prefix, net in (("G", self.G), ("D", self.D)):
                 net.load_state_dict({k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")})
-            self.ema.load_state_dict({"decay": self.config["ema_decay"], "shadow": {
+            self.ema.load_state_dict({"decay": self.config["ema_decay"], "updates": state["ema_updates"], "shadow": {
                 k[len("G_ema."):]: v for k, v in tensors.items() if k.startswith("G_ema.")}})
             for label, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
                 saved = state["optimizers"][label]
