@@ -36,7 +36,7 @@ def info(out=None):
         f"ganforge   {gf.__version__}",
         f"python     {platform.python_version()} ({platform.machine()}, {platform.system()})",
         f"numpy      {np.__version__}, BLAS: {_blas()}",
-        "compiled   " + (f"ganforge._C loaded ({native.module().num_threads()} threads)" if ok
+        "compiled   " + (f"ganforge._C loaded ({native.module().num_threads()} kernel thread(s); GANFORGE_NUM_THREADS sets it)" if ok
                          else f"missing, using NumPy reference kernels: {reason}"),
         "cupy       " + (f"{backend.cupy().__version__}, GPU available" if cupy_reason is None
                          else f"not available ({cupy_reason})"),
@@ -44,9 +44,11 @@ def info(out=None):
         "",
         "kernels (op, device -> chosen implementation; others available or why not):",
     ]
-    for op, device, chosen, statuses in dispatch.table():
+    rows = dispatch.table()
+    width = max((len(op) for op, *_ in rows), default=10)
+    for op, device, chosen, statuses in rows:
         others = ", ".join(f"{impl}: {'yes' if ok else 'no (' + why + ')'}" for impl, (ok, why) in statuses.items())
-        lines.append(f"  {op:10s} {device:5s} -> {chosen:6s} [{others}]")
+        lines.append(f"  {op:{width}s} {device:5s} -> {chosen:6s} [{others}]")
     print("\n".join(lines), file=out or sys.stdout)
 
 
