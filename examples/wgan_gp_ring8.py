@@ -55,23 +55,6 @@ class Adam:
                 p -= scale * m / (np.sqrt(v) + self.eps)
 
 
-def save_scatter(path, samples, size=480, extent=1.6):
-    from PIL import Image, ImageDraw  # optional: pip install ganforge[viz]
-
-    image = Image.new("RGB", (size, size), "white")
-    draw = ImageDraw.Draw(image)
-
-    def pixel(p):
-        return ((p[0] + extent) / (2 * extent) * size, (extent - p[1]) / (2 * extent) * size)
-    for p in samples:
-        x, y = pixel(p)
-        draw.rectangle((x, y, x + 1, y + 1), fill=(40, 90, 200))
-    for m in gf.data.RING8_MEANS:
-        x, y = pixel(m)
-        draw.ellipse((x - 5, y - 5, x + 5, y + 5), outline=(220, 40, 40), width=2)
-    image.save(path)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=4000, help="generator updates")
@@ -118,10 +101,10 @@ def main():
     with open(os.path.join(args.out, "coverage.json"), "w") as f:
         json.dump(coverage, f, indent=2)
     try:
-        save_scatter(os.path.join(args.out, "samples.png"), samples)
+        gf.io.save_scatter(os.path.join(args.out, "samples.png"), samples, gf.data.RING8_MEANS, extent=1.6)
         print(f"wrote {args.out}/samples.png")
-    except ImportError:
-        print("Pillow is not installed (pip install ganforge[viz]): no samples.png")
+    except ImportError as exc:
+        print(f"{exc}: no samples.png")
     print(f"wrote {args.out}/samples.npy; coverage {coverage}")
 
 
