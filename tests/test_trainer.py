@@ -163,3 +163,18 @@ def test_command_line_errors_are_one_line(tmp_path, capsys, monkeypatch):
     assert "already holds a run: pass --resume" in capsys.readouterr().err
     err = capsys.readouterr().err
     assert "\n" not in err.strip()
+
+
+def test_checkpoint_tensors_are_standard_safetensors_files(tmp_path):
+    """ganforge writes the format itself (so loading needs NumPy alone); the reference
+    implementation must read its files, and ganforge must read the reference's."""
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    tensors = {"G.0.weight": np.arange(12, dtype=np.float32).reshape(3, 4), "step": np.array([7], dtype=np.int64),
+               "mask": np.array([True, False]), "empty": np.zeros((0, 3), dtype=np.float64)}
+    io.save_tensors(tmp_path / "ours.safetensors", tensors)
+    for key, value in safetensors_numpy.load_file(str(tmp_path / "ours.safetensors")).items():
+        np.testing.assert_array_equal(value, tensors[key])
+    safetensors_numpy.save_file(tensors, str(tmp_path / "theirs.safetensors"))
+    for key, value in io.load_tensors(tmp_path / "theirs.safetensors").items():
+        assert value.dtype == tensors[key].dtype
+        np.testing.assert_array_equal(value, tensors[key])
