@@ -283,8 +283,6 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, retain_graph=No
     With `create_graph=True` the returned gradients are themselves part of a graph and
     can be differentiated again, to any order. `.grad` attributes are left untouched.
     """
-    from .tensor import Tensor
-
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     single_input = isinstance(inputs, Tensor)
     inputs = [inputs] if single_input else list(inputs)

@@ -23,10 +23,6 @@ class Kernel:
     devices: tuple
     available: object  # a callable returning (ok: bool, reason: str)
 
-    def status(self):
-        ok, reason = self.available()
-        return ok, reason
-
 
 _registry = {}
 _warned = set()
@@ -78,7 +74,7 @@ def resolve(op, device="cpu", impl=None):
         if device not in kernel.devices:
             raise ValueError(f"kernel {op}/{explicit} does not run on {device!r} "
                              f"(it runs on {', '.join(kernel.devices)})")
-        ok, reason = kernel.status()
+        ok, reason = kernel.available()
         if not ok:
             raise RuntimeError(f"kernel {op}/{explicit} was asked for but is unavailable: {reason}")
         return kernel
@@ -86,7 +82,7 @@ def resolve(op, device="cpu", impl=None):
         kernel = kernels.get(name)
         if kernel is None or device not in kernel.devices:
             continue
-        ok, reason = kernel.status()
+        ok, reason = kernel.available()
         if ok:
             return kernel
         if (op, name) not in _warned:
@@ -108,7 +104,7 @@ def table():
             kernels = [k for k in _registry[op].values() if device in k.devices]
             if not kernels:
                 continue
-            statuses = {k.impl: k.status() for k in kernels}
+            statuses = {k.impl: k.available() for k in kernels}
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 try:

@@ -9,7 +9,8 @@ import builtins
 import numpy as np
 
 from . import backend
-from .tensor import Tensor
+from .autograd import no_grad
+from .tensor import Tensor, default_generator
 
 __all__ = [
     # arithmetic
@@ -502,7 +503,6 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
         mean_ = mean(x, axes, keepdims=True)
         var_ = var(x, axes, keepdims=True)
         if running_mean is not None:
-            from .autograd import no_grad
             with no_grad():
                 running_mean.copy_((1 - momentum) * running_mean._data + momentum * mean_._data.reshape(-1))
                 running_var.copy_((1 - momentum) * running_var._data
@@ -552,7 +552,6 @@ def dropout(x, p=0.5, training=True, generator=None):
         raise ValueError(f"dropout probability must be in [0, 1), got {p}")
     if not training or p == 0:
         return x
-    from .tensor import default_generator
     gen = generator or default_generator(x.device)
     keep = gen.uniform(x.shape, np.float64) >= p  # float64 draws: one seed, one mask, whatever x's dtype
     return x * constant(keep / x.dtype.type(1 - p))

@@ -76,17 +76,17 @@ def _analytic_vjp(fn, inputs, checked, cotangent_of):
 
 def _report(where, analytic, numeric, atol, rtol):
     error = np.abs(analytic - numeric) - (atol + rtol * np.abs(numeric))
-    if error.size == 0 or not (np.all(error <= 0) and np.all(np.isfinite(analytic))):
-        if error.size:
-            worst = int(np.nanargmax(np.where(np.isfinite(error), error, np.inf)))
-            position = tuple(int(i) for i in np.unravel_index(worst, error.shape))
-            if len(position) == 2:  # a Jacobian: (flat output element, flat input element)
-                position = f"output element {position[0]}, input element {position[1]}"
-            raise GradcheckError(
-                f"{where}: analytic and numeric gradients disagree; worst at {position}: "
-                f"analytic {analytic.flat[worst]:.8g}, numeric {numeric.flat[worst]:.8g}, "
-                f"|difference| {abs(analytic.flat[worst] - numeric.flat[worst]):.3g} > "
-                f"atol + rtol*|numeric| = {atol + rtol * abs(numeric.flat[worst]):.3g}")
+    if error.size == 0 or (np.all(error <= 0) and np.all(np.isfinite(analytic))):
+        return
+    worst = int(np.nanargmax(np.where(np.isfinite(error), error, np.inf)))
+    position = tuple(int(i) for i in np.unravel_index(worst, error.shape))
+    if len(position) == 2:  # a Jacobian: (flat output element, flat input element)
+        position = f"output element {position[0]}, input element {position[1]}"
+    raise GradcheckError(
+        f"{where}: analytic and numeric gradients disagree; worst at {position}: "
+        f"analytic {analytic.flat[worst]:.8g}, numeric {numeric.flat[worst]:.8g}, "
+        f"|difference| {abs(analytic.flat[worst] - numeric.flat[worst]):.3g} > "
+        f"atol + rtol*|numeric| = {atol + rtol * abs(numeric.flat[worst]):.3g}")
 
 
 def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, full_jacobian_limit=4096, directions=3, seed=0,

@@ -1,6 +1,5 @@
 """The networks the variants are built from: MLPs for 2-D data, the DCGAN family for
 images (28, 32 and 64 pixels, any channel count), and their class-conditional forms."""
-import numpy as np
 
 from .. import functional as F
 from .. import nn
@@ -132,6 +131,3 @@ def networks_for(data_shape, z_dim, *, spectral=False, batchnorm=True, num_class
     return (dcgan_generator(z_dim, channels, height),
             dcgan_discriminator(channels, height, batchnorm=batchnorm, spectral=spectral))
 
-
-def count_parameters(module):
-    return int(sum(np.prod(p.shape) for p in module.parameters()))

@@ -9,13 +9,10 @@ import numpy as np
 
 from .. import functional as F
 from ..autograd import no_grad
+from ..ops.conv import pair
 from ..tensor import get_default_dtype, zeros
 from . import init
 from .module import Module, Parameter
-
-
-def _pair(value):
-    return (value, value) if isinstance(value, int) else tuple(value)
 
 
 def _empty(*shape):
@@ -53,8 +50,8 @@ class _ConvNd(Module):
             raise ValueError(f"{type(self).__name__}: in_channels {in_channels} and out_channels {out_channels} "
                              f"must both be divisible by groups {groups}")
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride = _pair(kernel_size), _pair(stride)
-        self.padding, self.dilation, self.groups = _pair(padding), _pair(dilation), groups
+        self.kernel_size, self.stride = pair(kernel_size, "kernel_size"), pair(stride, "stride")
+        self.padding, self.dilation, self.groups = pair(padding, "padding"), pair(dilation, "dilation"), groups
         self.weight = _empty(*weight_shape)
         self.bias = _empty(out_channels) if bias else None
         self.reset_parameters()
@@ -85,7 +82,7 @@ class Conv2d(_ConvNd):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
                  bias=True, padding_mode="zeros"):
-        kh, kw = _pair(kernel_size)
+        kh, kw = pair(kernel_size, "kernel_size")
         super().__init__(in_channels, out_channels, (kh, kw), stride, padding, dilation, groups, bias,
                          (out_channels, in_channels // groups, kh, kw))
         if padding_mode not in ("zeros", "reflect"):
@@ -104,10 +101,10 @@ class Conv2d(_ConvNd):
 class ConvTranspose2d(_ConvNd):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
                  bias=True, dilation=1):
-        kh, kw = _pair(kernel_size)
+        kh, kw = pair(kernel_size, "kernel_size")
         super().__init__(in_channels, out_channels, (kh, kw), stride, padding, dilation, groups, bias,
                          (in_channels, out_channels // groups, kh, kw))
-        self.output_padding = _pair(output_padding)
+        self.output_padding = pair(output_padding, "output_padding")
 
     def forward(self, x):
         self._check_input(x)

@@ -27,8 +27,6 @@ dispatch.register("per_sample_norms", "cpp", per_sample_norms_cpp, ("cpu",), nat
 
 
 class GradientPenalty(Function):
-    saves_output = False
-
     def __init__(self, target=1.0, one_sided=False, impl=None):
         self.target, self.one_sided, self.impl = target, one_sided, impl
 
