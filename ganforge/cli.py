@@ -1,4 +1,4 @@
-"""The `ganforge` command: train, sample, list, info."""
+"""The `ganforge` command: train, sample, evaluate, list, info."""
 import argparse
 import os
 import platform
@@ -84,6 +84,30 @@ def sample(args):
     print(f"wrote {args.n} samples of {info['variant'].name} (step {info['step']}) to {args.out}")
 
 
+def evaluate(args):
+    import json
+
+    import numpy as np
+
+    from ganforge.gan import generate
+    from ganforge.metrics.fashion_classifier import fashion_mnist_report
+    samples, info = generate(args.run, args.n, seed=args.seed, use_ema=not args.no_ema)
+    if samples.shape[1:] != (1, 28, 28):
+        raise ValueError(f"evaluate measures 28x28 grey Fashion-MNIST generators; {args.run} makes samples of shape "
+                         f"{samples.shape[1:]} (for 2-D mixtures see ganforge.metrics.mode_coverage)")
+    requested = np.arange(args.n) % info["num_classes"] if info["num_classes"] else None
+    report = fashion_mnist_report(samples, requested, n=args.n, data_path=args.data_path, seed=args.seed)
+    names = list(next(iter(report.values())))
+    print(f"{info['variant'].name} at step {info['step']}, {args.n} samples against {args.n} Fashion-MNIST test images "
+          "(features of ganforge's frozen classifier)")
+    print(f"{'':14s}" + "".join(f"{name:>15s}" for name in names))
+    for row, values in report.items():
+        print(f"{row:14s}" + "".join(f"{values[name]:15.4f}" for name in names))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"run": args.run, "step": info["step"], "n": args.n, **report}, f, indent=1)
+
+
 def list_variants(args):
     from ganforge.gan import VARIANTS
     for name, v in VARIANTS.items():
@@ -118,8 +142,16 @@ def main(argv=None):
     s.add_argument("--label", type=int, help="class to draw, for conditional variants")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--no-ema", action="store_true", help="use the raw generator weights, not their EMA")
+    e = commands.add_parser("evaluate", help="image quality of a Fashion-MNIST run: FD, KID, precision/recall, "
+                                             "density/coverage and class accuracy, beside real data's")
+    e.add_argument("run", help="a run folder (or a checkpoint folder)")
+    e.add_argument("--n", type=int, default=10000, help="generated and real images compared (default 10000)")
+    e.add_argument("--data-path", help="the Fashion-MNIST folder")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--no-ema", action="store_true", help="use the raw generator weights, not their EMA")
+    e.add_argument("--json", help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
-    handlers = {"info": lambda a: info(), "list": list_variants, "train": train, "sample": sample}
+    handlers = {"info": lambda a: info(), "list": list_variants, "train": train, "sample": sample, "evaluate": evaluate}
     try:
         handlers[args.command](args)
     except KeyboardInterrupt:

@@ -1,5 +1,6 @@
 """The trainer and the command: every variant trains end to end, a killed and resumed
 run equals one run straight through, and bad input is a one-line error."""
+import json
 import os
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 import ganforge as gf
 from ganforge import cli, io
 from ganforge.data import write_idx
+from ganforge.data.fashion_mnist import DEBIAN_PATH
 from ganforge.gan import VARIANTS, Trainer, TrainingDiverged, generate, load_generator, resume_or_start
 
 QUICK = dict(steps=3, batch_size=8, sample_every=1000, checkpoint_every=1000, log_every=1, progress=False)
@@ -59,10 +61,11 @@ def test_every_variant_trains_and_changes_its_weights(name, tiny_fashion, tmp_pa
     assert os.path.exists(tmp_path / "losses.png") and os.path.exists(tmp_path / "log.csv")
 
 
-@pytest.mark.parametrize("name", ["sngan", "cgan"])
+@pytest.mark.parametrize("name", ["sngan", "cgan", "gan"])
 def test_a_resumed_run_continues_exactly(name, tiny_fashion, tmp_path):
-    """Spectral-norm vectors, batch-norm statistics, optimizer moments, the EMA, the data
-    order and every random stream must all come back for the weights to match bit for bit."""
+    """Spectral-norm vectors, batch-norm statistics, optimizer moments, learning-rate
+    schedules, the EMA, the data order and every random stream must all come back for the
+    weights to match bit for bit."""
     straight = Trainer(name, str(tmp_path / "straight"), **small(name, tiny_fashion, steps=6))
     straight.train()
     first = Trainer(name, str(tmp_path / "resumed"), **small(name, tiny_fashion, steps=6))
@@ -78,6 +81,16 @@ def test_a_resumed_run_continues_exactly(name, tiny_fashion, tmp_path):
     for key, value in straight.ema.shadow.items():
         np.testing.assert_array_equal(value, resumed.ema.shadow[key], err_msg=f"ema {key}")
     assert straight.history == resumed.history
+    assert [opt.lr for opt in (straight.opt_g, straight.opt_d)] == [opt.lr for opt in (resumed.opt_g, resumed.opt_d)]
+
+
+def test_lr_decay_reaches_zero_on_the_last_step(tmp_path):
+    trainer = Trainer("gan", str(tmp_path), **dict(QUICK, steps=4, lr_decay=True))
+    base = trainer.opt_g.lr
+    trainer.train(steps=2)
+    assert trainer.opt_g.lr == pytest.approx(base / 2) and trainer.opt_d.lr == pytest.approx(trainer.variant.lr / 2)
+    trainer.train()
+    assert trainer.opt_g.lr == 0.0 and trainer.opt_d.lr == 0.0
 
 
 def test_sampling_a_trained_run(tiny_fashion, tmp_path):
@@ -93,6 +106,24 @@ def test_sampling_a_trained_run(tiny_fashion, tmp_path):
     assert os.path.getsize(tmp_path / "grid.png") > 0
     assert cli.main(["sample", str(tmp_path), "--n", "7", "--out", str(tmp_path / "raw.npy")]) == 0
     assert np.load(tmp_path / "raw.npy").shape == (7, 1, 28, 28)
+    # drawing in batches changes nothing but BLAS rounding
+    np.testing.assert_allclose(generate(str(tmp_path), 7, batch_size=3)[0], generate(str(tmp_path), 7)[0], atol=1e-6)
+
+
+@pytest.mark.skipif(not os.path.isdir(DEBIAN_PATH), reason="apt-get install dataset-fashion-mnist")
+def test_evaluating_a_run(tiny_fashion, tmp_path, capsys):
+    trainer = Trainer("cgan", str(tmp_path), **small("cgan", tiny_fashion))
+    trainer.train()
+    assert cli.main(["evaluate", str(tmp_path), "--n", "60", "--json", str(tmp_path / "quality.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "real (train)" in printed and "class_accuracy" in printed
+    report = json.load(open(tmp_path / "quality.json"))
+    assert report["generated"]["fd"] > report["real (train)"]["fd"]  # three steps of training are not real data
+    assert report["real (train)"]["class_accuracy"] > 0.7
+    ring = Trainer("gan", str(tmp_path / "ring"), **QUICK)
+    ring.train()
+    assert cli.main(["evaluate", str(tmp_path / "ring")]) == 1
+    assert "28x28 grey Fashion-MNIST generators" in capsys.readouterr().err
 
 
 def test_corrupt_and_truncated_checkpoints_are_clear_errors(tiny_fashion, tmp_path):

@@ -26,7 +26,7 @@ from .variants import get_variant
 
 DEFAULTS = {"steps": 3000, "batch_size": 64, "z_dim": 100, "seed": 0, "device": "cpu", "data_path": None,
             "resolution": None, "channels": None, "sample_every": 500, "checkpoint_every": 500, "log_every": 50,
-            "ema_decay": 0.999, "rollback": False, "flatten": False, "progress": True}
+            "ema_decay": 0.999, "lr_decay": False, "rollback": False, "flatten": False, "progress": True}
 MIXTURE_POINTS = 100_000  # 2-D data sets are drawn once, from the run's seed, then batched like images
 
 
@@ -78,6 +78,10 @@ class Trainer:
         self.G_ema.load_state_dict(self.G.state_dict())
         self.G_ema.eval()
         self.opt_g, self.opt_d = self._optimizer(self.G), self._optimizer(self.D)
+        # Decaying both learning rates linearly to 0 lets a generator settle on the modes
+        # instead of jittering around them (what the 2-D recipes need); one step per G update.
+        self.schedules = [optim.LinearDecayLR(opt, cfg["steps"]) for opt in (self.opt_g, self.opt_d)] \
+            if cfg["lr_decay"] else []
         self.ema = optim.EMA(self.G, cfg["ema_decay"])
         arrays = (samples,) if labels is None else (samples, labels)
         self.loader = DataLoader(*arrays, batch_size=cfg["batch_size"], seed=cfg["seed"])
@@ -148,6 +152,8 @@ class Trainer:
         finally:
             self.D.requires_grad_(True)
         self.ema.update()
+        for schedule in self.schedules:
+            schedule.step()
         self.step += 1
         losses = {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
         if penalty is not None:
@@ -257,7 +263,8 @@ class Trainer:
                  list(self.image_shape), "num_classes": self.num_classes, "history": self.history,
                  "loader": self.loader.state_dict(), "noise": self.noise.get_state(),
                  "default_generator": default_generator(self.config["device"]).get_state(),
-                 "ema_updates": self.ema.updates, "optimizers": {}}
+                 "ema_updates": self.ema.updates, "optimizers": {},
+                 "schedules": [schedule.state_dict() for schedule in self.schedules]}
         for label, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
             saved = opt.state_dict()
             for i, slot in enumerate(saved["state"]):
@@ -285,6 +292,8 @@ class Trainer:
                         if isinstance(value, dict) and "tensor" in value:
                             slot[key] = tensors[value["tensor"]]
                 opt.load_state_dict(saved)
+            for schedule, saved in zip(self.schedules, state.get("schedules", []), strict=True):
+                schedule.load_state_dict(saved)
         except (KeyError, ValueError) as exc:
             raise io.CheckpointError(f"{path} does not fit this model ({exc}); was it made with other options?") from None
         self.loader.load_state_dict(state["loader"])
@@ -337,22 +346,24 @@ def load_generator(run_dir, use_ema=True):
     return G, info
 
 
-def generate(run_dir, n, labels=None, seed=0, use_ema=True):
+def generate(run_dir, n, labels=None, seed=0, use_ema=True, batch_size=500):
     """n samples (NumPy) from a trained run; `labels` (an int or n ints) for conditional models."""
     G, info = load_generator(run_dir, use_ema)
     shape = (n, info["z_dim"]) + ((1, 1) if len(info["data_shape"]) == 3 else ())
-    z = randn(*shape, generator=Generator(seed))
-    with no_grad():
-        if info["num_classes"]:
-            labels = np.arange(n) % info["num_classes"] if labels is None else np.broadcast_to(labels, (n,))
-            if np.max(labels) >= info["num_classes"] or np.min(labels) < 0:
-                raise ValueError(f"--label must be in [0, {info['num_classes']})")
-            out = G(z, Tensor(np.asarray(labels, dtype=np.int64)))
-        elif labels is not None:
-            raise ValueError(f"{info['variant'].name} is not class-conditional: --label does not apply")
-        else:
-            out = G(z)
-    samples = out.numpy()
+    z = randn(*shape, generator=Generator(seed)).numpy()
+    if info["num_classes"]:
+        labels = np.arange(n) % info["num_classes"] if labels is None else np.broadcast_to(labels, (n,))
+        if np.max(labels) >= info["num_classes"] or np.min(labels) < 0:
+            raise ValueError(f"--label must be in [0, {info['num_classes']})")
+        labels = np.asarray(labels, dtype=np.int64)
+    elif labels is not None:
+        raise ValueError(f"{info['variant'].name} is not class-conditional: --label does not apply")
+    chunks = []
+    with no_grad():  # in batches, so that 10k images do not need 10k images' activations at once
+        for i in range(0, n, batch_size):
+            z_i = Tensor(z[i:i + batch_size])
+            chunks.append((G(z_i, Tensor(labels[i:i + batch_size])) if info["num_classes"] else G(z_i)).numpy())
+    samples = np.concatenate(chunks)
     if info["image_shape"] and samples.ndim == 2:
         samples = samples.reshape((n,) + tuple(info["image_shape"]))
     return samples, info
