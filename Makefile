@@ -4,7 +4,7 @@
 # Each one installs what it needs first.
 PYTHON ?= python3
 
-.PHONY: demo example test test-all bench info
+.PHONY: demo example test test-all bench bench-steps info
 
 demo:
 	scripts/setup.sh viz
@@ -26,6 +26,12 @@ bench:  # ganforge against PyTorch CPU in the same run
 	scripts/setup.sh bench
 	$(PYTHON) -m pip install -q torch==2.13.0
 	$(PYTHON) -m pytest bench --benchmark-only --benchmark-min-rounds=60
+
+bench-steps:  # one training step of dcgan28, wgangp28 and sngan28 against PyTorch; JSON in bench/results/
+	scripts/setup.sh bench
+	$(PYTHON) -m pip install -q torch==2.13.0
+	mkdir -p bench/results
+	$(PYTHON) -m pytest bench/test_train_step.py --benchmark-only --benchmark-json bench/results/train_step.json
 
 info:
 	$(PYTHON) -m ganforge.cli info

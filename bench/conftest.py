@@ -1,6 +1,7 @@
 """Shared set-up for the benchmarks: PyTorch on as many threads as NumPy's BLAS, a
 measured sgemm ceiling, and a closing table for every benchmark group: each entry's
-median, its ratio to PyTorch, and its achieved GFLOP/s against the ceiling."""
+median, its ratio to PyTorch, its achieved GFLOP/s against the ceiling and, where
+measured, the peak memory it adds."""
 import os
 import time
 
@@ -80,6 +81,9 @@ def pytest_terminal_summary(terminalreporter, config):
                 text += f"   {flops / median / 1e9:6.1f} GFLOP/s"
                 if _ceiling:
                     text += f" ({100 * flops / median / 1e9 / _ceiling['gflops']:3.0f}% of sgemm)"
+            peak = bench.extra_info.get("peak_mb")
+            if peak is not None:
+                text += f"   peak +{peak:6.1f} MB"
             per_op = bench.extra_info.get("ops")
             if per_op:
                 text += f"   {median / per_op * 1e6:.2f} us per op"

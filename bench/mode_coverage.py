@@ -1,9 +1,10 @@
-"""Mode coverage of GAN variants on ring8 and grid25 (the protocol of BENCH_MODELS.md):
-train each variant on each mixture with several seeds, draw 2500 samples from the
-generator's EMA weights, and report modes captured, percent high-quality samples and KL,
-as mean and standard error over seeds, beside the published numbers.
+"""Mode coverage of GAN recipes on ring8 and grid25 (the protocol of BENCH_MODELS.md):
+train each recipe (ganforge.gan.recipes: a variant and its options) on each mixture with
+several seeds, draw 2500 samples from the generator's EMA weights, and report modes
+captured, percent high-quality samples and KL, as mean and standard error over seeds,
+beside the published numbers.
 
-    python bench/mode_coverage.py --variants gan,wgan-gp,sngan --seeds 5 --out docs/mode_coverage.md
+    python bench/mode_coverage.py --recipes gan,gan-r1,wgan-gp,sngan --seeds 5 --out docs/mode_coverage.md
 
 Each run trains in its own process (two at a time by default, one BLAS thread each).
 """
@@ -12,10 +13,11 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from ganforge.gan.recipes import RECIPES, recipe
 
 PUBLISHED = [  # (method, ring8 modes, ring8 HQ%, grid25 modes, grid25 HQ%, source)
     ("GAN", 1, 99.3, 3.3, 0.5, "VEEGAN, Table 1"),
@@ -27,28 +29,15 @@ PUBLISHED = [  # (method, ring8 modes, ring8 HQ%, grid25 modes, grid25 HQ%, sour
     ("PacGAN4", 7.8, 95.9, 24.8, 93.6, "PacGAN, Table 1"),
 ]
 
-ONE_RUN = """
-import json, sys
-from ganforge.gan import Trainer
-from ganforge.metrics import mode_coverage
-variant, data, seed, steps, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
-options = dict(data=data, seed=seed, progress=False, sample_every=10**9, checkpoint_every=10**9, log_every=10**9)
-if steps != "default":
-    options["steps"] = int(steps)
-trainer = Trainer(variant, out, **options)
-trainer.train()
-print(json.dumps(mode_coverage(trainer.sample(), data)))
-"""
 
 
-def run(variant, data, seed, steps):
+def run(name, data, seed, steps):
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    with tempfile.TemporaryDirectory() as out:
-        done = subprocess.run([sys.executable, "-c", ONE_RUN, variant, data, str(seed), str(steps), out],
-                              capture_output=True, text=True, env=env)
+    done = subprocess.run([sys.executable, "-m", "ganforge.gan.recipes", name, data, str(seed), str(steps)],
+                          capture_output=True, text=True, env=env)
     if done.returncode != 0:
-        return variant, data, seed, {"error": done.stderr.strip().splitlines()[-1]}
-    return variant, data, seed, json.loads(done.stdout.strip().splitlines()[-1])
+        return name, data, seed, {"error": done.stderr.strip().splitlines()[-1]}
+    return name, data, seed, json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def mean_and_error(values):
@@ -57,22 +46,22 @@ def mean_and_error(values):
     return f"{values.mean():.1f} ± {error:.1f}"
 
 
-def table(results, variants, datasets, seeds, steps):
+def table(results, recipes, datasets, seeds, steps):
     lines = [f"Mode coverage, {seeds} seeds per cell (mean ± standard error), 2500 samples from the EMA "
-             f"generator, steps: {steps} (variant defaults unless a number).", "",
+             f"generator, steps: {steps} (each recipe's unless a number).", "",
              "| method | " + " | ".join(f"{d} modes | {d} HQ% | {d} KL" for d in datasets) + " | source |",
              "|---" * (1 + 3 * len(datasets)) + "|---|"]
-    for variant in variants:
+    for name in recipes:
         cells = []
         for data in datasets:
-            runs = [r for (v, d, _), r in results.items() if v == variant and d == data and "error" not in r]
+            runs = [r for (v, d, _), r in results.items() if v == name and d == data and "error" not in r]
             if not runs:
                 cells += ["failed"] * 3
                 continue
             cells += [mean_and_error([r["modes"] for r in runs]),
                       mean_and_error([r["high_quality_percent"] for r in runs]),
                       f"{np.mean([r['kl'] for r in runs]):.2f}"]
-        lines.append(f"| ganforge {variant} | " + " | ".join(cells) + " | this run |")
+        lines.append(f"| ganforge {name}: {RECIPES[name][2]} | " + " | ".join(cells) + " | this run |")
     if datasets == ["ring8", "grid25"]:
         for method, r_modes, r_hq, g_modes, g_hq, source in PUBLISHED:
             lines.append(f"| {method} | {r_modes} | {r_hq} | | {g_modes} | {g_hq} | | {source} |")
@@ -81,27 +70,29 @@ def table(results, variants, datasets, seeds, steps):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default="gan,wgan-gp,sngan")
+    parser.add_argument("--recipes", default="gan,gan-r1,wgan-gp,sngan", help=f"from: {', '.join(RECIPES)}")
     parser.add_argument("--data", default="ring8,grid25")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--steps", default="default", help="generator steps, or 'default' for each variant's")
+    parser.add_argument("--steps", default="default", help="generator steps, or 'default' for each recipe's")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", help="also write the table (and the raw results as JSON) here")
     args = parser.parse_args()
-    variants, datasets = args.variants.split(","), args.data.split(",")
-    jobs = [(v, d, s, args.steps) for v in variants for d in datasets for s in range(args.seeds)]
+    recipes, datasets = args.recipes.split(","), args.data.split(",")
+    for name in recipes:
+        recipe(name)  # an unknown name fails now, not after the other runs
+    jobs = [(v, d, s, args.steps) for v in recipes for d in datasets for s in range(args.seeds)]
     results = {}
     with ThreadPoolExecutor(args.jobs) as pool:
-        for variant, data, seed, result in pool.map(lambda job: run(*job), jobs):
-            results[(variant, data, seed)] = result
-            print(f"{variant:8s} {data:7s} seed {seed}: {result}", flush=True)
-    text = table(results, variants, datasets, args.seeds, args.steps)
+        for name, data, seed, result in pool.map(lambda job: run(*job), jobs):
+            results[(name, data, seed)] = result
+            print(f"{name:10s} {data:7s} seed {seed}: {result}", flush=True)
+    text = table(results, recipes, datasets, args.seeds, args.steps)
     print("\n" + text)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text + "\n")
         with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
-            json.dump([{"variant": v, "data": d, "seed": s, **r} for (v, d, s), r in results.items()], f, indent=1)
+            json.dump([{"recipe": v, "data": d, "seed": s, **r} for (v, d, s), r in results.items()], f, indent=1)
 
 
 if __name__ == "__main__":

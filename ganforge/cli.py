@@ -1,4 +1,4 @@
-"""The `ganforge` command: train, sample, evaluate, list, info."""
+"""The `ganforge` command: train, sample, evaluate, profile, list, info."""
 import argparse
 import os
 import platform
@@ -58,7 +58,9 @@ def train(args):
                               data=args.data, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                               device=args.device, rollback=args.rollback, sample_every=args.sample_every,
                               checkpoint_every=args.checkpoint_every, data_path=args.data_path,
-                              resolution=args.resolution, progress=not args.no_progress)
+                              resolution=args.resolution, progress=not args.no_progress, lr=args.lr,
+                              betas=args.betas, n_critic=args.n_critic, penalty=args.penalty,
+                              penalty_weight=args.penalty_weight, lr_decay=args.lr_decay or None)
     start = time.time()
     trainer.train()
     samples = os.path.join(trainer.out_dir, "samples", "latest.png")
@@ -108,6 +110,29 @@ def evaluate(args):
             json.dump({"run": args.run, "step": info["step"], "n": args.n, **report}, f, indent=1)
 
 
+def profile(args):
+    import tempfile
+
+    from ganforge import benchmarks
+    from ganforge.profiler import Profile
+    if args.model in benchmarks.MODELS:
+        G, D, step, _ = benchmarks.build(args.model)
+        what = f"benchmark model {args.model} (BENCH_MODELS.md)"
+    else:
+        from ganforge.gan import Trainer
+        trainer = Trainer(args.model, tempfile.mkdtemp(prefix="ganforge-profile-"), data=args.data,
+                          data_path=args.data_path, progress=False)
+        G, D, step = trainer.G, trainer.D, trainer.train_step
+        what = f"variant {args.model} on {trainer.config['data']} (batch {trainer.config['batch_size']})"
+    for _ in range(args.warmup):
+        step()
+    with Profile().name_layers(G=G, D=D) as prof:
+        for _ in range(args.steps):
+            step()
+    print(f"profile of {what}, {args.steps} steps after {args.warmup} warm-up")
+    print(prof.report(steps=args.steps, top=args.top))
+
+
 def list_variants(args):
     from ganforge.gan import VARIANTS
     for name, v in VARIANTS.items():
@@ -115,6 +140,7 @@ def list_variants(args):
 
 
 def main(argv=None):
+    from ganforge.gan.trainer import PENALTIES
     parser = argparse.ArgumentParser(prog="ganforge", description="ganforge: a from-scratch GAN engine")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="versions, BLAS, compiled module, GPU support and kernel choices")
@@ -135,6 +161,14 @@ def main(argv=None):
     t.add_argument("--sample-every", type=int)
     t.add_argument("--checkpoint-every", type=int)
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    recipe = t.add_argument_group("recipe", "replace the variant's own settings (see `ganforge list`)")
+    recipe.add_argument("--lr", type=float, help="learning rate of both networks")
+    recipe.add_argument("--betas", type=float, nargs=2, metavar=("BETA1", "BETA2"), help="Adam's betas")
+    recipe.add_argument("--n-critic", type=int, help="discriminator updates per generator update")
+    recipe.add_argument("--penalty", choices=PENALTIES, help="discriminator penalty: gradient penalty (two- or "
+                                                             "one-sided), R1 on real data, or none")
+    recipe.add_argument("--penalty-weight", type=float, help="lambda of the gradient penalty, gamma of R1")
+    recipe.add_argument("--lr-decay", action="store_true", help="decay both learning rates linearly to 0")
     s = commands.add_parser("sample", help="draw samples from a trained run")
     s.add_argument("run", help="a run folder (or a checkpoint folder)")
     s.add_argument("--n", type=int, default=64)
@@ -150,8 +184,15 @@ def main(argv=None):
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--no-ema", action="store_true", help="use the raw generator weights, not their EMA")
     e.add_argument("--json", help="also write the numbers to this JSON file")
+    p = commands.add_parser("profile", help="where a training step's time goes, per op and per layer")
+    p.add_argument("model", help="a benchmark model (dcgan28, wgangp28, sngan28, dcgan64) or a variant")
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--top", type=int, default=15, help="rows per table")
+    p.add_argument("--data", help="for a variant: its data set (default: the variant's)")
+    p.add_argument("--data-path", help="the Fashion-MNIST folder")
     args = parser.parse_args(argv)
-    handlers = {"info": lambda a: info(), "list": list_variants, "train": train, "sample": sample, "evaluate": evaluate}
+    handlers = {"profile": profile, "info": lambda a: info(), "list": list_variants, "train": train, "sample": sample, "evaluate": evaluate}
     try:
         handlers[args.command](args)
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ detached generated batch; the generator is then updated through a fresh discrimi
 pass over the same generated batch (with n_critic > 1, the last one).
 """
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -26,7 +27,11 @@ from .variants import get_variant
 
 DEFAULTS = {"steps": 3000, "batch_size": 64, "z_dim": 100, "seed": 0, "device": "cpu", "data_path": None,
             "resolution": None, "channels": None, "sample_every": 500, "checkpoint_every": 500, "log_every": 50,
-            "ema_decay": 0.999, "lr_decay": False, "rollback": False, "flatten": False, "progress": True}
+            "ema_decay": 0.999, "lr_decay": False, "rollback": False, "flatten": False, "progress": True,
+            # None: the variant's own; a value replaces it (a recipe for other data)
+            "lr": None, "betas": None, "n_critic": None, "penalty": None, "penalty_weight": None}
+VARIANT_OPTIONS = ("lr", "betas", "n_critic", "penalty", "penalty_weight")
+PENALTIES = ("none", "gp", "gp_one_sided", "r1")
 MIXTURE_POINTS = 100_000  # 2-D data sets are drawn once, from the run's seed, then batched like images
 
 
@@ -57,6 +62,7 @@ class Trainer:
             raise TypeError(f"unknown training options {sorted(unknown)}")
         self.config = {**DEFAULTS, **self.variant.defaults,
                        **{k: v for k, v in overrides.items() if v is not None}}
+        self.variant = self._with_options(self.variant, self.config)
         self.out_dir = out_dir
         cfg = self.config
         samples, labels, self.class_names = load_data(cfg)
@@ -89,6 +95,23 @@ class Trainer:
         fixed = Generator(cfg["seed"] + 2, cfg["device"])
         self.fixed_z = self._z(80 if self.variant.conditional else (2500 if len(self.data_shape) == 1 else 64), fixed)
         self.step, self.history = 0, []
+
+    @staticmethod
+    def _with_options(variant, config):
+        """The variant with the configured lr, betas, n_critic and penalty in place of its
+        own; the config is filled with the values in use, so a checkpoint records them."""
+        if config["penalty"] is not None and config["penalty"] not in PENALTIES:
+            raise ValueError(f"unknown penalty {config['penalty']!r}: use one of {', '.join(PENALTIES)}")
+        chosen = {k: config[k] for k in VARIANT_OPTIONS if config[k] is not None}
+        if "betas" in chosen:
+            chosen["betas"] = tuple(chosen["betas"])
+        if chosen.get("penalty") == "none":
+            chosen["penalty"] = None
+        variant = dataclasses.replace(variant, **chosen)
+        for k in VARIANT_OPTIONS:
+            config[k] = getattr(variant, k)
+        config["penalty"] = config["penalty"] or "none"
+        return variant
 
     # --- pieces of a step --------------------------------------------------------------------
 

@@ -1,0 +1,82 @@
+"""The fixed benchmark models of BENCH_MODELS.md as ganforge training steps.
+
+`bench/test_train_step.py` times these against PyTorch's twins (shared/peer/torch_steps.py)
+and `ganforge profile MODEL` shows where their time goes. Each step is exactly the peer's:
+a discriminator update on a real batch and a detached fake batch, then a generator update
+through a fresh discriminator pass over the same fake batch.
+"""
+from . import functional as F
+from . import nn, optim
+from .gan.nets import dcgan_discriminator, dcgan_generator
+from .gan.penalties import gradient_penalty
+from .tensor import Generator, manual_seed, ones_like, rand, randn, zeros_like
+
+MODELS = {  # name: (loss, D with batch norm, D with spectral norm, channels, resolution, batch)
+    "dcgan28": ("bce", True, False, 1, 28, 64),
+    "wgangp28": ("wgan-gp", False, False, 1, 28, 64),
+    "sngan28": ("hinge", False, True, 1, 28, 64),
+    "dcgan64": ("bce", True, False, 3, 64, 128),
+}
+Z_DIM = 100
+
+
+def _generator_64():
+    """dcgan64's G has no bias in its last layer, unlike ganforge's DCGAN generator."""
+    G = dcgan_generator(Z_DIM, 3, 64)
+    last = G[len(G) - 2]
+    last.bias = None
+    return G
+
+
+def _discriminator_64():
+    """dcgan64's D: the DCGAN trunk without biases (BN follows every conv but the first)."""
+    layers = []
+    for i, (cin, cout) in enumerate([(3, 64), (64, 128), (128, 256), (256, 512)]):
+        layers.append(nn.Conv2d(cin, cout, 4, 2, 1, bias=False))
+        if i:
+            layers.append(nn.BatchNorm2d(cout))
+        layers.append(nn.LeakyReLU(0.2))
+    layers += [nn.Conv2d(512, 1, 4, 1, 0, bias=False), nn.Flatten()]
+    return nn.Sequential(*layers)
+
+
+def build(name, seed=0):
+    """(G, D, step, batch): the model's networks and a function that runs one training step."""
+    if name not in MODELS:
+        raise ValueError(f"unknown benchmark model {name!r}: choose from {', '.join(MODELS)}")
+    loss, batchnorm, spectral, channels, resolution, batch = MODELS[name]
+    manual_seed(seed)
+    if resolution == 64:
+        G, D = _generator_64(), _discriminator_64()
+    else:
+        G = dcgan_generator(Z_DIM, channels, resolution)
+        D = dcgan_discriminator(channels, resolution, batchnorm=batchnorm, spectral=spectral)
+    opt_g = optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    noise = Generator(seed + 1)
+    real = rand(batch, channels, resolution, resolution, generator=noise) * 2 - 1
+
+    def step():
+        fake = G(randn(batch, Z_DIM, 1, 1, generator=noise))
+        if loss == "bce":
+            out_real, out_fake = D(real), D(fake.detach())
+            loss_d = F.binary_cross_entropy_with_logits(out_real, ones_like(out_real)) + \
+                F.binary_cross_entropy_with_logits(out_fake, zeros_like(out_fake))
+        elif loss == "hinge":
+            loss_d = F.mean(F.relu(1 - D(real))) + F.mean(F.relu(1 + D(fake.detach())))
+        else:
+            loss_d = F.mean(D(fake.detach())) - F.mean(D(real)) + gradient_penalty(D, real, fake, 10.0,
+                                                                                    generator=noise)
+        opt_d.zero_grad()
+        loss_d.backward()
+        opt_d.step()
+        D.requires_grad_(False)  # the peer computes D's weight gradients here and throws them away
+        out = D(fake)
+        loss_g = F.binary_cross_entropy_with_logits(out, ones_like(out)) if loss == "bce" else -F.mean(out)
+        opt_g.zero_grad()
+        loss_g.backward()
+        opt_g.step()
+        D.requires_grad_(True)
+        return loss_d.item(), loss_g.item()
+
+    return G, D, step, batch

@@ -1,0 +1,75 @@
+"""The profiler and the benchmark models it is pointed at."""
+import numpy as np
+import pytest
+
+import ganforge as gf
+from ganforge import benchmarks, cli, nn
+from ganforge import functional as F
+from ganforge.autograd import Function
+from ganforge.nn.module import Module
+from ganforge.profiler import Profile
+
+
+def tiny_step():
+    gf.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))
+    x = gf.randn(5, 3, requires_grad=True)
+
+    def step():
+        (g,) = gf.grad(F.sum(net(x)), [x], create_graph=True)  # a double backward, as in a penalty
+        loss = F.sum(g * g)
+        loss.backward()
+        return loss.item(), [p.grad.numpy().copy() for p in net.parameters() if p.grad is not None]
+    return net, step
+
+
+def test_profile_times_ops_and_layers_and_changes_nothing():
+    originals = {name: (cls.__dict__.get("forward"), cls.__dict__.get("backward"))
+                 for name, cls in Function.registry.items()}
+    module_call = Module.__dict__["__call__"]
+    net, step = tiny_step()
+    plain = step()
+    net, step = tiny_step()
+    with Profile().name_layers(net=net) as prof:
+        profiled = step()
+    assert plain[0] == profiled[0] and len(plain[1]) == len(profiled[1]) == 3
+    for a, b in zip(plain[1], profiled[1]):
+        np.testing.assert_array_equal(a, b)
+    calls, forward_s, backward_s = prof.ops["MatMul"]
+    assert calls >= 2 and forward_s > 0 and backward_s > 0
+    assert prof.ops["TanhGrad"][0] >= 1  # created by Tanh's backward under create_graph
+    assert prof.layers["net.0(Linear)"][0] > 0 and prof.layers["net.1(Tanh)"][1] > 0
+    exclusive = sum(f + b for _, f, b in prof.ops.values())
+    assert 0 < exclusive <= prof.wall_s
+    report = prof.report()
+    assert "MatMul" in report and "net.2(Linear)" in report and "ms/step" in report
+    # everything patched is put back, inherited methods included
+    assert Module.__dict__["__call__"] is module_call
+    for name, cls in Function.registry.items():
+        assert (cls.__dict__.get("forward"), cls.__dict__.get("backward")) == originals[name], name
+
+
+@pytest.mark.parametrize("model", ["dcgan28", "wgangp28", "sngan28"])
+def test_benchmark_models_train(model):
+    G, D, step, batch = benchmarks.build(model)
+    before = [p.numpy().copy() for p in list(G.parameters()) + list(D.parameters())]
+    losses = step()
+    after = [p.numpy() for p in list(G.parameters()) + list(D.parameters())]
+    assert batch == 64 and all(np.isfinite(losses))
+    # every weight moves (a critic's last bias cancels out of the Wasserstein loss, so not biases)
+    assert all(not np.array_equal(a, b) for a, b in zip(before, after) if a.ndim > 1)
+    with pytest.raises(ValueError, match="unknown benchmark model 'dcgan7'"):
+        benchmarks.build("dcgan7")
+
+
+def test_dcgan64_has_the_benchmark_shapes():
+    G, D, _, batch = benchmarks.build("dcgan64")
+    assert batch == 128
+    assert sum(p.size for p in G.parameters()) == 3576704  # BENCH_MODELS.md's G, BN included
+    assert sum(p.size for p in D.parameters()) == 2765568
+
+
+def test_profile_command(capsys):
+    assert cli.main(["profile", "gan", "--steps", "1", "--warmup", "0", "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "profile of variant gan on ring8" in out and "MatMul" in out
