@@ -64,48 +64,55 @@ ConvGeometry geometry(int64_t n, int64_t c, int64_t h, int64_t w, Pair kernel, P
 }
 
 template <typename T>
-py::array run_im2col(const py::array& x, const ConvGeometry& g) {
-  py::array_t<T> cols({g.batch, g.channels * g.kernel_h * g.kernel_w, g.out_h * g.out_w});
+py::array run_im2col(const py::array& x, const ConvGeometry& g, bool batch_in_columns) {
+  const int64_t rows = g.channels * g.kernel_h * g.kernel_w, positions = g.out_h * g.out_w;
+  py::array_t<T> cols = batch_in_columns ? py::array_t<T>({rows, g.batch * positions})
+                                         : py::array_t<T>({g.batch, rows, positions});
   const T* src = static_cast<const T*>(x.data());
   T* dst = cols.mutable_data();
   {
     py::gil_scoped_release release;
-    ganforge::im2col<T>(src, dst, g);
+    ganforge::im2col<T>(src, dst, g, batch_in_columns);
   }
   return cols;
 }
 
 template <typename T>
-py::array run_col2im(const py::array& cols, const ConvGeometry& g) {
+py::array run_col2im(const py::array& cols, const ConvGeometry& g, bool batch_in_columns) {
   py::array_t<T> x({g.batch, g.channels, g.height, g.width});
   const T* src = static_cast<const T*>(cols.data());
   T* dst = x.mutable_data();
   {
     py::gil_scoped_release release;
-    ganforge::col2im<T>(src, dst, g);
+    ganforge::col2im<T>(src, dst, g, batch_in_columns);
   }
   return x;
 }
 
-py::array im2col(const py::array& x, Pair kernel, Pair stride, Pair padding, Pair dilation) {
+py::array im2col(const py::array& x, Pair kernel, Pair stride, Pair padding, Pair dilation, bool batch_in_columns) {
   check_float_contiguous(x, "x", 4);
   ConvGeometry g = geometry(x.shape(0), x.shape(1), x.shape(2), x.shape(3), kernel, stride, padding, dilation);
-  if (x.dtype().is(py::dtype::of<float>())) return run_im2col<float>(x, g);
-  return run_im2col<double>(x, g);
+  if (x.dtype().is(py::dtype::of<float>())) return run_im2col<float>(x, g, batch_in_columns);
+  return run_im2col<double>(x, g, batch_in_columns);
 }
 
-py::array col2im(const py::array& cols, int64_t channels, Pair image_size, Pair kernel, Pair stride,
-                 Pair padding, Pair dilation) {
-  check_float_contiguous(cols, "cols", 3);
+py::array col2im(const py::array& cols, int64_t batch, int64_t channels, Pair image_size, Pair kernel, Pair stride,
+                 Pair padding, Pair dilation, bool batch_in_columns) {
+  check_float_contiguous(cols, "cols", batch_in_columns ? 2 : 3);
   if (channels <= 0) throw py::value_error("channels must be positive, got " + std::to_string(channels));
+  if (batch <= 0) throw py::value_error("batch must be positive, got " + std::to_string(batch));
   check_positive(image_size, "image_size");
-  ConvGeometry g = geometry(cols.shape(0), channels, image_size[0], image_size[1], kernel, stride, padding, dilation);
+  ConvGeometry g = geometry(batch, channels, image_size[0], image_size[1], kernel, stride, padding, dilation);
   const int64_t rows = channels * g.kernel_h * g.kernel_w, area = g.out_h * g.out_w;
-  if (cols.shape(1) != rows || cols.shape(2) != area)
-    throw py::value_error("cols has shape " + shape_of(cols) + " but this geometry needs (" +
-                          std::to_string(g.batch) + ", " + std::to_string(rows) + ", " + std::to_string(area) + ")");
-  if (cols.dtype().is(py::dtype::of<float>())) return run_col2im<float>(cols, g);
-  return run_col2im<double>(cols, g);
+  const bool fits = batch_in_columns ? cols.shape(0) == rows && cols.shape(1) == batch * area
+                                     : cols.shape(0) == batch && cols.shape(1) == rows && cols.shape(2) == area;
+  if (!fits)
+    throw py::value_error("cols has shape " + shape_of(cols) + " but this geometry needs " +
+                          (batch_in_columns ? "(" + std::to_string(rows) + ", " + std::to_string(batch * area) + ")"
+                                            : "(" + std::to_string(batch) + ", " + std::to_string(rows) + ", " +
+                                                  std::to_string(area) + ")"));
+  if (cols.dtype().is(py::dtype::of<float>())) return run_col2im<float>(cols, g, batch_in_columns);
+  return run_col2im<double>(cols, g, batch_in_columns);
 }
 
 void check_same_dtype(const py::array& a, const py::array& b, const char* name_a, const char* name_b) {
@@ -162,11 +169,13 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "ganforge's compiled CPU kernels";
   m.def("num_threads", &ganforge::num_threads, "Threads the kernels use (GANFORGE_NUM_THREADS or the core count).");
   m.def("im2col", &im2col, py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
-        py::arg("dilation"),
-        "Unfold x (N, C, H, W) into columns (N, C*KH*KW, OH*OW).");
-  m.def("col2im", &col2im, py::arg("cols"), py::arg("channels"), py::arg("image_size"), py::arg("kernel_size"),
-        py::arg("stride"), py::arg("padding"), py::arg("dilation"),
-        "Scatter-add columns (N, C*KH*KW, OH*OW) back into an image (N, C, H, W); the adjoint of im2col.");
+        py::arg("dilation"), py::arg("batch_in_columns") = false,
+        "Unfold x (N, C, H, W) into columns (N, C*KH*KW, OH*OW), or (C*KH*KW, N*OH*OW) with batch_in_columns.");
+  m.def("col2im", &col2im, py::arg("cols"), py::arg("batch"), py::arg("channels"), py::arg("image_size"),
+        py::arg("kernel_size"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        py::arg("batch_in_columns") = false,
+        "Scatter-add columns (N, C*KH*KW, OH*OW), or (C*KH*KW, N*OH*OW) with batch_in_columns, back into an "
+        "image (N, C, H, W); the adjoint of im2col.");
   m.def("power_iteration", &power_iteration, py::arg("weight_matrix"), py::arg("u"), py::arg("iterations"),
         py::arg("eps"), "Spectral-norm power iteration on a (rows, cols) matrix; returns the new (u, v).");
   m.def("per_sample_norms", &per_sample_norms, py::arg("grad"),

@@ -13,10 +13,11 @@ struct ConvGeometry {
   int64_t out_h, out_w;
 };
 
+// cols is (N, C*KH*KW, OH*OW), or with batch_in_columns (C*KH*KW, N*OH*OW).
 template <typename T>
-void im2col(const T* x, T* cols, const ConvGeometry& g);
+void im2col(const T* x, T* cols, const ConvGeometry& g, bool batch_in_columns);
 
 template <typename T>
-void col2im(const T* cols, T* x, const ConvGeometry& g);
+void col2im(const T* cols, T* x, const ConvGeometry& g, bool batch_in_columns);
 
 }  // namespace ganforge

@@ -84,12 +84,19 @@ def test_cpp_im2col_and_col2im_match_the_reference(dtype, data):
     x = rng.standard_normal(shape).astype(dtype)
     if data.draw(st.booleans()):
         x = np.swapaxes(np.swapaxes(x, 2, 3).copy(), 2, 3)  # F-ordered spatial axes
-    cols = conv.im2col_cpp(x, *g)
-    np.testing.assert_array_equal(cols, conv.im2col_ref(x, *g))
+    folded = data.draw(st.booleans(), label="batch_in_columns")
+    cols = conv.im2col_cpp(x, *g, folded)
+    np.testing.assert_array_equal(cols, conv.im2col_ref(x, *g, folded))
     assert cols.dtype == dtype
-    back_cpp = conv.col2im_cpp(cols, shape[1], shape[2:], *g)
-    back_ref = conv.col2im_ref(cols, shape[1], shape[2:], *g)
+    if folded:  # the same columns as the per-sample layout, the samples side by side
+        per_sample = conv.im2col_ref(x, *g)
+        np.testing.assert_array_equal(cols, per_sample.transpose(1, 0, 2).reshape(cols.shape))
+    back_cpp = conv.col2im_cpp(cols, shape[1], shape[2:], *g, folded)
+    back_ref = conv.col2im_ref(cols, shape[1], shape[2:], *g, folded)
     np.testing.assert_allclose(back_cpp, back_ref, rtol=1e-6 if dtype == np.float32 else 1e-14, atol=1e-6)
+    if folded:
+        np.testing.assert_allclose(back_ref, conv.col2im_ref(per_sample, shape[1], shape[2:], *g), rtol=1e-6,
+                                   atol=1e-6)
 
 
 @needs_cpp
@@ -106,7 +113,11 @@ def test_cpp_checks_shapes_and_raises_python_errors():
     with pytest.raises(ValueError, match="stride must be positive"):
         c.im2col(np.zeros((1, 1, 4, 4)), (1, 1), (0, 1), (0, 0), (1, 1))
     with pytest.raises(ValueError, match="cols has shape \\(1, 4, 9\\) but this geometry needs \\(1, 8, 16\\)"):
-        c.col2im(np.zeros((1, 4, 9)), 2, (3, 3), (2, 2), (1, 1), (1, 1), (1, 1))
+        c.col2im(np.zeros((1, 4, 9)), 1, 2, (3, 3), (2, 2), (1, 1), (1, 1), (1, 1))
+    with pytest.raises(ValueError, match="cols has shape \\(8, 16\\) but this geometry needs \\(8, 48\\)"):
+        c.col2im(np.zeros((8, 16)), 3, 2, (3, 3), (2, 2), (1, 1), (1, 1), (1, 1), True)
+    with pytest.raises(ValueError, match="cols must be 2-D"):
+        c.col2im(np.zeros((1, 8, 16)), 1, 2, (3, 3), (2, 2), (1, 1), (1, 1), (1, 1), True)
 
 
 def test_unfold_and_fold_check_their_arguments():
@@ -179,3 +190,25 @@ def test_multithreaded_kernels_match_the_reference():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={**__import__("os").environ, "GANFORGE_NUM_THREADS": "3"})
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("case", [
+    dict(x=(3, 4, 7, 6), w=(6, 4, 3, 3), stride=1, padding=1, dilation=1, groups=1),
+    dict(x=(2, 6, 9, 8), w=(4, 3, 4, 2), stride=2, padding=(1, 0), dilation=1, groups=2),
+    dict(x=(2, 4, 8, 8), w=(6, 2, 3, 3), stride=(1, 2), padding=2, dilation=2, groups=2),
+])
+def test_per_sample_and_batch_in_columns_gemms_agree(case, monkeypatch):
+    """The convolutions pick a GEMM layout by output size; both must give the same numbers."""
+    rng = np.random.default_rng(0)
+    x = gf.tensor(rng.standard_normal(case["x"]))
+    w = gf.tensor(rng.standard_normal(case["w"]))
+    options = {k: case[k] for k in ("stride", "padding", "dilation", "groups")}
+    results = []
+    for threshold in (0, 10**9):  # never, always batch-in-columns
+        monkeypatch.setattr(conv, "BATCH_IN_COLUMNS_BELOW", threshold)
+        y = gf.conv2d(x, w, **options)
+        back = gf.conv_transpose2d(y, w, **options)
+        gw = gf.conv2d_weight_grad(x, y, w.shape, **options)
+        results.append([t.numpy() for t in (y, back, gw)])
+    for per_sample, batched in zip(*results):
+        np.testing.assert_allclose(per_sample, batched, rtol=1e-12, atol=1e-12)

@@ -6,7 +6,6 @@ import os
 import numpy as np
 import pytest
 
-import ganforge as gf
 from ganforge import cli, io
 from ganforge.data import write_idx
 from ganforge.data.fashion_mnist import DEBIAN_PATH

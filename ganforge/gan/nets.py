@@ -100,18 +100,21 @@ class ConditionalGenerator(nn.Module):
 
 
 class ProjectionDiscriminator(nn.Module):
-    """Miyato & Koyama 2018: logit = psi(phi(x)) + <embed(y), phi(x)>, with phi the DCGAN trunk
-    pooled to a vector; the label enters as an inner product rather than an input channel."""
+    """Miyato & Koyama 2018: logit = psi(phi(x)) + <embed(y), phi(x)>, the label entering as
+    an inner product rather than an input channel. phi is the DCGAN trunk's last feature
+    map, flattened: the paper pools a deep ResNet's features, but pooling a two-layer
+    trunk's map throws away where things are, and its generator then collapses (seen at
+    28 pixels: every sample of a class alike)."""
 
     def __init__(self, channels, resolution, num_classes, base=64, spectral=True):
         super().__init__()
-        self.features, width, _ = dcgan_features(channels, resolution, base, batchnorm=False, spectral=spectral)
+        self.features, width, final = dcgan_features(channels, resolution, base, batchnorm=False, spectral=spectral)
         wrap = nn.spectral_norm if spectral else (lambda m: m)
-        self.head = wrap(nn.Linear(width, 1))
-        self.embed = wrap(nn.Embedding(num_classes, width))
+        self.head = wrap(nn.Linear(width * final * final, 1))
+        self.embed = wrap(nn.Embedding(num_classes, width * final * final))
 
     def forward(self, x, labels):
-        phi = F.sum(self.features(x), axis=(2, 3))
+        phi = F.flatten(self.features(x), 1)
         return self.head(phi) + F.sum(self.embed(labels) * phi, axis=1, keepdims=True)
 
 

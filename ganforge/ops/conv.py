@@ -42,27 +42,36 @@ def _window(start, count, stride):
     return slice(start, start + stride * (count - 1) + 1, stride)
 
 
-def im2col_ref(x, kernel_size, stride, padding, dilation):
-    """(N, C, H, W) -> (N, C*KH*KW, OH*OW): one strided copy per kernel offset."""
+def im2col_ref(x, kernel_size, stride, padding, dilation, batch_in_columns=False):
+    """(N, C, H, W) -> (N, C*KH*KW, OH*OW): one strided copy per kernel offset.
+    With batch_in_columns, (C*KH*KW, N*OH*OW): every sample's columns side by side."""
     xp = xp_of(x)
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
     oh, ow = output_size((h, w), kernel_size, stride, padding, dilation)
     padded = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    cols = xp.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
+    cols = xp.empty((c, kh, kw, n, oh, ow) if batch_in_columns else (n, c, kh, kw, oh, ow), dtype=x.dtype)
     for i in range(kh):
         for j in range(kw):
-            cols[:, :, i, j] = padded[:, :, _window(i * dh, oh, sh), _window(j * dw, ow, sw)]
-    return cols.reshape(n, c * kh * kw, oh * ow)
+            window = padded[:, :, _window(i * dh, oh, sh), _window(j * dw, ow, sw)]
+            if batch_in_columns:
+                cols[:, i, j] = window.transpose(1, 0, 2, 3)
+            else:
+                cols[:, :, i, j] = window
+    return cols.reshape(c * kh * kw, n * oh * ow) if batch_in_columns else cols.reshape(n, c * kh * kw, oh * ow)
 
 
-def col2im_ref(cols, channels, image_size, kernel_size, stride, padding, dilation):
+def col2im_ref(cols, channels, image_size, kernel_size, stride, padding, dilation, batch_in_columns=False):
     """The adjoint of im2col: add every column back where it was read from."""
     xp = xp_of(cols)
-    n = cols.shape[0]
     (h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw) = image_size, kernel_size, stride, padding, dilation
     oh, ow = output_size(image_size, kernel_size, stride, padding, dilation)
-    cols = cols.reshape(n, channels, kh, kw, oh, ow)
+    if batch_in_columns:
+        n = cols.shape[1] // (oh * ow)
+        cols = cols.reshape(channels, kh, kw, n, oh, ow).transpose(3, 0, 1, 2, 4, 5)
+    else:
+        n = cols.shape[0]
+        cols = cols.reshape(n, channels, kh, kw, oh, ow)
     padded = xp.zeros((n, channels, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
     for i in range(kh):
         for j in range(kw):
@@ -71,13 +80,15 @@ def col2im_ref(cols, channels, image_size, kernel_size, stride, padding, dilatio
     return padded[:, :, ph:ph + h, pw:pw + w]
 
 
-def im2col_cpp(x, kernel_size, stride, padding, dilation):
-    return native.module().im2col(np.ascontiguousarray(x), kernel_size, stride, padding, dilation)
+def im2col_cpp(x, kernel_size, stride, padding, dilation, batch_in_columns=False):
+    return native.module().im2col(np.ascontiguousarray(x), kernel_size, stride, padding, dilation, batch_in_columns)
 
 
-def col2im_cpp(cols, channels, image_size, kernel_size, stride, padding, dilation):
-    return native.module().col2im(np.ascontiguousarray(cols), channels, image_size, kernel_size, stride,
-                                  padding, dilation)
+def col2im_cpp(cols, channels, image_size, kernel_size, stride, padding, dilation, batch_in_columns=False):
+    positions = np.prod(output_size(image_size, kernel_size, stride, padding, dilation))
+    batch = cols.shape[1] // positions if batch_in_columns else cols.shape[0]
+    return native.module().col2im(np.ascontiguousarray(cols), batch, channels, image_size, kernel_size, stride,
+                                  padding, dilation, batch_in_columns)
 
 
 dispatch.register("im2col", "ref", im2col_ref, ("cpu", "cuda"))
@@ -150,34 +161,42 @@ def output_padding_for(image_size, out_size, kernel_size, stride, padding, dilat
     return tuple(n - b for n, b in zip(image_size, base))
 
 
-# Two ways to run a convolution's GEMMs over a batch. With enough output positions per
-# sample, one GEMM per sample (NumPy's broadcasting matmul) needs no copies and its
-# results land in (N, C, L) layout directly. With few positions (a 1x1 map), per-sample
-# GEMMs shrink to matrix-vector products, and one GEMM over the whole batch is faster,
-# even though it needs the operands transposed into single matrices first.
-PER_SAMPLE_GEMM_MIN_POSITIONS = 16
+# Two ways to run a convolution's GEMMs over a batch. With many output positions per
+# sample, one GEMM per sample (NumPy's broadcasting matmul) is efficient and its results
+# land in (N, C, L) layout directly. With few (a 7x7 map is a 49-column GEMM), such
+# GEMMs are too thin for BLAS to run well, so the columns of the whole batch are laid
+# side by side, (C*KH*KW, N*L), and one large GEMM per group does the work, at the price
+# of transposing the other operand or the result between (N, C, L) and (C, N*L).
+BATCH_IN_COLUMNS_BELOW = 256  # output positions per sample
+
+
+def batch_major(a, groups):
+    """(N, G*A, L) -> (G, A, N*L): the samples of each channel side by side."""
+    n, channels, positions = a.shape
+    return a.reshape(n, groups, channels // groups, positions).transpose(1, 2, 0, 3).reshape(
+        groups, channels // groups, n * positions)
+
+
+def sample_major(a, n, spatial):
+    """(G, A, N*L) -> contiguous (N, G*A, *spatial): batch_major's inverse."""
+    g, per_group, _ = a.shape
+    xp = xp_of(a)
+    return xp.ascontiguousarray(a.reshape(g * per_group, n, -1).transpose(1, 0, 2)).reshape((n, g * per_group) + spatial)
 
 
 def weights_times_columns(w, cols):
-    """w (G, A, B) times cols (N, G, B, L) -> (N, G, A, L): per group, W times each sample."""
-    xp = xp_of(cols)
-    if cols.shape[-1] >= PER_SAMPLE_GEMM_MIN_POSITIONS:
-        return xp.matmul(w, cols)
-    n, g, _, positions = cols.shape
-    parts = [xp.tensordot(w[i], cols[:, i], axes=([1], [1])) for i in range(g)]  # (A, N, L) each
-    return xp.stack(parts, axis=1).transpose(2, 1, 0, 3).reshape(n, g, w.shape[1], positions)
+    """w (G, A, B) times per-sample cols (N, G, B, L) -> (N, G, A, L)."""
+    return xp_of(cols).matmul(w, cols)
 
 
 def columns_outer_sum(a, cols):
     """a (N, G, A, L) and cols (N, G, B, L) -> (G, A, B): the sum over samples and positions
     of a times cols^T, per group (the weight gradient)."""
     xp = xp_of(cols)
-    if cols.shape[-1] >= PER_SAMPLE_GEMM_MIN_POSITIONS:
-        total = xp.zeros((cols.shape[1], a.shape[2], cols.shape[2]), dtype=cols.dtype)
-        for sample_a, sample_cols in zip(a, cols):
-            total += xp.matmul(sample_a, sample_cols.transpose(0, 2, 1))
-        return total
-    return xp.stack([xp.tensordot(a[:, i], cols[:, i], axes=([0, 2], [0, 2])) for i in range(cols.shape[1])])
+    total = xp.zeros((cols.shape[1], a.shape[2], cols.shape[2]), dtype=cols.dtype)
+    for sample_a, sample_cols in zip(a, cols):
+        total += xp.matmul(sample_a, sample_cols.transpose(0, 2, 1))
+    return total
 
 
 class _Convolution(Function):
@@ -201,13 +220,18 @@ class Conv2d(_Convolution):
     """Cross-correlation of x (N, C, H, W) with W (O, C/groups, KH, KW)."""
 
     def forward(self, x, w):
-        n, c, h, _ = x.shape
+        n = x.shape[0]
         o, c_per_group, kh, kw = w.shape
         g = self.groups
         oh, ow = output_size(x.shape[2:], *self.geometry((kh, kw)))  # a clear error before any kernel runs
-        cols = dispatch.call("im2col", x, *self.geometry((kh, kw)), device=device_of(x), impl=self.impl)
-        cols = cols.reshape(n, g, c_per_group * kh * kw, oh * ow)
-        y = weights_times_columns(w.reshape(g, o // g, c_per_group * kh * kw), cols)
+        w = w.reshape(g, o // g, c_per_group * kh * kw)
+        folded = oh * ow < BATCH_IN_COLUMNS_BELOW
+        cols = dispatch.call("im2col", x, *self.geometry((kh, kw)), batch_in_columns=folded,
+                             device=device_of(x), impl=self.impl)
+        if folded:
+            y = xp_of(x).matmul(w, cols.reshape(g, c_per_group * kh * kw, n * oh * ow))
+            return sample_major(y, n, (oh, ow))
+        y = weights_times_columns(w, cols.reshape(n, g, c_per_group * kh * kw, oh * ow))
         return y.reshape(n, o, oh, ow)
 
     def backward(self, gy):
@@ -237,9 +261,14 @@ class ConvTranspose2d(_Convolution):
                                      self.output_padding)
         # Each input pixel spreads W's taps over its window: columns = W^T x, then col2im adds them up.
         w_t = w.reshape(g, c // g, o_per_group * kh * kw).transpose(0, 2, 1)
-        cols = weights_times_columns(w_t, x.reshape(n, g, c // g, h * wd))
-        cols = cols.reshape(n, g * o_per_group * kh * kw, h * wd)
-        return dispatch.call("col2im", cols, g * o_per_group, out, *self.geometry((kh, kw)),
+        folded = h * wd < BATCH_IN_COLUMNS_BELOW
+        if folded:
+            cols = xp_of(x).matmul(w_t, batch_major(x.reshape(n, c, h * wd), g))
+            cols = cols.reshape(g * o_per_group * kh * kw, n * h * wd)
+        else:
+            cols = weights_times_columns(w_t, x.reshape(n, g, c // g, h * wd))
+            cols = cols.reshape(n, g * o_per_group * kh * kw, h * wd)
+        return dispatch.call("col2im", cols, g * o_per_group, out, *self.geometry((kh, kw)), batch_in_columns=folded,
                              device=device_of(x), impl=self.impl)
 
     def backward(self, gy):
@@ -260,9 +289,15 @@ class Conv2dWeightGrad(_Convolution):
         n = x.shape[0]
         o, c_per_group, kh, kw = self.weight_shape
         g = self.groups
-        cols = dispatch.call("im2col", x, *self.geometry((kh, kw)), device=device_of(x), impl=self.impl)
-        cols = cols.reshape(n, g, c_per_group * kh * kw, -1)
-        gw = columns_outer_sum(gy.reshape(n, g, o // g, -1), cols)
+        positions = gy.shape[2] * gy.shape[3]
+        folded = positions < BATCH_IN_COLUMNS_BELOW
+        cols = dispatch.call("im2col", x, *self.geometry((kh, kw)), batch_in_columns=folded,
+                             device=device_of(x), impl=self.impl)
+        if folded:
+            cols = cols.reshape(g, c_per_group * kh * kw, n * positions)
+            gw = xp_of(x).matmul(batch_major(gy.reshape(n, o, positions), g), cols.transpose(0, 2, 1))
+        else:
+            gw = columns_outer_sum(gy.reshape(n, g, o // g, -1), cols.reshape(n, g, c_per_group * kh * kw, -1))
         return gw.reshape(self.weight_shape)
 
     def backward(self, ggw):
