@@ -83,7 +83,7 @@ def pytest_terminal_summary(terminalreporter, config):
                     text += f" ({100 * flops / median / 1e9 / _ceiling['gflops']:3.0f}% of sgemm)"
             peak = bench.extra_info.get("peak_mb")
             if peak is not None:
-                text += f"   peak +{peak:6.1f} MB"
+                text += f"   peak {peak:6.1f} MB"
             per_op = bench.extra_info.get("ops")
             if per_op:
                 text += f"   {median / per_op * 1e6:.2f} us per op"

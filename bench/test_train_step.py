@@ -1,19 +1,25 @@
 """One training step of dcgan28, wgangp28 and sngan28 (BENCH_MODELS.md): ganforge against
 PyTorch CPU's twin (shared/peer/torch_steps.py), in the same run, on the same number of
 threads. Each entry reports the median step, the ratio to PyTorch, GFLOP/s against the
-measured sgemm ceiling (FLOPs counted by PyTorch's FlopCounterMode on its own step) and
-the peak resident memory the steps add on top of the built model.
+measured sgemm ceiling (the step's FLOPs as ganforge's profiler counts them in its GEMM-
+shaped ops: the work both frameworks must do; PyTorch's own counter cannot follow the
+double backward of wgangp28) and the peak resident memory of building the model and
+training it, measured in a fresh process per framework and model.
 
     pytest bench/test_train_step.py --benchmark-only --benchmark-json bench/results/train_step.json
 
 (`make bench-steps` runs exactly that; the JSON holds pytest-benchmark's machine description.)
 """
 import importlib.util
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 
 from ganforge import benchmarks
+from ganforge.profiler import Profile
 
 MODELS = ["dcgan28", "wgangp28", "sngan28"]
 PEER = os.environ.get("GANFORGE_PEER", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "peer",
@@ -29,47 +35,57 @@ def peer_module():
     return module
 
 
-def _status_kb(field):
+PEAK_MEMORY = """
+import json, os, sys
+def status_kb(field):
     with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+framework, model, peer_path = sys.argv[1:4]
+if framework == "torch":
+    import importlib.util, torch
+    torch.set_num_threads(int(sys.argv[4]))
+    spec = importlib.util.spec_from_file_location("torch_steps", peer_path)
+    peer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peer)
+    build = lambda: peer.step_fn(model, *peer.make(model, "cpu"), "cpu")
+else:
+    from ganforge import benchmarks
+    build = lambda: benchmarks.build(model)[2]
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # forget the imports' high-water mark
+before = status_kb("VmRSS")
+step = build()
+for _ in range(5):
+    step()
+print(json.dumps({"peak_mb": (status_kb("VmHWM") - before) / 1024}))
+"""
 
 
-def peak_added_mb(step, steps=3):
-    """Peak resident memory of `steps` steps above the memory in use before them (Linux:
-    writing 5 to clear_refs resets the high-water mark)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
+def peak_memory_mb(framework, model, threads):
+    """Peak resident memory of building `model` and training it 5 steps, above the memory
+    of the interpreter and the framework's import, in a fresh process (Linux only)."""
+    if not os.path.exists("/proc/self/clear_refs"):
         return None
-    before = _status_kb("VmRSS")
-    for _ in range(steps):
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+    done = subprocess.run([sys.executable, "-c", PEAK_MEMORY, framework, model, PEER, str(threads)],
+                          capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"measuring the peak memory of {framework} {model} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])["peak_mb"]
+
+
+def step_flops(model):
+    """FLOPs of one step in GEMM-shaped ops, counted by ganforge's profiler."""
+    _, _, step, _ = benchmarks.build(model)
+    step()
+    with Profile() as counter:
         step()
-    return (_status_kb("VmHWM") - before) / 1024
-
-
-_flops = {}
-
-
-def step_flops(torch, peer, model):
-    """FLOPs of one step, counted on PyTorch's (the same model and the same step)."""
-    if model not in _flops:
-        from torch.utils.flop_counter import FlopCounterMode
-        G, D, shape, batch = peer.make(model, "cpu")
-        step = peer.step_fn(model, G, D, shape, batch, "cpu")
-        step()
-        with FlopCounterMode(display=False) as counter:
-            step()
-        _flops[model] = counter.get_total_flops()
-    return _flops[model]
+    return counter.total_flops()
 
 
 @pytest.mark.parametrize("framework", ["ganforge", "torch"])
 @pytest.mark.parametrize("model", MODELS)
-def test_train_step(benchmark, torch, model, framework):
+def test_train_step(benchmark, torch, ceiling_gflops, model, framework):
     peer = peer_module()
     if framework == "torch":
         torch.manual_seed(0)
@@ -80,6 +96,7 @@ def test_train_step(benchmark, torch, model, framework):
     for _ in range(3):  # warm-up: allocator, BLAS buffers, spectral-norm vectors
         step()
     benchmark.group = f"{model}: one D step and one G step, batch {batch}"
-    benchmark.extra_info.update(framework=framework, flops=step_flops(torch, peer, model),
-                                peak_mb=peak_added_mb(step), threads=torch.get_num_threads())
+    threads = torch.get_num_threads()
+    benchmark.extra_info.update(framework=framework, flops=step_flops(model), threads=threads,
+                                peak_mb=peak_memory_mb(framework, model, threads))
     benchmark.pedantic(step, rounds=15, warmup_rounds=1)

@@ -28,14 +28,14 @@ def info(out=None):
     import numpy as np
 
     import ganforge as gf
-    from ganforge import backend, dispatch, native
+    from ganforge import backend, cpu, dispatch, native
 
     ok, reason = native.available()
     cupy_reason = backend.cupy_unavailable_reason()
     lines = [
         f"ganforge   {gf.__version__}",
         f"python     {platform.python_version()} ({platform.machine()}, {platform.system()})",
-        f"numpy      {np.__version__}, BLAS: {_blas()}",
+        f"numpy      {np.__version__}, BLAS: {_blas()}; {cpu.blas_kernel_note()}",
         "compiled   " + (f"ganforge._C loaded ({native.module().num_threads()} kernel thread(s); GANFORGE_NUM_THREADS sets it)" if ok
                          else f"missing, using NumPy reference kernels: {reason}"),
         "cupy       " + (f"{backend.cupy().__version__}, GPU available" if cupy_reason is None

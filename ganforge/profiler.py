@@ -10,8 +10,11 @@ its own, and those count for their own ops, not twice. Each Function remembers t
 innermost module whose forward created it, so its backward (and the ops that backward
 creates) is charged to that layer too.
 The rest of the step's wall time (graph bookkeeping, Python glue) is reported as such.
+FLOPs are counted for the GEMM-shaped ops (matmul and the three convolutions), from their
+operand shapes, so an op's GFLOP/s column says how close it runs to the BLAS ceiling.
 Profiling adds its own overhead of a few microseconds per op.
 """
+import math
 import time
 from collections import defaultdict
 
@@ -20,9 +23,26 @@ from .autograd import Function
 from .nn.module import Module
 
 
+def _gemm_flops(fn, xs, y):
+    """2 x multiply-adds of the GEMM-shaped ops, from their operand shapes."""
+    name = type(fn).__name__
+    if name == "MatMul":
+        a, b = xs
+        return 2 * y.size * a.shape[-1]
+    if name == "Conv2d":  # every output element sums C/groups * KH * KW products
+        return 2 * y.size * math.prod(xs[1].shape[1:])
+    if name == "ConvTranspose2d":  # every input element spreads over O/groups * KH * KW outputs
+        return 2 * xs[0].size * math.prod(xs[1].shape[1:])
+    if name == "Conv2dWeightGrad":  # every weight sums over N * OH * OW products
+        x, gy = xs
+        return 2 * y.size * x.shape[0] * gy.shape[2] * gy.shape[3]
+    return 0
+
+
 class Profile:
     def __init__(self):
         self.ops = defaultdict(lambda: [0, 0.0, 0.0])     # op -> [calls, forward s, backward s]
+        self.flops = defaultdict(int)                     # op -> floating-point operations (GEMM-shaped ops)
         self.layers = defaultdict(lambda: [0.0, 0.0])     # layer -> [forward s, backward s]
         self.optimizer_s = 0.0
         self.wall_s = 0.0
@@ -55,6 +75,7 @@ class Profile:
         def forward(fn, *xs):
             fn._profile_layer = self._layer_stack[-1]
             y, seconds = self._timed(original, fn, *xs)
+            self.flops[op] += _gemm_flops(fn, xs, y)
             self.ops[op][0] += 1
             self.ops[op][1] += seconds
             self.layers[fn._profile_layer][1 if self._backward_depth else 0] += seconds
@@ -124,16 +145,23 @@ class Profile:
                 setattr(owner, attribute, original)
         self._patched = []
 
+    def total_flops(self):
+        """FLOPs counted in GEMM-shaped ops (matmul and the three convolutions)."""
+        return sum(self.flops.values())
+
     def report(self, steps=1, top=15):
         """Tables of the heaviest ops and layers, in milliseconds per step."""
         ms = 1000.0 / steps
         op_total = sum(f + b for _, f, b in self.ops.values())
         lines = [f"wall {self.wall_s * ms:.1f} ms/step: ops {op_total * ms:.1f}, optimizer "
                  f"{self.optimizer_s * ms:.1f}, the rest (graph bookkeeping, Python glue) "
-                 f"{(self.wall_s - op_total - self.optimizer_s) * ms:.1f}", "",
-                 f"{'op':24s} {'calls':>7s} {'forward':>9s} {'backward':>9s} {'share':>6s}"]
+                 f"{(self.wall_s - op_total - self.optimizer_s) * ms:.1f}; {self.total_flops() / steps / 1e9:.2f} "
+                 f"GFLOP/step in GEMM-shaped ops", "",
+                 f"{'op':24s} {'calls':>7s} {'forward':>9s} {'backward':>9s} {'share':>6s} {'GFLOP/s':>8s}"]
         for op, (calls, f, b) in sorted(self.ops.items(), key=lambda kv: -(kv[1][1] + kv[1][2]))[:top]:
-            lines.append(f"{op:24s} {calls / steps:7.0f} {f * ms:9.2f} {b * ms:9.2f} {100 * (f + b) / self.wall_s:5.1f}%")
+            rate = f"{self.flops[op] / f / 1e9:8.1f}" if self.flops[op] and f else ""
+            lines.append(f"{op:24s} {calls / steps:7.0f} {f * ms:9.2f} {b * ms:9.2f} "
+                         f"{100 * (f + b) / self.wall_s:5.1f}% {rate}")
         lines += ["", f"{'layer':40s} {'forward':>9s} {'backward':>9s} {'share':>6s}"]
         for layer, (f, b) in sorted(self.layers.items(), key=lambda kv: -sum(kv[1]))[:top]:
             lines.append(f"{layer[:40]:40s} {f * ms:9.2f} {b * ms:9.2f} {100 * (f + b) / self.wall_s:5.1f}%")

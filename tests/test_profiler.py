@@ -73,3 +73,25 @@ def test_profile_command(capsys):
     assert cli.main(["profile", "gan", "--steps", "1", "--warmup", "0", "--top", "3"]) == 0
     out = capsys.readouterr().out
     assert "profile of variant gan on ring8" in out and "MatMul" in out
+
+
+def test_flops_are_counted_from_the_operand_shapes():
+    x, w = gf.randn(2, 3, 5, 5, requires_grad=True), gf.randn(4, 3, 3, 3, requires_grad=True)
+    with Profile() as prof:
+        y = gf.conv2d(x, w)                          # 2 * (2*4*3*3 outputs) * (3*3*3) products
+        gf.grad(F.sum(y * y), [x, w])                 # conv_transpose2d + conv2d_weight_grad, the same size
+        gf.randn(6, 7) @ gf.randn(7, 8)
+    assert prof.flops["Conv2d"] == 2 * 72 * 27
+    assert prof.flops["ConvTranspose2d"] == 2 * 72 * 27 and prof.flops["Conv2dWeightGrad"] == 2 * 72 * 27
+    assert prof.flops["MatMul"] == 2 * 6 * 7 * 8 and prof.total_flops() == 3 * 2 * 72 * 27 + 2 * 336
+
+
+def test_the_blas_note_flags_narrow_kernels_on_a_wide_cpu(monkeypatch):
+    from ganforge import cpu
+    monkeypatch.setattr(cpu, "openblas_core", lambda: "Haswell")
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: cpu.AVX512_FLAGS | {"avx2"})
+    assert "this CPU has AVX-512" in cpu.blas_kernel_note()
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: {"avx2"})
+    assert cpu.blas_kernel_note().startswith("OpenBLAS kernels: Haswell") and "AVX-512" not in cpu.blas_kernel_note()
+    monkeypatch.setattr(cpu, "openblas_core", lambda: None)
+    assert "unknown" in cpu.blas_kernel_note()

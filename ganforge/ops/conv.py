@@ -167,7 +167,7 @@ def output_padding_for(image_size, out_size, kernel_size, stride, padding, dilat
 # GEMMs are too thin for BLAS to run well, so the columns of the whole batch are laid
 # side by side, (C*KH*KW, N*L), and one large GEMM per group does the work, at the price
 # of transposing the other operand or the result between (N, C, L) and (C, N*L).
-BATCH_IN_COLUMNS_BELOW = 256  # output positions per sample
+BATCH_IN_COLUMNS_BELOW = 128  # output positions per sample (measured: bench/test_conv.py)
 
 
 def batch_major(a, groups):

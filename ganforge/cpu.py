@@ -1,0 +1,58 @@
+"""Which kernels NumPy's OpenBLAS runs, for `ganforge info` and the benchmarks.
+
+Every convolution here ends in a float32 GEMM, so the BLAS kernel set decides most of a
+training step's speed. OpenBLAS picks it from the CPU, unless OPENBLAS_CORETYPE names
+one; naming an AVX2 set ("Haswell") on a CPU with AVX-512 halves GEMM throughput (on the
+development machine, 207 against about 390 GFLOP/s on 2 cores).
+"""
+import glob
+import os
+
+AVX512_FLAGS = {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}  # what OpenBLAS's SkylakeX kernels use
+AVX2_CORES = {"haswell", "zen", "sandybridge", "prescott", "nehalem", "core2", "excavator", "steamroller"}
+
+
+def cpu_flags():
+    """The instruction-set flags of the first CPU in /proc/cpuinfo (empty off Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def openblas_core():
+    """The kernel set NumPy's OpenBLAS is running, as OpenBLAS names it, or None if unknown."""
+    import ctypes
+
+    import numpy as np
+    for path in glob.glob(os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "*openblas*")):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename", "openblas_get_corename64_",
+                     "openblas_get_corename"):
+            function = getattr(lib, name, None)
+            if function is not None:
+                function.restype = ctypes.c_char_p
+                return function().decode()
+    return None
+
+
+def blas_kernel_note():
+    """One line on the BLAS kernels in use, with a hint when they are narrower than the CPU."""
+    core = openblas_core()
+    if core is None:
+        return "kernel set unknown (not NumPy's bundled OpenBLAS)"
+    note = f"OpenBLAS kernels: {core}"
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    if forced:
+        note += f" (OPENBLAS_CORETYPE={forced})"
+    if core.lower() in AVX2_CORES and AVX512_FLAGS <= cpu_flags():
+        note += "; this CPU has AVX-512, whose kernels run GEMMs about twice as fast: unset OPENBLAS_CORETYPE " \
+                "or set it to SkylakeX"
+    return note
