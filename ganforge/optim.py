@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from .autograd import no_grad
-from .backend import to_device
+from .backend import to_device, xp_of
 
 
 class Optimizer:
@@ -44,15 +44,15 @@ class Optimizer:
 
     @no_grad()
     def step(self):
-        """One update of every parameter that has a gradient."""
+        """One update of every parameter that has a gradient, in place."""
         self.step_count += 1
         for p, state in zip(self.params, self.state):
             if p.grad is None:
                 continue
-            new_value = self.update(p._data, p.grad._data, state)
-            p.copy_(new_value)
+            p.sub_(self.update(p._data, p.grad._data, state))
 
     def update(self, param, grad, state):
+        """The amount to subtract from param (a fresh array the caller may consume)."""
         raise NotImplementedError
 
     def state_dict(self):
@@ -97,7 +97,7 @@ class SGD(Optimizer):
                 state["momentum_buffer"] = h["momentum"] * state["momentum_buffer"] + (1 - h["dampening"]) * grad
             buf = state["momentum_buffer"]
             grad = grad + h["momentum"] * buf if h["nesterov"] else buf
-        return param - h["lr"] * grad
+        return h["lr"] * grad
 
 
 class Adam(Optimizer):
@@ -118,14 +118,19 @@ class Adam(Optimizer):
             state["exp_avg"], state["exp_avg_sq"] = np.zeros_like(grad), np.zeros_like(grad)
         state["step"] += 1
         m, v = state["exp_avg"], state["exp_avg_sq"]
+        xp = xp_of(grad)
         m *= beta1
         m += (1 - beta1) * grad
         v *= beta2
-        v += (1 - beta2) * grad * grad
+        v += (1 - beta2) * xp.square(grad)
         step = state["step"]
-        m_hat_scale = h["lr"] / (1 - beta1 ** step)
-        denominator = (v / (1 - beta2 ** step)) ** 0.5 + h["eps"]
-        return param - m_hat_scale * m / denominator
+        # lr * m_hat / (sqrt(v_hat) + eps), with one temporary worked on in place
+        update = xp.sqrt(v)
+        update /= math.sqrt(1 - beta2 ** step)
+        update += h["eps"]
+        xp.divide(m, update, out=update)
+        update *= h["lr"] / (1 - beta1 ** step)
+        return update
 
 
 class RMSprop(Optimizer):
@@ -154,7 +159,7 @@ class RMSprop(Optimizer):
         if h["momentum"]:
             state["momentum_buffer"] = h["momentum"] * state.get("momentum_buffer", 0) + step
             step = state["momentum_buffer"]
-        return param - h["lr"] * step
+        return h["lr"] * step
 
 
 @no_grad()

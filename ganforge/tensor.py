@@ -243,7 +243,8 @@ class Tensor:
                                                     casting="unsafe"))
 
     def sub_(self, other):
-        return self.add_(other, alpha=-1)
+        other = self._array(other)
+        return self._inplace(lambda a: self.xp.subtract(a, other, out=a, casting="unsafe"))
 
     def mul_(self, other):
         other = self._array(other)
