@@ -60,7 +60,9 @@ def train(args):
                               checkpoint_every=args.checkpoint_every, data_path=args.data_path,
                               resolution=args.resolution, progress=not args.no_progress, lr=args.lr,
                               betas=args.betas, n_critic=args.n_critic, penalty=args.penalty,
-                              penalty_weight=args.penalty_weight, lr_decay=args.lr_decay or None)
+                              penalty_weight=args.penalty_weight, lr_decay=args.lr_decay or None,
+                              unrolled_steps=args.unrolled_steps, clip_grad_norm=args.clip_grad_norm,
+                              minibatch_discrimination=args.minibatch_discrimination or None)
     start = time.time()
     trainer.train()
     samples = os.path.join(trainer.out_dir, "samples", "latest.png")
@@ -169,6 +171,13 @@ def main(argv=None):
                                                              "one-sided), R1 on real data, or none")
     recipe.add_argument("--penalty-weight", type=float, help="lambda of the gradient penalty, gamma of R1")
     recipe.add_argument("--lr-decay", action="store_true", help="decay both learning rates linearly to 0")
+    remedies = t.add_argument_group("mode-collapse remedies")
+    remedies.add_argument("--unrolled-steps", type=int, metavar="K",
+                          help="unrolled GAN: score the generator against D after K look-ahead updates")
+    remedies.add_argument("--minibatch-discrimination", action="store_true",
+                          help="give D minibatch-discrimination features ahead of its score")
+    remedies.add_argument("--clip-grad-norm", type=float, metavar="MAX",
+                          help="clip each network's gradient norm to MAX before its update")
     s = commands.add_parser("sample", help="draw samples from a trained run")
     s.add_argument("run", help="a run folder (or a checkpoint folder)")
     s.add_argument("--n", type=int, default=64)

@@ -208,3 +208,66 @@ def test_checkpoint_tensors_are_standard_safetensors_files(tmp_path):
     for key, value in io.load_tensors(tmp_path / "theirs.safetensors").items():
         assert value.dtype == tensors[key].dtype
         np.testing.assert_array_equal(value, tensors[key])
+
+
+@pytest.mark.parametrize("remedy", [dict(unrolled_steps=2), dict(minibatch_discrimination=True),
+                                    dict(clip_grad_norm=0.01)])
+def test_mode_collapse_remedies_train_and_resume(remedy, tmp_path):
+    straight = Trainer("gan", str(tmp_path / "straight"), **dict(QUICK, steps=4, **remedy))
+    before = state_of(straight)
+    straight.train()
+    after = state_of(straight)
+    assert any(not np.array_equal(before[k], after[k]) for k in before if k.startswith("D."))
+    assert any(not np.array_equal(before[k], after[k]) for k in before if k.startswith("G."))
+    first = Trainer("gan", str(tmp_path / "resumed"), **dict(QUICK, steps=4, **remedy))
+    first.train(steps=2)
+    first.save()
+    resumed = resume_or_start("gan", str(tmp_path / "resumed"), resume=True)
+    resumed.train()
+    for key, value in state_of(straight).items():
+        np.testing.assert_array_equal(value, state_of(resumed)[key], err_msg=key)
+
+
+def test_unrolling_leaves_the_discriminator_where_it_was(tmp_path, monkeypatch):
+    """The look-ahead updates shape the generator's gradient, then D and its optimizer go back."""
+    trainer = Trainer("gan", str(tmp_path), **dict(QUICK, unrolled_steps=3))
+    seen = {}
+    real_update = trainer._update
+
+    def update(net, opt, loss):
+        if net is trainer.G:  # just before the generator's update: D is 3 steps ahead
+            seen["ahead"] = state_of(trainer)
+        real_update(net, opt, loss)
+    monkeypatch.setattr(trainer, "_update", update)
+    step_count = trainer.opt_d.step_count
+    trainer.train_step()
+    after = state_of(trainer)
+    assert trainer.opt_d.step_count == step_count + 1  # one real D update, three undone
+    lookahead_only = [k for k in after if k.startswith("D.") and not np.array_equal(after[k], seen["ahead"][k])]
+    assert lookahead_only, "D after the step must differ from the unrolled D the generator saw"
+    # and it is exactly the D of a run without unrolling (the same first update, then nothing)
+    plain = Trainer("gan", str(tmp_path / "plain"), **QUICK)
+    plain.train_step()
+    for key, value in state_of(plain).items():
+        if key.startswith("D."):
+            np.testing.assert_array_equal(value, after[key], err_msg=key)
+
+
+def test_clipping_bounds_the_gradient_norm(tmp_path, monkeypatch):
+    trainer = Trainer("gan", str(tmp_path), **dict(QUICK, clip_grad_norm=1e-3))
+    norms = []
+    real_step = trainer.opt_g.step
+
+    def step():
+        norms.append(np.sqrt(sum(float((p.grad.numpy() ** 2).sum()) for p in trainer.G.parameters())))
+        real_step()
+    monkeypatch.setattr(trainer.opt_g, "step", step)
+    trainer.train_step()
+    assert norms and norms[0] <= 1e-3 * (1 + 1e-4)
+
+
+def test_minibatch_discrimination_needs_a_known_discriminator():
+    from ganforge import nn
+    from ganforge.gan.nets import with_minibatch_discrimination
+    with pytest.raises(ValueError, match="ending in Linear"):
+        with_minibatch_discrimination(nn.Sequential(nn.Linear(2, 3), nn.Tanh()))

@@ -134,3 +134,26 @@ def networks_for(data_shape, z_dim, *, spectral=False, batchnorm=True, num_class
     return (dcgan_generator(z_dim, channels, height),
             dcgan_discriminator(channels, height, batchnorm=batchnorm, spectral=spectral))
 
+
+
+def with_minibatch_discrimination(D, out_features=32):
+    """D with minibatch-discrimination features (Salimans et al. 2016) ahead of its final
+    linear score: how close each sample lies to the others in its batch, which makes a
+    collapsed generator easy to spot. For the MLP and DCGAN discriminators built here."""
+    if not isinstance(D, nn.Sequential):
+        raise ValueError(f"minibatch discrimination is built for the MLP and DCGAN discriminators, not "
+                         f"{type(D).__name__} (use nn.MinibatchDiscrimination in your own network)")
+    layers = list(D)
+    if isinstance(layers[-1], nn.Linear):  # MLP: ... -> Linear(hidden, 1)
+        head = layers.pop()
+        width = head.in_features
+        trunk = layers
+    elif len(layers) == 3 and isinstance(layers[1], nn.Conv2d) and isinstance(layers[2], nn.Flatten):
+        features, head, _ = layers  # DCGAN: trunk -> Conv(width, 1, final) -> Flatten
+        width = head.in_channels * head.kernel_size[0] * head.kernel_size[1]
+        trunk = [features, nn.Flatten()]
+    else:
+        raise ValueError("minibatch discrimination needs a discriminator ending in Linear(., 1) or in "
+                         "Conv2d(., 1, final) and Flatten")
+    return nn.Sequential(*trunk, nn.MinibatchDiscrimination(width, out_features),
+                         nn.Linear(width + out_features, 1))

@@ -6,6 +6,7 @@ One step, as in BENCH_MODELS.md: the discriminator is updated on a real batch an
 detached generated batch; the generator is then updated through a fresh discriminator
 pass over the same generated batch (with n_critic > 1, the last one).
 """
+import copy
 import csv
 import dataclasses
 import json
@@ -22,12 +23,16 @@ from ..data import DataLoader, load_fashion_mnist, load_image_folder, mixture, s
 from ..data.fashion_mnist import CLASSES
 from ..tensor import Generator, Tensor, default_generator, manual_seed, randn
 from .losses import discriminator_loss, generator_loss
+from .nets import with_minibatch_discrimination
 from .penalties import clip_weights_, gradient_penalty, r1_penalty
 from .variants import get_variant
 
 DEFAULTS = {"steps": 3000, "batch_size": 64, "z_dim": 100, "seed": 0, "device": "cpu", "data_path": None,
             "resolution": None, "channels": None, "sample_every": 500, "checkpoint_every": 500, "log_every": 50,
             "ema_decay": 0.999, "lr_decay": False, "rollback": False, "flatten": False, "progress": True,
+            # mode-collapse remedies: look-ahead discriminator steps for the generator's loss
+            # (unrolled GAN), minibatch-discrimination features in D, a bound on gradient norms
+            "unrolled_steps": 0, "minibatch_discrimination": False, "clip_grad_norm": None,
             # None: the variant's own; a value replaces it (a recipe for other data)
             "lr": None, "betas": None, "n_critic": None, "penalty": None, "penalty_weight": None}
 VARIANT_OPTIONS = ("lr", "betas", "n_critic", "penalty", "penalty_weight")
@@ -78,6 +83,8 @@ class Trainer:
         self.num_classes = len(self.class_names) if self.variant.conditional else None
         manual_seed(cfg["seed"])  # the networks' initial weights
         self.G, self.D = self.variant.build(self.data_shape, cfg["z_dim"], self.num_classes)
+        if cfg["minibatch_discrimination"]:
+            self.D = with_minibatch_discrimination(self.D)
         self.G_ema, _ = self.variant.build(self.data_shape, cfg["z_dim"], self.num_classes)
         for net in (self.G, self.D, self.G_ema):
             net.to(cfg["device"])
@@ -145,35 +152,57 @@ class Trainer:
             return r1_penalty(critic, real, v.penalty_weight)
         return None
 
+    def _discriminator_step(self, keep_fake):
+        """One discriminator update on a fresh real batch and a fresh generated one; returns
+        (loss, penalty, fake, labels), `fake` keeping its graph when asked."""
+        v = self.variant
+        real, labels = self._batch()
+        z = self._z(real.shape[0])
+        if keep_fake:
+            fake = self._generate(z, labels)
+        else:
+            with no_grad():
+                fake = self._generate(z, labels)
+        loss_d = discriminator_loss(v.loss, self._discriminate(real, labels),
+                                    self._discriminate(fake.detach(), labels))
+        penalty = self._penalty(real, fake, labels)
+        total_d = loss_d if penalty is None else loss_d + penalty
+        self._update(self.D, self.opt_d, total_d)
+        if v.weight_clip:
+            clip_weights_(self.D, v.weight_clip)
+        return loss_d, penalty, fake, labels
+
+    def _update(self, net, opt, loss):
+        opt.zero_grad()
+        loss.backward()
+        if self.config["clip_grad_norm"]:
+            optim.clip_grad_norm_(net.parameters(), self.config["clip_grad_norm"])
+        opt.step()
+
     def train_step(self):
         """One generator update and n_critic discriminator updates; returns the losses."""
         v = self.variant
         for i in range(v.n_critic):
-            real, labels = self._batch()
-            z = self._z(real.shape[0])
-            last = i == v.n_critic - 1
-            if last:
-                fake = self._generate(z, labels)  # kept with its graph for the generator step
-            else:
-                with no_grad():
-                    fake = self._generate(z, labels)
-            loss_d = discriminator_loss(v.loss, self._discriminate(real, labels),
-                                        self._discriminate(fake.detach(), labels))
-            penalty = self._penalty(real, fake, labels)
-            total_d = loss_d if penalty is None else loss_d + penalty
-            self.opt_d.zero_grad()
-            total_d.backward()
-            self.opt_d.step()
-            if v.weight_clip:
-                clip_weights_(self.D, v.weight_clip)
+            loss_d, penalty, fake, labels = self._discriminator_step(keep_fake=i == v.n_critic - 1)
+        unrolled_from = None
+        if self.config["unrolled_steps"]:
+            # Unrolled GAN (Metz et al. 2017): the generator is scored by the discriminator
+            # as it will be k updates from now, so it cannot profit from moving all its mass
+            # to where D is weak today. D then goes back to where it was. (Metz et al. also
+            # differentiate through those k updates; this is the first-order form.)
+            unrolled_from = ({k: t.numpy().copy() for k, t in self.D.state_dict().items()},
+                             copy.deepcopy(self.opt_d.state_dict()))
+            for _ in range(self.config["unrolled_steps"]):
+                self._discriminator_step(keep_fake=False)
         self.D.requires_grad_(False)  # the generator step needs no discriminator gradients
         try:
             loss_g = generator_loss(v.loss, self._discriminate(fake, labels))
-            self.opt_g.zero_grad()
-            loss_g.backward()
-            self.opt_g.step()
+            self._update(self.G, self.opt_g, loss_g)
         finally:
             self.D.requires_grad_(True)
+        if unrolled_from is not None:
+            self.D.load_state_dict(unrolled_from[0])
+            self.opt_d.load_state_dict(unrolled_from[1])
         self.ema.update()
         for schedule in self.schedules:
             schedule.step()
