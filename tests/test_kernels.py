@@ -212,3 +212,20 @@ def test_per_sample_and_batch_in_columns_gemms_agree(case, monkeypatch):
         results.append([t.numpy() for t in (y, back, gw)])
     for per_sample, batched in zip(*results):
         np.testing.assert_allclose(per_sample, batched, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("x_shape, w_shape", [((3, 4, 5, 5), (6, 4, 5, 5)), ((2, 3, 4, 6), (5, 3, 4, 6))])
+def test_whole_image_windows_take_the_matrix_product_shortcut(x_shape, w_shape, monkeypatch):
+    """A kernel as large as the unpadded image (DCGAN's first and last layers) is a plain
+    matrix product; the shortcut must agree with the general im2col path, in all three ops."""
+    rng = np.random.default_rng(1)
+    x, w = gf.tensor(rng.standard_normal(x_shape)), gf.tensor(rng.standard_normal(w_shape))
+    results = []
+    for shortcut in (True, False):
+        if not shortcut:
+            monkeypatch.setattr(conv, "covers_whole_image", lambda *args: False)
+        y = gf.conv2d(x, w)
+        assert y.shape[2:] == (1, 1)
+        results.append([t.numpy() for t in (y, gf.conv_transpose2d(y, w), gf.conv2d_weight_grad(x, y, w.shape))])
+    for fast, general in zip(*results):
+        np.testing.assert_allclose(fast, general, rtol=1e-12, atol=1e-12)

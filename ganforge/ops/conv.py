@@ -184,6 +184,12 @@ def sample_major(a, n, spatial):
     return xp.ascontiguousarray(a.reshape(g * per_group, n, -1).transpose(1, 0, 2)).reshape((n, g * per_group) + spatial)
 
 
+def covers_whole_image(image_size, kernel_size, padding, dilation, groups):
+    """True when the only window is the whole unpadded image (DCGAN's first and last
+    layers): im2col is then a reshape, and the convolution a plain matrix product."""
+    return groups == 1 and tuple(image_size) == tuple(kernel_size) and padding == (0, 0) and dilation == (1, 1)
+
+
 def weights_times_columns(w, cols):
     """w (G, A, B) times per-sample cols (N, G, B, L) -> (N, G, A, L)."""
     return xp_of(cols).matmul(w, cols)
@@ -224,6 +230,8 @@ class Conv2d(_Convolution):
         o, c_per_group, kh, kw = w.shape
         g = self.groups
         oh, ow = output_size(x.shape[2:], *self.geometry((kh, kw)))  # a clear error before any kernel runs
+        if covers_whole_image(x.shape[2:], (kh, kw), self.padding, self.dilation, g):
+            return (x.reshape(n, -1) @ w.reshape(o, -1).T).reshape(n, o, 1, 1)
         w = w.reshape(g, o // g, c_per_group * kh * kw)
         folded = oh * ow < BATCH_IN_COLUMNS_BELOW
         cols = dispatch.call("im2col", x, *self.geometry((kh, kw)), batch_in_columns=folded,
@@ -259,6 +267,8 @@ class ConvTranspose2d(_Convolution):
         g = self.groups
         out = transposed_output_size((h, wd), (kh, kw), self.stride, self.padding, self.dilation,
                                      self.output_padding)
+        if covers_whole_image(out, (kh, kw), self.padding, self.dilation, g) and (h, wd) == (1, 1):
+            return (x.reshape(n, c) @ w.reshape(c, -1)).reshape(n, o_per_group, kh, kw)
         # Each input pixel spreads W's taps over its window: columns = W^T x, then col2im adds them up.
         w_t = w.reshape(g, c // g, o_per_group * kh * kw).transpose(0, 2, 1)
         folded = h * wd < BATCH_IN_COLUMNS_BELOW
@@ -290,6 +300,8 @@ class Conv2dWeightGrad(_Convolution):
         o, c_per_group, kh, kw = self.weight_shape
         g = self.groups
         positions = gy.shape[2] * gy.shape[3]
+        if covers_whole_image(x.shape[2:], (kh, kw), self.padding, self.dilation, g):
+            return (gy.reshape(n, o).T @ x.reshape(n, -1)).reshape(self.weight_shape)
         folded = positions < BATCH_IN_COLUMNS_BELOW
         cols = dispatch.call("im2col", x, *self.geometry((kh, kw)), batch_in_columns=folded,
                              device=device_of(x), impl=self.impl)
