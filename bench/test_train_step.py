@@ -9,6 +9,8 @@ training it, measured in a fresh process per framework and model.
     pytest bench/test_train_step.py --benchmark-only --benchmark-json bench/results/train_step.json
 
 (`make bench-steps` runs exactly that; the JSON holds pytest-benchmark's machine description.)
+(Alternating the two frameworks step by step was tried and rejected: OpenBLAS's and
+PyTorch's thread pools then wait on each other, and both steps slow down, PyTorch's by 2x.)
 """
 import importlib.util
 import json
@@ -99,4 +101,5 @@ def test_train_step(benchmark, torch, ceiling_gflops, model, framework):
     threads = torch.get_num_threads()
     benchmark.extra_info.update(framework=framework, flops=step_flops(model), threads=threads,
                                 peak_mb=peak_memory_mb(framework, model, threads))
-    benchmark.pedantic(step, rounds=15, warmup_rounds=1)
+    benchmark.pedantic(step, rounds=30, warmup_rounds=1)
+

@@ -21,15 +21,19 @@ class LeakyReLU(Function):
         self.slope = slope
 
     def forward(self, x):
-        slope = x.dtype.type(self.slope)
-        if 0 <= self.slope <= 1:  # then max(x, slope x) is the same thing, in two passes instead of three
-            return xp_of(x).maximum(x, x * slope)
-        return xp_of(x).where(x > 0, x, x * slope)
+        xp, slope = xp_of(x), x.dtype.type(self.slope)
+        if 0 <= self.slope <= 1:  # then max(x, slope x) is the same thing, without where() and in one array
+            y = xp.asarray(x * slope)  # (an array even for 0-d x, whose product is a scalar)
+            return xp.maximum(y, x, out=y)
+        return xp.where(x > 0, x, x * slope)
 
     def backward(self, gy):
         x = self.inputs[0]._data
-        one, slope = x.dtype.type(1), x.dtype.type(self.slope)  # a mask in x's dtype, not float64
-        return gy * F.constant(xp_of(x).where(x > 0, one, slope))
+        # The slope where x <= 0, else 1, in x's dtype. Built with arithmetic: NumPy's where()
+        # is ten times slower here (5 ms against 0.5 for a 64x64x14x14 batch).
+        mask = (x > 0).astype(x.dtype)
+        mask += (1 - mask) * x.dtype.type(self.slope)
+        return gy * F.constant(mask)
 
 
 _overflow_limits = {}
