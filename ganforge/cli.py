@@ -135,10 +135,28 @@ def profile(args):
     print(prof.report(steps=args.steps, top=args.top))
 
 
+def recipe_flags(options):
+    """The `ganforge train` flags that set these Trainer options."""
+    flags = []
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            flags.append(flag)
+        elif isinstance(value, tuple):
+            flags.append(f"{flag} {' '.join(map(str, value))}")
+        else:
+            flags.append(f"{flag} {value}")
+    return " ".join(flags)
+
+
 def list_variants(args):
     from ganforge.gan import VARIANTS
+    from ganforge.gan.recipes import RECIPES
     for name, v in VARIANTS.items():
         print(f"{name:8s} {v.summary}  [default data: {v.defaults.get('data')}]")
+    print("\nrecipes for the 2-D mixtures (ganforge/gan/recipes.py; docs/mode_coverage.md measures them):")
+    for name, (variant, options, summary) in RECIPES.items():
+        print(f"  {name:11s} {summary}\n              ganforge train {variant} {recipe_flags(options)}".rstrip())
 
 
 def main(argv=None):

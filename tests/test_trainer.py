@@ -271,3 +271,20 @@ def test_minibatch_discrimination_needs_a_known_discriminator():
     from ganforge.gan.nets import with_minibatch_discrimination
     with pytest.raises(ValueError, match="ending in Linear"):
         with_minibatch_discrimination(nn.Sequential(nn.Linear(2, 3), nn.Tanh()))
+
+
+def test_listed_recipe_commands_set_the_recipes_options(tmp_path, capsys):
+    """`ganforge list` prints each recipe as a command; running it must give the recipe."""
+    from ganforge.gan.recipes import RECIPES
+    assert cli.main(["list"]) == 0
+    listing = capsys.readouterr().out
+    for name, (variant, options, _) in RECIPES.items():
+        command = f"ganforge train {variant} {cli.recipe_flags(options)}".rstrip()
+        assert command in listing
+        out = tmp_path / name
+        flags = cli.recipe_flags({**options, "steps": 1}).split()
+        assert cli.main(["train", variant, *flags, "--out", str(out), "--no-progress", "--sample-every", "1000"]) == 0
+        config = io.load_checkpoint(str(out))[1]["config"]
+        for key, value in options.items():
+            if key != "steps":
+                assert config[key] == (list(value) if isinstance(value, tuple) else value), (name, key)
