@@ -55,44 +55,46 @@ static ColumnLayout layout_of(const ConvGeometry& g, bool batch_in_columns) {
   return {g.channels, g.kernel_h * g.kernel_w, g.out_h * g.out_w, g.batch, batch_in_columns};
 }
 
-// One (n, c) image plane per work item; planes are independent.
-template <typename T>
-void im2col(const T* x, T* cols, const ConvGeometry& g, bool batch_in_columns) {
+// Calls visit(plane, tap, column, pixel_of) for every kernel tap of every (n, c) image
+// plane, where column points at that tap's row of cols for this plane and pixel_of[l] is
+// the plane offset that position l reads (or -1 over the padding). Work is split by
+// plane: planes are independent, in both directions.
+template <typename Visit>
+static void for_each_tap(const ConvGeometry& g, bool batch_in_columns, Visit visit) {
   const std::vector<int64_t> source = gather_map(g);
   const ColumnLayout layout = layout_of(g, batch_in_columns);
-  const int64_t plane_size = g.height * g.width, work = layout.taps * layout.positions;
-  parallel_for(g.batch * g.channels, kMinWorkPerThread / std::max<int64_t>(1, work) + 1,
+  parallel_for(g.batch * g.channels, kMinWorkPerThread / std::max<int64_t>(1, layout.taps * layout.positions) + 1,
                [&](int64_t begin, int64_t end) {
-    for (int64_t plane = begin; plane < end; ++plane) {
-      const T* image = x + plane * plane_size;
-      for (int64_t tap = 0; tap < layout.taps; ++tap) {
-        T* col = cols + layout.start(plane) + tap * layout.tap_stride();
-        const int64_t* from = source.data() + tap * layout.positions;
-        for (int64_t l = 0; l < layout.positions; ++l) col[l] = from[l] >= 0 ? image[from[l]] : T(0);
-      }
-    }
+    for (int64_t plane = begin; plane < end; ++plane)
+      for (int64_t tap = 0; tap < layout.taps; ++tap)
+        visit(plane, tap, layout.start(plane) + tap * layout.tap_stride(), source.data() + tap * layout.positions,
+              layout.positions);
+  });
+}
+
+template <typename T>
+void im2col(const T* x, T* cols, const ConvGeometry& g, bool batch_in_columns) {
+  const int64_t plane_size = g.height * g.width;
+  for_each_tap(g, batch_in_columns, [&](int64_t plane, int64_t, int64_t column, const int64_t* pixel_of,
+                                        int64_t positions) {
+    const T* image = x + plane * plane_size;
+    T* col = cols + column;
+    for (int64_t l = 0; l < positions; ++l) col[l] = pixel_of[l] >= 0 ? image[pixel_of[l]] : T(0);
   });
 }
 
 // Each (n, c) image plane receives only its own columns, so planes can be filled in
-// parallel without atomics.
+// parallel without atomics; a plane is cleared when its first tap arrives.
 template <typename T>
 void col2im(const T* cols, T* x, const ConvGeometry& g, bool batch_in_columns) {
-  const std::vector<int64_t> source = gather_map(g);
-  const ColumnLayout layout = layout_of(g, batch_in_columns);
-  const int64_t plane_size = g.height * g.width, work = layout.taps * layout.positions;
-  parallel_for(g.batch * g.channels, kMinWorkPerThread / std::max<int64_t>(1, work) + 1,
-               [&](int64_t begin, int64_t end) {
-    for (int64_t plane = begin; plane < end; ++plane) {
-      T* image = x + plane * plane_size;
-      for (int64_t i = 0; i < plane_size; ++i) image[i] = T(0);
-      for (int64_t tap = 0; tap < layout.taps; ++tap) {
-        const T* col = cols + layout.start(plane) + tap * layout.tap_stride();
-        const int64_t* to = source.data() + tap * layout.positions;
-        for (int64_t l = 0; l < layout.positions; ++l)
-          if (to[l] >= 0) image[to[l]] += col[l];
-      }
-    }
+  const int64_t plane_size = g.height * g.width;
+  for_each_tap(g, batch_in_columns, [&](int64_t plane, int64_t tap, int64_t column, const int64_t* pixel_of,
+                                        int64_t positions) {
+    T* image = x + plane * plane_size;
+    if (tap == 0) std::fill(image, image + plane_size, T(0));
+    const T* col = cols + column;
+    for (int64_t l = 0; l < positions; ++l)
+      if (pixel_of[l] >= 0) image[pixel_of[l]] += col[l];
   });
 }
 
