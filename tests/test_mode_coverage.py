@@ -1,6 +1,6 @@
 """The bar of issue 4 on the 2-D mixtures: every run of ganforge's best recipe captures all
 8 and all 25 modes with at least 90% high-quality samples, over 5 seeds (BENCH_MODELS.md's
-protocol). About 20 minutes on 2 cores, so `slow`; the full table is bench/mode_coverage.py."""
+protocol). About 17 minutes on 2 cores, so `slow`; the full table is bench/mode_coverage.py."""
 import json
 import os
 import subprocess
