@@ -12,6 +12,7 @@ training it, measured in a fresh process per framework and model.
 (Alternating the two frameworks step by step was tried and rejected: OpenBLAS's and
 PyTorch's thread pools then wait on each other, and both steps slow down, PyTorch's by 2x.)
 """
+import functools
 import importlib.util
 import json
 import os
@@ -28,7 +29,9 @@ PEER = os.environ.get("GANFORGE_PEER", os.path.join(os.path.dirname(__file__), "
                                                     "torch_steps.py"))
 
 
+@functools.cache
 def peer_module():
+    """PyTorch's twin steps, loaded once per session."""
     if not os.path.exists(PEER):
         pytest.skip(f"PyTorch's twin steps are not at {PEER}: set GANFORGE_PEER to torch_steps.py")
     spec = importlib.util.spec_from_file_location("torch_steps", PEER)

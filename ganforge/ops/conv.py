@@ -190,11 +190,6 @@ def covers_whole_image(image_size, kernel_size, padding, dilation, groups):
     return groups == 1 and tuple(image_size) == tuple(kernel_size) and padding == (0, 0) and dilation == (1, 1)
 
 
-def weights_times_columns(w, cols):
-    """w (G, A, B) times per-sample cols (N, G, B, L) -> (N, G, A, L)."""
-    return xp_of(cols).matmul(w, cols)
-
-
 def columns_outer_sum(a, cols):
     """a (N, G, A, L) and cols (N, G, B, L) -> (G, A, B): the sum over samples and positions
     of a times cols^T, per group (the weight gradient)."""
@@ -239,7 +234,7 @@ class Conv2d(_Convolution):
         if folded:
             y = xp_of(x).matmul(w, cols.reshape(g, c_per_group * kh * kw, n * oh * ow))
             return sample_major(y, n, (oh, ow))
-        y = weights_times_columns(w, cols.reshape(n, g, c_per_group * kh * kw, oh * ow))
+        y = xp_of(x).matmul(w, cols.reshape(n, g, c_per_group * kh * kw, oh * ow))  # (N, G, O/G, L)
         return y.reshape(n, o, oh, ow)
 
     def backward(self, gy):
@@ -276,7 +271,7 @@ class ConvTranspose2d(_Convolution):
             cols = xp_of(x).matmul(w_t, batch_major(x.reshape(n, c, h * wd), g))
             cols = cols.reshape(g * o_per_group * kh * kw, n * h * wd)
         else:
-            cols = weights_times_columns(w_t, x.reshape(n, g, c // g, h * wd))
+            cols = xp_of(x).matmul(w_t, x.reshape(n, g, c // g, h * wd))  # (N, G, O/G*KH*KW, H*W)
             cols = cols.reshape(n, g * o_per_group * kh * kw, h * wd)
         return dispatch.call("col2im", cols, g * o_per_group, out, *self.geometry((kh, kw)), batch_in_columns=folded,
                              device=device_of(x), impl=self.impl)
