@@ -13,6 +13,7 @@ from .tensor import (Generator, Tensor, arange, default_generator, full, get_def
                      manual_seed, ones, ones_like, rand, randn, set_default_dtype, tensor, zeros, zeros_like)
 from . import functional  # noqa: F401,E402
 from . import ops  # noqa: F401,E402  (registers the Functions and kernels)
+from . import gpu_kernels  # noqa: F401,E402  (the Triton and CUDA twins of those kernels)
 from .functional import *  # noqa: F401,F403,E402  (gf.exp, gf.matmul, gf.cat, ... as in torch)
 from .functional import cat, constant, expand  # noqa: F401,E402
 from . import data, gan, io, metrics, nn, optim  # noqa: F401,E402

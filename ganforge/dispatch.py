@@ -5,7 +5,9 @@ runs everywhere and is every test's oracle. Faster ones (`cpp` on the CPU,
 `triton` and `cuda` on the GPU) register next to it. `resolve` picks, in order:
 an explicit `impl=` argument, the GANFORGE_KERNELS environment variable
 (`GANFORGE_KERNELS=ref` or `GANFORGE_KERNELS=im2col=ref,col2im=cpp`), then the
-fastest available implementation for the device, else `ref`.
+fastest available implementation for the device, else `ref`. A bare name in the
+variable (`GANFORGE_KERNELS=triton`) applies to every op that has such an
+implementation on the device; an op named in it must have the one asked for.
 """
 import os
 import warnings
@@ -45,8 +47,8 @@ def implementations(op):
     return _registry[op]
 
 
-def _requested(op):
-    """The implementation GANFORGE_KERNELS asks for this op, or None."""
+def _requested(op, kernels, device):
+    """The implementation GANFORGE_KERNELS asks for this op on this device, or None."""
     spec = os.environ.get("GANFORGE_KERNELS", "").strip()
     if not spec:
         return None
@@ -59,13 +61,18 @@ def _requested(op):
                 return impl
         elif part:
             default = part
-    return default
+    if default is not None and not any(default in impls for impls in _registry.values()):
+        known = sorted({name for impls in _registry.values() for name in impls})
+        raise ValueError(f"GANFORGE_KERNELS={spec!r} names no implementation {default!r}; known: {', '.join(known)}")
+    if default in kernels and device in kernels[default].devices:
+        return default
+    return None
 
 
 def resolve(op, device="cpu", impl=None):
     """The Kernel that will run `op` on `device`."""
     kernels = implementations(op)
-    explicit = impl or _requested(op)
+    explicit = impl or _requested(op, kernels, device)
     if explicit is not None:
         if explicit not in kernels:
             raise ValueError(f"kernel {op!r} has no implementation {explicit!r}; "

@@ -30,7 +30,7 @@ __all__ = [
     "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "elu",
     # losses
     "log_softmax", "softmax", "cross_entropy", "binary_cross_entropy_with_logits", "mse_loss", "l1_loss",
-    "gradient_penalty",
+    "gradient_penalty", "spectral_normalize",
     # conversions
     "cast", "to_device", "clone", "getitem_grad",
 ]
@@ -709,6 +709,17 @@ def gradient_penalty(grad, target=1.0, one_sided=False, impl=None):
     if grad.ndim < 2:
         raise ValueError(f"gradient_penalty expects per-sample gradients (N, ...), got shape {grad.shape}")
     return ops.penalty.GradientPenalty(target, one_sided, impl)(grad)
+
+
+def spectral_normalize(weight, u, v, dim=0):
+    """weight / sigma with sigma = u^T W v, W the weight as a matrix with axis `dim` as its
+    rows; u and v (arrays) are held constant in the gradient, as spectral norm does."""
+    u, v = (weight.xp.asarray(a._data if isinstance(a, Tensor) else a, dtype=weight.dtype) for a in (u, v))
+    rows, cols = weight.shape[dim], weight.size // weight.shape[dim]
+    if np.shape(u) != (rows,) or np.shape(v) != (cols,):
+        raise ValueError(f"spectral_normalize: a weight {weight.shape} with dim={dim} needs u ({rows},) and "
+                         f"v ({cols},), got {np.shape(u)} and {np.shape(v)}")
+    return ops.spectral.SpectralNormalize(u, v, 0, 0.0, dim)(weight)
 
 
 # --- conversions ------------------------------------------------------------------------

@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-import ganforge as gf
 from ganforge import backend
+
+if not backend.gpu_available():
+    # Without a GPU, Triton's kernels run only in its interpreter, a choice Triton makes
+    # when it is first imported (tests/test_gpu_kernels.py).
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import ganforge as gf  # noqa: E402
 
 # Gradient checks are slow per example; a deadline would only make them flaky.
 settings.register_profile("default", deadline=None, max_examples=12,

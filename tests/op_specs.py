@@ -700,6 +700,21 @@ def penalty_ref(g, one_sided, impl=None):
     return np.mean(excess ** 2)
 
 
+@st.composite
+def spectral_case(draw):
+    shape = draw(hnp.array_shapes(min_dims=2, max_dims=4, min_side=1, max_side=3))
+    dim = draw(st.integers(0, len(shape) - 1))
+    seed = draw(seeds)
+    w = uniform(seed, shape, 0.5, 1.5)  # positive entries keep sigma away from 0
+    u, v = uniform(seed + 1, shape[dim], 0.1, 1.0), uniform(seed + 2, w.size // shape[dim], 0.1, 1.0)
+    return [w], {"u": u / np.linalg.norm(u), "v": v / np.linalg.norm(v), "dim": dim}
+
+
+def spectral_ref(w, u, v, dim):
+    matrix = np.moveaxis(w, dim, 0).reshape(w.shape[dim], -1)
+    return w / (u @ matrix @ v)
+
+
 # --- the table ---------------------------------------------------------------------------
 
 SPECS = [
@@ -786,6 +801,7 @@ SPECS = [
     OpSpec("cross_entropy", logits_case(), F.cross_entropy, cross_entropy_ref),
     OpSpec("binary_cross_entropy_with_logits", pair_case(0.0, 1.0), F.binary_cross_entropy_with_logits, bce_ref),
     OpSpec("gradient_penalty", penalty_case(), F.gradient_penalty, penalty_ref),
+    OpSpec("spectral_normalize", spectral_case(), F.spectral_normalize, spectral_ref),
     OpSpec("mse_loss", pair_case(), F.mse_loss, lambda x, t, reduction: reduce_ref((x - t) ** 2, reduction)),
     OpSpec("l1_loss", pair_case(apart=True), F.l1_loss, lambda x, t, reduction: reduce_ref(np.abs(x - t), reduction)),
     # float32 rounding in the forward pass needs a larger step to be seen through.

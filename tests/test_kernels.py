@@ -24,9 +24,9 @@ def test_the_compiled_module_is_built_in_ci():
 @needs_cpp
 def test_registry_picks_cpp_on_the_cpu_when_it_is_built(monkeypatch):
     monkeypatch.delenv("GANFORGE_KERNELS", raising=False)
-    for op in ("im2col", "col2im", "spectral_norm_power_iteration", "per_sample_norms"):
+    for op in ("im2col", "col2im", "spectral_norm", "gradient_penalty"):
         assert dispatch.resolve(op, "cpu").impl == "cpp", op
-    assert dispatch.resolve("im2col", "cuda").impl == "ref"  # until the GPU kernels exist
+    assert dispatch.resolve("im2col", "cuda").impl == "ref"  # the GPU runs whole convolutions instead
 
 
 @needs_cpp
@@ -143,7 +143,7 @@ def test_unfold_is_the_adjoint_of_fold():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @given(rows=st.integers(1, 40), cols=st.integers(1, 40), iterations=st.integers(1, 3), seed=st.integers(0, 1000))
 def test_cpp_power_iteration_matches_the_reference(dtype, rows, cols, iterations, seed):
-    from ganforge.nn import spectral as sn
+    from ganforge.ops import spectral as sn
     rng = np.random.default_rng(seed)
     w = rng.standard_normal((rows, cols)).astype(dtype)
     u = rng.standard_normal(rows).astype(dtype)
@@ -156,11 +156,15 @@ def test_cpp_power_iteration_matches_the_reference(dtype, rows, cols, iterations
 @needs_cpp
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @given(batch=st.integers(1, 8), features=st.integers(1, 500), seed=st.integers(0, 1000))
-def test_cpp_per_sample_norms_match_the_reference(dtype, batch, features, seed):
+def test_cpp_gradient_penalty_matches_the_reference(dtype, batch, features, seed):
     from ganforge.ops import penalty
     g = np.random.default_rng(seed).standard_normal((batch, features)).astype(dtype)
-    np.testing.assert_allclose(penalty.per_sample_norms_cpp(g), penalty.per_sample_norms_ref(g.astype(np.float64)),
-                               rtol=1e-6 if dtype == np.float32 else 1e-13)
+    for one_sided in (False, True):
+        ours = penalty.penalty_cpp(g, 1.0, one_sided)
+        ref = penalty.penalty_ref(g.astype(np.float64), 1.0, one_sided)
+        for a, b in zip(ours, ref):
+            assert a.dtype == dtype
+            np.testing.assert_allclose(a, b, rtol=1e-5 if dtype == np.float32 else 1e-13)
 
 
 @needs_cpp

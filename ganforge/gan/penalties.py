@@ -2,7 +2,9 @@
 looks at input gradients differentiates through a gradient (create_graph=True)."""
 import numpy as np
 
+from .. import dispatch
 from .. import functional as F
+from ..ops.penalty import flat
 from ..autograd import grad, no_grad
 from ..tensor import Tensor, default_generator
 
@@ -27,8 +29,10 @@ def gradient_penalty(discriminator, real, fake, weight=10.0, one_sided=False, ge
     if real.shape != fake.shape:
         raise ValueError(f"gradient_penalty: real {real.shape} and fake {fake.shape} batches differ in shape")
     eps = _uniform_per_sample(real.shape[0], real, generator)
-    x_hat = eps * real.detach() + (1 - eps) * fake.detach()
-    return weight * F.gradient_penalty(_input_gradient(discriminator, x_hat), one_sided=one_sided)
+    x_hat = dispatch.call("gradient_penalty_interpolate", flat(real._data), flat(fake._data), eps._data.reshape(-1),
+                          device=real.device)
+    return weight * F.gradient_penalty(_input_gradient(discriminator, Tensor(x_hat.reshape(real.shape))),
+                                       one_sided=one_sided)
 
 
 def r1_penalty(discriminator, real, gamma=10.0):

@@ -6,42 +6,10 @@ estimated by power iteration. The vectors u and v are buffers: one iteration ref
 them on every forward in training mode (none in eval), and sigma = u^T W v is
 differentiated with u and v held constant.
 """
-import numpy as np
-
-from .. import dispatch, native
-from .. import functional as F
 from ..autograd import no_grad
-from ..backend import device_of, xp_of
+from ..ops.spectral import SpectralNormalize
 from ..tensor import Tensor, default_generator
 from .layers import ConvTranspose2d
-
-
-def power_iteration_ref(weight_matrix, u, n_iterations, eps):
-    """n rounds of v = W^T u / |W^T u|, u = W v / |W v|; returns the new (u, v)."""
-    xp = xp_of(weight_matrix)
-    for _ in range(n_iterations):
-        v = weight_matrix.T @ u
-        v = v / max(float(xp.linalg.norm(v)), eps)
-        u = weight_matrix @ v
-        u = u / max(float(xp.linalg.norm(u)), eps)
-    return u, v
-
-
-def power_iteration_cpp(weight_matrix, u, n_iterations, eps):
-    return native.module().power_iteration(np.ascontiguousarray(weight_matrix), np.ascontiguousarray(u),
-                                           n_iterations, eps)
-
-
-dispatch.register("spectral_norm_power_iteration", "ref", power_iteration_ref, ("cpu", "cuda"))
-dispatch.register("spectral_norm_power_iteration", "cpp", power_iteration_cpp, ("cpu",), native.available)
-
-
-def weight_matrix(weight, dim):
-    """The weight as a matrix with axis `dim` as its rows (a Tensor op, so it stays differentiable)."""
-    if dim != 0:
-        order = (dim,) + tuple(a for a in range(weight.ndim) if a != dim)
-        weight = F.permute(weight, order)
-    return F.reshape(weight, (weight.shape[0], -1))
 
 
 class SpectralNorm:
@@ -53,15 +21,14 @@ class SpectralNorm:
     def compute_weight(self, module, do_power_iteration):
         weight = getattr(module, self.name + "_orig")
         u, v = getattr(module, self.name + "_u"), getattr(module, self.name + "_v")
-        matrix = weight_matrix(weight, self.dim)
+        normalize = SpectralNormalize(u._data, v._data, self.n_power_iterations if do_power_iteration else 0,
+                                      self.eps, self.dim)
+        normalized = normalize(weight)
         if do_power_iteration:
             with no_grad():
-                new_u, new_v = dispatch.call("spectral_norm_power_iteration", matrix._data, u._data,
-                                             self.n_power_iterations, self.eps, device=device_of(u._data))
-                u.copy_(new_u)
-                v.copy_(new_v)
-        sigma = F.sum(u.detach() * F.matmul(matrix, v.detach()))
-        return weight / sigma
+                u.copy_(normalize.u)
+                v.copy_(normalize.v)
+        return normalized
 
     def __call__(self, module, inputs):
         object.__setattr__(module, self.name, self.compute_weight(module, module.training))

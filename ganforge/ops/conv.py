@@ -217,25 +217,81 @@ class _Convolution(Function):
                     impl=self.impl)
 
 
+# --- the reference kernels: im2col/col2im (themselves registry kernels) and GEMMs ------------
+#
+# The registry ops `conv2d`, `conv_transpose2d` and `conv2d_weight_grad` take contiguous
+# arrays and the geometry; `triton` and `cuda` implementations of them (implicit GEMMs,
+# kernels/) register in ganforge/gpu_kernels.py. The `ref` ones below run on both devices.
+
+def conv2d_ref(x, w, stride, padding, dilation, groups):
+    n = x.shape[0]
+    o, c_per_group, kh, kw = w.shape
+    g = groups
+    geometry = ((kh, kw), stride, padding, dilation)
+    oh, ow = output_size(x.shape[2:], *geometry)
+    if covers_whole_image(x.shape[2:], (kh, kw), padding, dilation, g):
+        return (x.reshape(n, -1) @ w.reshape(o, -1).T).reshape(n, o, 1, 1)
+    w = w.reshape(g, o // g, c_per_group * kh * kw)
+    folded = oh * ow < BATCH_IN_COLUMNS_BELOW
+    cols = dispatch.call("im2col", x, *geometry, batch_in_columns=folded, device=device_of(x))
+    if folded:
+        y = xp_of(x).matmul(w, cols.reshape(g, c_per_group * kh * kw, n * oh * ow))
+        return sample_major(y, n, (oh, ow))
+    y = xp_of(x).matmul(w, cols.reshape(n, g, c_per_group * kh * kw, oh * ow))  # (N, G, O/G, L)
+    return y.reshape(n, o, oh, ow)
+
+
+def conv_transpose2d_ref(x, w, out_size, stride, padding, dilation, groups):
+    n, c, h, wd = x.shape
+    _, o_per_group, kh, kw = w.shape
+    g = groups
+    if covers_whole_image(out_size, (kh, kw), padding, dilation, g) and (h, wd) == (1, 1):
+        return (x.reshape(n, c) @ w.reshape(c, -1)).reshape(n, o_per_group, kh, kw)
+    # Each input pixel spreads W's taps over its window: columns = W^T x, then col2im adds them up.
+    w_t = w.reshape(g, c // g, o_per_group * kh * kw).transpose(0, 2, 1)
+    folded = h * wd < BATCH_IN_COLUMNS_BELOW
+    if folded:
+        cols = xp_of(x).matmul(w_t, batch_major(x.reshape(n, c, h * wd), g))
+        cols = cols.reshape(g * o_per_group * kh * kw, n * h * wd)
+    else:
+        cols = xp_of(x).matmul(w_t, x.reshape(n, g, c // g, h * wd))  # (N, G, O/G*KH*KW, H*W)
+        cols = cols.reshape(n, g * o_per_group * kh * kw, h * wd)
+    return dispatch.call("col2im", cols, g * o_per_group, out_size, (kh, kw), stride, padding, dilation,
+                         batch_in_columns=folded, device=device_of(x))
+
+
+def conv2d_weight_grad_ref(x, gy, weight_shape, stride, padding, dilation, groups):
+    n = x.shape[0]
+    o, c_per_group, kh, kw = weight_shape
+    g = groups
+    positions = gy.shape[2] * gy.shape[3]
+    if covers_whole_image(x.shape[2:], (kh, kw), padding, dilation, g):
+        return (gy.reshape(n, o).T @ x.reshape(n, -1)).reshape(weight_shape)
+    folded = positions < BATCH_IN_COLUMNS_BELOW
+    cols = dispatch.call("im2col", x, (kh, kw), stride, padding, dilation, batch_in_columns=folded,
+                         device=device_of(x))
+    if folded:
+        cols = cols.reshape(g, c_per_group * kh * kw, n * positions)
+        gw = xp_of(x).matmul(batch_major(gy.reshape(n, o, positions), g), cols.transpose(0, 2, 1))
+    else:
+        gw = columns_outer_sum(gy.reshape(n, g, o // g, -1), cols.reshape(n, g, c_per_group * kh * kw, -1))
+    return gw.reshape(weight_shape)
+
+
+dispatch.register("conv2d", "ref", conv2d_ref, ("cpu", "cuda"))
+dispatch.register("conv_transpose2d", "ref", conv_transpose2d_ref, ("cpu", "cuda"))
+dispatch.register("conv2d_weight_grad", "ref", conv2d_weight_grad_ref, ("cpu", "cuda"))
+
+
+# --- the ops ----------------------------------------------------------------------------
+
 class Conv2d(_Convolution):
     """Cross-correlation of x (N, C, H, W) with W (O, C/groups, KH, KW)."""
 
     def forward(self, x, w):
-        n = x.shape[0]
-        o, c_per_group, kh, kw = w.shape
-        g = self.groups
-        oh, ow = output_size(x.shape[2:], *self.geometry((kh, kw)))  # a clear error before any kernel runs
-        if covers_whole_image(x.shape[2:], (kh, kw), self.padding, self.dilation, g):
-            return (x.reshape(n, -1) @ w.reshape(o, -1).T).reshape(n, o, 1, 1)
-        w = w.reshape(g, o // g, c_per_group * kh * kw)
-        folded = oh * ow < BATCH_IN_COLUMNS_BELOW
-        cols = dispatch.call("im2col", x, *self.geometry((kh, kw)), batch_in_columns=folded,
+        output_size(x.shape[2:], *self.geometry(w.shape[2:]))  # a clear error before any kernel runs
+        return dispatch.call("conv2d", x, w, self.stride, self.padding, self.dilation, self.groups,
                              device=device_of(x), impl=self.impl)
-        if folded:
-            y = xp_of(x).matmul(w, cols.reshape(g, c_per_group * kh * kw, n * oh * ow))
-            return sample_major(y, n, (oh, ow))
-        y = xp_of(x).matmul(w, cols.reshape(n, g, c_per_group * kh * kw, oh * ow))  # (N, G, O/G, L)
-        return y.reshape(n, o, oh, ow)
 
     def backward(self, gy):
         x, w = self.inputs
@@ -257,23 +313,9 @@ class ConvTranspose2d(_Convolution):
         self.output_padding = pair(output_padding, "output_padding")
 
     def forward(self, x, w):
-        n, c, h, wd = x.shape
-        _, o_per_group, kh, kw = w.shape
-        g = self.groups
-        out = transposed_output_size((h, wd), (kh, kw), self.stride, self.padding, self.dilation,
+        out = transposed_output_size(x.shape[2:], w.shape[2:], self.stride, self.padding, self.dilation,
                                      self.output_padding)
-        if covers_whole_image(out, (kh, kw), self.padding, self.dilation, g) and (h, wd) == (1, 1):
-            return (x.reshape(n, c) @ w.reshape(c, -1)).reshape(n, o_per_group, kh, kw)
-        # Each input pixel spreads W's taps over its window: columns = W^T x, then col2im adds them up.
-        w_t = w.reshape(g, c // g, o_per_group * kh * kw).transpose(0, 2, 1)
-        folded = h * wd < BATCH_IN_COLUMNS_BELOW
-        if folded:
-            cols = xp_of(x).matmul(w_t, batch_major(x.reshape(n, c, h * wd), g))
-            cols = cols.reshape(g * o_per_group * kh * kw, n * h * wd)
-        else:
-            cols = xp_of(x).matmul(w_t, x.reshape(n, g, c // g, h * wd))  # (N, G, O/G*KH*KW, H*W)
-            cols = cols.reshape(n, g * o_per_group * kh * kw, h * wd)
-        return dispatch.call("col2im", cols, g * o_per_group, out, *self.geometry((kh, kw)), batch_in_columns=folded,
+        return dispatch.call("conv_transpose2d", x, w, out, self.stride, self.padding, self.dilation, self.groups,
                              device=device_of(x), impl=self.impl)
 
     def backward(self, gy):
@@ -291,21 +333,8 @@ class Conv2dWeightGrad(_Convolution):
         self.weight_shape = tuple(weight_shape)
 
     def forward(self, x, gy):
-        n = x.shape[0]
-        o, c_per_group, kh, kw = self.weight_shape
-        g = self.groups
-        positions = gy.shape[2] * gy.shape[3]
-        if covers_whole_image(x.shape[2:], (kh, kw), self.padding, self.dilation, g):
-            return (gy.reshape(n, o).T @ x.reshape(n, -1)).reshape(self.weight_shape)
-        folded = positions < BATCH_IN_COLUMNS_BELOW
-        cols = dispatch.call("im2col", x, *self.geometry((kh, kw)), batch_in_columns=folded,
-                             device=device_of(x), impl=self.impl)
-        if folded:
-            cols = cols.reshape(g, c_per_group * kh * kw, n * positions)
-            gw = xp_of(x).matmul(batch_major(gy.reshape(n, o, positions), g), cols.transpose(0, 2, 1))
-        else:
-            gw = columns_outer_sum(gy.reshape(n, g, o // g, -1), cols.reshape(n, g, c_per_group * kh * kw, -1))
-        return gw.reshape(self.weight_shape)
+        return dispatch.call("conv2d_weight_grad", x, gy, self.weight_shape, self.stride, self.padding,
+                             self.dilation, self.groups, device=device_of(x), impl=self.impl)
 
     def backward(self, ggw):
         x, gy = self.inputs

@@ -1,9 +1,15 @@
 """The gradient penalty of WGAN-GP (Gulrajani et al.): mean over samples of
 (||g_i|| - target)^2, or only its part above the target when one-sided (Petzka et al.).
 
-Its forward reduces each sample's gradient to a norm through the kernel registry
-(`per_sample_norms`: `ref` here, `cpp` in csrc/gan_kernels.cpp); its backward is
-written in ops, so the penalty can sit inside a graph that is differentiated again.
+Three registry ops make it up, each fused into one or two kernels on the GPU
+(kernels/triton/grad_penalty.py, kernels/cuda/grad_penalty.cu):
+
+    gradient_penalty_interpolate   x_hat = fake + eps_i (real - fake)
+    gradient_penalty               (mean_i excess_i^2, ||g_i||)
+    gradient_penalty_backward      gy 2 excess_i / (N ||g_i||) g_i
+
+The backward kernel runs inside an op of its own (GradientPenaltyGrad) whose backward
+is written in ops, so the penalty can sit inside a graph that is differentiated again.
 """
 import numpy as np
 
@@ -13,17 +19,47 @@ from ..autograd import Function
 from ..backend import device_of, xp_of
 
 
-def per_sample_norms_ref(grad):
-    """The 2-norm of each row of a (batch, features) array."""
-    return xp_of(grad).sqrt((grad * grad).sum(axis=1))
+def excess_of(norms, target, one_sided):
+    excess = norms - target
+    return xp_of(norms).maximum(excess, 0) if one_sided else excess
 
 
-def per_sample_norms_cpp(grad):
-    return native.module().per_sample_norms(np.ascontiguousarray(grad))
+def penalty_ref(grad, target, one_sided):
+    """(mean of (||g_i|| - target)^2, the norms ||g_i||) for a (batch, features) gradient."""
+    norms = xp_of(grad).sqrt((grad * grad).sum(axis=1))
+    excess = excess_of(norms, target, one_sided)
+    return (excess * excess).mean().astype(grad.dtype), norms
 
 
-dispatch.register("per_sample_norms", "ref", per_sample_norms_ref, ("cpu", "cuda"))
-dispatch.register("per_sample_norms", "cpp", per_sample_norms_cpp, ("cpu",), native.available)
+def penalty_cpp(grad, target, one_sided):
+    # C++ sums each row in double (csrc/gan_kernels.cpp); the rest is N numbers.
+    norms = native.module().per_sample_norms(np.ascontiguousarray(grad))
+    excess = excess_of(norms, target, one_sided)
+    return (excess * excess).mean().astype(grad.dtype), norms
+
+
+def penalty_backward_ref(grad, norms, gy, target, one_sided):
+    """d penalty / d grad, scaled by the incoming gradient gy (a 0-d array)."""
+    xp = xp_of(grad)
+    # A zero gradient has no direction; its term is 0, the limit along any direction.
+    safe_norms = xp.where(norms == 0, 1, norms)
+    scale = gy * 2 * excess_of(norms, target, one_sided) / (grad.shape[0] * safe_norms)
+    return (scale[:, None] * grad).astype(grad.dtype, copy=False)
+
+
+def interpolate_ref(real, fake, eps):
+    """fake + eps_i (real - fake) for (batch, features) arrays and eps (batch,)."""
+    return fake + eps[:, None] * (real - fake)
+
+
+dispatch.register("gradient_penalty", "ref", penalty_ref, ("cpu", "cuda"))
+dispatch.register("gradient_penalty", "cpp", penalty_cpp, ("cpu",), native.available)
+dispatch.register("gradient_penalty_backward", "ref", penalty_backward_ref, ("cpu", "cuda"))
+dispatch.register("gradient_penalty_interpolate", "ref", interpolate_ref, ("cpu", "cuda"))
+
+
+def flat(a):
+    return a.reshape(a.shape[0], -1)
 
 
 class GradientPenalty(Function):
@@ -31,21 +67,45 @@ class GradientPenalty(Function):
         self.target, self.one_sided, self.impl = target, one_sided, impl
 
     def forward(self, grad):
-        flat = grad.reshape(grad.shape[0], -1)
-        norms = dispatch.call("per_sample_norms", flat, device=device_of(grad), impl=self.impl)
-        excess = norms - self.target
-        if self.one_sided:
-            excess = xp_of(grad).maximum(excess, 0)
-        return (excess * excess).mean().astype(grad.dtype)
+        penalty, self.norms = dispatch.call("gradient_penalty", flat(grad), self.target, self.one_sided,
+                                            device=device_of(grad), impl=self.impl)
+        return penalty
 
     def backward(self, gy):
-        # d/dg_i of mean((|g_i| - t)^2) = 2 (|g_i| - t) / N * g_i / |g_i|
         grad, = self.inputs
+        return GradientPenaltyGrad(self.norms, self.target, self.one_sided, self.impl)(grad, gy)
+
+
+class GradientPenaltyGrad(Function):
+    """d/dg of gy * mean_i (||g_i|| - t)^2, that is gy * s_i g_i with s_i = 2 e_i / (N ||g_i||),
+    e_i = ||g_i|| - t (clipped at 0 when one-sided). Its own gradient, for an incoming h:
+
+        d/dg_i:  gy 2/N (e_i/||g_i|| h_i + [e_i > 0 or two-sided] t <g_i, h_i> / ||g_i||^3 g_i)
+        d/dgy:   sum_i s_i <g_i, h_i>
+    """
+
+    def __init__(self, norms, target, one_sided, impl=None):
+        self.norms, self.target, self.one_sided, self.impl = norms, target, one_sided, impl
+
+    def forward(self, grad, gy):
+        out = dispatch.call("gradient_penalty_backward", flat(grad), self.norms, gy, self.target, self.one_sided,
+                            device=device_of(grad), impl=self.impl)
+        return out.reshape(grad.shape)
+
+    def backward(self, h):
+        grad, gy = self.inputs
         n = grad.shape[0]
-        flat = F.reshape(grad, (n, -1))
-        norms = F.norm(flat, axis=1, keepdims=True)
+        g, h = F.reshape(grad, (n, -1)), F.reshape(h, (n, -1))
+        norms = F.norm(g, axis=1, keepdims=True)
+        safe_norms = F.where(norms._data == 0, F.constant(1, dtype=norms.dtype, device=norms.device), norms)
         excess = norms - self.target
         if self.one_sided:
             excess = F.relu(excess)
-        safe_norms = F.where(norms._data == 0, F.constant(1, dtype=norms.dtype, device=norms.device), norms)
-        return F.reshape(gy * (2.0 / n) * excess / safe_norms * flat, grad.shape)
+        # t / ||g||^3, where the excess is live (its derivative vanishes where it is clipped)
+        live = F.constant(excess._data > 0, dtype=g.dtype, device=g.device) if self.one_sided else 1.0
+        curvature = live * self.target / (safe_norms * safe_norms * safe_norms)
+        along = F.sum(g * h, axis=1, keepdims=True)
+        scale = (2.0 / n) * excess / safe_norms
+        g_grad = gy * (2.0 / n) * (excess / safe_norms * h + curvature * along * g)
+        gy_grad = F.sum(scale * along)
+        return F.reshape(g_grad, grad.shape), gy_grad

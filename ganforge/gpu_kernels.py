@@ -1,0 +1,208 @@
+"""The Triton and CUDA kernels of kernels/, registered beside their `ref` twins.
+
+Each function below takes the same arrays as the registry op's `ref` implementation
+(ganforge/ops/conv.py, ops/spectral.py, ops/penalty.py), makes them contiguous,
+allocates the outputs and launches. `triton` runs on CuPy arrays compiled, and on NumPy
+arrays under Triton's interpreter (it is never picked on the CPU unless asked for, with
+`impl="triton"` or GANFORGE_KERNELS=triton: that is how the tests run it without a GPU).
+`cuda` runs on CuPy arrays only.
+"""
+import math
+
+import numpy as np
+
+from . import dispatch, kernels
+from .backend import xp_of
+
+# The CUDA kernels' launch shape (kernels/cuda/*.cu are written for it).
+THREADS = 256
+CONV_TILE = 64
+
+
+def _contiguous(*arrays):
+    xp = xp_of(*arrays)
+    return [xp.ascontiguousarray(a) for a in arrays]
+
+
+def _check_float(op, *arrays):
+    for a in arrays:
+        if a.dtype not in (np.float32, np.float64):
+            raise TypeError(f"{op}: the GPU kernels take float32 or float64 arrays, got {a.dtype}")
+        if a.size >= 2**31:
+            raise ValueError(f"{op}: an array of {a.size} values is too large for the kernels' 32-bit indexing")
+
+
+# --- Triton ------------------------------------------------------------------------------
+
+def conv2d_triton(x, w, stride, padding, dilation, groups):
+    from .ops.conv import output_size
+    _check_float("conv2d", x, w)
+    x, w = _contiguous(x, w)
+    launch = kernels.TritonLaunch("conv", x)
+    out_size = output_size(x.shape[2:], w.shape[2:], stride, padding, dilation)
+    return launch.module.conv2d(launch, x, w, out_size, stride, padding, dilation, groups)
+
+
+def conv_transpose2d_triton(x, w, out_size, stride, padding, dilation, groups):
+    _check_float("conv_transpose2d", x, w)
+    x, w = _contiguous(x, w)
+    launch = kernels.TritonLaunch("conv", x)
+    return launch.module.conv_transpose2d(launch, x, w, out_size, stride, padding, dilation, groups)
+
+
+def conv2d_weight_grad_triton(x, gy, weight_shape, stride, padding, dilation, groups):
+    _check_float("conv2d_weight_grad", x, gy)
+    x, gy = _contiguous(x, gy)
+    launch = kernels.TritonLaunch("conv", x)
+    return launch.module.conv2d_weight_grad(launch, x, gy, tuple(weight_shape), stride, padding, dilation, groups)
+
+
+def spectral_norm_triton(weight_matrix, u, n_iterations, eps):
+    _check_float("spectral_norm", weight_matrix, u)
+    weight_matrix, u = _contiguous(weight_matrix, u)
+    launch = kernels.TritonLaunch("spectral_norm", weight_matrix)
+    return launch.module.power_iteration(launch, weight_matrix, u, n_iterations, eps, scale=True)
+
+
+def gradient_penalty_triton(grad, target, one_sided):
+    _check_float("gradient_penalty", grad)
+    grad, = _contiguous(grad)
+    launch = kernels.TritonLaunch("grad_penalty", grad)
+    return launch.module.penalty(launch, grad, target, one_sided)
+
+
+def gradient_penalty_backward_triton(grad, norms, gy, target, one_sided):
+    _check_float("gradient_penalty_backward", grad)
+    grad, norms, gy = _contiguous(grad, norms, gy.astype(grad.dtype, copy=False))
+    launch = kernels.TritonLaunch("grad_penalty", grad)
+    return launch.module.backward(launch, grad, norms, gy, target, one_sided)
+
+
+def gradient_penalty_interpolate_triton(real, fake, eps):
+    _check_float("gradient_penalty_interpolate", real, fake)
+    real, fake, eps = _contiguous(real, fake, eps.astype(real.dtype, copy=False))
+    launch = kernels.TritonLaunch("grad_penalty", real)
+    return launch.module.interpolate(launch, real, fake, eps)
+
+
+# --- CUDA --------------------------------------------------------------------------------
+
+def _blocks(count, per_block=THREADS):
+    return (max(1, math.ceil(count / per_block)),)
+
+
+def _shape_args(x_shape, o, out_size, kernel_size, stride, padding, dilation, groups):
+    """The 16 ints every conv entry point takes: N, C, H, W, O, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, G."""
+    return [np.int32(v) for v in (*x_shape, o, *out_size, *kernel_size, *stride, *padding, *dilation, groups)]
+
+
+def conv2d_cuda(x, w, stride, padding, dilation, groups):
+    from .ops.conv import output_size
+    _check_float("conv2d", x, w)
+    x, w = _contiguous(x, w)
+    o, kernel_size = w.shape[0], w.shape[2:]
+    out_size = output_size(x.shape[2:], kernel_size, stride, padding, dilation)
+    y = xp_of(x).empty((x.shape[0], o) + out_size, dtype=x.dtype)
+    grid = (math.ceil(x.shape[0] * out_size[0] * out_size[1] / CONV_TILE), math.ceil(o // groups / CONV_TILE), groups)
+    kernels.cuda_function("conv", "conv2d_forward", x.dtype)(
+        grid, (THREADS,), (x, w, y, *_shape_args(x.shape, o, out_size, kernel_size, stride, padding, dilation, groups)))
+    return y
+
+
+def conv_transpose2d_cuda(x, w, out_size, stride, padding, dilation, groups):
+    _check_float("conv_transpose2d", x, w)
+    x, w = _contiguous(x, w)
+    o_per_group, kernel_size = w.shape[1], w.shape[2:]
+    o = o_per_group * groups
+    y = xp_of(x).empty((x.shape[0], o) + tuple(out_size), dtype=x.dtype)
+    grid = (math.ceil(x.shape[0] * out_size[0] * out_size[1] / CONV_TILE), math.ceil(o_per_group / CONV_TILE), groups)
+    kernels.cuda_function("conv", "conv_transpose2d_forward", x.dtype)(
+        grid, (THREADS,), (x, w, y, *_shape_args(x.shape, o, out_size, kernel_size, stride, padding, dilation, groups)))
+    return y
+
+
+def conv2d_weight_grad_cuda(x, gy, weight_shape, stride, padding, dilation, groups, target_blocks=264):
+    _check_float("conv2d_weight_grad", x, gy)
+    x, gy = _contiguous(x, gy)
+    o, c_per_group, kh, kw = weight_shape
+    tiles = math.ceil(o // groups / CONV_TILE) * math.ceil(c_per_group * kh * kw / CONV_TILE) * groups
+    slices = math.ceil(gy.shape[0] * gy.shape[2] * gy.shape[3] / 16)
+    split = max(1, min(target_blocks // tiles, slices // 4))  # fill the GPU; at least 4 slices per block
+    gw = (xp_of(x).zeros if split > 1 else xp_of(x).empty)(tuple(weight_shape), dtype=x.dtype)
+    grid = (math.ceil(o // groups / CONV_TILE), math.ceil(c_per_group * kh * kw / CONV_TILE), groups * split)
+    kernels.cuda_function("conv", "conv2d_weight_grad", x.dtype)(
+        grid, (THREADS,), (x, gy, gw, *_shape_args(x.shape, o, gy.shape[2:], (kh, kw), stride, padding, dilation,
+                                                    groups), np.int32(split)))
+    return gw
+
+
+def spectral_norm_cuda(weight_matrix, u, n_iterations, eps):
+    _check_float("spectral_norm", weight_matrix, u)
+    weight_matrix, u = _contiguous(weight_matrix, u)
+    xp, dtype = xp_of(weight_matrix), weight_matrix.dtype
+    rows, cols = weight_matrix.shape
+    t, v, s = xp.empty(cols, dtype), xp.empty(cols, dtype), xp.empty(rows, dtype)
+    sigma, normalized = xp.empty((), dtype), xp.empty_like(weight_matrix)
+    u = u.copy()
+    size = (np.int32(rows), np.int32(cols))
+    for i in range(n_iterations):
+        kernels.cuda_function("spectral_norm", "transposed_product", dtype)(
+            _blocks(cols), (THREADS,), (weight_matrix, u, t, *size))
+        kernels.cuda_function("spectral_norm", "product", dtype)(
+            _blocks(rows, THREADS // 32), (THREADS,), (weight_matrix, t, v, s, *size, dtype.type(eps)))
+        last = i == n_iterations - 1
+        # W / sigma only after the last step; a null pointer (0) tells the kernel to skip it.
+        kernels.cuda_function("spectral_norm", "normalize", dtype)(
+            _blocks(rows * cols if last else rows), (THREADS,),
+            (weight_matrix, s, u, sigma, normalized if last else np.uintp(0), *size, dtype.type(eps)))
+    return u, v, sigma, normalized
+
+
+def gradient_penalty_cuda(grad, target, one_sided):
+    _check_float("gradient_penalty", grad)
+    grad, = _contiguous(grad)
+    xp, dtype = xp_of(grad), grad.dtype
+    n, features = grad.shape
+    norms, value = xp.empty(n, dtype), xp.empty((), dtype)
+    kernels.cuda_function("grad_penalty", "norms", dtype)((n,), (THREADS,), (grad, norms, np.int64(features)))
+    kernels.cuda_function("grad_penalty", "penalty", dtype)(
+        (1,), (THREADS,), (norms, value, np.int32(n), dtype.type(target), np.int32(one_sided)))
+    return value, norms
+
+
+def gradient_penalty_backward_cuda(grad, norms, gy, target, one_sided):
+    _check_float("gradient_penalty_backward", grad)
+    grad, norms, gy = _contiguous(grad, norms, gy.astype(grad.dtype, copy=False))
+    n, features = grad.shape
+    out = xp_of(grad).empty_like(grad)
+    kernels.cuda_function("grad_penalty", "backward", grad.dtype)(
+        _blocks(grad.size), (THREADS,),
+        (grad, norms, gy, out, np.int64(n), np.int64(features), grad.dtype.type(target), np.int32(one_sided)))
+    return out
+
+
+def gradient_penalty_interpolate_cuda(real, fake, eps):
+    _check_float("gradient_penalty_interpolate", real, fake)
+    real, fake, eps = _contiguous(real, fake, eps.astype(real.dtype, copy=False))
+    out = xp_of(real).empty_like(real)
+    kernels.cuda_function("grad_penalty", "interpolate", real.dtype)(
+        _blocks(real.size), (THREADS,), (real, fake, eps, out, np.int64(real.shape[0]), np.int64(real[0].size)))
+    return out
+
+
+# --- registration ------------------------------------------------------------------------
+
+# op -> (its triton implementation, its cuda implementation)
+GPU_KERNELS = {
+    "conv2d": (conv2d_triton, conv2d_cuda),
+    "conv_transpose2d": (conv_transpose2d_triton, conv_transpose2d_cuda),
+    "conv2d_weight_grad": (conv2d_weight_grad_triton, conv2d_weight_grad_cuda),
+    "spectral_norm": (spectral_norm_triton, spectral_norm_cuda),
+    "gradient_penalty": (gradient_penalty_triton, gradient_penalty_cuda),
+    "gradient_penalty_backward": (gradient_penalty_backward_triton, gradient_penalty_backward_cuda),
+    "gradient_penalty_interpolate": (gradient_penalty_interpolate_triton, gradient_penalty_interpolate_cuda),
+}
+
+for _op, (_triton, _cuda) in GPU_KERNELS.items():
+    dispatch.register(_op, "triton", _triton, ("cuda", "cpu"), kernels.triton_available)
+    dispatch.register(_op, "cuda", _cuda, ("cuda",), kernels.cuda_available)

@@ -1,0 +1,203 @@
+"""Convolution as an implicit GEMM, in Triton: conv2d, conv_transpose2d and the weight
+gradient, the three primitives every convolution's gradient is written with
+(ganforge/ops/conv.py). A transposed convolution's backward is conv2d (input gradient)
+and conv2d_weight_grad (weight gradient), so these three kernels serve it whole.
+
+No column matrix is built: each program gathers its tile of the virtual im2col matrix
+straight from the image and masks what falls into the padding. With k = (c, ky, kx) a
+tap of the kernel and p = (oy, ox) an output position:
+
+    conv2d              y[n, o, p]   = sum_k  x[n, c, oy*S - P + ky*D, ...]        * W[o, k]
+    conv_transpose2d    y[n, o, p]   = sum_k  x[n, c, (oy + P - ky*D) / S, ...]    * W[c, o, ky, kx]
+                                       (only taps where the division is exact and in range)
+    conv2d_weight_grad  gW[o, k]     = sum_{n,p} gy[n, o, p] * x[n, c, oy*S - P + ky*D, ...]
+
+All arrays are contiguous NCHW. Groups are the grid's third axis. Accumulation is in the
+output's precision (float32 or float64); float32 products use TF32 tensor cores unless
+`precision="ieee"` is asked for.
+"""
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _tap(k, KH: tl.constexpr, KW: tl.constexpr):
+    """A flat index into (c, ky, kx), the layout of a weight's trailing three axes."""
+    return k // (KH * KW), (k // KW) % KH, k % KW
+
+
+@triton.jit
+def conv2d_kernel(
+    x_ptr,  # input, (N, C, H, W)
+    w_ptr,  # weight, (O, C/G, KH, KW)
+    y_ptr,  # output, (N, O, OH, OW)
+    N, C, H, W, O, OH, OW,
+    SH, SW, PH, PW, DH, DW, GROUPS,
+    KH: tl.constexpr, KW: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+):
+    pid_m, pid_n, group = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    c_per_group, o_per_group = C // GROUPS, O // GROUPS
+    taps = c_per_group * KH * KW
+    # Rows of the GEMM are output pixels (n, oy, ox); columns are output channels.
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    outs = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    n, position = rows // (OH * OW), rows % (OH * OW)
+    oy, ox = position // OW, position % OW
+    row_ok, out_ok = rows < N * OH * OW, outs < o_per_group
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=y_ptr.dtype.element_ty)
+    for k0 in range(0, taps, BLOCK_K):
+        k = k0 + tl.arange(0, BLOCK_K)
+        c, ky, kx = _tap(k, KH, KW)
+        iy = oy[:, None] * SH - PH + ky[None, :] * DH
+        ix = ox[:, None] * SW - PW + kx[None, :] * DW
+        inside = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
+        k_ok = k < taps
+        a = tl.load(x_ptr + ((n[:, None] * C + group * c_per_group + c[None, :]) * H + iy) * W + ix,
+                    mask=row_ok[:, None] & k_ok[None, :] & inside, other=0.0)
+        b = tl.load(w_ptr + (group * o_per_group + outs[None, :]) * taps + k[:, None],
+                    mask=k_ok[:, None] & out_ok[None, :], other=0.0)
+        acc += tl.dot(a, b, input_precision=PRECISION)
+    y = y_ptr + (n[:, None] * O + group * o_per_group + outs[None, :]) * (OH * OW) + position[:, None]
+    tl.store(y, acc, mask=row_ok[:, None] & out_ok[None, :])
+
+
+@triton.jit
+def conv_transpose2d_kernel(
+    x_ptr,  # input, (N, C, H, W)
+    w_ptr,  # weight, (C, O/G, KH, KW)
+    y_ptr,  # output, (N, O, OH, OW)
+    N, C, H, W, O, OH, OW,
+    SH, SW, PH, PW, DH, DW, GROUPS,
+    KH: tl.constexpr, KW: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+):
+    pid_m, pid_n, group = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    c_per_group, o_per_group = C // GROUPS, O // GROUPS
+    taps = c_per_group * KH * KW
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    outs = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    n, position = rows // (OH * OW), rows % (OH * OW)
+    oy, ox = position // OW, position % OW
+    row_ok, out_ok = rows < N * OH * OW, outs < o_per_group
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=y_ptr.dtype.element_ty)
+    for k0 in range(0, taps, BLOCK_K):
+        k = k0 + tl.arange(0, BLOCK_K)
+        c, ky, kx = _tap(k, KH, KW)
+        # Output pixel oy receives tap ky from input row iy when oy = iy*S - P + ky*D.
+        ny = oy[:, None] + PH - ky[None, :] * DH
+        nx = ox[:, None] + PW - kx[None, :] * DW
+        iy, ix = ny // SH, nx // SW
+        inside = (ny >= 0) & (nx >= 0) & (ny % SH == 0) & (nx % SW == 0) & (iy < H) & (ix < W)
+        k_ok = k < taps
+        a = tl.load(x_ptr + ((n[:, None] * C + group * c_per_group + c[None, :]) * H + iy) * W + ix,
+                    mask=row_ok[:, None] & k_ok[None, :] & inside, other=0.0)
+        b = tl.load(w_ptr + ((group * c_per_group + c[:, None]) * o_per_group + outs[None, :]) * (KH * KW)
+                    + (ky * KW + kx)[:, None],
+                    mask=k_ok[:, None] & out_ok[None, :], other=0.0)
+        acc += tl.dot(a, b, input_precision=PRECISION)
+    y = y_ptr + (n[:, None] * O + group * o_per_group + outs[None, :]) * (OH * OW) + position[:, None]
+    tl.store(y, acc, mask=row_ok[:, None] & out_ok[None, :])
+
+
+@triton.jit
+def conv2d_weight_grad_kernel(
+    x_ptr,   # conv2d's input, (N, C, H, W)
+    gy_ptr,  # gradient of conv2d's output, (N, O, OH, OW)
+    gw_ptr,  # weight gradient, (O, C/G, KH, KW); zeroed beforehand when SPLIT > 1
+    N, C, H, W, O, OH, OW,
+    SH, SW, PH, PW, DH, DW, GROUPS, SPLIT,
+    KH: tl.constexpr, KW: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+):
+    # The reduction runs over every (sample, position): long and thin. SPLIT programs
+    # share it, each adding its part into gW, so that a small weight still fills the GPU.
+    pid_m, pid_n, pid_z = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    group, part = pid_z // SPLIT, pid_z % SPLIT
+    c_per_group, o_per_group = C // GROUPS, O // GROUPS
+    taps = c_per_group * KH * KW
+    reduction = N * OH * OW
+    outs = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    k = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    c, ky, kx = _tap(k, KH, KW)
+    out_ok, k_ok = outs < o_per_group, k < taps
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=gw_ptr.dtype.element_ty)
+    chunks = tl.cdiv(reduction, BLOCK_K)
+    for chunk in range(part * chunks // SPLIT, (part + 1) * chunks // SPLIT):
+        r = chunk * BLOCK_K + tl.arange(0, BLOCK_K)
+        n, position = r // (OH * OW), r % (OH * OW)
+        oy, ox = position // OW, position % OW
+        r_ok = r < reduction
+        a = tl.load(gy_ptr + (n[None, :] * O + group * o_per_group + outs[:, None]) * (OH * OW) + position[None, :],
+                    mask=out_ok[:, None] & r_ok[None, :], other=0.0)
+        iy = oy[:, None] * SH - PH + ky[None, :] * DH
+        ix = ox[:, None] * SW - PW + kx[None, :] * DW
+        inside = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
+        b = tl.load(x_ptr + ((n[:, None] * C + group * c_per_group + c[None, :]) * H + iy) * W + ix,
+                    mask=r_ok[:, None] & k_ok[None, :] & inside, other=0.0)
+        acc += tl.dot(a, b, input_precision=PRECISION)
+    gw = gw_ptr + (group * o_per_group + outs[:, None]) * taps + k[None, :]
+    if SPLIT > 1:
+        tl.atomic_add(gw, acc, mask=out_ok[:, None] & k_ok[None, :])
+    else:
+        tl.store(gw, acc, mask=out_ok[:, None] & k_ok[None, :])
+
+
+# --- the wrappers: check, allocate, launch --------------------------------------------
+
+def _precision(dtype, precision):
+    return "ieee" if dtype.itemsize == 8 else precision
+
+
+def _geometry_args(stride, padding, dilation, groups):
+    return (*stride, *padding, *dilation, groups)
+
+
+def conv2d(launch, x, w, out_size, stride, padding, dilation, groups, precision="tf32",
+           blocks=(64, 64, 32)):
+    """y = conv2d(x, w) for contiguous x (N, C, H, W) and w (O, C/G, KH, KW)."""
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    oh, ow = out_size
+    y = launch.xp.empty((n, o, oh, ow), dtype=x.dtype)
+    bm, bn, bk = blocks
+    grid = (triton.cdiv(n * oh * ow, bm), triton.cdiv(o // groups, bn), groups)
+    launch(launch.module.conv2d_kernel, grid, x, w, y, n, c, h, wd, o, oh, ow,
+           *_geometry_args(stride, padding, dilation, groups), KH=kh, KW=kw,
+           BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, PRECISION=_precision(x.dtype, precision))
+    return y
+
+
+def conv_transpose2d(launch, x, w, out_size, stride, padding, dilation, groups, precision="tf32",
+                     blocks=(64, 64, 32)):
+    """y = conv_transpose2d(x, w) for contiguous x (N, C, H, W) and w (C, O/G, KH, KW)."""
+    n, c, h, wd = x.shape
+    _, o_per_group, kh, kw = w.shape
+    oh, ow = out_size
+    o = o_per_group * groups
+    y = launch.xp.empty((n, o, oh, ow), dtype=x.dtype)
+    bm, bn, bk = blocks
+    grid = (triton.cdiv(n * oh * ow, bm), triton.cdiv(o_per_group, bn), groups)
+    launch(launch.module.conv_transpose2d_kernel, grid, x, w, y, n, c, h, wd, o, oh, ow,
+           *_geometry_args(stride, padding, dilation, groups), KH=kh, KW=kw,
+           BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, PRECISION=_precision(x.dtype, precision))
+    return y
+
+
+def conv2d_weight_grad(launch, x, gy, weight_shape, stride, padding, dilation, groups, precision="tf32",
+                       blocks=(64, 64, 32), split=None, target_programs=264):
+    """gW of conv2d for contiguous x (N, C, H, W) and gy (N, O, OH, OW)."""
+    n, c, h, wd = x.shape
+    o, c_per_group, kh, kw = weight_shape
+    oh, ow = gy.shape[2:]
+    bm, bn, bk = blocks
+    tiles = triton.cdiv(o // groups, bm) * triton.cdiv(c_per_group * kh * kw, bn) * groups
+    chunks = triton.cdiv(n * oh * ow, bk)
+    if split is None:  # enough programs to fill the GPU (2 per SM on an H100), at least 4 chunks each
+        split = max(1, min(target_programs // tiles, chunks // 4))
+    gw = (launch.xp.zeros if split > 1 else launch.xp.empty)(weight_shape, dtype=x.dtype)
+    grid = (triton.cdiv(o // groups, bm), triton.cdiv(c_per_group * kh * kw, bn), groups * split)
+    launch(launch.module.conv2d_weight_grad_kernel, grid, x, gy, gw, n, c, h, wd, o, oh, ow,
+           *_geometry_args(stride, padding, dilation, groups), split, KH=kh, KW=kw,
+           BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, PRECISION=_precision(x.dtype, precision))
+    return gw
