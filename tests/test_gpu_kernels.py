@@ -301,6 +301,93 @@ def test_cuda_entry_points_exist_for_both_precisions():
         assert "(float, f32)" in text and "(double, f64)" in text
 
 
+# --- CUDA on the CPU: the kernels' logic, emulated (tests/cuda_emulator) --------------------
+
+@pytest.fixture(scope="module")
+def emulated_libraries(tmp_path_factory):
+    from . import cuda_emulator
+    directory = tmp_path_factory.mktemp("cuda_emulator")
+    return {name: cuda_emulator.compile_source(name, directory) for name in ("conv", "spectral_norm", "grad_penalty")}
+
+
+@pytest.fixture(scope="module")
+def emulated_cuda(emulated_libraries):
+    """gpu_kernels' CUDA wrappers, unchanged, launching the emulated kernels on NumPy arrays."""
+    from .cuda_emulator import EmulatedKernel
+
+    def cuda_function(source, name, dtype):
+        return EmulatedKernel(emulated_libraries[source], f"{name}_{kernels.CUDA_SUFFIX[np.dtype(dtype)]}")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(kernels, "cuda_function", cuda_function)
+        yield
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(g=conv_geometry(), split_target=st.sampled_from([1, 264]))
+@settings(max_examples=6)
+def test_emulated_cuda_convolutions_match_the_reference(emulated_cuda, dtype, g, split_target):
+    from ganforge import gpu_kernels
+    rng, x, w = conv_arrays(g, dtype)
+    _, _, wt = conv_arrays(g, dtype, transposed=True)
+    geometry = (g["stride"], g["padding"], g["dilation"], g["groups"])
+    out_size = conv.output_size(x.shape[2:], g["kernel"], *geometry[:3])
+    gy = rng.standard_normal((g["n"], g["o"]) + out_size).astype(dtype)
+    np.testing.assert_allclose(gpu_kernels.conv2d_cuda(x, w, *geometry), conv.conv2d_ref(x, w, *geometry),
+                               **TOL[dtype])
+    np.testing.assert_allclose(gpu_kernels.conv2d_weight_grad_cuda(x, gy, w.shape, *geometry,
+                                                                   target_blocks=split_target),
+                               conv.conv2d_weight_grad_ref(x, gy, w.shape, *geometry), **TOL[dtype])
+    t_size = conv.transposed_output_size(x.shape[2:], g["kernel"], *geometry[:3], (0, 0))
+    if min(t_size) >= 1:
+        np.testing.assert_allclose(gpu_kernels.conv_transpose2d_cuda(x, wt, t_size, *geometry),
+                                   conv.conv_transpose2d_ref(x, wt, t_size, *geometry), **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(rows=st.integers(1, 70), cols=st.integers(1, 300), iterations=st.integers(1, 2), seed=st.integers(0, 999))
+@settings(max_examples=6)
+def test_emulated_cuda_spectral_norm_matches_the_reference(emulated_cuda, dtype, rows, cols, iterations, seed):
+    from ganforge import gpu_kernels
+    rng = np.random.default_rng(seed)
+    w, u = rng.standard_normal((rows, cols)).astype(dtype), rng.standard_normal(rows).astype(dtype)
+    u /= np.linalg.norm(u)
+    ours = gpu_kernels.spectral_norm_cuda(w, u, iterations, 1e-12)
+    ref = spectral.spectral_norm_with(spectral.power_iteration_ref)(w.astype(np.float64), u.astype(np.float64),
+                                                                   iterations, 1e-12)
+    for name, a, b in zip(("u", "v", "sigma", "W / sigma"), ours, ref):
+        assert a.dtype == dtype, name
+        np.testing.assert_allclose(a, b, rtol=1e-4 if dtype == np.float32 else 1e-11, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(data=st.data(), one_sided=st.booleans())
+@settings(max_examples=6)
+def test_emulated_cuda_gradient_penalty_matches_the_reference(emulated_cuda, dtype, data, one_sided):
+    from ganforge import gpu_kernels
+    g = data.draw(penalty_arrays(dtype))
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else TOL[dtype]
+    value, norms = gpu_kernels.gradient_penalty_cuda(g, 0.5, one_sided)
+    ref_value, ref_norms = penalty.penalty_ref(g.astype(np.float64), 0.5, one_sided)
+    np.testing.assert_allclose(norms, ref_norms, **tol)
+    np.testing.assert_allclose(value, ref_value, **tol)
+    back = gpu_kernels.gradient_penalty_backward_cuda(g, norms, np.asarray(0.7, dtype), 0.5, one_sided)
+    assert np.isfinite(back).all()
+    np.testing.assert_allclose(back, penalty.penalty_backward_ref(g.astype(np.float64), ref_norms, 0.7, 0.5,
+                                                                  one_sided), **tol)
+    eps = np.linspace(0, 1, g.shape[0]).astype(dtype)
+    fake = np.ascontiguousarray(g[::-1])
+    np.testing.assert_allclose(gpu_kernels.gradient_penalty_interpolate_cuda(g, fake, eps),
+                               penalty.interpolate_ref(g, fake, eps), **TOL[dtype])
+
+
+def test_the_emulator_refuses_untyped_scalars(emulated_libraries):
+    """A Python float would reach a real kernel as a double whatever the parameter's type."""
+    from .cuda_emulator import EmulatedKernel
+    kernel = EmulatedKernel(emulated_libraries["grad_penalty"], "penalty_f32")
+    with pytest.raises(TypeError, match="sized NumPy scalar"):
+        kernel((1,), (256,), (np.zeros(2, np.float32), np.zeros((), np.float32), np.int32(2), 1.0, np.int32(0)))
+
+
 # --- on a GPU: the same kernels compiled, on CuPy arrays ----------------------------------
 
 @pytest.mark.gpu
