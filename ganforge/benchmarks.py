@@ -40,7 +40,7 @@ def _discriminator_64():
     return nn.Sequential(*layers)
 
 
-def build(name, seed=0):
+def build(name, seed=0, device="cpu"):
     """(G, D, step, batch): the model's networks and a function that runs one training step."""
     if name not in MODELS:
         raise ValueError(f"unknown benchmark model {name!r}: choose from {', '.join(MODELS)}")
@@ -51,13 +51,14 @@ def build(name, seed=0):
     else:
         G = dcgan_generator(Z_DIM, channels, resolution)
         D = dcgan_discriminator(channels, resolution, batchnorm=batchnorm, spectral=spectral)
+    G, D = G.to(device), D.to(device)
     opt_g = optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
     noise = Generator(seed + 1)
-    real = rand(batch, channels, resolution, resolution, generator=noise) * 2 - 1
+    real = rand(batch, channels, resolution, resolution, generator=noise).to(device) * 2 - 1
 
     def step():
-        fake = G(randn(batch, Z_DIM, 1, 1, generator=noise))
+        fake = G(randn(batch, Z_DIM, 1, 1, generator=noise).to(device))
         if loss == "bce":
             out_real, out_fake = D(real), D(fake.detach())
             loss_d = F.binary_cross_entropy_with_logits(out_real, ones_like(out_real)) + \

@@ -484,3 +484,41 @@ def test_an_installed_package_carries_the_kernel_sources(tmp_path):
         if source.suffix in (".py", ".cu", ".cuh"):
             installed = found / source.relative_to(kernels.source_dir())
             assert installed.read_bytes() == source.read_bytes(), installed
+
+
+# --- bench/gpu_check.py: what can be checked without a GPU ---------------------------------
+
+def _gpu_check():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "bench" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_times_every_transposed_convolution_of_the_benchmark_models():
+    from ganforge import benchmarks, nn
+    check = _gpu_check()
+    listed = {(name.split()[0], batch, c, o, k, s, p, size) for name, batch, c, o, k, s, p, size in
+              check.CONV_TRANSPOSE_LAYERS}
+    for model in ("dcgan28", "dcgan64"):
+        G, _, _, batch = benchmarks.build(model)
+        size = 1
+        for layer in G:
+            if isinstance(layer, nn.ConvTranspose2d):
+                k, s, p = layer.weight.shape[2], layer.stride[0], layer.padding[0]
+                assert (model, batch, layer.weight.shape[0], layer.weight.shape[1], k, s, p, size) in listed
+                size = (size - 1) * s - 2 * p + k
+
+
+def test_gpu_check_prints_ratios_against_pytorch():
+    check = _gpu_check()
+    row = {"kernel": "conv_transpose2d", "shape": "s", "part": "forward", "torch_ms": 2.0, "triton_ms": 1.0,
+           "cuda_ms": 4.0, "ref_ms": 8.0, "triton_TFLOPs": 30.0, "cuda_TFLOPs": 7.5, "ref_TFLOPs": 3.75,
+           "torch_TFLOPs": 15.0}
+    text = check.table([row, {"kernel": "train step", "shape": "wgangp28", "part": "critic step",
+                              "ganforge_ms": 3.0, "torch_ms": 2.0}])
+    assert "1.0000 (0.50)" in text and "4.0000 (2.00)" in text and "triton 30.00 TFLOPs (torch 15.00)" in text
+    assert "ganforge 3.000 (1.50)" in text

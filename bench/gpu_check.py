@@ -1,0 +1,400 @@
+"""Everything GPU-related in one run: build, test, measure, compare with PyTorch.
+
+    python3 bench/gpu_check.py [--out DIR] [--peer PATH/torch_steps.py] [--skip-tests]
+
+On a machine with an NVIDIA GPU, CuPy, Triton and PyTorch (PyTorch only as the
+yardstick), it
+  1. prints the GPU, the library versions and the precision each side uses;
+  2. builds: nvcc compiles kernels/cuda for this GPU's architecture (CuPy compiles the
+     same sources with NVRTC when they are first launched);
+  3. runs the `gpu` tests (every op on CuPy, tests/test_gpu_kernels.py);
+  4. measures the device's ceilings: a device-to-device copy (TB/s, bytes read and
+     written) and a float32 GEMM through cuBLAS, TF32 on and off (TFLOP/s);
+  5. times each kernel (Triton, CUDA, and `ref` on CuPy) against PyTorch's equivalent at
+     the shapes of BENCH_MODELS.md, on fresh random inputs, median of triton.testing.do_bench:
+       - transposed convolution forward, its input gradient (a conv2d) and its weight
+         gradient, for every ConvT layer of dcgan28 (batch 64) and dcgan64 (batch 128),
+         against cuDNN with cudnn.benchmark on;
+       - the fused spectral-norm step (power iteration and W / sigma) against
+         torch.nn.utils.spectral_norm's eager update, for sngan28's D weights and 512x8192;
+       - the fused gradient penalty (interpolation, norms, penalty, backward) against
+         the same arithmetic in eager PyTorch, at wgangp28's and dcgan64's input sizes;
+  6. times a WGAN-GP critic step of wgangp28, and whole training steps, against PyTorch
+     (shared/peer/torch_steps.py, or --peer);
+and prints one table of ratios (ganforge time / PyTorch time: below 1 is faster) with
+achieved TFLOP/s or TB/s. Everything measured is also written to --out as JSON.
+"""
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# --- shapes (BENCH_MODELS.md) -------------------------------------------------------------
+
+# (name, batch, in channels, out channels, kernel, stride, padding, input size)
+CONV_TRANSPOSE_LAYERS = [
+    ("dcgan28 G1", 64, 100, 256, 7, 1, 0, 1),
+    ("dcgan28 G2", 64, 256, 128, 4, 2, 1, 7),
+    ("dcgan28 G3", 64, 128, 1, 4, 2, 1, 14),
+    ("dcgan64 G1", 128, 100, 512, 4, 1, 0, 1),
+    ("dcgan64 G2", 128, 512, 256, 4, 2, 1, 4),
+    ("dcgan64 G3", 128, 256, 128, 4, 2, 1, 8),
+    ("dcgan64 G4", 128, 128, 64, 4, 2, 1, 16),
+    ("dcgan64 G5", 128, 64, 3, 4, 2, 1, 32),
+]
+# sngan28's D weights as (out, in * k * k) matrices, and a large one
+SPECTRAL_NORM_MATRICES = [("sngan28 D1", 64, 16), ("sngan28 D2", 128, 1024), ("sngan28 D3", 1, 6272),
+                          ("512x8192", 512, 8192)]
+# the critic's input gradient, (batch, features): wgangp28 and dcgan64's D
+GRADIENT_PENALTY_SHAPES = [("wgangp28", 64, 784), ("dcgan64", 128, 3 * 64 * 64)]
+
+
+def conv_flops(batch, cin, cout, kernel, size):
+    """Multiply-adds x 2 of a transposed convolution (each input pixel meets each tap once);
+    its input- and weight-gradient convolutions do the same number."""
+    return 2 * batch * cin * size * size * cout * kernel * kernel
+
+
+# --- timing -------------------------------------------------------------------------------
+
+def median_ms(fn):
+    """Median milliseconds of fn() on the GPU (device events, L2 flushed between runs)."""
+    import triton.testing
+    return triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median")
+
+
+def relative_error(ours, ref):
+    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
+    return float(np.linalg.norm(ours - ref) / max(np.linalg.norm(ref), 1e-30))
+
+
+# --- the parts ----------------------------------------------------------------------------
+
+def environment():
+    import cupy as cp
+    import torch
+    import triton
+    props = cp.cuda.runtime.getDeviceProperties(0)
+    return {
+        "gpu": props["name"].decode(), "compute_capability": f"{props['major']}.{props['minor']}",
+        "multiprocessors": props["multiProcessorCount"], "cupy": cp.__version__, "triton": triton.__version__,
+        "torch": torch.__version__, "cuda_runtime": cp.cuda.runtime.runtimeGetVersion(),
+        "python": platform.python_version(), "numpy": np.__version__,
+        "cudnn.benchmark": True, "torch cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
+        "torch matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "precision": "convolutions: PyTorch/cuDNN TF32 (its default), ganforge Triton TF32 (tl.dot's default), "
+                     "ganforge CUDA plain float32 FMA (no tensor cores), ref CuPy/cuBLAS float32; everything "
+                     "else float32",
+    }
+
+
+def build(log):
+    """nvcc for this GPU: a compile error stops the check here."""
+    import cupy as cp
+    props = cp.cuda.runtime.getDeviceProperties(0)
+    arch = f"sm_{props['major']}{props['minor']}"
+    cuda_dir = ROOT / "kernels" / "cuda"
+    for source in sorted(cuda_dir.glob("*.cu")):
+        command = ["nvcc", "-std=c++17", f"-arch={arch}", "-cubin", f"-I{cuda_dir}", "-Xptxas", "-v",
+                   "-o", os.devnull, str(source)]
+        done = subprocess.run(command, capture_output=True, text=True)
+        log.write(f"$ {' '.join(command)}\n{done.stdout}{done.stderr}\n")
+        if done.returncode:
+            raise SystemExit(f"nvcc failed on {source.name}:\n{done.stderr}")
+    return arch
+
+
+def run_gpu_tests(log):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("TRITON_INTERPRET", None)
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider",
+                           str(ROOT / "tests")], capture_output=True, text=True, env=env, cwd=ROOT)
+    log.write(done.stdout + done.stderr)
+    summary = (done.stdout.strip().splitlines() or ["(no output)"])[-1]
+    return {"returncode": done.returncode, "summary": summary}
+
+
+def ceilings():
+    import cupy as cp
+    import torch
+    n = 1 << 28  # 1 GiB of float32
+    a, b = cp.random.standard_normal(n, dtype=cp.float32), cp.empty(n, dtype=cp.float32)
+    copy_ms = median_ms(lambda: b.__setitem__(Ellipsis, a))
+    out = {"copy_TBps": 2 * n * 4 / copy_ms / 1e9}
+    m = 8192
+    x, y = torch.randn(m, m, device="cuda"), torch.randn(m, m, device="cuda")
+    for tf32 in (False, True):
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        out[f"sgemm_{'tf32' if tf32 else 'fp32'}_TFLOPs"] = 2 * m ** 3 / median_ms(lambda: x @ y) / 1e9
+    torch.backends.cuda.matmul.allow_tf32 = False
+    return out
+
+
+def conv_rows():
+    import cupy as cp
+    import torch
+    import torch.nn.functional as tF
+    from ganforge import dispatch
+    from ganforge.ops import conv
+    rows = []
+    torch.backends.cudnn.benchmark = True
+    rng = np.random.default_rng(0)
+    for name, n, c, o, k, s, p, size in CONV_TRANSPOSE_LAYERS:
+        out = (size - 1) * s - 2 * p + k
+        x = rng.standard_normal((n, c, size, size)).astype(np.float32)
+        w = (rng.standard_normal((c, o, k, k)) / np.sqrt(c * k * k)).astype(np.float32)
+        gy = rng.standard_normal((n, o, out, out)).astype(np.float32)
+        xc, wc, gyc = cp.asarray(x), cp.asarray(w), cp.asarray(gy)
+        xt, wt, gyt = (torch.from_numpy(a).cuda() for a in (x, w, gy))
+        geometry = ((s, s), (p, p), (1, 1), 1)
+        flops = conv_flops(n, c, o, k, size)
+        cases = {
+            "forward": (lambda impl: dispatch.implementations("conv_transpose2d")[impl].fn(xc, wc, (out, out),
+                                                                                          *geometry),
+                        lambda: tF.conv_transpose2d(xt, wt, stride=s, padding=p),
+                        lambda: conv.conv_transpose2d_ref(x.astype(np.float64), w.astype(np.float64), (out, out),
+                                                          *geometry)),
+            "input grad": (lambda impl: dispatch.implementations("conv2d")[impl].fn(gyc, wc, *geometry),
+                           lambda: tF.conv2d(gyt, wt, stride=s, padding=p),
+                           lambda: conv.conv2d_ref(gy.astype(np.float64), w.astype(np.float64), *geometry)),
+            "weight grad": (lambda impl: dispatch.implementations("conv2d_weight_grad")[impl].fn(gyc, xc, w.shape,
+                                                                                               *geometry),
+                            lambda: torch.ops.aten.convolution_backward(gyt, xt, wt, None, [s, s], [p, p], [1, 1],
+                                                                        True, [0, 0], 1, [False, True, False])[1],
+                            lambda: conv.conv2d_weight_grad_ref(gy.astype(np.float64), x.astype(np.float64),
+                                                                w.shape, *geometry)),
+        }
+        for part, (ours, theirs, reference) in cases.items():
+            expected = reference()
+            torch_ms = median_ms(theirs)
+            row = {"kernel": "conv_transpose2d", "shape": name, "part": part, "torch_ms": torch_ms,
+                   "torch_error": relative_error(theirs().cpu().numpy(), expected)}
+            for impl in ("triton", "cuda", "ref"):
+                result = ours(impl)
+                row[f"{impl}_ms"] = median_ms(lambda: ours(impl))
+                row[f"{impl}_error"] = relative_error(cp.asnumpy(result), expected)
+                row[f"{impl}_TFLOPs"] = flops / row[f"{impl}_ms"] / 1e9
+            row["torch_TFLOPs"] = flops / torch_ms / 1e9
+            rows.append(row)
+    return rows
+
+
+def spectral_norm_rows():
+    import cupy as cp
+    import torch
+    from ganforge import dispatch
+    from ganforge.ops import spectral
+    rows = []
+    rng = np.random.default_rng(1)
+    for name, r, c in SPECTRAL_NORM_MATRICES:
+        w = rng.standard_normal((r, c)).astype(np.float32)
+        u = rng.standard_normal(r).astype(np.float32)
+        u /= np.linalg.norm(u)
+        expected = spectral.spectral_norm_with(spectral.power_iteration_ref)(w.astype(np.float64),
+                                                                             u.astype(np.float64), 1, 1e-12)[3]
+        layer = torch.nn.utils.spectral_norm(torch.nn.Linear(c, r, bias=False).cuda())
+        with torch.no_grad():
+            layer.weight_orig.copy_(torch.from_numpy(w))
+            layer.weight_u.copy_(torch.from_numpy(u))
+        hook = next(h for h in layer._forward_pre_hooks.values() if hasattr(h, "compute_weight"))
+        u_start = layer.weight_u.clone()
+
+        def theirs():  # the eager update spectral_norm runs before every training-mode forward
+            layer.weight_u.copy_(u_start)
+            return hook.compute_weight(layer, do_power_iteration=True)
+        with torch.no_grad():
+            torch_result = theirs().cpu().numpy()
+            torch_ms = median_ms(theirs)
+        wc, uc = cp.asarray(w), cp.asarray(u)
+        row = {"kernel": "spectral_norm step", "shape": name, "part": "u, v, sigma, W/sigma", "torch_ms": torch_ms,
+               "torch_error": relative_error(torch_result, expected)}
+        minimum_bytes = 2 * w.nbytes  # W read once, W / sigma written once
+        for impl in ("triton", "cuda", "ref"):
+            fn = dispatch.implementations("spectral_norm")[impl].fn
+            row[f"{impl}_error"] = relative_error(cp.asnumpy(fn(wc, uc, 1, 1e-12)[3]), expected)
+            row[f"{impl}_ms"] = median_ms(lambda: fn(wc, uc, 1, 1e-12))
+            row[f"{impl}_TBps"] = minimum_bytes / row[f"{impl}_ms"] / 1e9
+        row["torch_TBps"] = minimum_bytes / torch_ms / 1e9
+        rows.append(row)
+    return rows
+
+
+def gradient_penalty_rows():
+    import cupy as cp
+    import torch
+    from ganforge import dispatch
+    from ganforge.ops import penalty
+    rows = []
+    rng = np.random.default_rng(2)
+    for name, n, f in GRADIENT_PENALTY_SHAPES:
+        real, fake, g = (rng.standard_normal((n, f)).astype(np.float32) for _ in range(3))
+        eps = rng.uniform(size=n).astype(np.float32)
+        ref_value, ref_norms = penalty.penalty_ref(g.astype(np.float64), 1.0, False)
+        expected = penalty.penalty_backward_ref(g.astype(np.float64), ref_norms, 1.0, 1.0, False)
+        rt, ft, gt, et = (torch.from_numpy(a).cuda() for a in (real, fake, g, eps))
+
+        def theirs():
+            x_hat = et[:, None] * rt + (1 - et[:, None]) * ft
+            grad = gt.detach().requires_grad_()
+            value = ((grad.norm(2, dim=1) - 1) ** 2).mean()
+            return x_hat, value, torch.autograd.grad(value, grad)[0]
+        row = {"kernel": "gradient penalty", "shape": name, "part": "x_hat, penalty, backward",
+               "torch_ms": median_ms(theirs), "torch_error": relative_error(theirs()[2].cpu().numpy(), expected)}
+        rc, fc, gc, ec = (cp.asarray(a) for a in (real, fake, g, eps))
+        one = cp.asarray(1.0, dtype=cp.float32)
+        minimum_bytes = 5 * g.nbytes  # real, fake read and x_hat written; g read; dP/dg written
+
+        def ours(impl):
+            kernels = {op: dispatch.implementations(op)[impl].fn for op in
+                       ("gradient_penalty_interpolate", "gradient_penalty", "gradient_penalty_backward")}
+            x_hat = kernels["gradient_penalty_interpolate"](rc, fc, ec)
+            value, norms = kernels["gradient_penalty"](gc, 1.0, False)
+            return x_hat, value, kernels["gradient_penalty_backward"](gc, norms, one, 1.0, False)
+        for impl in ("triton", "cuda", "ref"):
+            row[f"{impl}_error"] = relative_error(cp.asnumpy(ours(impl)[2]), expected)
+            row[f"{impl}_ms"] = median_ms(lambda: ours(impl))
+            row[f"{impl}_TBps"] = minimum_bytes / row[f"{impl}_ms"] / 1e9
+        row["torch_TBps"] = minimum_bytes / row["torch_ms"] / 1e9
+        rows.append(row)
+    return rows
+
+
+def load_peer(path):
+    spec = importlib.util.spec_from_file_location("torch_steps", path)
+    peer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peer)
+    return peer
+
+
+def step_rows(peer_path, models=("wgangp28", "dcgan28", "sngan28", "dcgan64"), repeats=30):
+    """Whole training steps (host clock around synchronized steps: they include Python)."""
+    import cupy as cp
+    import torch
+    from ganforge import benchmarks, optim
+    from ganforge import functional as F
+    from ganforge.gan.penalties import gradient_penalty
+    from ganforge.tensor import Generator, rand, randn
+    peer = load_peer(peer_path) if peer_path and Path(peer_path).exists() else None
+
+    def timed(step, sync):
+        for _ in range(5):
+            step()
+        sync()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            step()
+            sync()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times) * 1e3
+
+    rows = []
+    # The WGAN-GP critic step alone: D(fake) - D(real) + 10 GP, backward (a double backward), Adam.
+    G, D, _, batch = benchmarks.build("wgangp28", device="cuda")
+    opt_d = optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    noise = Generator(7)
+    real = (rand(batch, 1, 28, 28, generator=noise) * 2 - 1).to("cuda")
+    fake = G(randn(batch, 100, 1, 1, generator=noise).to("cuda")).detach()
+
+    def critic_step():
+        loss = F.mean(D(fake)) - F.mean(D(real)) + gradient_penalty(D, real, fake, 10.0, generator=noise)
+        opt_d.zero_grad()
+        loss.backward()
+        opt_d.step()
+    row = {"kernel": "train step", "shape": "wgangp28", "part": "critic step (GP)",
+           "ganforge_ms": timed(critic_step, cp.cuda.Device().synchronize)}
+    if peer is not None:
+        tG, tD, _, _ = peer.make("wgangp28", "cuda")
+        topt = torch.optim.Adam(tD.parameters(), 2e-4, betas=(0.5, 0.999))
+        treal = torch.rand(batch, 1, 28, 28, device="cuda") * 2 - 1
+        tfake = tG(torch.randn(batch, 100, 1, 1, device="cuda")).detach()
+
+        def torch_critic_step():
+            eps = torch.rand(batch, 1, 1, 1, device="cuda")
+            x_hat = (eps * treal + (1 - eps) * tfake).requires_grad_()
+            grad, = torch.autograd.grad(tD(x_hat).sum(), x_hat, create_graph=True)
+            loss = tD(tfake).mean() - tD(treal).mean() + 10 * ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+            topt.zero_grad()
+            loss.backward()
+            topt.step()
+        row["torch_ms"] = timed(torch_critic_step, torch.cuda.synchronize)
+    rows.append(row)
+    for model in models:
+        _, _, step, _ = benchmarks.build(model, device="cuda")
+        row = {"kernel": "train step", "shape": model, "part": "D + G step",
+               "ganforge_ms": timed(step, cp.cuda.Device().synchronize)}
+        if peer is not None:
+            tstep = peer.step_fn(model, *peer.make(model, "cuda"), "cuda")
+            row["torch_ms"] = timed(tstep, torch.cuda.synchronize)
+        rows.append(row)
+    return rows
+
+
+# --- the table ----------------------------------------------------------------------------
+
+def table(rows):
+    lines = ["| kernel | shape | part | torch ms | triton ms (x) | cuda ms (x) | ref ms (x) | best rate |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["kernel"] == "train step":
+            ratio = f"{r['ganforge_ms'] / r['torch_ms']:.2f}" if "torch_ms" in r else "n/a"
+            lines.append(f"| {r['kernel']} | {r['shape']} | {r['part']} | {r.get('torch_ms', float('nan')):.3f} | "
+                         f"ganforge {r['ganforge_ms']:.3f} ({ratio}) | | | |")
+            continue
+        unit = "TFLOPs" if "triton_TFLOPs" in r else "TBps"
+        cells = []
+        for impl in ("triton", "cuda", "ref"):
+            cells.append(f"{r[f'{impl}_ms']:.4f} ({r[f'{impl}_ms'] / r['torch_ms']:.2f})")
+        best = min(("triton", "cuda"), key=lambda i: r[f"{i}_ms"])
+        lines.append(f"| {r['kernel']} | {r['shape']} | {r['part']} | {r['torch_ms']:.4f} | {' | '.join(cells)} | "
+                     f"{best} {r[f'{best}_{unit}']:.2f} {unit} (torch {r[f'torch_{unit}']:.2f}) |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default=os.environ.get("OUT", "bench/results"))
+    parser.add_argument("--peer", default=os.environ.get("GANFORGE_PEER", str(ROOT.parent / "shared" / "peer" /
+                                                                                "torch_steps.py")))
+    parser.add_argument("--skip-tests", action="store_true")
+    args = parser.parse_args()
+    os.environ.pop("TRITON_INTERPRET", None)  # compiled kernels here
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"environment": environment()}
+    print(json.dumps(report["environment"], indent=1), flush=True)
+    with open(out / "gpu_check.log", "w") as log:
+        report["arch"] = build(log)
+        print(f"build: nvcc compiled kernels/cuda for {report['arch']}", flush=True)
+        if not args.skip_tests:
+            report["tests"] = run_gpu_tests(log)
+            print(f"gpu tests: {report['tests']['summary']} (exit {report['tests']['returncode']})", flush=True)
+    report["ceilings"] = ceilings()
+    print("ceilings:", json.dumps(report["ceilings"]), flush=True)
+    rows = []
+    for part in (conv_rows, spectral_norm_rows, gradient_penalty_rows):
+        rows += part()
+        (out / "gpu_check.json").write_text(json.dumps(dict(report, rows=rows), indent=1))
+    rows += step_rows(args.peer)
+    report["rows"] = rows
+    (out / "gpu_check.json").write_text(json.dumps(report, indent=1))
+    print("\nratios are ganforge / PyTorch (below 1: faster); errors vs float64 are in gpu_check.json")
+    print(table(rows))
+    worst = max((r[f"{i}_error"] for r in rows for i in ("triton", "cuda") if f"{i}_error" in r), default=0.0)
+    print(f"largest relative error of a ganforge kernel vs float64: {worst:.2e}")
+    return 0 if report.get("tests", {"returncode": 0})["returncode"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
