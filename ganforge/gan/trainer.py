@@ -135,7 +135,8 @@ class Trainer:
     def _batch(self):
         batch = self.loader.next_batch()
         real, labels = batch if isinstance(batch, tuple) else (batch, None)
-        return real.to(self.config["device"]), labels
+        device = self.config["device"]
+        return real.to(device), None if labels is None else labels.to(device)
 
     def _generate(self, z, labels):
         return self.G(z, labels) if self.variant.conditional else self.G(z)
@@ -270,7 +271,10 @@ class Trainer:
             labels = np.arange(len(z)) % self.num_classes
         with no_grad():
             generator.eval()
-            out = generator(z, Tensor(np.asarray(labels))) if self.variant.conditional else generator(z)
+            if self.variant.conditional:
+                out = generator(z.to(self.config["device"]), Tensor(np.asarray(labels)).to(self.config["device"]))
+            else:
+                out = generator(z.to(self.config["device"]))
             if generator is self.G:
                 generator.train()
         return out.numpy()
