@@ -106,6 +106,21 @@ def test_spectral_norm_matches_pytorch(layer):
     assert_close(ours(x), theirs(tx), "eval output")
 
 
+def test_spectral_norm_gradient_after_two_forwards_matches_pytorch():
+    """A discriminator runs on real and on fake data before one backward: each forward's
+    power iteration moves u and v, and each graph must keep the u and v it used (PyTorch
+    clones them). ganforge once let the second forward overwrite the first one's."""
+    rng = np.random.default_rng(2)
+    theirs = torch.nn.utils.spectral_norm(torch.nn.Conv2d(3, 5, 3).double())
+    ours = gf.nn.spectral_norm(gf.nn.Conv2d(3, 5, 3).double())
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    (x1, tx1), (x2, tx2) = both((2, 3, 6, 6), rng), both((2, 3, 6, 6), rng)
+    loss, tloss = (ours(x1) ** 2).sum() + ours(x2).sum(), (theirs(tx1) ** 2).sum() + theirs(tx2).sum()
+    loss.backward()
+    tloss.backward()
+    assert_close(ours.weight_orig.grad, theirs.weight_orig.grad, "d/dweight_orig after two forwards")
+
+
 OPTIMIZERS = {
     "adam": (lambda p: gf.optim.Adam(p, lr=2e-4, betas=(0.5, 0.999)),
              lambda p: torch.optim.Adam(p, lr=2e-4, betas=(0.5, 0.999))),
