@@ -115,9 +115,15 @@ def conv_transpose2d_cuda(x, w, out_size, stride, padding, dilation, groups):
     o_per_group, kernel_size = w.shape[1], w.shape[2:]
     o = o_per_group * groups
     y = xp_of(x).empty((x.shape[0], o) + tuple(out_size), dtype=x.dtype)
+    args = (x, w, y, *_shape_args(x.shape, o, out_size, kernel_size, stride, padding, dilation, groups))
+    if tuple(dilation) == (1, 1):  # one dense GEMM per output phase (see conv.cu)
+        (sh, sw), (oh, ow) = stride, out_size
+        rows = x.shape[0] * math.ceil(oh / sh) * math.ceil(ow / sw)
+        grid = (math.ceil(rows / CONV_TILE), math.ceil(o_per_group / CONV_TILE), groups * sh * sw)
+        kernels.cuda_function("conv", "conv_transpose2d_phase", x.dtype)(grid, (THREADS,), args)
+        return y
     grid = (math.ceil(x.shape[0] * out_size[0] * out_size[1] / CONV_TILE), math.ceil(o_per_group / CONV_TILE), groups)
-    kernels.cuda_function("conv", "conv_transpose2d_forward", x.dtype)(
-        grid, (THREADS,), (x, w, y, *_shape_args(x.shape, o, out_size, kernel_size, stride, padding, dilation, groups)))
+    kernels.cuda_function("conv", "conv_transpose2d_forward", x.dtype)(grid, (THREADS,), args)
     return y
 
 

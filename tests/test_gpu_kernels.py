@@ -290,7 +290,7 @@ def test_cuda_source_compiles_with_nvcc(source, arch, tmp_path):
 def test_cuda_entry_points_exist_for_both_precisions():
     """Every name gpu_kernels.py launches is an extern "C" kernel of its source."""
     import re
-    wanted = {"conv": ["conv2d_forward", "conv_transpose2d_forward", "conv2d_weight_grad"],
+    wanted = {"conv": ["conv2d_forward", "conv_transpose2d_forward", "conv_transpose2d_phase", "conv2d_weight_grad"],
               "spectral_norm": ["transposed_product", "product", "normalize"],
               "grad_penalty": ["interpolate", "norms", "penalty", "backward"]}
     for source, names in wanted.items():

@@ -86,6 +86,55 @@ struct ConvTranspose2dForward {
   }
 };
 
+// The same without dilation, one output phase (fy, fx) = ((oy + P) mod S, ...) per
+// block: rows oy = oy0 + a*S of that phase take only the taps ky = fy + j*S, so the
+// GEMM is dense (the kernel above multiplies S_h*S_w times too much: its other taps are
+// masked zeros). blockIdx.z is group * S_h*S_w + phase.
+template <typename T>
+struct ConvTranspose2dPhase {
+  const T *x, *w;
+  T* y;
+  ConvShape s;
+  int group, fy, fx, oy0, ox0, rows_y, rows_x, taps_y, taps_x;
+  __device__ ConvTranspose2dPhase(const T* x_, const T* w_, T* y_, const ConvShape& shape)
+      : x(x_), w(w_), y(y_), s(shape) {
+    const int phases = s.SH * s.SW, phase = blockIdx.z % phases;
+    group = blockIdx.z / phases;
+    fy = phase / s.SW;
+    fx = phase % s.SW;
+    oy0 = ((fy - s.PH) % s.SH + s.SH) % s.SH;
+    ox0 = ((fx - s.PW) % s.SW + s.SW) % s.SW;
+    rows_y = max(s.OH - oy0 + s.SH - 1, 0) / s.SH;
+    rows_x = max(s.OW - ox0 + s.SW - 1, 0) / s.SW;
+    taps_y = max(s.KH - fy + s.SH - 1, 0) / s.SH;
+    taps_x = max(s.KW - fx + s.SW - 1, 0) / s.SW;
+  }
+  __device__ int rows() const { return s.N * rows_y * rows_x; }
+  __device__ int taps() const { return s.c_per_group() * taps_y * taps_x; }
+  __device__ void pixel(int m, int& n, int& oy, int& ox) const {
+    const int cell = m % (rows_y * rows_x);
+    n = m / (rows_y * rows_x);
+    oy = oy0 + cell / rows_x * s.SH;
+    ox = ox0 + cell % rows_x * s.SW;
+  }
+  __device__ T a(int m, int k) const {
+    int n, oy, ox;
+    pixel(m, n, oy, ox);
+    const int c = k / (taps_y * taps_x), jy = k / taps_x % taps_y, jx = k % taps_x;
+    // oy + P - fy is a multiple of S by construction.
+    return image_value(x, s, group, n, c, (oy + s.PH - fy) / s.SH - jy, (ox + s.PW - fx) / s.SW - jx);
+  }
+  __device__ T b(int k, int o) const {
+    const int c = k / (taps_y * taps_x), ky = fy + k / taps_x % taps_y * s.SH, kx = fx + k % taps_x * s.SW;
+    return w[((group * s.c_per_group() + c) * s.o_per_group() + o) * s.KH * s.KW + ky * s.KW + kx];
+  }
+  __device__ void write(int m, int o, T value) const {
+    int n, oy, ox;
+    pixel(m, n, oy, ox);
+    y[((static_cast<long long>(n) * s.O + group * s.o_per_group() + o) * s.OH + oy) * s.OW + ox] = value;
+  }
+};
+
 // gW = conv2d_weight_grad(x, gy): rows are output channels, columns taps, and the
 // reduction runs over every (sample, output pixel). With split > 1 several blocks share
 // that reduction and add into gW (zeroed beforehand).
@@ -164,6 +213,13 @@ __device__ void conv_transpose2d_forward(const T* x, const T* w, T* y, ConvShape
 }
 
 template <typename T>
+__device__ void conv_transpose2d_phase(const T* x, const T* w, T* y, ConvShape s) {
+  const ConvTranspose2dPhase<T> problem(x, w, y, s);
+  if (problem.rows_y * problem.rows_x == 0) return;  // a phase with no output rows
+  gemm_tile<T>(problem, problem.rows(), s.o_per_group(), 0, problem.taps());
+}
+
+template <typename T>
 __device__ void conv2d_weight_grad(const T* x, const T* gy, T* gw, ConvShape s, int split) {
   const int group = blockIdx.z / split, part = blockIdx.z % split;
   const Conv2dWeightGrad<T> problem{x, gy, gw, s, group, split > 1};
@@ -192,6 +248,11 @@ __device__ void conv2d_weight_grad(const T* x, const T* gy, T* gw, ConvShape s, 
   extern "C" __global__ void __launch_bounds__(256)                                                             \
       conv_transpose2d_forward_##SUFFIX(const T* x, const T* w, T* y, GANFORGE_SHAPE_PARAMS) {                  \
     ganforge::conv_transpose2d_forward<T>(x, w, y, GANFORGE_SHAPE);                                            \
+  }                                                                                                             \
+  /* without dilation (DH = DW = 1); grid z: groups * SH * SW */                                               \
+  extern "C" __global__ void __launch_bounds__(256)                                                             \
+      conv_transpose2d_phase_##SUFFIX(const T* x, const T* w, T* y, GANFORGE_SHAPE_PARAMS) {                    \
+    ganforge::conv_transpose2d_phase<T>(x, w, y, GANFORGE_SHAPE);                                              \
   }                                                                                                             \
   extern "C" __global__ void __launch_bounds__(256)                                                             \
       conv2d_weight_grad_##SUFFIX(const T* x, const T* gy, T* gw, GANFORGE_SHAPE_PARAMS, int split) {           \

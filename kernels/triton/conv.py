@@ -101,6 +101,56 @@ def conv_transpose2d_kernel(
 
 
 @triton.jit
+def conv_transpose2d_phase_kernel(
+    x_ptr,  # input, (N, C, H, W)
+    w_ptr,  # weight, (C, O/G, KH, KW)
+    y_ptr,  # output, (N, O, OH, OW)
+    N, C, H, W, O, OH, OW,
+    SH, SW, PH, PW, GROUPS,
+    KH: tl.constexpr, KW: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+):
+    # Without dilation, output row oy takes only the taps ky = (oy + P) mod S + j*S: the
+    # kernel above masks the other taps away and so multiplies S_h*S_w times too much (4x
+    # at stride 2). Here each program works on one phase (fy, fx) = ((oy + P) mod S, ...)
+    # of the output, whose rows all share the same taps: a dense GEMM with nothing masked
+    # but the image's edges.
+    pid_m, pid_n, pid_z = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    group, phase = pid_z // (SH * SW), pid_z % (SH * SW)
+    fy, fx = phase // SW, phase % SW
+    c_per_group, o_per_group = C // GROUPS, O // GROUPS
+    # This phase's output rows oy = oy0 + a*S (a < rows_y), and its taps ky = fy + j*S (j < taps_y).
+    oy0, ox0 = ((fy - PH) % SH + SH) % SH, ((fx - PW) % SW + SW) % SW
+    rows_y, rows_x = tl.maximum(OH - oy0 + SH - 1, 0) // SH, tl.maximum(OW - ox0 + SW - 1, 0) // SW
+    taps_y, taps_x = tl.maximum(KH - fy + SH - 1, 0) // SH, tl.maximum(KW - fx + SW - 1, 0) // SW
+    taps = c_per_group * taps_y * taps_x
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    outs = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    per_sample = tl.maximum(rows_y * rows_x, 1)
+    n, cell = rows // per_sample, rows % per_sample
+    oy = oy0 + (cell // tl.maximum(rows_x, 1)) * SH
+    ox = ox0 + (cell % tl.maximum(rows_x, 1)) * SW
+    row_ok, out_ok = rows < N * rows_y * rows_x, outs < o_per_group
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=y_ptr.dtype.element_ty)
+    for k0 in range(0, taps, BLOCK_K):
+        k = k0 + tl.arange(0, BLOCK_K)
+        c, jy, jx = k // (taps_y * taps_x), (k // taps_x) % taps_y, k % taps_x
+        # oy + P - ky is a multiple of S by construction: the input row is that over S.
+        iy = (oy[:, None] + PH - fy) // SH - jy[None, :]
+        ix = (ox[:, None] + PW - fx) // SW - jx[None, :]
+        inside = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
+        k_ok = k < taps
+        a = tl.load(x_ptr + ((n[:, None] * C + group * c_per_group + c[None, :]) * H + iy) * W + ix,
+                    mask=row_ok[:, None] & k_ok[None, :] & inside, other=0.0)
+        b = tl.load(w_ptr + ((group * c_per_group + c[:, None]) * o_per_group + outs[None, :]) * (KH * KW)
+                    + ((fy + jy * SH) * KW + fx + jx * SW)[:, None],
+                    mask=k_ok[:, None] & out_ok[None, :], other=0.0)
+        acc += tl.dot(a, b, input_precision=PRECISION)
+    y = y_ptr + ((n[:, None] * O + group * o_per_group + outs[None, :]) * OH + oy[:, None]) * OW + ox[:, None]
+    tl.store(y, acc, mask=row_ok[:, None] & out_ok[None, :])
+
+
+@triton.jit
 def conv2d_weight_grad_kernel(
     x_ptr,   # conv2d's input, (N, C, H, W)
     gy_ptr,  # gradient of conv2d's output, (N, O, OH, OW)
@@ -170,13 +220,21 @@ def conv2d(launch, x, w, out_size, stride, padding, dilation, groups, precision=
 
 def conv_transpose2d(launch, x, w, out_size, stride, padding, dilation, groups, precision="tf32",
                      blocks=(64, 64, 32)):
-    """y = conv_transpose2d(x, w) for contiguous x (N, C, H, W) and w (C, O/G, KH, KW)."""
+    """y = conv_transpose2d(x, w) for contiguous x (N, C, H, W) and w (C, O/G, KH, KW).
+    Without dilation, one dense GEMM per output phase; with it, the masked kernel."""
     n, c, h, wd = x.shape
     _, o_per_group, kh, kw = w.shape
     oh, ow = out_size
     o = o_per_group * groups
     y = launch.xp.empty((n, o, oh, ow), dtype=x.dtype)
     bm, bn, bk = blocks
+    if tuple(dilation) == (1, 1):
+        (sh, sw), phases = stride, stride[0] * stride[1]
+        grid = (triton.cdiv(n * triton.cdiv(oh, sh) * triton.cdiv(ow, sw), bm), triton.cdiv(o_per_group, bn),
+                groups * phases)
+        launch(launch.module.conv_transpose2d_phase_kernel, grid, x, w, y, n, c, h, wd, o, oh, ow, *stride, *padding,
+               groups, KH=kh, KW=kw, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, PRECISION=_precision(x.dtype, precision))
+        return y
     grid = (triton.cdiv(n * oh * ow, bm), triton.cdiv(o_per_group, bn), groups)
     launch(launch.module.conv_transpose2d_kernel, grid, x, w, y, n, c, h, wd, o, oh, ow,
            *_geometry_args(stride, padding, dilation, groups), KH=kh, KW=kw,
