@@ -325,15 +325,15 @@ def matmul_case(draw):
 
 
 @st.composite
-def window_case(draw):
+def window_case(draw, max_stride=2, max_padding=1, max_size=6):
     """An image and a sliding-window geometry that fits it."""
     n, c = draw(st.integers(1, 2)), draw(st.integers(1, 3))
     kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    sh, sw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
-    ph, pw = draw(st.integers(0, 1)), draw(st.integers(0, 1))
+    sh, sw = draw(st.integers(1, max_stride)), draw(st.integers(1, max_stride))
+    ph, pw = draw(st.integers(0, max_padding)), draw(st.integers(0, max_padding))
     dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
-    h = draw(st.integers(max(1, dh * (kh - 1) + 1 - 2 * ph), 6))
-    w = draw(st.integers(max(1, dw * (kw - 1) + 1 - 2 * pw), 6))
+    h = draw(st.integers(max(1, dh * (kh - 1) + 1 - 2 * ph), max(max_size, dh * (kh - 1) + 1)))
+    w = draw(st.integers(max(1, dw * (kw - 1) + 1 - 2 * pw), max(max_size, dw * (kw - 1) + 1)))
     geometry = {"kernel_size": (kh, kw), "stride": (sh, sw), "padding": (ph, pw), "dilation": (dh, dw)}
     return (n, c, h, w), geometry
 
