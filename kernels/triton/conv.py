@@ -27,6 +27,21 @@ def _tap(k, KH: tl.constexpr, KW: tl.constexpr):
 
 
 @triton.jit
+def _output_pixels(pid_m, N, OH, OW, BLOCK_M: tl.constexpr):
+    """This program's rows of the GEMM: output pixels (n, oy, ox), and which exist."""
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    n, position = rows // (OH * OW), rows % (OH * OW)
+    return n, position, position // OW, position % OW, rows < N * OH * OW
+
+
+@triton.jit
+def _image_tile(x_ptr, n, channel, iy, ix, C, H, W, mask):
+    """x[n, channel, iy, ix] for broadcast index tiles; 0 outside the image or the mask."""
+    inside = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
+    return tl.load(x_ptr + ((n * C + channel) * H + iy) * W + ix, mask=mask & inside, other=0.0)
+
+
+@triton.jit
 def conv2d_kernel(
     x_ptr,  # input, (N, C, H, W)
     w_ptr,  # weight, (O, C/G, KH, KW)
@@ -40,21 +55,16 @@ def conv2d_kernel(
     c_per_group, o_per_group = C // GROUPS, O // GROUPS
     taps = c_per_group * KH * KW
     # Rows of the GEMM are output pixels (n, oy, ox); columns are output channels.
-    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    n, position, oy, ox, row_ok = _output_pixels(pid_m, N, OH, OW, BLOCK_M)
     outs = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    n, position = rows // (OH * OW), rows % (OH * OW)
-    oy, ox = position // OW, position % OW
-    row_ok, out_ok = rows < N * OH * OW, outs < o_per_group
+    out_ok = outs < o_per_group
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=y_ptr.dtype.element_ty)
     for k0 in range(0, taps, BLOCK_K):
         k = k0 + tl.arange(0, BLOCK_K)
         c, ky, kx = _tap(k, KH, KW)
-        iy = oy[:, None] * SH - PH + ky[None, :] * DH
-        ix = ox[:, None] * SW - PW + kx[None, :] * DW
-        inside = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
         k_ok = k < taps
-        a = tl.load(x_ptr + ((n[:, None] * C + group * c_per_group + c[None, :]) * H + iy) * W + ix,
-                    mask=row_ok[:, None] & k_ok[None, :] & inside, other=0.0)
+        a = _image_tile(x_ptr, n[:, None], group * c_per_group + c[None, :], oy[:, None] * SH - PH + ky[None, :] * DH,
+                        ox[:, None] * SW - PW + kx[None, :] * DW, C, H, W, row_ok[:, None] & k_ok[None, :])
         b = tl.load(w_ptr + (group * o_per_group + outs[None, :]) * taps + k[:, None],
                     mask=k_ok[:, None] & out_ok[None, :], other=0.0)
         acc += tl.dot(a, b, input_precision=PRECISION)
@@ -75,11 +85,9 @@ def conv_transpose2d_kernel(
     pid_m, pid_n, group = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     c_per_group, o_per_group = C // GROUPS, O // GROUPS
     taps = c_per_group * KH * KW
-    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    n, position, oy, ox, row_ok = _output_pixels(pid_m, N, OH, OW, BLOCK_M)
     outs = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    n, position = rows // (OH * OW), rows % (OH * OW)
-    oy, ox = position // OW, position % OW
-    row_ok, out_ok = rows < N * OH * OW, outs < o_per_group
+    out_ok = outs < o_per_group
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=y_ptr.dtype.element_ty)
     for k0 in range(0, taps, BLOCK_K):
         k = k0 + tl.arange(0, BLOCK_K)
@@ -87,11 +95,10 @@ def conv_transpose2d_kernel(
         # Output pixel oy receives tap ky from input row iy when oy = iy*S - P + ky*D.
         ny = oy[:, None] + PH - ky[None, :] * DH
         nx = ox[:, None] + PW - kx[None, :] * DW
-        iy, ix = ny // SH, nx // SW
-        inside = (ny >= 0) & (nx >= 0) & (ny % SH == 0) & (nx % SW == 0) & (iy < H) & (ix < W)
+        exact = (ny >= 0) & (nx >= 0) & (ny % SH == 0) & (nx % SW == 0)
         k_ok = k < taps
-        a = tl.load(x_ptr + ((n[:, None] * C + group * c_per_group + c[None, :]) * H + iy) * W + ix,
-                    mask=row_ok[:, None] & k_ok[None, :] & inside, other=0.0)
+        a = _image_tile(x_ptr, n[:, None], group * c_per_group + c[None, :], ny // SH, nx // SW, C, H, W,
+                        row_ok[:, None] & k_ok[None, :] & exact)
         b = tl.load(w_ptr + ((group * c_per_group + c[:, None]) * o_per_group + outs[None, :]) * (KH * KW)
                     + (ky * KW + kx)[:, None],
                     mask=k_ok[:, None] & out_ok[None, :], other=0.0)
@@ -136,12 +143,9 @@ def conv_transpose2d_phase_kernel(
         k = k0 + tl.arange(0, BLOCK_K)
         c, jy, jx = k // (taps_y * taps_x), (k // taps_x) % taps_y, k % taps_x
         # oy + P - ky is a multiple of S by construction: the input row is that over S.
-        iy = (oy[:, None] + PH - fy) // SH - jy[None, :]
-        ix = (ox[:, None] + PW - fx) // SW - jx[None, :]
-        inside = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
         k_ok = k < taps
-        a = tl.load(x_ptr + ((n[:, None] * C + group * c_per_group + c[None, :]) * H + iy) * W + ix,
-                    mask=row_ok[:, None] & k_ok[None, :] & inside, other=0.0)
+        a = _image_tile(x_ptr, n[:, None], group * c_per_group + c[None, :], (oy[:, None] + PH - fy) // SH - jy[None, :],
+                        (ox[:, None] + PW - fx) // SW - jx[None, :], C, H, W, row_ok[:, None] & k_ok[None, :])
         b = tl.load(w_ptr + ((group * c_per_group + c[:, None]) * o_per_group + outs[None, :]) * (KH * KW)
                     + ((fy + jy * SH) * KW + fx + jx * SW)[:, None],
                     mask=k_ok[:, None] & out_ok[None, :], other=0.0)
@@ -180,11 +184,8 @@ def conv2d_weight_grad_kernel(
         r_ok = r < reduction
         a = tl.load(gy_ptr + (n[None, :] * O + group * o_per_group + outs[:, None]) * (OH * OW) + position[None, :],
                     mask=out_ok[:, None] & r_ok[None, :], other=0.0)
-        iy = oy[:, None] * SH - PH + ky[None, :] * DH
-        ix = ox[:, None] * SW - PW + kx[None, :] * DW
-        inside = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
-        b = tl.load(x_ptr + ((n[:, None] * C + group * c_per_group + c[None, :]) * H + iy) * W + ix,
-                    mask=r_ok[:, None] & k_ok[None, :] & inside, other=0.0)
+        b = _image_tile(x_ptr, n[:, None], group * c_per_group + c[None, :], oy[:, None] * SH - PH + ky[None, :] * DH,
+                        ox[:, None] * SW - PW + kx[None, :] * DW, C, H, W, r_ok[:, None] & k_ok[None, :])
         acc += tl.dot(a, b, input_precision=PRECISION)
     gw = gw_ptr + (group * o_per_group + outs[:, None]) * taps + k[None, :]
     if SPLIT > 1:
