@@ -277,11 +277,12 @@ def test_cuda_source_compiles_with_nvcc(source, arch, tmp_path):
         assert not IN_CI, "CI must compile the CUDA kernels: nvcc is missing"
         pytest.skip("nvcc is not installed")
     directory = kernels.source_dir() / "cuda"
+    cubin = tmp_path / f"{source}.cubin"
     result = subprocess.run([nvcc, "-std=c++17", f"-arch={arch}", "-Werror", "all-warnings", "-cubin",
-                             f"-I{directory}", "-o", str(tmp_path / f"{source}.cubin"), str(directory / f"{source}.cu")],
+                             f"-I{directory}", "-o", str(cubin), str(directory / f"{source}.cu")],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / f"{source}.cubin").stat().st_size > 0
+    assert cubin.stat().st_size > 0
 
 
 def test_cuda_entry_points_exist_for_both_precisions():

@@ -144,8 +144,10 @@ def conv_transpose2d_phase_kernel(
         c, jy, jx = k // (taps_y * taps_x), (k // taps_x) % taps_y, k % taps_x
         # oy + P - ky is a multiple of S by construction: the input row is that over S.
         k_ok = k < taps
-        a = _image_tile(x_ptr, n[:, None], group * c_per_group + c[None, :], (oy[:, None] + PH - fy) // SH - jy[None, :],
-                        (ox[:, None] + PW - fx) // SW - jx[None, :], C, H, W, row_ok[:, None] & k_ok[None, :])
+        iy = (oy[:, None] + PH - fy) // SH - jy[None, :]
+        ix = (ox[:, None] + PW - fx) // SW - jx[None, :]
+        a = _image_tile(x_ptr, n[:, None], group * c_per_group + c[None, :], iy, ix, C, H, W,
+                        row_ok[:, None] & k_ok[None, :])
         b = tl.load(w_ptr + ((group * c_per_group + c[:, None]) * o_per_group + outs[None, :]) * (KH * KW)
                     + ((fy + jy * SH) * KW + fx + jx * SW)[:, None],
                     mask=k_ok[:, None] & out_ok[None, :], other=0.0)
