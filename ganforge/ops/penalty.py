@@ -24,18 +24,20 @@ def excess_of(norms, target, one_sided):
     return xp_of(norms).maximum(excess, 0) if one_sided else excess
 
 
+def penalty_of(norms, target, one_sided, dtype):
+    """(mean of excess^2, the norms): what the `gradient_penalty` op returns."""
+    excess = excess_of(norms, target, one_sided)
+    return (excess * excess).mean().astype(dtype), norms
+
+
 def penalty_ref(grad, target, one_sided):
     """(mean of (||g_i|| - target)^2, the norms ||g_i||) for a (batch, features) gradient."""
-    norms = xp_of(grad).sqrt((grad * grad).sum(axis=1))
-    excess = excess_of(norms, target, one_sided)
-    return (excess * excess).mean().astype(grad.dtype), norms
+    return penalty_of(xp_of(grad).sqrt((grad * grad).sum(axis=1)), target, one_sided, grad.dtype)
 
 
 def penalty_cpp(grad, target, one_sided):
     # C++ sums each row in double (csrc/gan_kernels.cpp); the rest is N numbers.
-    norms = native.module().per_sample_norms(np.ascontiguousarray(grad))
-    excess = excess_of(norms, target, one_sided)
-    return (excess * excess).mean().astype(grad.dtype), norms
+    return penalty_of(native.module().per_sample_norms(np.ascontiguousarray(grad)), target, one_sided, grad.dtype)
 
 
 def penalty_backward_ref(grad, norms, gy, target, one_sided):
