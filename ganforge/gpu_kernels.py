@@ -13,74 +13,65 @@ import numpy as np
 
 from . import dispatch, kernels
 from .backend import xp_of
+from .ops.conv import output_size
 
 # The CUDA kernels' launch shape (kernels/cuda/*.cu are written for it).
 THREADS = 256
 CONV_TILE = 64
 
 
-def _contiguous(*arrays):
-    xp = xp_of(*arrays)
-    return [xp.ascontiguousarray(a) for a in arrays]
-
-
-def _check_float(op, *arrays):
+def _prepared(op, *arrays):
+    """The arrays, checked (float32/float64, 32-bit indexable) and made contiguous."""
     for a in arrays:
         if a.dtype not in (np.float32, np.float64):
             raise TypeError(f"{op}: the GPU kernels take float32 or float64 arrays, got {a.dtype}")
         if a.size >= 2**31:
             raise ValueError(f"{op}: an array of {a.size} values is too large for the kernels' 32-bit indexing")
+    xp = xp_of(*arrays)
+    return [xp.ascontiguousarray(a) for a in arrays]
 
 
 # --- Triton ------------------------------------------------------------------------------
 
 def conv2d_triton(x, w, stride, padding, dilation, groups):
-    from .ops.conv import output_size
-    _check_float("conv2d", x, w)
-    x, w = _contiguous(x, w)
+    x, w = _prepared("conv2d", x, w)
     launch = kernels.TritonLaunch("conv", x)
     out_size = output_size(x.shape[2:], w.shape[2:], stride, padding, dilation)
     return launch.module.conv2d(launch, x, w, out_size, stride, padding, dilation, groups)
 
 
 def conv_transpose2d_triton(x, w, out_size, stride, padding, dilation, groups):
-    _check_float("conv_transpose2d", x, w)
-    x, w = _contiguous(x, w)
+    x, w = _prepared("conv_transpose2d", x, w)
     launch = kernels.TritonLaunch("conv", x)
     return launch.module.conv_transpose2d(launch, x, w, out_size, stride, padding, dilation, groups)
 
 
 def conv2d_weight_grad_triton(x, gy, weight_shape, stride, padding, dilation, groups):
-    _check_float("conv2d_weight_grad", x, gy)
-    x, gy = _contiguous(x, gy)
+    x, gy = _prepared("conv2d_weight_grad", x, gy)
     launch = kernels.TritonLaunch("conv", x)
     return launch.module.conv2d_weight_grad(launch, x, gy, tuple(weight_shape), stride, padding, dilation, groups)
 
 
 def spectral_norm_triton(weight_matrix, u, n_iterations, eps):
-    _check_float("spectral_norm", weight_matrix, u)
-    weight_matrix, u = _contiguous(weight_matrix, u)
+    weight_matrix, u = _prepared("spectral_norm", weight_matrix, u)
     launch = kernels.TritonLaunch("spectral_norm", weight_matrix)
     return launch.module.power_iteration(launch, weight_matrix, u, n_iterations, eps, scale=True)
 
 
 def gradient_penalty_triton(grad, target, one_sided):
-    _check_float("gradient_penalty", grad)
-    grad, = _contiguous(grad)
+    grad, = _prepared("gradient_penalty", grad)
     launch = kernels.TritonLaunch("grad_penalty", grad)
     return launch.module.penalty(launch, grad, target, one_sided)
 
 
 def gradient_penalty_backward_triton(grad, norms, gy, target, one_sided):
-    _check_float("gradient_penalty_backward", grad)
-    grad, norms, gy = _contiguous(grad, norms, gy.astype(grad.dtype, copy=False))
+    grad, norms, gy = _prepared("gradient_penalty_backward", grad, norms, gy.astype(grad.dtype, copy=False))
     launch = kernels.TritonLaunch("grad_penalty", grad)
     return launch.module.backward(launch, grad, norms, gy, target, one_sided)
 
 
 def gradient_penalty_interpolate_triton(real, fake, eps):
-    _check_float("gradient_penalty_interpolate", real, fake)
-    real, fake, eps = _contiguous(real, fake, eps.astype(real.dtype, copy=False))
+    real, fake, eps = _prepared("gradient_penalty_interpolate", real, fake, eps.astype(real.dtype, copy=False))
     launch = kernels.TritonLaunch("grad_penalty", real)
     return launch.module.interpolate(launch, real, fake, eps)
 
@@ -97,9 +88,7 @@ def _shape_args(x_shape, o, out_size, kernel_size, stride, padding, dilation, gr
 
 
 def conv2d_cuda(x, w, stride, padding, dilation, groups):
-    from .ops.conv import output_size
-    _check_float("conv2d", x, w)
-    x, w = _contiguous(x, w)
+    x, w = _prepared("conv2d", x, w)
     o, kernel_size = w.shape[0], w.shape[2:]
     out_size = output_size(x.shape[2:], kernel_size, stride, padding, dilation)
     y = xp_of(x).empty((x.shape[0], o) + out_size, dtype=x.dtype)
@@ -110,8 +99,7 @@ def conv2d_cuda(x, w, stride, padding, dilation, groups):
 
 
 def conv_transpose2d_cuda(x, w, out_size, stride, padding, dilation, groups):
-    _check_float("conv_transpose2d", x, w)
-    x, w = _contiguous(x, w)
+    x, w = _prepared("conv_transpose2d", x, w)
     o_per_group, kernel_size = w.shape[1], w.shape[2:]
     o = o_per_group * groups
     y = xp_of(x).empty((x.shape[0], o) + tuple(out_size), dtype=x.dtype)
@@ -128,8 +116,7 @@ def conv_transpose2d_cuda(x, w, out_size, stride, padding, dilation, groups):
 
 
 def conv2d_weight_grad_cuda(x, gy, weight_shape, stride, padding, dilation, groups, target_blocks=264):
-    _check_float("conv2d_weight_grad", x, gy)
-    x, gy = _contiguous(x, gy)
+    x, gy = _prepared("conv2d_weight_grad", x, gy)
     o, c_per_group, kh, kw = weight_shape
     tiles = math.ceil(o // groups / CONV_TILE) * math.ceil(c_per_group * kh * kw / CONV_TILE) * groups
     slices = math.ceil(gy.shape[0] * gy.shape[2] * gy.shape[3] / 16)
@@ -143,8 +130,7 @@ def conv2d_weight_grad_cuda(x, gy, weight_shape, stride, padding, dilation, grou
 
 
 def spectral_norm_cuda(weight_matrix, u, n_iterations, eps):
-    _check_float("spectral_norm", weight_matrix, u)
-    weight_matrix, u = _contiguous(weight_matrix, u)
+    weight_matrix, u = _prepared("spectral_norm", weight_matrix, u)
     xp, dtype = xp_of(weight_matrix), weight_matrix.dtype
     rows, cols = weight_matrix.shape
     t, v, s = xp.empty(cols, dtype), xp.empty(cols, dtype), xp.empty(rows, dtype)
@@ -165,8 +151,7 @@ def spectral_norm_cuda(weight_matrix, u, n_iterations, eps):
 
 
 def gradient_penalty_cuda(grad, target, one_sided):
-    _check_float("gradient_penalty", grad)
-    grad, = _contiguous(grad)
+    grad, = _prepared("gradient_penalty", grad)
     xp, dtype = xp_of(grad), grad.dtype
     n, features = grad.shape
     norms, value = xp.empty(n, dtype), xp.empty((), dtype)
@@ -177,8 +162,7 @@ def gradient_penalty_cuda(grad, target, one_sided):
 
 
 def gradient_penalty_backward_cuda(grad, norms, gy, target, one_sided):
-    _check_float("gradient_penalty_backward", grad)
-    grad, norms, gy = _contiguous(grad, norms, gy.astype(grad.dtype, copy=False))
+    grad, norms, gy = _prepared("gradient_penalty_backward", grad, norms, gy.astype(grad.dtype, copy=False))
     n, features = grad.shape
     out = xp_of(grad).empty_like(grad)
     kernels.cuda_function("grad_penalty", "backward", grad.dtype)(
@@ -188,8 +172,7 @@ def gradient_penalty_backward_cuda(grad, norms, gy, target, one_sided):
 
 
 def gradient_penalty_interpolate_cuda(real, fake, eps):
-    _check_float("gradient_penalty_interpolate", real, fake)
-    real, fake, eps = _contiguous(real, fake, eps.astype(real.dtype, copy=False))
+    real, fake, eps = _prepared("gradient_penalty_interpolate", real, fake, eps.astype(real.dtype, copy=False))
     out = xp_of(real).empty_like(real)
     kernels.cuda_function("grad_penalty", "interpolate", real.dtype)(
         _blocks(real.size), (THREADS,), (real, fake, eps, out, np.int64(real.shape[0]), np.int64(real[0].size)))
