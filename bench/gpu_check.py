@@ -14,7 +14,8 @@ yardstick), it
      the shapes of BENCH_MODELS.md, on fresh random inputs, median of triton.testing.do_bench:
        - transposed convolution forward, its input gradient (a conv2d) and its weight
          gradient, for every ConvT layer of dcgan28 (batch 64) and dcgan64 (batch 128),
-         against cuDNN with cudnn.benchmark on;
+         against cuDNN with cudnn.benchmark on, at the same precision: Triton's TF32
+         products against cuDNN with TF32, the CUDA kernels' float32 against cuDNN's;
        - the fused spectral-norm step (power iteration and W / sigma) against
          torch.nn.utils.spectral_norm's eager update, for sngan28's D weights and 512x8192;
        - the fused gradient penalty (interpolation, norms, penalty, backward) against
@@ -177,15 +178,21 @@ def conv_rows():
         }
         for part, (ours, theirs, reference) in cases.items():
             expected = reference()
-            torch_ms = median_ms(theirs)
-            row = {"kernel": "conv_transpose2d", "shape": name, "part": part, "torch_ms": torch_ms,
-                   "torch_error": relative_error(theirs().cpu().numpy(), expected)}
+            row = {"kernel": "conv_transpose2d", "shape": name, "part": part}
+            # cuDNN at both precisions: Triton's TF32 products are compared with cuDNN's TF32
+            # (PyTorch's default), the CUDA kernels' and cuBLAS's float32 with cuDNN's float32.
+            for precision, allowed in (("tf32", True), ("fp32", False)):
+                torch.backends.cudnn.allow_tf32 = allowed
+                row[f"torch_{precision}_ms"] = median_ms(theirs)
+                row[f"torch_{precision}_error"] = relative_error(theirs().cpu().numpy(), expected)
+                row[f"torch_{precision}_TFLOPs"] = flops / row[f"torch_{precision}_ms"] / 1e9
+            torch.backends.cudnn.allow_tf32 = True
+            row["baseline"] = {"triton": "torch_tf32", "cuda": "torch_fp32", "ref": "torch_fp32"}
             for impl in ("triton", "cuda", "ref"):
                 result = ours(impl)
                 row[f"{impl}_ms"] = median_ms(lambda: ours(impl))
                 row[f"{impl}_error"] = relative_error(cp.asnumpy(result), expected)
                 row[f"{impl}_TFLOPs"] = flops / row[f"{impl}_ms"] / 1e9
-            row["torch_TFLOPs"] = flops / torch_ms / 1e9
             rows.append(row)
     return rows
 
@@ -344,7 +351,8 @@ def step_rows(peer_path, models=("wgangp28", "dcgan28", "sngan28", "dcgan64"), r
 # --- the table ----------------------------------------------------------------------------
 
 def table(rows):
-    lines = ["| kernel | shape | part | torch ms | triton ms (x) | cuda ms (x) | ref ms (x) | best rate |",
+    """Markdown: each ganforge kernel's time, and its ratio to PyTorch at the same precision."""
+    lines = ["| kernel | shape | part | PyTorch ms | triton ms (x) | cuda ms (x) | ref ms (x) | best rate |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r["kernel"] == "train step":
@@ -353,12 +361,14 @@ def table(rows):
                          f"ganforge {r['ganforge_ms']:.3f} ({ratio}) | | | |")
             continue
         unit = "TFLOPs" if "triton_TFLOPs" in r else "TBps"
-        cells = []
-        for impl in ("triton", "cuda", "ref"):
-            cells.append(f"{r[f'{impl}_ms']:.4f} ({r[f'{impl}_ms'] / r['torch_ms']:.2f})")
+        baseline = r.get("baseline", {impl: "torch" for impl in ("triton", "cuda", "ref")})
+        theirs = " / ".join(f"{r[f'{b}_ms']:.4f}" + (f" {b[6:]}" if b != "torch" else "")
+                            for b in dict.fromkeys(baseline.values()))
+        cells = [f"{r[f'{impl}_ms']:.4f} ({r[f'{impl}_ms'] / r[baseline[impl] + '_ms']:.2f})"
+                 for impl in ("triton", "cuda", "ref")]
         best = min(("triton", "cuda"), key=lambda i: r[f"{i}_ms"])
-        lines.append(f"| {r['kernel']} | {r['shape']} | {r['part']} | {r['torch_ms']:.4f} | {' | '.join(cells)} | "
-                     f"{best} {r[f'{best}_{unit}']:.2f} {unit} (torch {r[f'torch_{unit}']:.2f}) |")
+        lines.append(f"| {r['kernel']} | {r['shape']} | {r['part']} | {theirs} | {' | '.join(cells)} | "
+                     f"{best} {r[f'{best}_{unit}']:.2f} {unit} (PyTorch {r[baseline[best] + '_' + unit]:.2f}) |")
     return "\n".join(lines)
 
 
@@ -389,7 +399,8 @@ def main():
     rows += step_rows(args.peer)
     report["rows"] = rows
     (out / "gpu_check.json").write_text(json.dumps(report, indent=1))
-    print("\nratios are ganforge / PyTorch (below 1: faster); errors vs float64 are in gpu_check.json")
+    print("\nratios are ganforge / PyTorch at the same precision (below 1: faster): Triton against cuDNN with TF32, "
+          "CUDA and ref against cuDNN in float32; errors vs float64 are in gpu_check.json")
     print(table(rows))
     worst = max((r[f"{i}_error"] for r in rows for i in ("triton", "cuda") if f"{i}_error" in r), default=0.0)
     print(f"largest relative error of a ganforge kernel vs float64: {worst:.2e}")

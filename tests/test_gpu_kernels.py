@@ -511,12 +511,23 @@ def test_gpu_check_times_every_transposed_convolution_of_the_benchmark_models():
                 size = (size - 1) * s - 2 * p + k
 
 
-def test_gpu_check_prints_ratios_against_pytorch():
+def test_gpu_check_prints_ratios_against_pytorch_at_the_same_precision():
     check = _gpu_check()
-    row = {"kernel": "conv_transpose2d", "shape": "s", "part": "forward", "torch_ms": 2.0, "triton_ms": 1.0,
-           "cuda_ms": 4.0, "ref_ms": 8.0, "triton_TFLOPs": 30.0, "cuda_TFLOPs": 7.5, "ref_TFLOPs": 3.75,
-           "torch_TFLOPs": 15.0}
-    text = check.table([row, {"kernel": "train step", "shape": "wgangp28", "part": "critic step",
-                              "ganforge_ms": 3.0, "torch_ms": 2.0}])
-    assert "1.0000 (0.50)" in text and "4.0000 (2.00)" in text and "triton 30.00 TFLOPs (torch 15.00)" in text
-    assert "ganforge 3.000 (1.50)" in text
+    conv_row = {"kernel": "conv_transpose2d", "shape": "s", "part": "forward",
+                "torch_tf32_ms": 2.0, "torch_fp32_ms": 8.0, "torch_tf32_TFLOPs": 15.0, "torch_fp32_TFLOPs": 3.75,
+                "baseline": {"triton": "torch_tf32", "cuda": "torch_fp32", "ref": "torch_fp32"},
+                "triton_ms": 1.0, "cuda_ms": 4.0, "ref_ms": 16.0, "triton_TFLOPs": 30.0, "cuda_TFLOPs": 7.5,
+                "ref_TFLOPs": 1.9}
+    norm_row = {"kernel": "spectral_norm step", "shape": "512x8192", "part": "all", "torch_ms": 0.5,
+                "torch_TBps": 0.2, "triton_ms": 0.25, "cuda_ms": 0.5, "ref_ms": 1.0, "triton_TBps": 0.4,
+                "cuda_TBps": 0.2, "ref_TBps": 0.1}
+    step_row = {"kernel": "train step", "shape": "wgangp28", "part": "critic step", "ganforge_ms": 3.0,
+                "torch_ms": 2.0}
+    text = check.table([conv_row, norm_row, step_row])
+    conv_line, norm_line, step_line = text.splitlines()[2:]
+    # Triton against cuDNN's TF32, CUDA and ref against cuDNN's float32
+    assert "2.0000 tf32 / 8.0000 fp32" in conv_line
+    assert "1.0000 (0.50)" in conv_line and "4.0000 (0.50)" in conv_line and "16.0000 (2.00)" in conv_line
+    assert "triton 30.00 TFLOPs (PyTorch 15.00)" in conv_line
+    assert "0.2500 (0.50)" in norm_line and "triton 0.40 TBps (PyTorch 0.20)" in norm_line
+    assert "ganforge 3.000 (1.50)" in step_line
