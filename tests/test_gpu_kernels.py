@@ -8,6 +8,7 @@ kernels, compiled, on CuPy arrays; they need a CUDA device (bench/gpu_check.py r
 import os
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -259,6 +260,37 @@ def test_a_wgan_gp_critic_step_on_the_triton_kernels_matches_ref(monkeypatch):
         results[impl] = [loss.numpy()] + [p.grad.numpy() for p in critic.parameters()]
     for a, b in zip(results["triton"], results["ref"]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@interpreted
+def test_impl_argument_picks_the_triton_kernel_for_one_op():
+    rng = np.random.default_rng(4)
+    x, w = gf.tensor(rng.standard_normal((2, 3, 5, 5))), gf.tensor(rng.standard_normal((3, 2, 4, 4)))
+    ours = F.conv_transpose2d(x, w, stride=2, padding=1, impl="triton")
+    np.testing.assert_allclose(ours.numpy(), F.conv_transpose2d(x, w, stride=2, padding=1, impl="ref").numpy(),
+                               rtol=1e-12, atol=1e-12)
+    assert dispatch.resolve("conv_transpose2d", "cpu", impl="triton").impl == "triton"
+
+
+@interpreted
+def test_the_triton_kernels_run_without_pytorch():
+    """A fresh process runs every Triton kernel family; PyTorch is never imported."""
+    script = (
+        "import sys, numpy as np\n"
+        "import ganforge as gf\n"
+        "from ganforge import functional as F\n"
+        "from ganforge.gan.penalties import gradient_penalty\n"
+        "import os; os.environ['GANFORGE_KERNELS'] = 'triton'\n"
+        "D = gf.nn.Sequential(gf.nn.spectral_norm(gf.nn.Conv2d(1, 2, 3)), gf.nn.Flatten())\n"
+        "real, fake = gf.randn(2, 1, 5, 5), gf.randn(2, 1, 5, 5)\n"
+        "loss = F.mean(D(fake)) + gradient_penalty(D, real, fake)\n"
+        "loss.backward()\n"
+        "y = F.conv_transpose2d(gf.randn(1, 2, 3, 3), gf.randn(2, 1, 2, 2), stride=2)\n"
+        "assert 'triton' in sys.modules and 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)\n"
+        "print('ok')\n")
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr
 
 
 def test_triton_refuses_numpy_arrays_outside_the_interpreter(monkeypatch):
