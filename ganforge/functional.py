@@ -500,17 +500,22 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
         if count < 2:
             raise ValueError(f"batch_norm in training needs more than one value per channel, got input "
                              f"shape {x.shape}")
-        mean_ = mean(x, axes, keepdims=True)
-        var_ = var(x, axes, keepdims=True)
+        if (weight is None) != (bias is None):  # the fused op takes both or neither
+            y = ops.norm.batch_norm_in_ops(x, weight, bias, eps)
+            batch_mean, batch_var = mean(x, axes, keepdims=True)._data, var(x, axes, keepdims=True)._data
+        else:
+            fn = ops.norm.BatchNorm(eps)
+            y = fn(x) if weight is None else fn(x, weight, bias)
+            batch_mean, batch_var = fn.mean, fn.var
         if running_mean is not None:
             with no_grad():
-                running_mean.copy_((1 - momentum) * running_mean._data + momentum * mean_._data.reshape(-1))
+                running_mean.copy_((1 - momentum) * running_mean._data + momentum * batch_mean.reshape(-1))
                 running_var.copy_((1 - momentum) * running_var._data
-                                  + momentum * var_._data.reshape(-1) * count / (count - 1))
-    else:
-        if running_mean is None:
-            raise ValueError("batch_norm in eval mode needs running_mean and running_var")
-        mean_, var_ = _channel_view(running_mean.detach(), x.ndim), _channel_view(running_var.detach(), x.ndim)
+                                  + momentum * batch_var.reshape(-1) * count / (count - 1))
+        return y
+    if running_mean is None:
+        raise ValueError("batch_norm in eval mode needs running_mean and running_var")
+    mean_, var_ = _channel_view(running_mean.detach(), x.ndim), _channel_view(running_var.detach(), x.ndim)
     y = (x - mean_) / sqrt(var_ + eps)
     if weight is not None:
         y = y * _channel_view(weight, x.ndim)

@@ -557,7 +557,7 @@ def embedding_case(draw):
 
 
 @st.composite
-def norm_layer_case(draw, kind):
+def norm_layer_case(draw, kind, training=True):
     """Input, weight and bias for batch/instance/layer norm, with enough values per statistic."""
     n, c = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     spatial = draw(st.sampled_from([(), (2,), (2, 3), (3, 1)] if kind == "batch" else [(2, 2), (3, 1), (1, 4)]))
@@ -574,8 +574,8 @@ def norm_layer_case(draw, kind):
             {"normalized_shape": normalized}
     params = {}
     if kind == "batch":
-        params["training"] = draw(st.booleans())
-        if not params["training"]:
+        params["training"] = training
+        if not training:
             params["running"] = (uniform(seed + 3, (c,)), uniform(seed + 4, (c,), 0.5, 2.0))
     return [x, uniform(seed + 1, (c,), 0.5, 1.5), uniform(seed + 2, (c,))], params
 
@@ -777,7 +777,8 @@ SPECS = [
     OpSpec("conv2d_weight_grad", weight_grad_case(), F.conv2d_weight_grad, conv2d_weight_grad_ref),
     OpSpec("linear", linear_case(), F.linear, lambda x, w, b: x @ w.T + b),
     OpSpec("embedding", embedding_case(), lambda w, indices: F.embedding(indices, w), lambda w, indices: w[indices]),
-    OpSpec("batch_norm", norm_layer_case("batch"), batch_norm_fn, batch_norm_ref),
+    OpSpec("batch_norm", norm_layer_case("batch"), batch_norm_fn, batch_norm_ref, variant="train"),
+    OpSpec("batch_norm", norm_layer_case("batch", training=False), batch_norm_fn, batch_norm_ref, variant="eval"),
     OpSpec("instance_norm", norm_layer_case("instance"), F.instance_norm, instance_norm_ref),
     OpSpec("layer_norm", norm_layer_case("layer"), lambda x, w, b, normalized_shape: F.layer_norm(x, normalized_shape, w, b),
            layer_norm_ref),
