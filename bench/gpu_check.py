@@ -80,6 +80,19 @@ def relative_error(ours, ref):
     return float(np.linalg.norm(ours - ref) / max(np.linalg.norm(ref), 1e-30))
 
 
+def measure(row, impl, run, result_of, expected, work, unit):
+    """Time run() into row (ms, relative error, achieved rate); a kernel that fails is
+    recorded with its error and the check goes on with the others."""
+    import cupy as cp
+    try:
+        row[f"{impl}_error"] = relative_error(cp.asnumpy(result_of(run())), expected)
+        row[f"{impl}_ms"] = median_ms(run)
+        row[f"{impl}_{unit}"] = work / row[f"{impl}_ms"] / 1e9
+    except Exception as exc:  # report it in the table instead of losing the whole run
+        row[f"{impl}_failed"] = f"{type(exc).__name__}: {exc}"
+        row[f"{impl}_ms"] = row[f"{impl}_{unit}"] = float("nan")
+
+
 # --- the parts ----------------------------------------------------------------------------
 
 def environment():
@@ -189,10 +202,7 @@ def conv_rows():
             torch.backends.cudnn.allow_tf32 = True
             row["baseline"] = {"triton": "torch_tf32", "cuda": "torch_fp32", "ref": "torch_fp32"}
             for impl in ("triton", "cuda", "ref"):
-                result = ours(impl)
-                row[f"{impl}_ms"] = median_ms(lambda: ours(impl))
-                row[f"{impl}_error"] = relative_error(cp.asnumpy(result), expected)
-                row[f"{impl}_TFLOPs"] = flops / row[f"{impl}_ms"] / 1e9
+                measure(row, impl, lambda: ours(impl), lambda result: result, expected, flops, "TFLOPs")
             rows.append(row)
     return rows
 
@@ -229,9 +239,8 @@ def spectral_norm_rows():
         minimum_bytes = 2 * w.nbytes  # W read once, W / sigma written once
         for impl in ("triton", "cuda", "ref"):
             fn = dispatch.implementations("spectral_norm")[impl].fn
-            row[f"{impl}_error"] = relative_error(cp.asnumpy(fn(wc, uc, 1, 1e-12)[3]), expected)
-            row[f"{impl}_ms"] = median_ms(lambda: fn(wc, uc, 1, 1e-12))
-            row[f"{impl}_TBps"] = minimum_bytes / row[f"{impl}_ms"] / 1e9
+            measure(row, impl, lambda: fn(wc, uc, 1, 1e-12), lambda result: result[3], expected, minimum_bytes,
+                    "TBps")
         row["torch_TBps"] = minimum_bytes / torch_ms / 1e9
         rows.append(row)
     return rows
@@ -269,9 +278,7 @@ def gradient_penalty_rows():
             value, norms = kernels["gradient_penalty"](gc, 1.0, False)
             return x_hat, value, kernels["gradient_penalty_backward"](gc, norms, one, 1.0, False)
         for impl in ("triton", "cuda", "ref"):
-            row[f"{impl}_error"] = relative_error(cp.asnumpy(ours(impl)[2]), expected)
-            row[f"{impl}_ms"] = median_ms(lambda: ours(impl))
-            row[f"{impl}_TBps"] = minimum_bytes / row[f"{impl}_ms"] / 1e9
+            measure(row, impl, lambda: ours(impl), lambda result: result[2], expected, minimum_bytes, "TBps")
         row["torch_TBps"] = minimum_bytes / row["torch_ms"] / 1e9
         rows.append(row)
     return rows
@@ -366,7 +373,8 @@ def table(rows):
                             for b in dict.fromkeys(baseline.values()))
         cells = [f"{r[f'{impl}_ms']:.4f} ({r[f'{impl}_ms'] / r[baseline[impl] + '_ms']:.2f})"
                  for impl in ("triton", "cuda", "ref")]
-        best = min(("triton", "cuda"), key=lambda i: r[f"{i}_ms"])
+        timed = [i for i in ("triton", "cuda") if r[f"{i}_ms"] == r[f"{i}_ms"]] or ["triton"]  # NaN: failed
+        best = min(timed, key=lambda i: r[f"{i}_ms"])
         lines.append(f"| {r['kernel']} | {r['shape']} | {r['part']} | {theirs} | {' | '.join(cells)} | "
                      f"{best} {r[f'{best}_{unit}']:.2f} {unit} (PyTorch {r[baseline[best] + '_' + unit]:.2f}) |")
     return "\n".join(lines)
@@ -396,7 +404,11 @@ def main():
     for part in (conv_rows, spectral_norm_rows, gradient_penalty_rows):
         rows += part()
         (out / "gpu_check.json").write_text(json.dumps(dict(report, rows=rows), indent=1))
-    rows += step_rows(args.peer)
+    try:
+        rows += step_rows(args.peer)
+    except Exception as exc:  # the kernel table above still stands
+        report["steps_failed"] = f"{type(exc).__name__}: {exc}"
+        print(f"FAILED training steps: {report['steps_failed']}")
     report["rows"] = rows
     (out / "gpu_check.json").write_text(json.dumps(report, indent=1))
     print("\nratios are ganforge / PyTorch at the same precision (below 1: faster): Triton against cuDNN with TF32, "
@@ -404,7 +416,12 @@ def main():
     print(table(rows))
     worst = max((r[f"{i}_error"] for r in rows for i in ("triton", "cuda") if f"{i}_error" in r), default=0.0)
     print(f"largest relative error of a ganforge kernel vs float64: {worst:.2e}")
-    return 0 if report.get("tests", {"returncode": 0})["returncode"] == 0 else 1
+    for r in rows:
+        for impl in ("triton", "cuda", "ref"):
+            if f"{impl}_failed" in r:
+                print(f"FAILED {impl} {r['kernel']} {r['shape']} {r['part']}: {r[f'{impl}_failed']}")
+    failed = any(k.endswith("_failed") for r in rows for k in r) or "steps_failed" in report
+    return 0 if report.get("tests", {"returncode": 0})["returncode"] == 0 and not failed else 1
 
 
 if __name__ == "__main__":
