@@ -16,6 +16,7 @@ convolutions, the spectral-norm power-iteration step, the fused gradient penalty
 In a wheel the sources sit in `ganforge/_kernels/` (CMakeLists.txt installs them there);
 in a source checkout or an editable install they are read from the repository's `kernels/`.
 """
+import contextlib
 import importlib.util
 import os
 from pathlib import Path
@@ -157,6 +158,25 @@ class DeviceArray:
         return self.array.data.ptr
 
 
+@contextlib.contextmanager
+def launching_on(driver, current_stream):
+    """Triton enqueues a compiled kernel on the stream `driver.get_current_stream(device)`
+    names, which is PyTorch's current stream when PyTorch is loaded and the device's
+    default stream otherwise. For CuPy arrays the right one is CuPy's current stream (a
+    `with cupy.cuda.Stream():` block included), so it is swapped in for ganforge's own
+    launches, and put back after."""
+    own = "get_current_stream" in vars(driver)
+    previous = driver.get_current_stream
+    driver.get_current_stream = lambda device=None: current_stream()
+    try:
+        yield
+    finally:
+        if own:
+            driver.get_current_stream = previous
+        else:
+            del driver.get_current_stream
+
+
 class TritonLaunch:
     """What a wrapper in kernels/triton needs to run on the arrays it was given: `xp`
     (numpy or cupy), the kernel module, and a call that launches a kernel with the arrays
@@ -176,7 +196,12 @@ class TritonLaunch:
 
     def __call__(self, kernel, grid, *args, **meta):
         args = [self.adapter(a) if isinstance(a, np.ndarray) or backend.is_cupy_array(a) else a for a in args]
-        kernel[grid](*args, **meta)
+        if self.adapter is HostArray:
+            kernel[grid](*args, **meta)
+            return
+        from triton.runtime import driver
+        with launching_on(driver.active, lambda: backend.cupy().cuda.get_current_stream().ptr):
+            kernel[grid](*args, **meta)
 
 
 # --- CUDA ---------------------------------------------------------------------------

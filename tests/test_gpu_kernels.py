@@ -295,6 +295,21 @@ def test_the_triton_kernels_run_without_pytorch():
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr
 
 
+def test_compiled_triton_launches_go_to_the_stream_ganforge_names():
+    """During a launch Triton's driver reports the given stream; afterwards its own again."""
+    class Driver:
+        def get_current_stream(self, device=None):
+            return "torch's stream"
+    driver = Driver()
+    with kernels.launching_on(driver, lambda: 1234):
+        assert driver.get_current_stream(0) == 1234
+    assert driver.get_current_stream(0) == "torch's stream" and "get_current_stream" not in vars(driver)
+    driver.get_current_stream = lambda device=None: "set on the instance"  # how torch-free Triton sets it
+    with kernels.launching_on(driver, lambda: 99):
+        assert driver.get_current_stream() == 99
+    assert driver.get_current_stream() == "set on the instance"
+
+
 def test_triton_refuses_numpy_arrays_outside_the_interpreter(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(RuntimeError, match="only in Triton's interpreter"):
