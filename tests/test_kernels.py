@@ -24,7 +24,8 @@ def test_the_compiled_module_is_built_in_ci():
 @needs_cpp
 def test_registry_picks_cpp_on_the_cpu_when_it_is_built(monkeypatch):
     monkeypatch.delenv("GANFORGE_KERNELS", raising=False)
-    for op in ("im2col", "col2im", "spectral_norm", "gradient_penalty"):
+    for op in ("im2col", "col2im", "conv2d", "conv_transpose2d", "conv2d_weight_grad", "spectral_norm",
+               "gradient_penalty"):
         assert dispatch.resolve(op, "cpu").impl == "cpp", op
     assert dispatch.resolve("im2col", "cuda").impl == "ref"  # the GPU runs whole convolutions instead
 
@@ -37,6 +38,26 @@ def test_unfold_really_calls_the_chosen_kernel(monkeypatch):
     monkeypatch.delenv("GANFORGE_KERNELS", raising=False)
     gf.unfold(gf.randn(1, 1, 4, 4), 2)
     assert calls == ["cpp"]
+
+
+@needs_cpp
+@pytest.mark.parametrize("impl", ["cpp", "ref"])
+def test_a_convolution_runs_the_unfold_kernels_of_its_implementation(impl, monkeypatch):
+    """conv ops' `cpp` is im2col/col2im in C++ plus the GEMMs, `ref` the same in NumPy."""
+    calls = []
+    for op, fn in (("im2col", conv.im2col_cpp), ("col2im", conv.col2im_cpp),
+                   ("im2col", conv.im2col_ref), ("col2im", conv.col2im_ref)):
+        kernel = dispatch.implementations(op)["cpp" if fn.__name__.endswith("cpp") else "ref"]
+        monkeypatch.setattr(kernel, "fn", lambda *a, fn=fn, **k: calls.append(fn.__name__) or fn(*a, **k))
+    monkeypatch.delenv("GANFORGE_KERNELS", raising=False)
+    rng = np.random.default_rng(0)
+    x, w = gf.tensor(rng.standard_normal((2, 3, 6, 6))), gf.tensor(rng.standard_normal((3, 4, 4, 4)))
+    y = gf.conv_transpose2d(x, w, stride=2, padding=1, impl=impl)
+    z = gf.conv2d(y, w, stride=2, padding=1, impl=impl)
+    assert calls == [f"col2im_{impl}", f"im2col_{impl}"]
+    reference = gf.conv2d(gf.conv_transpose2d(x, w, stride=2, padding=1, impl="ref"), w, stride=2, padding=1,
+                          impl="ref")
+    np.testing.assert_allclose(z.numpy(), reference.numpy(), rtol=1e-12)
 
 
 def test_environment_variable_and_impl_argument_choose_the_implementation(monkeypatch):

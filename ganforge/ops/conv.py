@@ -4,6 +4,8 @@ A convolution is unfold followed by one matrix product, so these two kernels are
 ones every convolution stands on. Both go through the kernel registry: `ref` is the
 NumPy/CuPy code below, `cpp` the compiled one in csrc/im2col.cpp.
 """
+import functools
+
 import numpy as np
 
 from .. import dispatch, native
@@ -217,13 +219,14 @@ class _Convolution(Function):
                     impl=self.impl)
 
 
-# --- the reference kernels: im2col/col2im (themselves registry kernels) and GEMMs ------------
+# --- the convolutions as im2col/col2im and GEMMs ---------------------------------------
 #
-# The registry ops `conv2d`, `conv_transpose2d` and `conv2d_weight_grad` take contiguous
-# arrays and the geometry; `triton` and `cuda` implementations of them (implicit GEMMs,
-# kernels/) register in ganforge/gpu_kernels.py. The `ref` ones below run on both devices.
+# The registry ops `conv2d`, `conv_transpose2d` and `conv2d_weight_grad` take arrays and
+# the geometry. Here, `ref` (both devices) runs the NumPy/CuPy unfold kernels above and
+# `cpp` the C++ ones, with the same GEMMs; `triton` and `cuda` (implicit GEMMs, kernels/)
+# register in ganforge/gpu_kernels.py.
 
-def conv2d_ref(x, w, stride, padding, dilation, groups):
+def conv2d_ref(x, w, stride, padding, dilation, groups, unfold="ref"):
     n = x.shape[0]
     o, c_per_group, kh, kw = w.shape
     g = groups
@@ -233,7 +236,7 @@ def conv2d_ref(x, w, stride, padding, dilation, groups):
         return (x.reshape(n, -1) @ w.reshape(o, -1).T).reshape(n, o, 1, 1)
     w = w.reshape(g, o // g, c_per_group * kh * kw)
     folded = oh * ow < BATCH_IN_COLUMNS_BELOW
-    cols = dispatch.call("im2col", x, *geometry, batch_in_columns=folded, device=device_of(x))
+    cols = dispatch.call("im2col", x, *geometry, batch_in_columns=folded, device=device_of(x), impl=unfold)
     if folded:
         y = xp_of(x).matmul(w, cols.reshape(g, c_per_group * kh * kw, n * oh * ow))
         return sample_major(y, n, (oh, ow))
@@ -241,7 +244,7 @@ def conv2d_ref(x, w, stride, padding, dilation, groups):
     return y.reshape(n, o, oh, ow)
 
 
-def conv_transpose2d_ref(x, w, out_size, stride, padding, dilation, groups):
+def conv_transpose2d_ref(x, w, out_size, stride, padding, dilation, groups, unfold="ref"):
     n, c, h, wd = x.shape
     _, o_per_group, kh, kw = w.shape
     g = groups
@@ -257,10 +260,10 @@ def conv_transpose2d_ref(x, w, out_size, stride, padding, dilation, groups):
         cols = xp_of(x).matmul(w_t, x.reshape(n, g, c // g, h * wd))  # (N, G, O/G*KH*KW, H*W)
         cols = cols.reshape(n, g * o_per_group * kh * kw, h * wd)
     return dispatch.call("col2im", cols, g * o_per_group, out_size, (kh, kw), stride, padding, dilation,
-                         batch_in_columns=folded, device=device_of(x))
+                         batch_in_columns=folded, device=device_of(x), impl=unfold)
 
 
-def conv2d_weight_grad_ref(x, gy, weight_shape, stride, padding, dilation, groups):
+def conv2d_weight_grad_ref(x, gy, weight_shape, stride, padding, dilation, groups, unfold="ref"):
     n = x.shape[0]
     o, c_per_group, kh, kw = weight_shape
     g = groups
@@ -269,7 +272,7 @@ def conv2d_weight_grad_ref(x, gy, weight_shape, stride, padding, dilation, group
         return (gy.reshape(n, o).T @ x.reshape(n, -1)).reshape(weight_shape)
     folded = positions < BATCH_IN_COLUMNS_BELOW
     cols = dispatch.call("im2col", x, (kh, kw), stride, padding, dilation, batch_in_columns=folded,
-                         device=device_of(x))
+                         device=device_of(x), impl=unfold)
     if folded:
         cols = cols.reshape(g, c_per_group * kh * kw, n * positions)
         gw = xp_of(x).matmul(batch_major(gy.reshape(n, o, positions), g), cols.transpose(0, 2, 1))
@@ -278,9 +281,10 @@ def conv2d_weight_grad_ref(x, gy, weight_shape, stride, padding, dilation, group
     return gw.reshape(weight_shape)
 
 
-dispatch.register("conv2d", "ref", conv2d_ref, ("cpu", "cuda"))
-dispatch.register("conv_transpose2d", "ref", conv_transpose2d_ref, ("cpu", "cuda"))
-dispatch.register("conv2d_weight_grad", "ref", conv2d_weight_grad_ref, ("cpu", "cuda"))
+for _op, _gemm in (("conv2d", conv2d_ref), ("conv_transpose2d", conv_transpose2d_ref),
+                  ("conv2d_weight_grad", conv2d_weight_grad_ref)):
+    dispatch.register(_op, "ref", _gemm, ("cpu", "cuda"))
+    dispatch.register(_op, "cpp", functools.partial(_gemm, unfold="cpp"), ("cpu",), native.available)
 
 
 # --- the ops ----------------------------------------------------------------------------
