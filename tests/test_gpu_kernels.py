@@ -1,9 +1,10 @@
 """The Triton and CUDA kernels of kernels/ against their `ref` twins.
 
 Without a GPU (CI), the Triton kernels run in Triton's interpreter on NumPy arrays
-(tests/conftest.py sets TRITON_INTERPRET=1 before Triton is first imported) and every
-CUDA source is compiled with nvcc for sm_80 and sm_90. The `gpu` tests run the same
-kernels, compiled, on CuPy arrays; they need a CUDA device (bench/gpu_check.py runs them).
+(tests/conftest.py sets TRITON_INTERPRET=1 before Triton is first imported); every CUDA
+source is compiled with nvcc for sm_80 and sm_90, and run on the CPU through
+tests/cuda_emulator with the same launch wrappers that CuPy uses. The `gpu` tests run
+the kernels compiled, on CuPy arrays; they need a CUDA device (bench/gpu_check.py runs them).
 """
 import os
 import shutil
