@@ -226,8 +226,13 @@ class EMA:
                 "shadow": {k: to_device(v, "cpu") for k, v in self.shadow.items()}}
 
     def load_state_dict(self, state):
+        current = self.model.state_dict()
+        if set(state["shadow"]) != set(current):
+            raise ValueError(f"EMA.load_state_dict: the averaged entries {sorted(state['shadow'])} do not match "
+                             f"the model's {sorted(current)}")
         self.decay, self.warmup, self.updates = state["decay"], state.get("warmup", True), state.get("updates", 0)
-        self.shadow = {k: np.array(v) for k, v in state["shadow"].items()}
+        # On the model's device and in its dtypes (a checkpoint holds host arrays).
+        self.shadow = {k: current[k].xp.array(v, dtype=current[k].dtype) for k, v in state["shadow"].items()}
 
 
 class LinearDecayLR:

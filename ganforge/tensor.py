@@ -514,7 +514,12 @@ def arange(start, stop=None, step=1, dtype=None, device="cpu", requires_grad=Fal
 
 
 class Generator:
-    """A seeded random source for one device; its state can be saved and restored."""
+    """A seeded random source for one device; its state can be saved and restored.
+
+    Numbers are drawn by NumPy on the host, also for 'cuda', and copied to the device:
+    CuPy's generators cannot save their state, which a resumed run needs, and a seed then
+    gives the same numbers on both devices. (GAN training draws little randomness per
+    step, a batch of noise, so the copy costs little.)"""
 
     def __init__(self, seed=None, device="cpu"):
         self.device = backend.normalize_device(device)
@@ -522,22 +527,20 @@ class Generator:
 
     def manual_seed(self, seed):
         self.seed = seed
-        self._rng = backend.xp_for(self.device).random.default_rng(seed)
+        self._rng = np.random.default_rng(seed)
         return self
 
     def get_state(self):
-        if self.device != "cpu":
-            raise NotImplementedError("saving the state of a CuPy generator is not supported yet")
         return self._rng.bit_generator.state
 
     def set_state(self, state):
         self._rng.bit_generator.state = state
 
     def normal(self, shape, dtype):
-        return self._rng.standard_normal(shape, dtype=dtype)
+        return backend.to_device(self._rng.standard_normal(shape, dtype=dtype), self.device)
 
     def uniform(self, shape, dtype):
-        return self._rng.random(shape, dtype=dtype)
+        return backend.to_device(self._rng.random(shape, dtype=dtype), self.device)
 
 
 _generators = {}

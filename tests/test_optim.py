@@ -61,6 +61,21 @@ def test_ema_averages_parameters_and_copies_buffers():
     np.testing.assert_allclose(averaged[0].weight.numpy(), before + 1.0, rtol=1e-6)
 
 
+def test_ema_state_loads_onto_the_model_and_checks_its_entries():
+    model = nn.Linear(2, 3)
+    ema = optim.EMA(model, decay=0.9)
+    ema.update()
+    state = ema.state_dict()
+    other = optim.EMA(nn.Linear(2, 3), decay=0.5)
+    other.load_state_dict(state)
+    assert other.decay == 0.9 and other.updates == 1
+    for name, value in state["shadow"].items():
+        np.testing.assert_array_equal(other.shadow[name], value)
+        assert other.shadow[name].dtype == model.state_dict()[name].dtype
+    with pytest.raises(ValueError, match="EMA.load_state_dict: the averaged entries"):
+        optim.EMA(nn.Linear(2, 3, bias=False)).load_state_dict(state)
+
+
 def test_linear_decay_schedule():
     opt = optim.SGD([gf.zeros(1, requires_grad=True)], lr=1.0)
     schedule = optim.LinearDecayLR(opt, total=10, start=5)
