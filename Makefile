@@ -6,9 +6,12 @@ PYTHON ?= python3
 
 .PHONY: demo example test test-all bench bench-steps info
 
-demo:
+DEMO_RUN = runs/dcgan-fashion-mnist
+
+demo:  # a second `make demo` continues the run (an interrupted one too) instead of refusing
 	scripts/setup.sh viz
-	$(PYTHON) -m ganforge.cli train dcgan --steps 1200 --sample-every 200 --out runs/dcgan-fashion-mnist
+	$(PYTHON) -m ganforge.cli train dcgan --steps 1200 --sample-every 200 --out $(DEMO_RUN) \
+		$$([ -e $(DEMO_RUN)/latest ] && echo --resume)
 
 example:  # WGAN-GP on the ring of 8 Gaussians, written with the core alone
 	scripts/setup.sh viz
