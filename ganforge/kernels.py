@@ -219,6 +219,12 @@ def cuda_available():
     return True, ""
 
 
+def nvrtc_options():
+    """What CuPy's RawModule hands NVRTC besides the target architecture (the tests compile
+    the sources with NVRTC and these options too)."""
+    return ("--std=c++17", f"-I{source_dir() / 'cuda'}")
+
+
 def cuda_function(source, name, dtype):
     """The `extern "C"` kernel `name` for `dtype` from kernels/cuda/<source>.cu, compiled by NVRTC once."""
     dtype = np.dtype(dtype)
@@ -226,7 +232,6 @@ def cuda_function(source, name, dtype):
         raise TypeError(f"the CUDA kernel {name} runs on float32 and float64 arrays, not {dtype}")
     if source not in _cuda_modules:
         cp = backend.cupy()
-        directory = source_dir() / "cuda"
-        code = (directory / f"{source}.cu").read_text()
-        _cuda_modules[source] = cp.RawModule(code=code, options=("--std=c++17", f"-I{directory}"))
+        code = (source_dir() / "cuda" / f"{source}.cu").read_text()
+        _cuda_modules[source] = cp.RawModule(code=code, options=nvrtc_options())
     return _cuda_modules[source].get_function(f"{name}_{CUDA_SUFFIX[dtype]}")

@@ -360,6 +360,42 @@ def test_every_triton_kernel_compiles_for_sm80_and_sm90():
             {(d, a) for d in ("fp32", "fp64") for a in ("sm_80", "sm_90")}, name
 
 
+def nvrtc_library():
+    """NVRTC from the nvidia-cuda-nvrtc wheel (the test extra), or None."""
+    import ctypes
+    import glob
+    import site
+    for directory in site.getsitepackages() + [site.getusersitepackages()]:
+        for path in sorted(glob.glob(os.path.join(directory, "nvidia", "*", "lib", "libnvrtc.so.*"))):
+            for builtins in glob.glob(os.path.join(os.path.dirname(path), "libnvrtc-builtins.so.*")):
+                ctypes.CDLL(builtins, mode=ctypes.RTLD_GLOBAL)  # NVRTC opens it by name
+            return ctypes.CDLL(path)
+    return None
+
+
+@pytest.mark.parametrize("arch", ["compute_80", "compute_90"])
+@pytest.mark.parametrize("source", ["conv", "spectral_norm", "grad_penalty"])
+def test_cuda_source_compiles_with_nvrtc_as_cupy_compiles_it(source, arch):
+    """CuPy compiles the kernels at run time with NVRTC, which has no host headers and its
+    own builtins: compile each source that way, with the options ganforge gives RawModule."""
+    import ctypes
+    nvrtc = nvrtc_library()
+    if nvrtc is None:
+        assert not IN_CI, "CI must compile the CUDA kernels with NVRTC: the nvidia-cuda-nvrtc wheel is missing"
+        pytest.skip("NVRTC is not installed (pip install nvidia-cuda-nvrtc)")
+    program = ctypes.c_void_p()
+    code = (kernels.source_dir() / "cuda" / f"{source}.cu").read_bytes()
+    assert nvrtc.nvrtcCreateProgram(ctypes.byref(program), code, f"{source}.cu".encode(), 0, None, None) == 0
+    options = [option.encode() for option in (*kernels.nvrtc_options(), f"-arch={arch}")]
+    status = nvrtc.nvrtcCompileProgram(program, len(options), (ctypes.c_char_p * len(options))(*options))
+    size = ctypes.c_size_t()
+    nvrtc.nvrtcGetProgramLogSize(program, ctypes.byref(size))
+    log = ctypes.create_string_buffer(size.value)
+    nvrtc.nvrtcGetProgramLog(program, log)
+    nvrtc.nvrtcDestroyProgram(ctypes.byref(program))
+    assert status == 0, log.value.decode()
+
+
 def test_cuda_entry_points_exist_for_both_precisions():
     """Every name gpu_kernels.py launches is an extern "C" kernel of its source."""
     import re
