@@ -500,13 +500,14 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
         if count < 2:
             raise ValueError(f"batch_norm in training needs more than one value per channel, got input "
                              f"shape {x.shape}")
-        if (weight is None) != (bias is None):  # the fused op takes both or neither
-            y = ops.norm.batch_norm_in_ops(x, weight, bias, eps)
-            batch_mean, batch_var = mean(x, axes, keepdims=True)._data, var(x, axes, keepdims=True)._data
-        else:
-            fn = ops.norm.BatchNorm(eps)
-            y = fn(x) if weight is None else fn(x, weight, bias)
-            batch_mean, batch_var = fn.mean, fn.var
+        fn = ops.norm.BatchNorm(eps)
+        if weight is None and bias is None:
+            y = fn(x)
+        else:  # the op takes both or neither: a missing one is the identity scale or shift
+            channels = x.shape[1]
+            y = fn(x, weight if weight is not None else constant(np.ones(channels), x.dtype, x.device),
+                   bias if bias is not None else constant(np.zeros(channels), x.dtype, x.device))
+        batch_mean, batch_var = fn.mean, fn.var
         if running_mean is not None:
             with no_grad():
                 running_mean.copy_((1 - momentum) * running_mean._data + momentum * batch_mean.reshape(-1))

@@ -108,6 +108,6 @@ class GradientPenaltyGrad(Function):
         curvature = live * self.target / (safe_norms * safe_norms * safe_norms)
         along = F.sum(g * h, axis=1, keepdims=True)
         scale = (2.0 / n) * excess / safe_norms
-        g_grad = gy * (2.0 / n) * (excess / safe_norms * h + curvature * along * g)
+        g_grad = gy * (scale * h + (2.0 / n) * curvature * along * g)
         gy_grad = F.sum(scale * along)
         return F.reshape(g_grad, grad.shape), gy_grad
