@@ -10,6 +10,7 @@
 #include <string>
 
 #include "gan_kernels.h"
+#include "gemm.h"
 #include "im2col.h"
 #include "parallel.h"
 
@@ -163,6 +164,43 @@ py::array per_sample_norms(const py::array& g) {
   return run_per_sample_norms<double>(g);
 }
 
+// Element strides of a float32 array (NumPy gives them in bytes).
+std::array<int64_t, 3> element_strides(const py::array& a) {
+  std::array<int64_t, 3> strides{};
+  for (py::ssize_t d = 0; d < 3; ++d) {
+    if (a.strides(d) % static_cast<py::ssize_t>(sizeof(float)))
+      throw py::value_error("gemm: an operand's strides must be whole elements, got " +
+                            std::to_string(a.strides(d)) + " bytes");
+    strides[d] = a.strides(d) / static_cast<py::ssize_t>(sizeof(float));
+  }
+  return strides;
+}
+
+// For each i: out[i] = a[i] @ b[i], or += with accumulate. a (B, M, K), b (B, K, N) and
+// out (B, M, N) are float32 views with any strides; a batch stride of 0 in out sums the
+// batch into one matrix (a weight gradient over the samples).
+void gemm(const py::array& a, const py::array& b, py::array& out, bool accumulate) {
+  if (!ganforge::gemm_supported()) throw std::runtime_error("gemm needs a CPU with AVX-512F");
+  for (auto [x, name] : {std::pair{&a, "a"}, std::pair{&b, "b"}, std::pair{static_cast<const py::array*>(&out), "out"}}) {
+    if (x->ndim() != 3) throw py::value_error(std::string("gemm: ") + name + " must be 3-D, got shape " + shape_of(*x));
+    if (!x->dtype().is(py::dtype::of<float>()))
+      throw py::value_error(std::string("gemm: ") + name + " must be float32, got " + std::string(py::str(x->dtype())));
+  }
+  if (!out.writeable()) throw py::value_error("gemm: out is read-only");
+  const int64_t batch = a.shape(0), m = a.shape(1), k = a.shape(2), n = b.shape(2);
+  if (b.shape(0) != batch || b.shape(1) != k || out.shape(0) != batch || out.shape(1) != m || out.shape(2) != n)
+    throw py::value_error("gemm: shapes " + shape_of(a) + " @ " + shape_of(b) + " -> " + shape_of(out) +
+                          " do not match (B, M, K) @ (B, K, N) -> (B, M, N)");
+  const auto sa = element_strides(a), sb = element_strides(b), sc = element_strides(out);
+  const float* pa = static_cast<const float*>(a.data());
+  const float* pb = static_cast<const float*>(b.data());
+  float* pc = static_cast<float*>(out.mutable_data());
+  py::gil_scoped_release release;
+  for (int64_t i = 0; i < batch; ++i)
+    ganforge::sgemm(m, n, k, pa + i * sa[0], sa[1], sa[2], pb + i * sb[0], sb[1], sb[2], pc + i * sc[0], sc[1],
+                    sc[2], accumulate || (sc[0] == 0 && i > 0));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -178,6 +216,10 @@ PYBIND11_MODULE(_C, m) {
         "image (N, C, H, W); the adjoint of im2col.");
   m.def("power_iteration", &power_iteration, py::arg("weight_matrix"), py::arg("u"), py::arg("iterations"),
         py::arg("eps"), "Spectral-norm power iteration on a (rows, cols) matrix; returns the new (u, v).");
+  m.def("gemm_supported", &ganforge::gemm_supported, "Whether this CPU can run gemm (AVX-512F).");
+  m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("accumulate") = false,
+        "out[i] = a[i] @ b[i] (or += with accumulate) for float32 (B, M, K), (B, K, N), (B, M, N) views of any "
+        "strides; out with batch stride 0 sums over the batch.");
   m.def("per_sample_norms", &per_sample_norms, py::arg("grad"),
         "The 2-norm of each row of a (batch, features) matrix (the gradient penalty's reduction).");
 }

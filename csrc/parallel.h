@@ -5,6 +5,8 @@
 // and the next thing ganforge does is usually a BLAS call whose own threads then fight
 // them for the cores (a 10x slowdown was measured on 2 cores). Threads that exist only
 // for the duration of the call cannot do that.
+#include <sched.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -28,24 +30,47 @@ inline int num_threads() {
   return count;
 }
 
-// body(begin, end) on contiguous chunks of [0, n); below `min_per_thread` items a chunk
-// is not worth a thread, so small loops run on the calling thread alone.
+// The compute-bound kernels (the GEMM) want every core they may run on:
+// GANFORGE_GEMM_THREADS, or the CPUs this process is allowed to use.
+inline int gemm_threads() {
+  static const int count = []() -> int {
+    if (const char* env = std::getenv("GANFORGE_GEMM_THREADS")) {
+      int requested = std::atoi(env);
+      if (requested > 0) return requested;
+    }
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) == 0) return std::max(1, CPU_COUNT(&allowed));
+    return std::max(1u, std::thread::hardware_concurrency());
+  }();
+  return count;
+}
+
+// body(begin, end) on at most `threads` contiguous chunks of [0, n); below
+// `min_per_thread` items a chunk is not worth a thread.
 template <typename Body>
-void parallel_for(int64_t n, int64_t min_per_thread, Body body) {
-  const int64_t workers = std::min<int64_t>(num_threads(), std::max<int64_t>(1, n / std::max<int64_t>(1, min_per_thread)));
+void parallel_for_threads(int64_t n, int64_t min_per_thread, int64_t threads, Body body) {
+  const int64_t workers = std::min<int64_t>(threads, std::max<int64_t>(1, n / std::max<int64_t>(1, min_per_thread)));
   if (workers <= 1) {
     body(int64_t(0), n);
     return;
   }
   const int64_t chunk = (n + workers - 1) / workers;
-  std::vector<std::thread> threads;
-  threads.reserve(workers - 1);
+  std::vector<std::thread> pool;
+  pool.reserve(workers - 1);
   for (int64_t w = 1; w < workers; ++w) {
     const int64_t begin = w * chunk, end = std::min(n, begin + chunk);
-    if (begin < end) threads.emplace_back(body, begin, end);
+    if (begin < end) pool.emplace_back(body, begin, end);
   }
   body(int64_t(0), std::min(n, chunk));
-  for (auto& t : threads) t.join();
+  for (auto& t : pool) t.join();
+}
+
+// body(begin, end) on contiguous chunks of [0, n) for the memory-bound kernels; below
+// `min_per_thread` items a chunk is not worth a thread, so small loops run on the
+// calling thread alone.
+template <typename Body>
+void parallel_for(int64_t n, int64_t min_per_thread, Body body) {
+  parallel_for_threads(n, min_per_thread, num_threads(), body);
 }
 
 }  // namespace ganforge

@@ -254,3 +254,131 @@ def test_whole_image_windows_take_the_matrix_product_shortcut(x_shape, w_shape, 
         results.append([t.numpy() for t in (y, gf.conv_transpose2d(y, w), gf.conv2d_weight_grad(x, y, w.shape))])
     for fast, general in zip(*results):
         np.testing.assert_allclose(fast, general, rtol=1e-12, atol=1e-12)
+
+
+# --- ganforge's own float32 GEMM (csrc/gemm.cpp, ops/gemm.py) ----------------------------
+
+needs_gemm = pytest.mark.skipif(not (native.available()[0] and native.module().gemm_supported()),
+                                reason="ganforge's GEMM kernel needs the compiled module and an AVX-512 CPU")
+
+
+def _strided(rng, shape, transposed):
+    """A float32 array of `shape`, stored transposed (column-major in its last two axes) or
+    as every other element of a wider one, so that the GEMM sees several stride patterns."""
+    if transposed == "columns":
+        return np.swapaxes(rng.standard_normal(shape[:-2] + shape[::-1][:2], dtype=np.float32), -1, -2)
+    if transposed == "gapped":
+        return rng.standard_normal(shape[:-1] + (2 * shape[-1],), dtype=np.float32)[..., ::2]
+    return rng.standard_normal(shape, dtype=np.float32)
+
+
+def _assert_close_to_exact(got, a, b, accumulate_onto=None):
+    exact = np.matmul(a.astype(np.float64), b.astype(np.float64))
+    if accumulate_onto is not None:
+        exact = exact + accumulate_onto
+    # float32 products summed over k: error bound proportional to sum |a||b|
+    scale = np.matmul(np.abs(a).astype(np.float64), np.abs(b).astype(np.float64)) + 1.0
+    assert np.all(np.abs(got - exact) <= 1e-5 * scale * max(1, np.sqrt(a.shape[-1]) / 8)), \
+        np.max(np.abs(got - exact) / scale)
+
+
+@needs_gemm
+@given(m=st.integers(1, 300), n=st.integers(1, 140), k=st.integers(1, 600),
+       layout=st.tuples(*[st.sampled_from(["rows", "columns", "gapped"])] * 3), seed=st.integers(0, 2**31))
+def test_gemm_matches_numpy_for_any_sizes_and_strides(m, n, k, layout, seed):
+    """Sizes that leave partial register tiles and cross the packed-block sizes (MR 8, NR 32,
+    KC 256, MC 128), operands in three stride patterns, and out in any of them too."""
+    rng = np.random.default_rng(seed)
+    a, b = _strided(rng, (1, m, k), layout[0]), _strided(rng, (1, k, n), layout[1])
+    out = _strided(rng, (1, m, n), layout[2])
+    native.module().gemm(a, b, out)
+    _assert_close_to_exact(out, a, b)
+    before = out.astype(np.float64)
+    native.module().gemm(a, b, out, accumulate=True)
+    _assert_close_to_exact(out, a, b, accumulate_onto=before)
+
+
+@needs_gemm
+@pytest.mark.parametrize("m, n, k", [(64, 12544, 100), (64, 100, 12544), (2048, 40, 300), (40, 3100, 70),
+                                     (130, 3300, 520), (3, 5, 70000)])
+def test_gemm_every_thread_split_matches_numpy(m, n, k):
+    """Shapes that take each way of sharing the work between threads (C's columns, C's rows,
+    the depth k), including more columns than one packed block (NC 3072) and B read in place."""
+    import subprocess
+    import sys
+    code = (
+        "import numpy as np; from ganforge import native\n"
+        f"m, n, k = {m}, {n}, {k}\n"
+        "rng = np.random.default_rng(0)\n"
+        "a = rng.standard_normal((1, m, k), dtype=np.float32); b = rng.standard_normal((1, k, n), dtype=np.float32)\n"
+        "for a_, b_ in ((a, b), (np.swapaxes(np.swapaxes(a, 1, 2).copy(), 1, 2), np.swapaxes(np.swapaxes(b, 1, 2).copy(), 1, 2))):\n"
+        "    out = np.empty((1, m, n), np.float32); native.module().gemm(a_, b_, out)\n"
+        "    exact = a.astype(np.float64) @ b.astype(np.float64)\n"
+        "    scale = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)\n"
+        "    assert np.all(np.abs(out - exact) <= 1e-5 * scale * max(1, np.sqrt(k) / 8)), np.max(np.abs(out - exact) / scale)\n")
+    for threads in ("1", "2", "3"):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env={**__import__("os").environ, "GANFORGE_GEMM_THREADS": threads})
+        assert done.returncode == 0, (threads, done.stderr)
+
+
+@needs_gemm
+def test_native_matmul_broadcasts_like_numpy_and_sums_over_a_batch():
+    from ganforge.ops.gemm import NativeGemm
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((2, 6, 9), dtype=np.float32)
+    x = rng.standard_normal((5, 2, 9, 7), dtype=np.float32)
+    np.testing.assert_allclose(NativeGemm.matmul(w, x), np.matmul(w, x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(NativeGemm.matmul(w[0], x[:, 1]), np.matmul(w[0], x[:, 1]), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(NativeGemm.matmul(w[0], x[0, 0]), w[0] @ x[0, 0], rtol=1e-5, atol=1e-5)
+    a, b = rng.standard_normal((4, 6, 9), dtype=np.float32), rng.standard_normal((4, 9, 5), dtype=np.float32)
+    np.testing.assert_allclose(NativeGemm.sum_of_products(a, b), np.matmul(a, b).sum(0), rtol=1e-5, atol=1e-5)
+    # float64 (the gradchecks' dtype) goes to NumPy, exactly
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    np.testing.assert_array_equal(NativeGemm.matmul(a64, b64), np.matmul(a64, b64))
+
+
+@needs_gemm
+def test_gemm_rejects_bad_operands_with_the_shapes_in_the_message():
+    gemm = native.module().gemm
+    a, b, out = (np.zeros(s, np.float32) for s in ((1, 4, 3), (1, 3, 5), (1, 4, 5)))
+    with pytest.raises(ValueError, match=r"\(1, 4, 3\) @ \(1, 4, 5\) -> \(1, 4, 5\)"):
+        gemm(a, np.zeros((1, 4, 5), np.float32), out)
+    with pytest.raises(ValueError, match="b must be float32, got float64"):
+        gemm(a, b.astype(np.float64), out)
+    with pytest.raises(ValueError, match="out must be 3-D, got shape"):
+        gemm(a, b, out[0])
+    read_only = out.copy()
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="out is read-only"):
+        gemm(a, b, read_only)
+
+
+@needs_gemm
+def test_float32_cpp_convolutions_run_on_the_native_gemm(monkeypatch):
+    """The registry's `cpp` convolutions do their float32 products on ganforge's GEMM and
+    agree with `ref` (NumPy's matmul over the NumPy unfold)."""
+    import ganforge.ops.gemm as gemm_module
+    calls = []
+    compiled = native.module()
+
+    class Counting:
+        def __getattr__(self, name):
+            return getattr(compiled, name)
+
+        def gemm(self, *args, **kwargs):
+            calls.append(args[0].shape)
+            return compiled.gemm(*args, **kwargs)
+
+    monkeypatch.setattr(gemm_module.native, "module", lambda: Counting())
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 8, 9, 9), dtype=np.float32)
+    w = rng.standard_normal((8, 4, 4, 4), dtype=np.float32)
+    gy = rng.standard_normal((3, 4, 18, 18), dtype=np.float32)
+    for op, args in (("conv_transpose2d", (x, w, (18, 18), (2, 2), (1, 1), (1, 1), 1)),
+                     ("conv2d", (gy, w, (2, 2), (1, 1), (1, 1), 1)),
+                     ("conv2d_weight_grad", (gy, x, w.shape, (2, 2), (1, 1), (1, 1), 1))):
+        calls.clear()
+        got = dispatch.call(op, *args, device="cpu", impl="cpp")
+        assert calls, f"{op} did not call the native GEMM"
+        np.testing.assert_allclose(got, dispatch.call(op, *args, device="cpu", impl="ref"), rtol=1e-4, atol=1e-4)

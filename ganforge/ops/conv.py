@@ -12,6 +12,7 @@ from .. import dispatch, native
 from .. import functional as F
 from ..autograd import Function
 from ..backend import device_of, xp_of
+from .gemm import NativeGemm, ReferenceGemm
 
 
 def pair(value, name):
@@ -192,14 +193,11 @@ def covers_whole_image(image_size, kernel_size, padding, dilation, groups):
     return groups == 1 and tuple(image_size) == tuple(kernel_size) and padding == (0, 0) and dilation == (1, 1)
 
 
-def columns_outer_sum(a, cols):
+def columns_outer_sum(a, cols, gemm):
     """a (N, G, A, L) and cols (N, G, B, L) -> (G, A, B): the sum over samples and positions
     of a times cols^T, per group (the weight gradient)."""
-    xp = xp_of(cols)
-    total = xp.zeros((cols.shape[1], a.shape[2], cols.shape[2]), dtype=cols.dtype)
-    for sample_a, sample_cols in zip(a, cols):
-        total += xp.matmul(sample_a, sample_cols.transpose(0, 2, 1))
-    return total
+    return xp_of(cols).stack([gemm.sum_of_products(a[:, group], cols[:, group].transpose(0, 2, 1))
+                              for group in range(cols.shape[1])])
 
 
 class _Convolution(Function):
@@ -223,68 +221,70 @@ class _Convolution(Function):
 #
 # The registry ops `conv2d`, `conv_transpose2d` and `conv2d_weight_grad` take arrays and
 # the geometry. Here, `ref` (both devices) runs the NumPy/CuPy unfold kernels above and
-# `cpp` the C++ ones, with the same GEMMs; `triton` and `cuda` (implicit GEMMs, kernels/)
+# NumPy's/CuPy's matmul; `cpp` runs the C++ unfold kernels and, in float32, ganforge's
+# own GEMM (ops/gemm.py); `triton` and `cuda` (implicit GEMMs, kernels/)
 # register in ganforge/gpu_kernels.py.
 
-def conv2d_ref(x, w, stride, padding, dilation, groups, unfold="ref"):
+def conv2d_ref(x, w, stride, padding, dilation, groups, unfold="ref", gemm=ReferenceGemm):
     n = x.shape[0]
     o, c_per_group, kh, kw = w.shape
     g = groups
     geometry = ((kh, kw), stride, padding, dilation)
     oh, ow = output_size(x.shape[2:], *geometry)
     if covers_whole_image(x.shape[2:], (kh, kw), padding, dilation, g):
-        return (x.reshape(n, -1) @ w.reshape(o, -1).T).reshape(n, o, 1, 1)
+        return gemm.matmul(x.reshape(n, -1), w.reshape(o, -1).T).reshape(n, o, 1, 1)
     w = w.reshape(g, o // g, c_per_group * kh * kw)
     folded = oh * ow < BATCH_IN_COLUMNS_BELOW
     cols = dispatch.call("im2col", x, *geometry, batch_in_columns=folded, device=device_of(x), impl=unfold)
     if folded:
-        y = xp_of(x).matmul(w, cols.reshape(g, c_per_group * kh * kw, n * oh * ow))
+        y = gemm.matmul(w, cols.reshape(g, c_per_group * kh * kw, n * oh * ow))
         return sample_major(y, n, (oh, ow))
-    y = xp_of(x).matmul(w, cols.reshape(n, g, c_per_group * kh * kw, oh * ow))  # (N, G, O/G, L)
+    y = gemm.matmul(w, cols.reshape(n, g, c_per_group * kh * kw, oh * ow))  # (N, G, O/G, L)
     return y.reshape(n, o, oh, ow)
 
 
-def conv_transpose2d_ref(x, w, out_size, stride, padding, dilation, groups, unfold="ref"):
+def conv_transpose2d_ref(x, w, out_size, stride, padding, dilation, groups, unfold="ref", gemm=ReferenceGemm):
     n, c, h, wd = x.shape
     _, o_per_group, kh, kw = w.shape
     g = groups
     if covers_whole_image(out_size, (kh, kw), padding, dilation, g) and (h, wd) == (1, 1):
-        return (x.reshape(n, c) @ w.reshape(c, -1)).reshape(n, o_per_group, kh, kw)
+        return gemm.matmul(x.reshape(n, c), w.reshape(c, -1)).reshape(n, o_per_group, kh, kw)
     # Each input pixel spreads W's taps over its window: columns = W^T x, then col2im adds them up.
     w_t = w.reshape(g, c // g, o_per_group * kh * kw).transpose(0, 2, 1)
     folded = h * wd < BATCH_IN_COLUMNS_BELOW
     if folded:
-        cols = xp_of(x).matmul(w_t, batch_major(x.reshape(n, c, h * wd), g))
+        cols = gemm.matmul(w_t, batch_major(x.reshape(n, c, h * wd), g))
         cols = cols.reshape(g * o_per_group * kh * kw, n * h * wd)
     else:
-        cols = xp_of(x).matmul(w_t, x.reshape(n, g, c // g, h * wd))  # (N, G, O/G*KH*KW, H*W)
+        cols = gemm.matmul(w_t, x.reshape(n, g, c // g, h * wd))  # (N, G, O/G*KH*KW, H*W)
         cols = cols.reshape(n, g * o_per_group * kh * kw, h * wd)
     return dispatch.call("col2im", cols, g * o_per_group, out_size, (kh, kw), stride, padding, dilation,
                          batch_in_columns=folded, device=device_of(x), impl=unfold)
 
 
-def conv2d_weight_grad_ref(x, gy, weight_shape, stride, padding, dilation, groups, unfold="ref"):
+def conv2d_weight_grad_ref(x, gy, weight_shape, stride, padding, dilation, groups, unfold="ref",
+                           gemm=ReferenceGemm):
     n = x.shape[0]
     o, c_per_group, kh, kw = weight_shape
     g = groups
     positions = gy.shape[2] * gy.shape[3]
     if covers_whole_image(x.shape[2:], (kh, kw), padding, dilation, g):
-        return (gy.reshape(n, o).T @ x.reshape(n, -1)).reshape(weight_shape)
+        return gemm.matmul(gy.reshape(n, o).T, x.reshape(n, -1)).reshape(weight_shape)
     folded = positions < BATCH_IN_COLUMNS_BELOW
     cols = dispatch.call("im2col", x, (kh, kw), stride, padding, dilation, batch_in_columns=folded,
                          device=device_of(x), impl=unfold)
     if folded:
         cols = cols.reshape(g, c_per_group * kh * kw, n * positions)
-        gw = xp_of(x).matmul(batch_major(gy.reshape(n, o, positions), g), cols.transpose(0, 2, 1))
+        gw = gemm.matmul(batch_major(gy.reshape(n, o, positions), g), cols.transpose(0, 2, 1))
     else:
-        gw = columns_outer_sum(gy.reshape(n, g, o // g, -1), cols.reshape(n, g, c_per_group * kh * kw, -1))
+        gw = columns_outer_sum(gy.reshape(n, g, o // g, -1), cols.reshape(n, g, c_per_group * kh * kw, -1), gemm)
     return gw.reshape(weight_shape)
 
 
 for _op, _gemm in (("conv2d", conv2d_ref), ("conv_transpose2d", conv_transpose2d_ref),
                   ("conv2d_weight_grad", conv2d_weight_grad_ref)):
     dispatch.register(_op, "ref", _gemm, ("cpu", "cuda"))
-    dispatch.register(_op, "cpp", functools.partial(_gemm, unfold="cpp"), ("cpu",), native.available)
+    dispatch.register(_op, "cpp", functools.partial(_gemm, unfold="cpp", gemm=NativeGemm), ("cpu",), native.available)
 
 
 # --- the ops ----------------------------------------------------------------------------

@@ -1,0 +1,84 @@
+"""The matrix products under the convolutions, in two versions.
+
+`ReferenceGemm` is NumPy's/CuPy's matmul. `NativeGemm` runs float32 products on
+ganforge's own AVX-512 GEMM (csrc/gemm.cpp), which reads its operands through their
+strides, so a transposed or broadcast view costs no copy; anything else (float64, a CPU
+without AVX-512) goes to NumPy. The convolutions' `cpp` implementation uses the second.
+"""
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from .. import native
+from ..backend import xp_of
+
+
+class ReferenceGemm:
+    @staticmethod
+    def matmul(a, b):
+        return xp_of(a).matmul(a, b)
+
+    @staticmethod
+    def sum_of_products(a, b):
+        """sum over i of a[i] @ b[i]."""
+        total = a[0] @ b[0]
+        for a_i, b_i in zip(a[1:], b[1:]):
+            total += a_i @ b_i
+        return total
+
+
+def _merged_batch(arrays):
+    """3-D views (B, rows, cols) of same-shaped arrays whose leading axes can be flattened
+    into one without a copy, or None when some stride pattern does not allow it."""
+    lead = arrays[0].shape[:-2]
+    if len(lead) == 1:
+        return arrays
+    views = []
+    for x in arrays:
+        size, stride = 1, 0
+        for extent, step in reversed(list(zip(lead, x.strides[:-2]))):
+            if extent == 1:
+                continue
+            if size > 1 and step != size * stride:
+                return None
+            if size == 1:
+                stride = step
+            size *= extent
+        views.append(as_strided(x, (int(np.prod(lead)),) + x.shape[-2:], (stride,) + x.strides[-2:],
+                                writeable=x.flags.writeable))
+    return views
+
+
+class NativeGemm:
+    @staticmethod
+    def usable(*arrays):
+        return all(isinstance(x, np.ndarray) and x.dtype == np.float32 for x in arrays) \
+            and native.available()[0] and native.module().gemm_supported()
+
+    @classmethod
+    def matmul(cls, a, b):
+        """a @ b with NumPy's broadcasting of leading axes."""
+        if not cls.usable(a, b) or a.ndim < 2 or b.ndim < 2:
+            return np.matmul(a, b)
+        lead = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) or (1,)
+        out = np.empty(lead + (a.shape[-2], b.shape[-1]), dtype=np.float32)
+        cls._into(np.broadcast_to(a, lead + a.shape[-2:]), np.broadcast_to(b, lead + b.shape[-2:]), out)
+        return out.reshape(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + out.shape[-2:])
+
+    @classmethod
+    def _into(cls, a, b, out):
+        merged = _merged_batch([a, b, out])
+        if merged is None:  # the leading axes cannot be merged: one call per index of the first
+            for a_i, b_i, out_i in zip(a, b, out):
+                cls._into(a_i, b_i, out_i)
+        else:
+            native.module().gemm(*merged, accumulate=False)
+
+    @classmethod
+    def sum_of_products(cls, a, b):
+        """sum over i of a[i] @ b[i] for a (B, M, K), b (B, K, N): the GEMM accumulates
+        into one (M, N) output whose batch stride is 0."""
+        if not cls.usable(a, b):
+            return ReferenceGemm.sum_of_products(a, b)
+        out = np.empty((a.shape[1], b.shape[2]), dtype=np.float32)
+        native.module().gemm(a, b, as_strided(out, (a.shape[0],) + out.shape, (0,) + out.strides))
+        return out
