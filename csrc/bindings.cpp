@@ -6,6 +6,8 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <climits>
+#include <vector>
 #include <array>
 #include <string>
 
@@ -201,6 +203,91 @@ void gemm(const py::array& a, const py::array& b, py::array& out, bool accumulat
                     sc[2], accumulate || (sc[0] == 0 && i > 0));
 }
 
+// One operand of gemm_gathered, unpacked from Python's (data, rows, cols, (height, width)):
+// rows and cols are int64 (count, 3) tables of (base, y, x), and element (i, j) is pixel
+// (y_i + y_j, x_i + x_j) of the height x width image at data[base_i + base_j].
+struct GatheredTables {
+  std::vector<int32_t> row[3], col[3];  // offset (base + y * width + x), y, x
+  ganforge::GatheredOperand operand;
+};
+
+void gather_axis(const py::array_t<int64_t>& t, int64_t width, std::vector<int32_t> (&out)[3], int64_t& lo,
+                 int64_t& hi, const std::string& name) {
+  if (t.ndim() != 2 || t.shape(1) != 3)
+    throw py::value_error("gemm_gathered: " + name + " must be an (n, 3) table of (base, y, x), got shape " +
+                          shape_of(t));
+  auto v = t.unchecked<2>();
+  for (auto& column : out) column.resize(t.shape(0));
+  lo = INT64_MAX, hi = INT64_MIN;
+  for (py::ssize_t i = 0; i < t.shape(0); ++i) {
+    const int64_t offset = v(i, 0) + v(i, 1) * width + v(i, 2);
+    if (offset != int32_t(offset) || v(i, 1) != int32_t(v(i, 1)) || v(i, 2) != int32_t(v(i, 2)))
+      throw py::value_error("gemm_gathered: " + name + " has an offset beyond 32 bits");
+    out[0][i] = int32_t(offset), out[1][i] = int32_t(v(i, 1)), out[2][i] = int32_t(v(i, 2));
+    lo = std::min(lo, v(i, 0)), hi = std::max(hi, v(i, 0));
+  }
+}
+
+// The data and tables of one of gemm_gathered's operands, or of its output.
+py::array gathered_tables(const py::tuple& spec, const char* name, GatheredTables& t, bool output) {
+  if (spec.size() != (output ? 5u : 4u))
+    throw py::value_error(std::string("gemm_gathered: ") + name + " must be (data, rows, cols, (height, width)" +
+                          (output ? ", row_group)" : ")"));
+  auto data = spec[0].cast<py::array>();
+  if (!data.dtype().is(py::dtype::of<float>()) || !(data.flags() & py::array::c_style) ||
+      (output && !data.writeable()))
+    throw py::value_error(std::string("gemm_gathered: ") + name + "'s data must be a " +
+                          (output ? "writable " : "") + "C-contiguous float32 array");
+  if (data.size() > INT32_MAX)
+    throw py::value_error(std::string("gemm_gathered: ") + name + " has more than 2^31 elements");
+  auto image = spec[3].cast<Pair>();
+  if (image[0] < 1 || image[1] < 1)
+    throw py::value_error(std::string("gemm_gathered: ") + name + "'s image size must be positive");
+  using Table = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+  int64_t row_lo, row_hi, col_lo, col_hi;
+  gather_axis(spec[1].cast<Table>(), image[1], t.row, row_lo, row_hi, std::string(name) + "'s rows");
+  gather_axis(spec[2].cast<Table>(), image[1], t.col, col_lo, col_hi, std::string(name) + "'s cols");
+  // Every pixel inside the image must lie inside data, whichever row and column meet.
+  if (!t.row[0].empty() && !t.col[0].empty() &&
+      (row_lo + col_lo < 0 || row_hi + col_hi + image[0] * image[1] > data.size()))
+    throw py::value_error(std::string("gemm_gathered: ") + name + "'s tables reach outside its data (" +
+                          std::to_string(data.size()) + " elements)");
+  t.operand = {static_cast<const float*>(data.data()),
+               {t.row[0].data(), t.row[1].data(), t.row[2].data()},
+               {t.col[0].data(), t.col[1].data(), t.col[2].data()},
+               image[0],
+               image[1]};
+  return data;
+}
+
+// out (+)= a @ b for operands gathered from images (gemm.h): a, b and out are each
+// (data, rows, cols, (height, width)) with int64 (count, 3) tables of (base, y, x), where
+// element (i, j) is pixel (y_i + y_j, x_i + x_j) of the height x width image at
+// data[base_i + base_j]; out has a fifth entry, its row_group.
+void gemm_gathered(const py::tuple& a, const py::tuple& b, const py::tuple& out, bool accumulate) {
+  if (!ganforge::gemm_supported()) throw std::runtime_error("gemm_gathered needs a CPU with AVX-512F");
+  GatheredTables ta, tb, tc;
+  gathered_tables(a, "a", ta, false);
+  gathered_tables(b, "b", tb, false);
+  py::array c = gathered_tables(out, "out", tc, true);
+  const int64_t m = ta.row[0].size(), k = ta.col[0].size(), n = tb.col[0].size();
+  if (k != int64_t(tb.row[0].size()))
+    throw py::value_error("gemm_gathered: a has " + std::to_string(k) + " columns but b has " +
+                          std::to_string(tb.row[0].size()) + " rows");
+  if (int64_t(tc.row[0].size()) != m || int64_t(tc.col[0].size()) != n)
+    throw py::value_error("gemm_gathered: out has " + std::to_string(tc.row[0].size()) + " rows and " +
+                          std::to_string(tc.col[0].size()) + " columns but a @ b is " + std::to_string(m) + " x " +
+                          std::to_string(n));
+  const int64_t row_group = out[4].cast<int64_t>();
+  if (row_group < 0 || (row_group > 0 && m % row_group))
+    throw py::value_error("gemm_gathered: out's row_group must be 0 or divide its " + std::to_string(m) +
+                          " rows, got " + std::to_string(row_group));
+  const ganforge::GatheredOutput output{static_cast<float*>(c.mutable_data()), tc.operand.row, tc.operand.col,
+                                        tc.operand.height, tc.operand.width, row_group};
+  py::gil_scoped_release release;
+  ganforge::sgemm_gathered(m, n, k, ta.operand, tb.operand, output, accumulate);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -220,6 +307,10 @@ PYBIND11_MODULE(_C, m) {
   m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("accumulate") = false,
         "out[i] = a[i] @ b[i] (or += with accumulate) for float32 (B, M, K), (B, K, N), (B, M, N) views of any "
         "strides; out with batch stride 0 sums over the batch.");
+  m.def("gemm_gathered", &gemm_gathered, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("accumulate") = false,
+        "out (+)= a @ b for float32 operands gathered from images (an implicit im2col): a, b and out are "
+        "(data, rows, cols, (height, width)) with (n, 3) int64 tables of (base, y, x); out has a fifth entry, "
+        "row_group (0: one element per place; g: elements may share a place and are added).");
   m.def("per_sample_norms", &per_sample_norms, py::arg("grad"),
         "The 2-norm of each row of a (batch, features) matrix (the gradient penalty's reduction).");
 }

@@ -24,8 +24,10 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <numeric>
 #include <stdexcept>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "parallel.h"
@@ -48,9 +50,38 @@ struct Matrix {  // a strided view: element (i, j) is data[i * rows + j * cols]
   float at(int64_t i, int64_t j) const { return data[i * rows + j * cols]; }
 };
 
+using Gathered = GatheredOperand;  // gemm.h
+
+// Where C's elements go. at(i, j) is the address of element (i, j), or null for an
+// element that is dropped.
+struct MatrixOut {  // a strided matrix
+  float* data;
+  int64_t rows, cols;
+  float* at(int64_t i, int64_t j) const { return data + i * rows + j * cols; }
+  static constexpr bool scatter_add = false;
+};
+
+// Element (i, j) at data[row.offset[i] + col.offset[j]], dropped when the pixel
+// (row.y[i] + col.y[j], row.x[i] + col.x[j]) lies outside height x width. With
+// `row_group` > 0, several elements may land on one place (a transposed convolution
+// adding its kernel taps into the output, a fused col2im): they are all added, and
+// threads split C only between groups of row_group rows (one output channel's taps), so
+// that no two threads ever write the same place.
+struct GatheredOut {
+  float* data;
+  GatherAxis row, col;
+  int64_t height, width, row_group;
+  bool checked;  // whether any element can fall outside the image
+  float* at(int64_t i, int64_t j) const {
+    const uint32_t y = uint32_t(row.y[i] + col.y[j]), x = uint32_t(row.x[i] + col.x[j]);
+    return y < uint64_t(height) && x < uint64_t(width) ? data + row.offset[i] + col.offset[j] : nullptr;
+  }
+};
+
 // A's rows [i0, i0+m) x columns [k0, k0+kc) into MR-high panels, each k-major:
 // panel p holds A[i0 + p*MR + r, k0 + k] at p*MR*kc + k*MR + r, zero past the last row.
-void pack_a(Matrix a, int64_t i0, int64_t m, int64_t k0, int64_t kc, float* out) {
+template <typename Operand>
+void pack_a(const Operand& a, int64_t i0, int64_t m, int64_t k0, int64_t kc, float* out) {
   for (int64_t p = 0; p < m; p += MR) {
     const int64_t rows = std::min(MR, m - p);
     for (int64_t k = 0; k < kc; ++k) {
@@ -64,9 +95,27 @@ void pack_a(Matrix a, int64_t i0, int64_t m, int64_t k0, int64_t kc, float* out)
 
 // B's rows [k0, k0+kc) x columns [j0, j0+n) into NR-wide panels, each k-major: panel p
 // holds B[k0 + k, j0 + p*NR + c] at p*NR*kc + k*NR + c, zero past the last column.
-// The loops follow B's layout so that it is read in contiguous runs: along rows for a
-// row-major B, down columns for a transposed one.
-void pack_b(Matrix b, int64_t k0, int64_t kc, int64_t j0, int64_t n, float* out) {
+template <typename Operand>
+void pack_b_any(const Operand& b, int64_t k0, int64_t kc, int64_t j0, int64_t n, float* out) {
+  for (int64_t k = 0; k < kc; ++k)
+    for (int64_t p = 0; p < n; p += NR) {
+      float* dst = out + p * kc + k * NR;
+      const int64_t cols = std::min(NR, n - p);
+      int64_t c = 0;
+      for (; c < cols; ++c) dst[c] = b.at(k0 + k, j0 + p + c);
+      for (; c < NR; ++c) dst[c] = 0.0f;
+    }
+}
+
+// The same for a strided B, with loops that follow its layout so that it is read in
+// contiguous runs: along rows for a row-major B, down columns for a transposed one.
+template <typename Operand>
+void pack_b(const Operand& b, int64_t k0, int64_t kc, int64_t j0, int64_t n, float* out) {
+  pack_b_any(b, k0, kc, j0, n, out);
+}
+
+template <>
+void pack_b(const Matrix& b, int64_t k0, int64_t kc, int64_t j0, int64_t n, float* out) {
   const int64_t full = n / NR * NR;
   if (b.rows == 1 && b.cols != 1) {
     for (int64_t p = 0; p < full; p += NR)
@@ -88,14 +137,49 @@ void pack_b(Matrix b, int64_t k0, int64_t kc, int64_t j0, int64_t n, float* out)
       }
     }
   }
-  if (full < n) {  // the last, partial panel
-    for (int64_t k = 0; k < kc; ++k) {
-      float* dst = out + full * kc + k * NR;
-      int64_t c = 0;
-      for (; c < n - full; ++c) dst[c] = b.at(k0 + k, j0 + full + c);
-      for (; c < NR; ++c) dst[c] = 0.0f;
+  if (full < n) pack_b_any(b, k0, kc, j0 + full, n - full, out + full * kc);  // the last, partial panel
+}
+
+// The same for a gathered B, sixteen columns at a time with AVX-512's masked gathers: a
+// column's lanes outside the image (or past n) read nothing and pack a zero.
+__attribute__((target("avx512f"))) void pack_b_gathered(const Gathered& b, int64_t k0, int64_t kc, int64_t j0,
+                                                         int64_t n, float* out) {
+  const __m512i height = _mm512_set1_epi32(int32_t(b.height)), width = _mm512_set1_epi32(int32_t(b.width));
+  for (int64_t p = 0; p < n; p += 16) {
+    const int64_t lanes = std::min<int64_t>(16, n - p);
+    const __mmask16 live = __mmask16((1u << lanes) - 1);
+    const __m512i offset = _mm512_maskz_loadu_epi32(live, b.col.offset + j0 + p);
+    const __m512i y = _mm512_maskz_loadu_epi32(live, b.col.y + j0 + p);
+    const __m512i x = _mm512_maskz_loadu_epi32(live, b.col.x + j0 + p);
+    float* dst = out + (p / NR) * NR * kc + p % NR;
+    // Sixteen consecutive offsets (a run along an image row, or a plain matrix's row) are
+    // one masked load instead of a gather.
+    const bool consecutive =
+        lanes == 16 && _mm512_cmpeq_epi32_mask(offset, _mm512_add_epi32(_mm512_set1_epi32(b.col.offset[j0 + p]),
+                                                                          _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9,
+                                                                                            10, 11, 12, 13, 14, 15))) ==
+                           0xFFFF;
+    for (int64_t k = k0; k < k0 + kc; ++k, dst += NR) {
+      const __mmask16 inside =
+          live & _mm512_cmplt_epu32_mask(_mm512_add_epi32(y, _mm512_set1_epi32(b.row.y[k])), height) &
+          _mm512_cmplt_epu32_mask(_mm512_add_epi32(x, _mm512_set1_epi32(b.row.x[k])), width);
+      if (consecutive) {
+        _mm512_store_ps(dst, _mm512_maskz_loadu_ps(inside, b.data + b.row.offset[k] + b.col.offset[j0 + p]));
+      } else {
+        const __m512i at = _mm512_add_epi32(offset, _mm512_set1_epi32(b.row.offset[k]));
+        _mm512_store_ps(dst, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), inside, at, b.data, 4));
+      }
     }
   }
+  if (n % NR && n % NR <= 16) {  // the empty second half of the last panel
+    float* dst = out + (n / NR) * NR * kc + 16;
+    for (int64_t k = 0; k < kc; ++k) _mm512_store_ps(dst + k * NR, _mm512_setzero_ps());
+  }
+}
+
+template <>
+void pack_b(const Gathered& b, int64_t k0, int64_t kc, int64_t j0, int64_t n, float* out) {
+  pack_b_gathered(b, k0, kc, j0, n, out);
 }
 
 // The MR x NR tile C = (or +=) sum over k of a[:, k] b[k, :], all of it in 16 registers.
@@ -128,13 +212,51 @@ __attribute__((target("avx512f"))) void micro_kernel(int64_t kc, const float* a,
   }
 }
 
+// Adds (or writes) a finished MR x NR tile, of which rows x cols are real, into C.
+template <typename Out>
+void store_tile(const float* tile, const Out& c, int64_t i, int64_t j, int64_t rows, int64_t cols, bool add) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t q = 0; q < cols; ++q)
+      if (float* out = c.at(i + r, j + q)) *out = add ? *out + tile[r * NR + q] : tile[r * NR + q];
+}
+
+// The same for a gathered output, with a fast path where there are no bounds to check
+// (a convolution's output): one
+// contiguous run of columns at a time (a run ends where the column offsets jump, as at
+// a sample boundary), so that the copies vectorize.
+template <>
+void store_tile(const float* tile, const GatheredOut& c, int64_t i, int64_t j, int64_t rows, int64_t cols, bool add) {
+  if (c.checked) {
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t q = 0; q < cols; ++q)
+        if (float* out = c.at(i + r, j + q)) *out = add ? *out + tile[r * NR + q] : tile[r * NR + q];
+    return;
+  }
+  int64_t run_end[NR], runs = 0;
+  for (int64_t q = 1; q <= cols; ++q)
+    if (q == cols || c.col.offset[j + q] != c.col.offset[j + q - 1] + 1) run_end[runs++] = q;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t run = 0, q0 = 0; run < runs; q0 = run_end[run++]) {
+      float* dst = c.data + c.row.offset[i + r] + c.col.offset[j + q0];
+      const float* src = tile + r * NR + q0;
+      const int64_t length = run_end[run] - q0;
+      if (add) {
+        for (int64_t q = 0; q < length; ++q) dst[q] += src[q];
+      } else {
+        for (int64_t q = 0; q < length; ++q) dst[q] = src[q];
+      }
+    }
+}
+
 // One thread's share: C[i0:i0+m, j0:j0+n] (+)= A[i0:i0+m, k0:k1] B[k0:k1, j0:j0+n].
-void gemm_block(Matrix a, Matrix b, int64_t k0, int64_t k1, float* c, int64_t c_rows, int64_t c_cols, int64_t i0,
-                int64_t m, int64_t j0, int64_t n, bool accumulate) {
+template <typename A, typename B, typename Out>
+void gemm_block(const A& a, const B& b, int64_t k0, int64_t k1, const Out& c, int64_t i0, int64_t m, int64_t j0,
+                int64_t n, bool accumulate) {
   // When all of A's rows fit one packed block, each of B's elements is used by only a few
   // register tiles, and packing B would cost as much as the products: the micro-kernel then
   // reads a row-major B where it lies, and only the last, partial panel is packed.
-  const bool direct_b = b.cols == 1 && m <= MC;
+  bool direct_b = false;
+  if constexpr (std::is_same_v<B, Matrix>) direct_b = b.cols == 1 && m <= MC;
   std::vector<float, AlignedAllocator<float>> a_pack(MC * KC),
       b_pack(KC * (direct_b ? NR : std::min(NC, (n + NR - 1) / NR * NR)));
   alignas(64) float edge[MR * NR];
@@ -153,30 +275,92 @@ void gemm_block(Matrix a, Matrix b, int64_t k0, int64_t k1, float* c, int64_t c_
         pack_a(a, i0 + ic, mc, pc, kc, a_pack.data());
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const int64_t cols = std::min(NR, nc - jr);
-          const bool unpacked = direct_b && jr < full;
-          const float* b_panel = unpacked   ? b.data + pc * b.rows + j0 + jc + jr
-                                 : direct_b ? b_pack.data()
-                                            : b_pack.data() + jr * kc;
-          const int64_t b_step = unpacked ? b.rows : NR;
+          const float* b_panel = b_pack.data() + (direct_b ? 0 : jr * kc);
+          int64_t b_step = NR;
+          if constexpr (std::is_same_v<B, Matrix>) {
+            if (direct_b && jr < full) b_panel = b.data + pc * b.rows + j0 + jc + jr, b_step = b.rows;
+          }
           for (int64_t ir = 0; ir < mc; ir += MR) {
-            const int64_t rows = std::min(MR, mc - ir);
+            const int64_t rows = std::min(MR, mc - ir), i = i0 + ic + ir, j = j0 + jc + jr;
             const float* a_panel = a_pack.data() + ir * kc;
-            float* tile = c + (i0 + ic + ir) * c_rows + (j0 + jc + jr) * c_cols;
-            if (rows == MR && cols == NR && c_cols == 1) {
-              micro_kernel(kc, a_panel, b_panel, b_step, tile, c_rows, add);
-              continue;
-            }
-            // An edge tile, or a C whose rows are not contiguous: through the buffer.
-            micro_kernel(kc, a_panel, b_panel, b_step, edge, NR, false);
-            for (int64_t r = 0; r < rows; ++r)
-              for (int64_t j = 0; j < cols; ++j) {
-                float& out = tile[r * c_rows + j * c_cols];
-                out = add ? out + edge[r * NR + j] : edge[r * NR + j];
+            if constexpr (std::is_same_v<Out, MatrixOut>) {
+              if (rows == MR && cols == NR && c.cols == 1) {  // straight into C
+                micro_kernel(kc, a_panel, b_panel, b_step, c.at(i, j), c.rows, add);
+                continue;
               }
+            }
+            micro_kernel(kc, a_panel, b_panel, b_step, edge, NR, false);
+            store_tile(edge, c, i, j, rows, cols, add);
           }
         }
       }
     }
+  }
+}
+
+// C (+)= A B with the work shared between threads.
+template <typename A, typename B, typename Out>
+void gemm(int64_t m, int64_t n, int64_t k, const A& a, const B& b, const Out& c, bool accumulate) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    if (!accumulate)
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j)
+          if (float* out = c.at(i, j)) *out = 0.0f;
+    return;
+  }
+  // Threads take disjoint parts of the work, each packing its own operands. Splitting C's
+  // columns makes every thread pack all of A, splitting its rows all of B, and splitting
+  // the depth k costs a sum of per-thread copies of C; take the split that repeats the
+  // least, among those that give every thread enough work.
+  const int64_t threads = std::min<int64_t>(gemm_threads(), std::max<int64_t>(1, 2 * m * n * k / (int64_t(1) << 22)));
+  enum Split { kNone, kColumns, kRows, kDepth };
+  Split split = kNone;
+  int64_t least = INT64_MAX;
+  // An output whose elements may land on one place splits only between row groups.
+  int64_t row_unit = MR;
+  if constexpr (std::is_same_v<Out, GatheredOut>) {
+    if (c.row_group > 0) row_unit = std::lcm(MR, c.row_group);
+  }
+  const bool overlapping = row_unit != MR;
+  if (threads > 1)
+    for (auto [option, extra, enough] : {std::tuple{kColumns, m * k, n >= threads * NR && !overlapping},
+                                         std::tuple{kRows, n * k, m >= threads * row_unit},
+                                         std::tuple{kDepth, 2 * m * n, k >= threads * 64}}) {
+      if (enough && extra < least) split = option, least = extra;
+    }
+  if (split == kNone) {
+    gemm_block(a, b, 0, k, c, 0, m, 0, n, accumulate);
+  } else if (split == kDepth) {
+    // Thread 0 works in C itself, the others in their own (m x n) buffers, which are
+    // added to C once they all finish.
+    const int64_t chunk = (k + threads - 1) / threads;
+    std::vector<std::vector<float>> partial(threads - 1, std::vector<float>(m * n));
+    parallel_for_threads(threads, 1, threads, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) {
+        const int64_t k0 = t * chunk, k1 = std::min(k, k0 + chunk);
+        if (t == 0) {
+          gemm_block(a, b, k0, k1, c, 0, m, 0, n, accumulate);
+        } else if (k0 < k1) {
+          gemm_block(a, b, k0, k1, MatrixOut{partial[t - 1].data(), n, 1}, 0, m, 0, n, false);
+        }
+      }
+    });
+    for (int64_t t = 1; t < threads && t * chunk < k; ++t)
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j)
+          if (float* out = c.at(i, j)) *out += partial[t - 1][i * n + j];
+  } else {
+    const bool by_columns = split == kColumns;
+    const int64_t step = by_columns ? NR : row_unit, extent = by_columns ? n : m;
+    parallel_for_threads((extent + step - 1) / step, 1, threads, [&](int64_t begin, int64_t end) {
+      const int64_t lo = begin * step, hi = std::min(extent, end * step);
+      if (by_columns) {
+        gemm_block(a, b, 0, k, c, 0, m, lo, hi - lo, accumulate);
+      } else {
+        gemm_block(a, b, 0, k, c, lo, hi - lo, 0, n, accumulate);
+      }
+    });
   }
 }
 
@@ -186,67 +370,18 @@ bool gemm_supported() { return __builtin_cpu_supports("avx512f"); }
 
 void sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rows, int64_t a_cols, const float* b,
            int64_t b_rows, int64_t b_cols, float* c, int64_t c_rows, int64_t c_cols, bool accumulate) {
-  if (m == 0 || n == 0) return;
-  if (k == 0) {
-    if (!accumulate)
-      for (int64_t i = 0; i < m; ++i)
-        for (int64_t j = 0; j < n; ++j) c[i * c_rows + j * c_cols] = 0.0f;
-    return;
-  }
-  const Matrix ma{a, a_rows, a_cols}, mb{b, b_rows, b_cols};
-  // Threads take disjoint parts of the work, each packing its own operands. Splitting C's
-  // columns makes every thread pack all of A, splitting its rows all of B, and splitting
-  // the depth k costs a sum of per-thread copies of C; take the split that repeats the
-  // least, among those that give every thread enough work.
-  const int64_t threads = std::min<int64_t>(gemm_threads(), std::max<int64_t>(1, 2 * m * n * k / (int64_t(1) << 22)));
-  if (threads <= 1) {
-    gemm_block(ma, mb, 0, k, c, c_rows, c_cols, 0, m, 0, n, accumulate);
-    return;
-  }
-  enum Split { kColumns, kRows, kDepth };
-  Split split = kColumns;
-  int64_t least = INT64_MAX;
-  for (auto [option, extra, enough] : {std::tuple{kColumns, m * k, n >= threads * NR},
-                                       std::tuple{kRows, n * k, m >= threads * MR},
-                                       std::tuple{kDepth, 2 * m * n, k >= threads * 64}}) {
-    if (enough && extra < least) split = option, least = extra;
-  }
-  if (least == INT64_MAX) {  // too small to split at all
-    gemm_block(ma, mb, 0, k, c, c_rows, c_cols, 0, m, 0, n, accumulate);
-    return;
-  }
-  if (split == kDepth) {
-    // Thread 0 works in C itself; the others in their own zeroed (m x n) buffers, added
-    // to C after they all finish.
-    const int64_t chunk = (k + threads - 1) / threads;
-    std::vector<std::vector<float>> partial(threads - 1, std::vector<float>(m * n));
-    parallel_for_threads(threads, 1, threads, [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t) {
-        const int64_t k0 = t * chunk, k1 = std::min(k, k0 + chunk);
-        if (t == 0) {
-          gemm_block(ma, mb, k0, k1, c, c_rows, c_cols, 0, m, 0, n, accumulate);
-        } else if (k0 < k1) {
-          gemm_block(ma, mb, k0, k1, partial[t - 1].data(), n, 1, 0, m, 0, n, false);
-        }
-      }
-    });
-    for (int64_t t = 1; t < threads; ++t) {
-      if (t * chunk >= k) break;
-      for (int64_t i = 0; i < m; ++i)
-        for (int64_t j = 0; j < n; ++j) c[i * c_rows + j * c_cols] += partial[t - 1][i * n + j];
-    }
-    return;
-  }
-  const bool by_columns = split == kColumns;
-  const int64_t step = by_columns ? NR : MR, extent = by_columns ? n : m;
-  parallel_for_threads((extent + step - 1) / step, 1, threads, [&](int64_t begin, int64_t end) {
-    const int64_t lo = begin * step, hi = std::min(extent, end * step);
-    if (by_columns) {
-      gemm_block(ma, mb, 0, k, c, c_rows, c_cols, 0, m, lo, hi - lo, accumulate);
-    } else {
-      gemm_block(ma, mb, 0, k, c, c_rows, c_cols, lo, hi - lo, 0, n, accumulate);
-    }
-  });
+  gemm(m, n, k, Matrix{a, a_rows, a_cols}, Matrix{b, b_rows, b_cols}, MatrixOut{c, c_rows, c_cols}, accumulate);
+}
+
+void sgemm_gathered(int64_t m, int64_t n, int64_t k, const GatheredOperand& a, const GatheredOperand& b,
+                    const GatheredOutput& c, bool accumulate) {
+  // Bounds need checking only where some row or column moves off the image's corner.
+  bool checked = false;
+  for (const GatherAxis* axis : {&c.row, &c.col})
+    for (int64_t i = 0, count = axis == &c.row ? m : n; i < count && !checked; ++i)
+      checked = axis->y[i] != 0 || axis->x[i] != 0;
+  gemm(m, n, k, a, b, GatheredOut{c.data, c.row, c.col, c.height, c.width, c.row_group, checked},
+       accumulate || c.row_group > 0);
 }
 
 }  // namespace ganforge
@@ -259,6 +394,11 @@ bool gemm_supported() { return false; }
 
 void sgemm(int64_t, int64_t, int64_t, const float*, int64_t, int64_t, const float*, int64_t, int64_t, float*, int64_t,
            int64_t, bool) {
+  throw std::runtime_error("ganforge's sgemm needs an x86-64 CPU with AVX-512F");
+}
+
+void sgemm_gathered(int64_t, int64_t, int64_t, const GatheredOperand&, const GatheredOperand&, const GatheredOutput&,
+                    bool) {
   throw std::runtime_error("ganforge's sgemm needs an x86-64 CPU with AVX-512F");
 }
 

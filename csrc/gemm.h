@@ -14,6 +14,45 @@ bool gemm_supported();
 void sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rows, int64_t a_cols, const float* b,
            int64_t b_rows, int64_t b_cols, float* c, int64_t c_rows, int64_t c_cols, bool accumulate);
 
+// One side (the rows, or the columns) of a gathered operand: for each row (or column) an
+// offset into the data and a pixel position (y, x). 32-bit, as AVX-512's gathers want.
+struct GatherAxis {
+  const int32_t* offset;
+  const int32_t* y;
+  const int32_t* x;
+};
+
+// A matrix read from an image without being built: element (i, j) is the pixel
+// (row.y[i] + col.y[j], row.x[i] + col.x[j]) at data[row.offset[i] + col.offset[j]], or
+// zero when that pixel lies outside height x width. A plain matrix is the case
+// height = width = 1 with every y and x 0.
+struct GatheredOperand {
+  const float* data;
+  GatherAxis row, col;
+  int64_t height, width;
+  float at(int64_t i, int64_t j) const {
+    const uint32_t y = uint32_t(row.y[i] + col.y[j]), x = uint32_t(row.x[i] + col.x[j]);
+    return y < uint64_t(height) && x < uint64_t(width) ? data[row.offset[i] + col.offset[j]] : 0.0f;
+  }
+};
+
+// Where a gathered GEMM's C goes: element (i, j) at data[row.offset[i] + col.offset[j]],
+// dropped when pixel (row.y[i] + col.y[j], row.x[i] + col.x[j]) lies outside height x
+// width. row_group 0: no two elements share a place. row_group g > 0: elements may share
+// one (a transposed convolution's taps adding into its output, a fused col2im); they are
+// all added to what is there, and rows are shared between threads only in whole groups
+// of g, which must hold every row that can reach a given place.
+struct GatheredOutput {
+  float* data;
+  GatherAxis row, col;
+  int64_t height, width, row_group;
+};
+
+// C (+)= A B where A (m x k) and B (k x n) are gathered operands. This is how the
+// convolutions run as one GEMM each, with no im2col buffer (ops/conv_gathered.py).
+void sgemm_gathered(int64_t m, int64_t n, int64_t k, const GatheredOperand& a, const GatheredOperand& b,
+                    const GatheredOutput& c, bool accumulate);
+
 // 64-byte aligned storage for the packed operands (one AVX-512 vector per cache line).
 template <typename T>
 struct AlignedAllocator {

@@ -356,8 +356,8 @@ def test_gemm_rejects_bad_operands_with_the_shapes_in_the_message():
 
 @needs_gemm
 def test_float32_cpp_convolutions_run_on_the_native_gemm(monkeypatch):
-    """The registry's `cpp` convolutions do their float32 products on ganforge's GEMM and
-    agree with `ref` (NumPy's matmul over the NumPy unfold)."""
+    """The registry's `cpp` convolutions run in float32 as one gathered GEMM each (no unfold)
+    and agree with `ref` (NumPy's matmul over the NumPy unfold)."""
     import ganforge.ops.gemm as gemm_module
     calls = []
     compiled = native.module()
@@ -367,10 +367,14 @@ def test_float32_cpp_convolutions_run_on_the_native_gemm(monkeypatch):
             return getattr(compiled, name)
 
         def gemm(self, *args, **kwargs):
-            calls.append(args[0].shape)
+            calls.append("gemm")
             return compiled.gemm(*args, **kwargs)
 
-    monkeypatch.setattr(gemm_module.native, "module", lambda: Counting())
+        def gemm_gathered(self, *args, **kwargs):
+            calls.append("gemm_gathered")
+            return compiled.gemm_gathered(*args, **kwargs)
+
+    monkeypatch.setattr(gemm_module.native, "module", lambda: Counting())  # the same module object as conv_gathered's
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3, 8, 9, 9), dtype=np.float32)
     w = rng.standard_normal((8, 4, 4, 4), dtype=np.float32)
@@ -380,5 +384,5 @@ def test_float32_cpp_convolutions_run_on_the_native_gemm(monkeypatch):
                      ("conv2d_weight_grad", (gy, x, w.shape, (2, 2), (1, 1), (1, 1), 1))):
         calls.clear()
         got = dispatch.call(op, *args, device="cpu", impl="cpp")
-        assert calls, f"{op} did not call the native GEMM"
+        assert calls == ["gemm_gathered"], f"{op} called {calls}, not one gathered GEMM"
         np.testing.assert_allclose(got, dispatch.call(op, *args, device="cpu", impl="ref"), rtol=1e-4, atol=1e-4)

@@ -12,6 +12,7 @@ from .. import dispatch, native
 from .. import functional as F
 from ..autograd import Function
 from ..backend import device_of, xp_of
+from . import conv_gathered
 from .gemm import NativeGemm, ReferenceGemm
 
 
@@ -221,8 +222,9 @@ class _Convolution(Function):
 #
 # The registry ops `conv2d`, `conv_transpose2d` and `conv2d_weight_grad` take arrays and
 # the geometry. Here, `ref` (both devices) runs the NumPy/CuPy unfold kernels above and
-# NumPy's/CuPy's matmul; `cpp` runs the C++ unfold kernels and, in float32, ganforge's
-# own GEMM (ops/gemm.py); `triton` and `cuda` (implicit GEMMs, kernels/)
+# NumPy's/CuPy's matmul. `cpp` runs, in float32 on a CPU with AVX-512, one GEMM of
+# ganforge's own straight over the images (ops/conv_gathered.py), and otherwise the C++
+# unfold kernels with NumPy's matmul (ops/gemm.py); `triton` and `cuda` (implicit GEMMs, kernels/)
 # register in ganforge/gpu_kernels.py.
 
 def conv2d_ref(x, w, stride, padding, dilation, groups, unfold="ref", gemm=ReferenceGemm):
@@ -233,6 +235,8 @@ def conv2d_ref(x, w, stride, padding, dilation, groups, unfold="ref", gemm=Refer
     oh, ow = output_size(x.shape[2:], *geometry)
     if covers_whole_image(x.shape[2:], (kh, kw), padding, dilation, g):
         return gemm.matmul(x.reshape(n, -1), w.reshape(o, -1).T).reshape(n, o, 1, 1)
+    if gemm.gathers(x, w):
+        return conv_gathered.conv2d(x, w, stride, padding, dilation, groups)
     w = w.reshape(g, o // g, c_per_group * kh * kw)
     folded = oh * ow < BATCH_IN_COLUMNS_BELOW
     cols = dispatch.call("im2col", x, *geometry, batch_in_columns=folded, device=device_of(x), impl=unfold)
@@ -249,6 +253,8 @@ def conv_transpose2d_ref(x, w, out_size, stride, padding, dilation, groups, unfo
     g = groups
     if covers_whole_image(out_size, (kh, kw), padding, dilation, g) and (h, wd) == (1, 1):
         return gemm.matmul(x.reshape(n, c), w.reshape(c, -1)).reshape(n, o_per_group, kh, kw)
+    if gemm.gathers(x, w):
+        return conv_gathered.conv_transpose2d(x, w, out_size, stride, padding, dilation, groups)
     # Each input pixel spreads W's taps over its window: columns = W^T x, then col2im adds them up.
     w_t = w.reshape(g, c // g, o_per_group * kh * kw).transpose(0, 2, 1)
     folded = h * wd < BATCH_IN_COLUMNS_BELOW
@@ -270,6 +276,8 @@ def conv2d_weight_grad_ref(x, gy, weight_shape, stride, padding, dilation, group
     positions = gy.shape[2] * gy.shape[3]
     if covers_whole_image(x.shape[2:], (kh, kw), padding, dilation, g):
         return gemm.matmul(gy.reshape(n, o).T, x.reshape(n, -1)).reshape(weight_shape)
+    if gemm.gathers(x, gy):
+        return conv_gathered.conv2d_weight_grad(x, gy, weight_shape, stride, padding, dilation, groups)
     folded = positions < BATCH_IN_COLUMNS_BELOW
     cols = dispatch.call("im2col", x, (kh, kw), stride, padding, dilation, batch_in_columns=folded,
                          device=device_of(x), impl=unfold)

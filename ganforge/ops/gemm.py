@@ -14,6 +14,12 @@ from ..backend import xp_of
 
 class ReferenceGemm:
     @staticmethod
+    def gathers(*arrays):
+        """Whether the convolutions should run as one GEMM over gathered operands
+        (ops/conv_gathered.py) instead of unfolding: never for NumPy's matmul."""
+        return False
+
+    @staticmethod
     def matmul(a, b):
         return xp_of(a).matmul(a, b)
 
@@ -54,10 +60,14 @@ class NativeGemm:
         return all(isinstance(x, np.ndarray) and x.dtype == np.float32 for x in arrays) \
             and native.available()[0] and native.module().gemm_supported()
 
+    gathers = usable
+
     @classmethod
     def matmul(cls, a, b):
         """a @ b with NumPy's broadcasting of leading axes."""
-        if not cls.usable(a, b) or a.ndim < 2 or b.ndim < 2:
+        # A product with a handful of rows or columns (a matrix-vector product) fills too
+        # little of the 8 x 32 register tile; NumPy's BLAS has kernels for those.
+        if not cls.usable(a, b) or a.ndim < 2 or b.ndim < 2 or min(a.shape[-2], b.shape[-1]) < 8:
             return np.matmul(a, b)
         lead = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) or (1,)
         out = np.empty(lead + (a.shape[-2], b.shape[-1]), dtype=np.float32)
