@@ -38,7 +38,7 @@ struct GatheredOperand {
 
 // Where a gathered GEMM's C goes: element (i, j) at data[row.offset[i] + col.offset[j]],
 // dropped when pixel (row.y[i] + col.y[j], row.x[i] + col.x[j]) lies outside height x
-// width. row_group 0: no two elements share a place. row_group g > 0: elements may share
+// width. No two elements of one row share a place. row_group 0: no two elements at all. row_group g > 0: elements may share
 // one (a transposed convolution's taps adding into its output, a fused col2im); they are
 // all added to what is there, and rows are shared between threads only in whole groups
 // of g, which must hold every row that can reach a given place.
