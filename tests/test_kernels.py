@@ -2,7 +2,7 @@
 selection rules, and errors raised from C++."""
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import ganforge as gf
@@ -283,6 +283,7 @@ def _assert_close_to_exact(got, a, b, accumulate_onto=None):
 
 
 @needs_gemm
+@settings(max_examples=40)
 @given(m=st.integers(1, 300), n=st.integers(1, 140), k=st.integers(1, 600),
        layout=st.tuples(*[st.sampled_from(["rows", "columns", "gapped"])] * 3), seed=st.integers(0, 2**31))
 def test_gemm_matches_numpy_for_any_sizes_and_strides(m, n, k, layout, seed):
@@ -386,3 +387,128 @@ def test_float32_cpp_convolutions_run_on_the_native_gemm(monkeypatch):
         got = dispatch.call(op, *args, device="cpu", impl="cpp")
         assert calls == ["gemm_gathered"], f"{op} called {calls}, not one gathered GEMM"
         np.testing.assert_allclose(got, dispatch.call(op, *args, device="cpu", impl="ref"), rtol=1e-4, atol=1e-4)
+
+
+@st.composite
+def _float32_conv_case(draw):
+    """A convolution of any geometry, its transposed twin's output size and an output
+    gradient; sizes up to where full 8 x 32 register tiles and several packed blocks occur."""
+    groups = draw(st.integers(1, 3))
+    c_per_group, o_per_group = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    n = draw(st.integers(1, 4))
+    h = draw(st.integers(max(1, dilation[0] * (kh - 1) + 1 - 2 * padding[0]), 12))
+    w = draw(st.integers(max(1, dilation[1] * (kw - 1) + 1 - 2 * padding[1]), 12))
+    output_padding = tuple(draw(st.integers(0, s - 1)) for s in stride)
+    return dict(x=(n, groups * c_per_group, h, w), w=(groups * o_per_group, c_per_group, kh, kw), stride=stride,
+                padding=padding, dilation=dilation, groups=groups, output_padding=output_padding,
+                seed=draw(st.integers(0, 2**31)))
+
+
+@needs_gemm
+@settings(max_examples=40)
+@given(case=_float32_conv_case())
+def test_gathered_convolutions_match_the_reference(case):
+    """conv2d, conv_transpose2d and conv2d_weight_grad as one gathered GEMM each (the float32
+    `cpp` path) against `ref`'s unfold and NumPy matmul, over strides, padding, dilation,
+    groups and output_padding, in float32 against float64."""
+    from ganforge.ops import conv_gathered
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal(case["x"], dtype=np.float32)
+    w = rng.standard_normal(case["w"], dtype=np.float32)
+    geometry = (case["stride"], case["padding"], case["dilation"], case["groups"])
+    exact = [a.astype(np.float64) for a in (x, w)]
+
+    def check(got, op, *args):
+        want = dispatch.call(op, *args, *geometry, device="cpu", impl="ref")
+        scale = dispatch.call(op, *[np.abs(a) if isinstance(a, np.ndarray) else a for a in args], *geometry,
+                              device="cpu", impl="ref")
+        assert got.dtype == np.float32 and got.shape == want.shape
+        assert np.all(np.abs(got - want) <= 1e-5 * (scale + 1)), np.max(np.abs(got - want))
+
+    y = conv_gathered.conv2d(x, w, *geometry)
+    check(y, "conv2d", *exact)
+    gy = rng.standard_normal(y.shape, dtype=np.float32)
+    check(conv_gathered.conv2d_weight_grad(x, gy, w.shape, *geometry), "conv2d_weight_grad", exact[0],
+          gy.astype(np.float64), w.shape)
+    # the transposed convolution of gy, with output_padding extending its output
+    out = conv.transposed_output_size(gy.shape[2:], w.shape[2:], case["stride"], case["padding"], case["dilation"],
+                                      case["output_padding"])
+    assume(min(out) >= 1)  # padding may crop it away entirely (the op refuses that, with a message)
+    check(conv_gathered.conv_transpose2d(gy, w, out, *geometry), "conv_transpose2d", gy.astype(np.float64),
+          exact[1], out)
+
+
+@needs_gemm
+def test_gathered_convolutions_split_between_threads_like_one_thread():
+    """Layer sizes of the benchmark models, where the GEMMs split between threads by
+    columns, by rows (the transposed convolution's output: whole output channels per
+    thread) and by depth; 1, 2 and 3 threads must agree with `ref` (bitwise races would not)."""
+    import subprocess
+    import sys
+    code = (
+        "import numpy as np; from ganforge import dispatch; from ganforge.ops import conv_gathered as G\n"
+        "rng = np.random.default_rng(0)\n"
+        "x = rng.standard_normal((16, 96, 7, 7), dtype=np.float32)\n"
+        "w = rng.standard_normal((96, 40, 4, 4), dtype=np.float32)\n"
+        "gy = rng.standard_normal((16, 40, 14, 14), dtype=np.float32)\n"
+        "g = ((2, 2), (1, 1), (1, 1), 1)\n"
+        "for got, op, args in ((G.conv_transpose2d(x, w, (14, 14), *g), 'conv_transpose2d', (x, w, (14, 14))),\n"
+        "                      (G.conv2d(gy, w, *g), 'conv2d', (gy, w)),\n"
+        "                      (G.conv2d_weight_grad(gy, x, w.shape, *g), 'conv2d_weight_grad', (gy, x, w.shape))):\n"
+        "    want = dispatch.call(op, *[a.astype(np.float64) if isinstance(a, np.ndarray) else a for a in args], *g,\n"
+        "                         device='cpu', impl='ref')\n"
+        "    assert np.allclose(got, want, rtol=1e-4, atol=1e-3), (op, np.abs(got - want).max())\n"
+        "image = rng.standard_normal((16, 1, 28, 28), dtype=np.float32)\n"  # few rows and columns: a depth split
+        "gy = rng.standard_normal((16, 8, 14, 14), dtype=np.float32)\n"
+        "want = dispatch.call('conv2d_weight_grad', image.astype(np.float64), gy.astype(np.float64), (8, 1, 4, 4), *g,\n"
+        "                     device='cpu', impl='ref')\n"
+        "assert np.allclose(G.conv2d_weight_grad(image, gy, (8, 1, 4, 4), *g), want, rtol=1e-4, atol=1e-3)\n")
+    for threads in ("1", "2", "3"):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env={**__import__("os").environ, "GANFORGE_GEMM_THREADS": threads})
+        assert done.returncode == 0, (threads, done.stderr)
+
+
+@needs_gemm
+def test_gemm_gathered_rejects_tables_that_would_read_or_write_outside_the_data():
+    gemm_gathered = native.module().gemm_gathered
+    data = np.zeros(12, np.float32)
+    rows, cols = np.array([[0, 0, 0], [4, 0, 0], [8, 0, 0]]), np.array([[0, 0, 0], [1, 0, 0]])
+    good_a = (data, rows, cols, (1, 1))
+    good_b = (np.zeros(6, np.float32), np.array([[0, 0, 0], [3, 0, 0]]), np.array([[0, 0, 0], [1, 0, 0], [2, 0, 0]]),
+              (1, 1))
+    out = (np.zeros(9, np.float32), np.array([[0, 0, 0], [3, 0, 0], [6, 0, 0]]),
+           np.array([[0, 0, 0], [1, 0, 0], [2, 0, 0]]), (1, 1), 0)
+    gemm_gathered(good_a, good_b, out)  # 3 x 2 times 2 x 3: fine
+    with pytest.raises(ValueError, match="a's tables reach outside its data"):
+        gemm_gathered((data, rows + 4, cols, (1, 1)), good_b, out)
+    with pytest.raises(ValueError, match="a's tables reach outside its data"):
+        gemm_gathered((data, rows - 1, cols, (1, 1)), good_b, out)
+    with pytest.raises(ValueError, match="out's tables reach outside its data"):
+        gemm_gathered(good_a, good_b, (out[0][:8],) + out[1:])
+    with pytest.raises(ValueError, match="a has 2 columns but b has 3 rows"):
+        gemm_gathered(good_a, (good_b[0], np.zeros((3, 3), np.int64)) + good_b[2:], out)
+    with pytest.raises(ValueError, match=r"must be an \(n, 3\) table"):
+        gemm_gathered((data, rows[:, :2], cols, (1, 1)), good_b, out)
+    with pytest.raises(ValueError, match="row_group must be 0 or divide its 3 rows"):
+        gemm_gathered(good_a, good_b, out[:4] + (2,))
+    with pytest.raises(ValueError, match="data must be a C-contiguous float32"):
+        gemm_gathered((data.astype(np.float64),) + good_a[1:], good_b, out)
+    # an image operand: pixels past the image's edge read as zero, and the bound check
+    # covers the whole image, not only the table entries
+    image = np.arange(1, 10, dtype=np.float32)  # a 3 x 3 image
+    taps = np.array([[0, -1, 0], [0, 0, 0], [0, 1, 0]])  # one column of a 3-tap vertical window
+    positions = np.array([[0, 0, 1], [0, 2, 1]])  # its centre at (0, 1) and (2, 1)
+    out = np.zeros(6, np.float32)
+    gemm_gathered((np.ones(1, np.float32), np.zeros((1, 3), np.int64), np.zeros((3, 3), np.int64), (1, 1)),
+                  (image, taps, positions, (3, 3)),
+                  (out, np.zeros((1, 3), np.int64), np.array([[0, 0, 0], [1, 0, 0]]), (1, 1), 0))
+    np.testing.assert_array_equal(out[:2], [2 + 5, 5 + 8])  # the window's top and bottom taps fall off
+    with pytest.raises(ValueError, match="b's tables reach outside its data"):
+        gemm_gathered((np.ones(1, np.float32), np.zeros((1, 3), np.int64), np.zeros((3, 3), np.int64), (1, 1)),
+                      (image, taps, positions, (4, 3)),
+                      (out, np.zeros((1, 3), np.int64), np.array([[0, 0, 0], [1, 0, 0]]), (1, 1), 0))
