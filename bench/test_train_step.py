@@ -1,7 +1,7 @@
 """One training step of dcgan28, wgangp28 and sngan28 (BENCH_MODELS.md): ganforge against
 PyTorch CPU's twin (shared/peer/torch_steps.py), in the same run, on the same number of
 threads. Each entry reports the median step, the ratio to PyTorch, GFLOP/s against the
-measured sgemm ceiling (the step's FLOPs as ganforge's profiler counts them in its GEMM-
+measured float32 GEMM ceiling (the step's FLOPs as ganforge's profiler counts them in its GEMM-
 shaped ops: the work both frameworks must do; PyTorch's own counter cannot follow the
 double backward of wgangp28) and the peak resident memory of building the model and
 training it, measured in a fresh process per framework and model.

@@ -304,6 +304,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("power_iteration", &power_iteration, py::arg("weight_matrix"), py::arg("u"), py::arg("iterations"),
         py::arg("eps"), "Spectral-norm power iteration on a (rows, cols) matrix; returns the new (u, v).");
   m.def("gemm_supported", &ganforge::gemm_supported, "Whether this CPU can run gemm (AVX-512F).");
+  m.def("gemm_threads", &ganforge::gemm_threads,
+        "Threads the GEMM uses (GANFORGE_GEMM_THREADS or the CPUs this process may run on).");
   m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("accumulate") = false,
         "out[i] = a[i] @ b[i] (or += with accumulate) for float32 (B, M, K), (B, K, N), (B, M, N) views of any "
         "strides; out with batch stride 0 sums over the batch.");

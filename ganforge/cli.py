@@ -38,6 +38,7 @@ def info(out=None):
         f"numpy      {np.__version__}, BLAS: {_blas()}; {cpu.blas_kernel_note()}",
         "compiled   " + (f"ganforge._C loaded ({native.module().num_threads()} kernel thread(s); GANFORGE_NUM_THREADS sets it)" if ok
                          else f"missing, using NumPy reference kernels: {reason}"),
+        "gemm       " + _gemm_note(),
         "cupy       " + (f"{backend.cupy().__version__}, GPU available" if cupy_reason is None
                          else f"not available ({cupy_reason})"),
         f"triton     {_optional_version('triton')}",
@@ -50,6 +51,17 @@ def info(out=None):
         others = ", ".join(f"{impl}: {'yes' if ok else 'no (' + why + ')'}" for impl, (ok, why) in statuses.items())
         lines.append(f"  {op:{width}s} {device:5s} -> {chosen:6s} [{others}]")
     print("\n".join(lines), file=out or sys.stdout)
+
+
+def _gemm_note():
+    from ganforge import native
+    if not native.available()[0]:
+        return "NumPy's BLAS (ganforge._C is not built)"
+    c = native.module()
+    if not c.gemm_supported():
+        return "NumPy's BLAS: ganforge's own float32 GEMM needs AVX-512, which this CPU lacks"
+    return (f"ganforge's own AVX-512 kernel for float32 convolutions, {c.gemm_threads()} thread(s) "
+            f"(GANFORGE_GEMM_THREADS sets it); NumPy's BLAS for float64 and matmul")
 
 
 def train(args):

@@ -1,9 +1,10 @@
 """Which kernels NumPy's OpenBLAS runs, for `ganforge info` and the benchmarks.
 
-Every convolution here ends in a float32 GEMM, so the BLAS kernel set decides most of a
-training step's speed. OpenBLAS picks it from the CPU, unless OPENBLAS_CORETYPE names
-one; naming an AVX2 set ("Haswell") on a CPU with AVX-512 halves GEMM throughput (on the
-development machine, 207 against about 390 GFLOP/s on 2 cores).
+On a CPU with AVX-512, ganforge's float32 convolutions run on its own GEMM
+(csrc/gemm.cpp); everything else that multiplies matrices (matmul, float64, CPUs without
+AVX-512) runs on NumPy's BLAS, whose kernel set OpenBLAS picks from the CPU unless
+OPENBLAS_CORETYPE names one. Naming an AVX2 set ("Haswell") on a CPU with AVX-512 halves
+its GEMM throughput (on the development machine, 207 against about 390 GFLOP/s on 2 cores).
 """
 import glob
 import os
@@ -53,6 +54,6 @@ def blas_kernel_note():
     if forced:
         note += f" (OPENBLAS_CORETYPE={forced})"
     if core.lower() in AVX2_CORES and AVX512_FLAGS <= cpu_flags():
-        note += "; this CPU has AVX-512, whose kernels run GEMMs about twice as fast: unset OPENBLAS_CORETYPE " \
-                "or set it to SkylakeX"
+        note += "; this CPU has AVX-512, whose kernels run NumPy's GEMMs about twice as fast: unset " \
+                "OPENBLAS_CORETYPE or set it to SkylakeX"
     return note
