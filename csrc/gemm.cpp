@@ -394,7 +394,9 @@ void gemm(int64_t m, int64_t n, int64_t k, const A& a, const B& b, const Out& c,
   enum Split { kNone, kColumns, kRows, kDepth };
   Split split = kNone;
   int64_t least = INT64_MAX;
-  // An output whose elements may land on one place splits only between row groups.
+  // An output whose elements may land on one place splits only between row groups (a
+  // depth split would add every thread's copy of C through that output's scattered,
+  // bounds-checked stores, one thread after another: slower than one thread alone).
   int64_t row_unit = MR;
   if constexpr (std::is_same_v<Out, GatheredOut>) {
     if (c.row_group > 0) row_unit = std::lcm(MR, c.row_group);
@@ -403,7 +405,7 @@ void gemm(int64_t m, int64_t n, int64_t k, const A& a, const B& b, const Out& c,
   if (threads > 1)
     for (auto [option, extra, enough] : {std::tuple{kColumns, m * k, n >= threads * NR && !overlapping},
                                          std::tuple{kRows, n * k, m >= threads * row_unit},
-                                         std::tuple{kDepth, 2 * m * n, k >= threads * 64}}) {
+                                         std::tuple{kDepth, 2 * m * n, k >= threads * 64 && !overlapping}}) {
       if (enough && extra < least) split = option, least = extra;
     }
   if (split == kNone) {
@@ -423,10 +425,16 @@ void gemm(int64_t m, int64_t n, int64_t k, const A& a, const B& b, const Out& c,
         }
       }
     });
+    // Added tile by tile through store_tile, which knows C's layout and bounds.
+    alignas(64) float tile[MR * NR];
     for (int64_t t = 1; t < threads && t * chunk < k; ++t)
-      for (int64_t i = 0; i < m; ++i)
-        for (int64_t j = 0; j < n; ++j)
-          if (float* out = c.at(i, j)) *out += partial[t - 1][i * n + j];
+      for (int64_t i = 0; i < m; i += MR)
+        for (int64_t j = 0; j < n; j += NR) {
+          const int64_t rows = std::min(MR, m - i), cols = std::min(NR, n - j);
+          for (int64_t r = 0; r < rows; ++r)
+            std::copy_n(partial[t - 1].data() + (i + r) * n + j, cols, tile + r * NR);
+          store_tile(tile, c, i, j, rows, cols, true);
+        }
   } else {
     const bool by_columns = split == kColumns;
     const int64_t step = by_columns ? NR : row_unit, extent = by_columns ? n : m;

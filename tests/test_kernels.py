@@ -357,8 +357,8 @@ def test_gemm_rejects_bad_operands_with_the_shapes_in_the_message():
 
 @needs_gemm
 def test_float32_cpp_convolutions_run_on_the_native_gemm(monkeypatch):
-    """The registry's `cpp` convolutions run in float32 as one gathered GEMM each (no unfold)
-    and agree with `ref` (NumPy's matmul over the NumPy unfold)."""
+    """The registry's `cpp` convolutions run in float32 as one gathered GEMM each (no unfold),
+    thin ones unfold instead, and both agree with `ref` (NumPy's matmul over the NumPy unfold)."""
     import ganforge.ops.gemm as gemm_module
     calls = []
     compiled = native.module()
@@ -377,16 +377,22 @@ def test_float32_cpp_convolutions_run_on_the_native_gemm(monkeypatch):
 
     monkeypatch.setattr(gemm_module.native, "module", lambda: Counting())  # the same module object as conv_gathered's
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((3, 8, 9, 9), dtype=np.float32)
-    w = rng.standard_normal((8, 4, 4, 4), dtype=np.float32)
-    gy = rng.standard_normal((3, 4, 18, 18), dtype=np.float32)
-    for op, args in (("conv_transpose2d", (x, w, (18, 18), (2, 2), (1, 1), (1, 1), 1)),
-                     ("conv2d", (gy, w, (2, 2), (1, 1), (1, 1), 1)),
-                     ("conv2d_weight_grad", (gy, x, w.shape, (2, 2), (1, 1), (1, 1), 1))):
-        calls.clear()
-        got = dispatch.call(op, *args, device="cpu", impl="cpp")
-        assert calls == ["gemm_gathered"], f"{op} called {calls}, not one gathered GEMM"
-        np.testing.assert_allclose(got, dispatch.call(op, *args, device="cpu", impl="ref"), rtol=1e-4, atol=1e-4)
+    for channels, gathered in ((32, True), (1, False)):
+        # 32 channels: every GEMM dimension at least NativeGemm.GATHER_FROM, one gathered
+        # GEMM each; one image channel: unfold (then multiply on whichever kernel suits)
+        x = rng.standard_normal((3, 32, 9, 9), dtype=np.float32)
+        w = rng.standard_normal((32, channels, 4, 4), dtype=np.float32)
+        gy = rng.standard_normal((3, channels, 18, 18), dtype=np.float32)
+        for op, args in (("conv_transpose2d", (x, w, (18, 18), (2, 2), (1, 1), (1, 1), 1)),
+                         ("conv2d", (gy, w, (2, 2), (1, 1), (1, 1), 1)),
+                         ("conv2d_weight_grad", (gy, x, w.shape, (2, 2), (1, 1), (1, 1), 1))):
+            calls.clear()
+            got = dispatch.call(op, *args, device="cpu", impl="cpp")
+            if gathered:
+                assert calls == ["gemm_gathered"], f"{op} called {calls}, not one gathered GEMM"
+            else:
+                assert "gemm_gathered" not in calls, f"{op} with one channel gathered"
+            np.testing.assert_allclose(got, dispatch.call(op, *args, device="cpu", impl="ref"), rtol=1e-4, atol=1e-4)
 
 
 @st.composite

@@ -235,7 +235,7 @@ def conv2d_ref(x, w, stride, padding, dilation, groups, unfold="ref", gemm=Refer
     oh, ow = output_size(x.shape[2:], *geometry)
     if covers_whole_image(x.shape[2:], (kh, kw), padding, dilation, g):
         return gemm.matmul(x.reshape(n, -1), w.reshape(o, -1).T).reshape(n, o, 1, 1)
-    if gemm.gathers(x, w):
+    if gemm.gathers(x, w, dims=(o // g, c_per_group * kh * kw, n * oh * ow)):
         return conv_gathered.conv2d(x, w, stride, padding, dilation, groups)
     w = w.reshape(g, o // g, c_per_group * kh * kw)
     folded = oh * ow < BATCH_IN_COLUMNS_BELOW
@@ -253,7 +253,7 @@ def conv_transpose2d_ref(x, w, out_size, stride, padding, dilation, groups, unfo
     g = groups
     if covers_whole_image(out_size, (kh, kw), padding, dilation, g) and (h, wd) == (1, 1):
         return gemm.matmul(x.reshape(n, c), w.reshape(c, -1)).reshape(n, o_per_group, kh, kw)
-    if gemm.gathers(x, w):
+    if gemm.gathers(x, w, dims=(o_per_group * kh * kw, c // g, n * h * wd)):
         return conv_gathered.conv_transpose2d(x, w, out_size, stride, padding, dilation, groups)
     # Each input pixel spreads W's taps over its window: columns = W^T x, then col2im adds them up.
     w_t = w.reshape(g, c // g, o_per_group * kh * kw).transpose(0, 2, 1)
@@ -276,7 +276,7 @@ def conv2d_weight_grad_ref(x, gy, weight_shape, stride, padding, dilation, group
     positions = gy.shape[2] * gy.shape[3]
     if covers_whole_image(x.shape[2:], (kh, kw), padding, dilation, g):
         return gemm.matmul(gy.reshape(n, o).T, x.reshape(n, -1)).reshape(weight_shape)
-    if gemm.gathers(x, gy):
+    if gemm.gathers(x, gy, dims=(o // g, n * positions, c_per_group * kh * kw)):
         return conv_gathered.conv2d_weight_grad(x, gy, weight_shape, stride, padding, dilation, groups)
     folded = positions < BATCH_IN_COLUMNS_BELOW
     cols = dispatch.call("im2col", x, (kh, kw), stride, padding, dilation, batch_in_columns=folded,

@@ -14,8 +14,8 @@ from ..backend import xp_of
 
 class ReferenceGemm:
     @staticmethod
-    def gathers(*arrays):
-        """Whether the convolutions should run as one GEMM over gathered operands
+    def gathers(*arrays, dims):
+        """Whether a convolution should run as one GEMM over gathered operands
         (ops/conv_gathered.py) instead of unfolding: never for NumPy's matmul."""
         return False
 
@@ -60,14 +60,28 @@ class NativeGemm:
         return all(isinstance(x, np.ndarray) and x.dtype == np.float32 for x in arrays) \
             and native.available()[0] and native.module().gemm_supported()
 
-    gathers = usable
+    # Below this in any of M, N, K, a GEMM is mostly packing and storing, which gathering
+    # makes dearer (the first and last layers of a DCGAN, with 1 or 3 image channels:
+    # measured 1.2-3.9x slower than unfolding); those unfold.
+    GATHER_FROM = 32
+
+    @classmethod
+    def gathers(cls, *arrays, dims):
+        """Whether a convolution whose GEMM is dims = (M, K, N) should run as one GEMM over
+        gathered operands (ops/conv_gathered.py) rather than unfold and multiply."""
+        return cls.usable(*arrays) and min(dims) >= cls.GATHER_FROM
+
+    @staticmethod
+    def _thin(a, b):
+        """Fewer rows or columns than one 8 x 32 register tile (a matrix-vector product, a
+        16-tap weight gradient): most of the tile would be wasted, and NumPy's BLAS has
+        kernels for such shapes."""
+        return a.shape[-2] < 8 or b.shape[-1] < 32
 
     @classmethod
     def matmul(cls, a, b):
         """a @ b with NumPy's broadcasting of leading axes."""
-        # A product with a handful of rows or columns (a matrix-vector product) fills too
-        # little of the 8 x 32 register tile; NumPy's BLAS has kernels for those.
-        if not cls.usable(a, b) or a.ndim < 2 or b.ndim < 2 or min(a.shape[-2], b.shape[-1]) < 8:
+        if not cls.usable(a, b) or a.ndim < 2 or b.ndim < 2 or cls._thin(a, b):
             return np.matmul(a, b)
         lead = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) or (1,)
         out = np.empty(lead + (a.shape[-2], b.shape[-1]), dtype=np.float32)
@@ -87,7 +101,7 @@ class NativeGemm:
     def sum_of_products(cls, a, b):
         """sum over i of a[i] @ b[i] for a (B, M, K), b (B, K, N): the GEMM accumulates
         into one (M, N) output whose batch stride is 0."""
-        if not cls.usable(a, b):
+        if not cls.usable(a, b) or cls._thin(a, b):
             return ReferenceGemm.sum_of_products(a, b)
         out = np.empty((a.shape[1], b.shape[2]), dtype=np.float32)
         native.module().gemm(a, b, as_strided(out, (a.shape[0],) + out.shape, (0,) + out.strides))
