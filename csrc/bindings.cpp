@@ -288,6 +288,17 @@ void gemm_gathered(const py::tuple& a, const py::tuple& b, const py::tuple& out,
   ganforge::sgemm_gathered(m, n, k, ta.operand, tb.operand, output, accumulate);
 }
 
+py::array transpose(const py::array& in) {
+  check_float_contiguous(in, "in", 2);
+  if (!in.dtype().is(py::dtype::of<float>())) throw py::value_error("transpose: in must be float32");
+  py::array_t<float> out({in.shape(1), in.shape(0)});
+  const float* src = static_cast<const float*>(in.data());
+  float* dst = out.mutable_data();
+  py::gil_scoped_release release;
+  ganforge::transpose(src, in.shape(0), in.shape(1), dst);
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -313,6 +324,8 @@ PYBIND11_MODULE(_C, m) {
         "out (+)= a @ b for float32 operands gathered from images (an implicit im2col): a, b and out are "
         "(data, rows, cols, (height, width)) with (n, 3) int64 tables of (base, y, x); out has a fifth entry, "
         "row_group (0: one element per place; g: elements may share a place and are added).");
+  m.def("transpose", &transpose, py::arg("a"),
+        "The transpose of a C-contiguous float32 matrix, as a new C-contiguous one (on the GEMM's threads).");
   m.def("per_sample_norms", &per_sample_norms, py::arg("grad"),
         "The 2-norm of each row of a (batch, features) matrix (the gradient penalty's reduction).");
 }

@@ -32,6 +32,24 @@
 
 #include "parallel.h"
 
+namespace ganforge {
+
+void transpose(const float* in, int64_t rows, int64_t cols, float* out) {
+  // Square tiles, so that the tile's input rows and output rows all stay in L1.
+  constexpr int64_t kTile = 16;
+  const int64_t tile_rows = (rows + kTile - 1) / kTile, tile_cols = (cols + kTile - 1) / kTile;
+  parallel_for_threads(tile_rows * tile_cols, 64, gemm_threads(), [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t i0 = t / tile_cols * kTile, j0 = t % tile_cols * kTile;
+      const int64_t i1 = std::min(rows, i0 + kTile), j1 = std::min(cols, j0 + kTile);
+      for (int64_t i = i0; i < i1; ++i)
+        for (int64_t j = j0; j < j1; ++j) out[j * rows + i] = in[i * cols + j];
+    }
+  });
+}
+
+}  // namespace ganforge
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
@@ -198,6 +216,12 @@ void pack_b(const Matrix& b, int64_t k0, int64_t kc, int64_t j0, int64_t n, floa
   if (full < n) pack_b_any(b, k0, kc, j0 + full, n - full, out + full * kc);  // the last, partial panel
 }
 
+// The offsets first, first + 1, ..., first + 15.
+__attribute__((target("avx512f"))) inline __m512i consecutive_from(int32_t first) {
+  return _mm512_add_epi32(_mm512_set1_epi32(first), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
+                                                                       14, 15));
+}
+
 // The same for a gathered B, sixteen columns at a time with AVX-512's masked gathers: a
 // column's lanes outside the image (or past n) read nothing and pack a zero.
 __attribute__((target("avx512f"))) void pack_b_gathered(const Gathered& b, int64_t k0, int64_t kc, int64_t j0,
@@ -213,10 +237,7 @@ __attribute__((target("avx512f"))) void pack_b_gathered(const Gathered& b, int64
     // Sixteen consecutive offsets (a run along an image row, or a plain matrix's row) are
     // one masked load instead of a gather.
     const bool consecutive =
-        lanes == 16 && _mm512_cmpeq_epi32_mask(offset, _mm512_add_epi32(_mm512_set1_epi32(b.col.offset[j0 + p]),
-                                                                          _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9,
-                                                                                            10, 11, 12, 13, 14, 15))) ==
-                           0xFFFF;
+        _mm512_mask_cmpeq_epi32_mask(live, offset, consecutive_from(b.col.offset[j0 + p])) == live;
     for (int64_t k = k0; k < k0 + kc; ++k, dst += NR) {
       const __mmask16 inside =
           live & _mm512_cmplt_epu32_mask(_mm512_add_epi32(y, _mm512_set1_epi32(b.row.y[k])), height) &
@@ -289,11 +310,19 @@ __attribute__((target("avx512f"))) void store_tile_checked(const float* tile, co
     const __m512i col_offset = _mm512_maskz_loadu_epi32(live, c.col.offset + j + q);
     const __m512i col_y = _mm512_maskz_loadu_epi32(live, c.col.y + j + q);
     const __m512i col_x = _mm512_maskz_loadu_epi32(live, c.col.x + j + q);
+    const bool consecutive = _mm512_mask_cmpeq_epi32_mask(live, col_offset, consecutive_from(c.col.offset[j + q])) == live;
     for (int64_t r = 0; r < rows; ++r) {
       const __mmask16 inside =
           live & _mm512_cmplt_epu32_mask(_mm512_add_epi32(col_y, _mm512_set1_epi32(c.row.y[i + r])), height) &
           _mm512_cmplt_epu32_mask(_mm512_add_epi32(col_x, _mm512_set1_epi32(c.row.x[i + r])), width);
       if (!inside) continue;
+      if (consecutive) {  // sixteen neighbouring places: a masked load, add and store
+        float* dst = c.data + c.row.offset[i + r] + c.col.offset[j + q];
+        __m512 v = _mm512_maskz_loadu_ps(inside, tile + r * NR + q);
+        if (add) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(inside, dst));
+        _mm512_mask_storeu_ps(dst, inside, v);
+        continue;
+      }
       const __m512i at = _mm512_add_epi32(col_offset, _mm512_set1_epi32(c.row.offset[i + r]));
       __m512 v = _mm512_loadu_ps(tile + r * NR + q);
       if (add) v = _mm512_add_ps(v, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), inside, at, c.data, 4));

@@ -416,13 +416,26 @@ def _float32_conv_case(draw):
 
 @needs_gemm
 @settings(max_examples=40)
-@given(case=_float32_conv_case())
-def test_gathered_convolutions_match_the_reference(case):
+@given(case=_float32_conv_case(), batch_innermost=st.booleans())
+def test_gathered_convolutions_match_the_reference(case, batch_innermost):
     """conv2d, conv_transpose2d and conv2d_weight_grad as one gathered GEMM each (the float32
     `cpp` path) against `ref`'s unfold and NumPy matmul, over strides, padding, dilation,
-    groups and output_padding, in float32 against float64."""
+    groups and output_padding, in float32 against float64, in both batch layouts."""
+    from unittest import mock
+
     from ganforge.ops import conv_gathered
     rng = np.random.default_rng(case["seed"])
+    if batch_innermost:  # a batch of 16 or more, any image width: the (C, H, W, N) layout
+        case = {**case, "x": (16 + case["x"][0],) + case["x"][1:]}
+        layout = mock.patch.object(conv_gathered, "BATCH_INNERMOST_BELOW", 10**9)
+    else:
+        layout = mock.patch.object(conv_gathered, "BATCH_INNERMOST_BELOW", 0)
+    with layout:
+        _check_gathered_convolutions(case, rng)
+
+
+def _check_gathered_convolutions(case, rng):
+    from ganforge.ops import conv_gathered
     x = rng.standard_normal(case["x"], dtype=np.float32)
     w = rng.standard_normal(case["w"], dtype=np.float32)
     geometry = (case["stride"], case["padding"], case["dilation"], case["groups"])
