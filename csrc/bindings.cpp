@@ -294,8 +294,10 @@ py::array transpose(const py::array& in) {
   py::array_t<float> out({in.shape(1), in.shape(0)});
   const float* src = static_cast<const float*>(in.data());
   float* dst = out.mutable_data();
-  py::gil_scoped_release release;
-  ganforge::transpose(src, in.shape(0), in.shape(1), dst);
+  {
+    py::gil_scoped_release release;
+    ganforge::transpose(src, in.shape(0), in.shape(1), dst);
+  }
   return out;
 }
 

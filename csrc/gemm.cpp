@@ -33,21 +33,34 @@
 #include "parallel.h"
 
 namespace ganforge {
+namespace {
 
-void transpose(const float* in, int64_t rows, int64_t cols, float* out) {
-  // Square tiles, so that the tile's input rows and output rows all stay in L1.
-  constexpr int64_t kTile = 16;
-  const int64_t tile_rows = (rows + kTile - 1) / kTile, tile_cols = (cols + kTile - 1) / kTile;
+// out (cols x rows) = in (rows x cols)^T over square tiles of `tile` (so that a tile's
+// input rows and output rows stay in L1), shared between the GEMM's threads; full tiles
+// go to full_tile(in, in_stride, out, out_stride), the edges element by element.
+template <typename FullTile>
+void transpose_tiles(const float* in, int64_t rows, int64_t cols, float* out, int64_t tile, FullTile full_tile) {
+  const int64_t tile_rows = (rows + tile - 1) / tile, tile_cols = (cols + tile - 1) / tile;
   parallel_for_threads(tile_rows * tile_cols, 64, gemm_threads(), [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t i0 = t / tile_cols * kTile, j0 = t % tile_cols * kTile;
-      const int64_t i1 = std::min(rows, i0 + kTile), j1 = std::min(cols, j0 + kTile);
+      const int64_t i0 = t / tile_cols * tile, j0 = t % tile_cols * tile;
+      const int64_t i1 = std::min(rows, i0 + tile), j1 = std::min(cols, j0 + tile);
+      if (i1 - i0 == tile && j1 - j0 == tile) {
+        full_tile(in + i0 * cols + j0, cols, out + j0 * rows + i0, rows);
+        continue;
+      }
       for (int64_t i = i0; i < i1; ++i)
         for (int64_t j = j0; j < j1; ++j) out[j * rows + i] = in[i * cols + j];
     }
   });
 }
 
+void transpose_tile_scalar(const float* in, int64_t in_stride, float* out, int64_t out_stride) {
+  for (int64_t i = 0; i < 16; ++i)
+    for (int64_t j = 0; j < 16; ++j) out[j * out_stride + i] = in[i * in_stride + j];
+}
+
+}  // namespace
 }  // namespace ganforge
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -72,6 +85,12 @@ struct Matrix {  // a strided view: element (i, j) is data[i * rows + j * cols]
 };
 
 using Gathered = GatheredOperand;  // gemm.h
+
+// The offsets first, first + 1, ..., first + 15.
+__attribute__((target("avx512f"))) inline __m512i consecutive_from(int32_t first) {
+  return _mm512_add_epi32(_mm512_set1_epi32(first), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
+                                                                       14, 15));
+}
 
 // Where C's elements go. at(i, j) is the address of element (i, j), or null for an
 // element that is dropped.
@@ -127,8 +146,9 @@ void pack_a(const Operand& a, int64_t i0, int64_t m, int64_t k0, int64_t kc, flo
   }
 }
 
-// The same for a gathered A, two k-steps of a panel (16 floats) per AVX-512 gather:
-// lane l reads row l % 8 at depth l / 8.
+// The same for a gathered A: sixteen consecutive depths of a row at a time where the
+// column offsets allow (one masked load per row, then a transpose), otherwise two
+// k-steps of the panel (16 floats) per AVX-512 gather, lane l reading row l % 8 at depth l / 8.
 __attribute__((target("avx512f"))) void pack_a_gathered(const Gathered& a, int64_t i0, int64_t m, int64_t k0,
                                                          int64_t kc, float* out) {
   static_assert(MR == 8, "two k-steps of an 8-row panel fill one 16-lane vector");
@@ -143,7 +163,29 @@ __attribute__((target("avx512f"))) void pack_a_gathered(const Gathered& a, int64
     const __m512i row_offset = _mm512_i32gather_epi32(row, a.row.offset, 4);
     const __m512i row_y = _mm512_i32gather_epi32(row, a.row.y, 4);
     const __m512i row_x = _mm512_i32gather_epi32(row, a.row.x, 4);
-    for (int64_t k = 0; k < kc; k += 2) {
+    for (int64_t k = 0; k < kc;) {
+      // Sixteen depths at consecutive offsets (a batch-innermost image): each row's run is
+      // one masked load, and the 8 x 16 block is transposed into the panel.
+      if (k + 16 <= kc) {
+        const __m512i run = _mm512_loadu_si512(a.col.offset + k0 + k);
+        if (_mm512_cmpeq_epi32_mask(run, consecutive_from(a.col.offset[k0 + k])) == 0xFFFF) {
+          const __m512i run_y = _mm512_loadu_si512(a.col.y + k0 + k);
+          const __m512i run_x = _mm512_loadu_si512(a.col.x + k0 + k);
+          alignas(64) float block[MR][16] = {};
+          for (int64_t r = 0; r < rows; ++r) {
+            const int64_t i = i0 + p + r;
+            const __mmask16 inside =
+                _mm512_cmplt_epu32_mask(_mm512_add_epi32(run_y, _mm512_set1_epi32(a.row.y[i])), height) &
+                _mm512_cmplt_epu32_mask(_mm512_add_epi32(run_x, _mm512_set1_epi32(a.row.x[i])), width);
+            _mm512_store_ps(block[r],
+                            _mm512_maskz_loadu_ps(inside, a.data + a.row.offset[i] + a.col.offset[k0 + k]));
+          }
+          for (int64_t l = 0; l < 16; ++l)
+            for (int64_t r = 0; r < MR; ++r) out[(k + l) * MR + r] = block[r][l];
+          k += 16;
+          continue;
+        }
+      }
       const int64_t k_a = k0 + k, k_b = k0 + std::min(k + 1, kc - 1);
       const __mmask16 live = k + 1 < kc ? live_rows : __mmask16(live_rows & 0x00FF);
       const __m512i col_offset = _mm512_mask_set1_epi32(_mm512_set1_epi32(a.col.offset[k_a]), 0xFF00, a.col.offset[k_b]);
@@ -159,6 +201,7 @@ __attribute__((target("avx512f"))) void pack_a_gathered(const Gathered& a, int64
       } else {
         _mm256_storeu_ps(out + k * MR, _mm512_castps512_ps256(v));
       }
+      k += 2;
     }
     out += MR * kc;
   }
@@ -214,12 +257,6 @@ void pack_b(const Matrix& b, int64_t k0, int64_t kc, int64_t j0, int64_t n, floa
     }
   }
   if (full < n) pack_b_any(b, k0, kc, j0 + full, n - full, out + full * kc);  // the last, partial panel
-}
-
-// The offsets first, first + 1, ..., first + 15.
-__attribute__((target("avx512f"))) inline __m512i consecutive_from(int32_t first) {
-  return _mm512_add_epi32(_mm512_set1_epi32(first), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
-                                                                       14, 15));
 }
 
 // The same for a gathered B, sixteen columns at a time with AVX-512's masked gathers: a
@@ -478,9 +515,46 @@ void gemm(int64_t m, int64_t n, int64_t k, const A& a, const B& b, const Out& c,
   }
 }
 
+// A 16 x 16 tile transposed in registers: interleave 32-bit, then 64-bit elements of row
+// pairs, then 128-bit lanes twice.
+__attribute__((target("avx512f"))) void transpose_tile_avx512(const float* in, int64_t in_stride, float* out,
+                                                               int64_t out_stride) {
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(in + i * in_stride);
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+    const __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+    r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 4; ++j) {
+      t[8 * i + j] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + 4 + j], 0x88);
+      t[8 * i + 4 + j] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + 4 + j], 0xdd);
+    }
+  for (int j = 0; j < 8; ++j) {
+    _mm512_storeu_ps(out + j * out_stride, _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88));
+    _mm512_storeu_ps(out + (j + 8) * out_stride, _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd));
+  }
+}
+
 }  // namespace
 
 bool gemm_supported() { return __builtin_cpu_supports("avx512f"); }
+
+void transpose(const float* in, int64_t rows, int64_t cols, float* out) {
+  if (gemm_supported()) {
+    transpose_tiles(in, rows, cols, out, 16, transpose_tile_avx512);
+  } else {
+    transpose_tiles(in, rows, cols, out, 16, transpose_tile_scalar);
+  }
+}
 
 void sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rows, int64_t a_cols, const float* b,
            int64_t b_rows, int64_t b_cols, float* c, int64_t c_rows, int64_t c_cols, bool accumulate) {
@@ -505,6 +579,10 @@ void sgemm_gathered(int64_t m, int64_t n, int64_t k, const GatheredOperand& a, c
 namespace ganforge {
 
 bool gemm_supported() { return false; }
+
+void transpose(const float* in, int64_t rows, int64_t cols, float* out) {
+  transpose_tiles(in, rows, cols, out, 16, transpose_tile_scalar);
+}
 
 void sgemm(int64_t, int64_t, int64_t, const float*, int64_t, int64_t, const float*, int64_t, int64_t, float*, int64_t,
            int64_t, bool) {

@@ -531,3 +531,23 @@ def test_gemm_gathered_rejects_tables_that_would_read_or_write_outside_the_data(
         gemm_gathered((np.ones(1, np.float32), np.zeros((1, 3), np.int64), np.zeros((3, 3), np.int64), (1, 1)),
                       (image, taps, positions, (4, 3)),
                       (out, np.zeros((1, 3), np.int64), np.array([[0, 0, 0], [1, 0, 0]]), (1, 1), 0))
+
+
+@needs_cpp
+@pytest.mark.parametrize("shape", [(64, 12544), (12544, 64), (17, 33), (16, 16), (1, 5), (40, 1)])
+def test_transpose_matches_numpy(shape):
+    """The batch-innermost layout's transpose: 16 x 16 register tiles, scalar edges, threads."""
+    a = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    t = native.module().transpose(a)
+    assert t.flags.c_contiguous
+    np.testing.assert_array_equal(t, a.T)
+
+
+@needs_cpp
+def test_transpose_rejects_what_it_cannot_take():
+    with pytest.raises(ValueError, match="must be 2-D"):
+        native.module().transpose(np.zeros((2, 3, 4), np.float32))
+    with pytest.raises(ValueError, match="float32"):
+        native.module().transpose(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        native.module().transpose(np.zeros((4, 6), np.float32)[:, ::2])

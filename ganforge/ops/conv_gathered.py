@@ -121,24 +121,39 @@ def conv2d(x, w, stride, padding, dilation, groups):
 
 
 def conv2d_weight_grad(x, gy, weight_shape, stride, padding, dilation, groups):
-    x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
     n, c, h, wd = x.shape
     _, o, oh, ow = gy.shape
     _, c_per_group, kh, kw = weight_shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     o_per_group = o // groups
+    small = _batch_innermost(n, ow)
+    image, grad = _Layout(x.shape, small), _Layout(gy.shape, small)
+    x, gy = image.to(x), grad.to(gy)
     gw = np.empty(weight_shape, dtype=np.float32)
     channel, i, j = _grid(c_per_group, kh, kw)
-    sample, p, q = _grid(n, oh, ow)
-    # gW = gy (O, positions) times the unfolded input transposed (positions, taps): the
-    # same gather as conv2d's with the roles of rows and columns swapped.
-    positions = _table(sample * c * h * wd, p * sh - ph, q * sw - pw)
-    gy_cols = sample * o * oh * ow + p * ow + q
+    sample, p, q = grad.positions(n, oh, ow)
+    # gW is gy (O, positions) times the unfolded input transposed (positions, taps): the
+    # same gather as conv2d's. The depth of this GEMM runs over the positions, so in NCHW
+    # the unfolded input is B, its columns the taps; batch innermost, the depth is where
+    # the runs of 16 neighbouring floats are, and gW^T = unfolded input times gy^T has
+    # them in A's rows, which the kernel packs with plain loads.
+    base, x_of_sample = image.sample(sample)
+    positions = _table(base, p * sh - ph, (q * sw - pw) * image.x_step + x_of_sample)
+    base, x_of_sample = grad.sample(sample)
+    gy_positions = base + (p * ow + q) * grad.x_step + x_of_sample
+    tap = np.arange(c_per_group * kh * kw)
     for group in range(groups):
         outputs = group * o_per_group + np.arange(o_per_group)
-        taps = _table((group * c_per_group + channel) * h * wd, i * dh, j * dw)
-        _gemm(_plain(gy, outputs * oh * ow, gy_cols), (x, positions, taps, (h, wd)), gw,
-              outputs * c_per_group * kh * kw, np.arange(c_per_group * kh * kw))
+        taps = _table((group * c_per_group + channel) * image.channel_step, i * dh, j * dw * image.x_step)
+        if small:  # gW^T into a (taps, outputs) matrix, whose tiles store as blocks, then transposed
+            gw_t = np.empty((tap.size, o_per_group), dtype=np.float32)
+            _gemm((x, taps, positions, (h, image.width)), _plain(gy, gy_positions, outputs * grad.channel_step),
+                  gw_t, tap * o_per_group, np.arange(o_per_group))
+            gw[group * o_per_group:(group + 1) * o_per_group] = native.module().transpose(gw_t).reshape(
+                (o_per_group,) + tuple(weight_shape[1:]))
+        else:
+            _gemm(_plain(gy, outputs * grad.channel_step, gy_positions), (x, positions, taps, (h, image.width)),
+                  gw, outputs * c_per_group * kh * kw, tap)
     return gw
 
 
