@@ -288,6 +288,71 @@ void gemm_gathered(const py::tuple& a, const py::tuple& b, const py::tuple& out,
   ganforge::sgemm_gathered(m, n, k, ta.operand, tb.operand, output, accumulate);
 }
 
+// x (N, C, ...) as (batch, channels, length) for the batch-norm kernels, with checks.
+std::array<int64_t, 3> batch_channels_length(const py::array& x) {
+  if (x.ndim() < 2) throw py::value_error("batch_norm: x must be (N, C, ...), got shape " + shape_of(x));
+  if (!(x.flags() & py::array::c_style)) throw py::value_error("batch_norm: x must be C-contiguous");
+  int64_t length = 1;
+  for (py::ssize_t d = 2; d < x.ndim(); ++d) length *= x.shape(d);
+  return {x.shape(0), x.shape(1), length};
+}
+
+const void* optional_vector(const py::object& v, const py::array& x, const char* name) {
+  if (v.is_none()) return nullptr;
+  auto a = v.cast<py::array>();
+  if (a.ndim() != 1 || a.shape(0) != x.shape(1) || !a.dtype().is(x.dtype()) || !(a.flags() & py::array::c_style))
+    throw py::value_error(std::string("batch_norm: ") + name + " must be a contiguous (" + std::to_string(x.shape(1)) +
+                          ",) vector of x's dtype, got " + shape_of(a) + " " + std::string(py::str(a.dtype())));
+  return a.data();
+}
+
+template <typename T>
+py::tuple run_batch_norm_forward(const py::array& x, const py::object& weight, const py::object& bias, double eps) {
+  const auto [n, c, l] = batch_channels_length(x);
+  py::array_t<T> y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim())), mean(c), var(c), inv_std(c);
+  const T* w = static_cast<const T*>(optional_vector(weight, x, "weight"));
+  const T* b = static_cast<const T*>(optional_vector(bias, x, "bias"));
+  {
+    py::gil_scoped_release release;
+    ganforge::batch_norm_forward<T>(static_cast<const T*>(x.data()), n, c, l, w, b, eps, y.mutable_data(),
+                                    mean.mutable_data(), var.mutable_data(), inv_std.mutable_data());
+  }
+  return py::make_tuple(y, mean, var, inv_std);
+}
+
+py::tuple batch_norm_forward(const py::array& x, const py::object& weight, const py::object& bias, double eps) {
+  if (x.dtype().is(py::dtype::of<float>())) return run_batch_norm_forward<float>(x, weight, bias, eps);
+  if (x.dtype().is(py::dtype::of<double>())) return run_batch_norm_forward<double>(x, weight, bias, eps);
+  throw py::value_error("batch_norm: x must be float32 or float64, got " + std::string(py::str(x.dtype())));
+}
+
+template <typename T>
+py::tuple run_batch_norm_backward(const py::array& x, const py::array& gy, const py::object& weight,
+                                  const py::array& mean, const py::array& inv_std) {
+  const auto [n, c, l] = batch_channels_length(x);
+  py::array_t<T> gx(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim())), gweight(c), gbias(c);
+  const T* w = static_cast<const T*>(optional_vector(weight, x, "weight"));
+  optional_vector(mean, x, "mean");
+  optional_vector(inv_std, x, "inv_std");
+  {
+    py::gil_scoped_release release;
+    ganforge::batch_norm_backward<T>(static_cast<const T*>(x.data()), static_cast<const T*>(gy.data()), n, c, l, w,
+                                     static_cast<const T*>(mean.data()), static_cast<const T*>(inv_std.data()),
+                                     gx.mutable_data(), gweight.mutable_data(), gbias.mutable_data());
+  }
+  return py::make_tuple(gx, gweight, gbias);
+}
+
+py::tuple batch_norm_backward(const py::array& x, const py::array& gy, const py::object& weight, const py::array& mean,
+                              const py::array& inv_std) {
+  if (!gy.dtype().is(x.dtype()) || gy.ndim() != x.ndim() || !std::equal(x.shape(), x.shape() + x.ndim(), gy.shape()) ||
+      !(gy.flags() & py::array::c_style))
+    throw py::value_error("batch_norm: gy must be a C-contiguous array of x's shape and dtype, got " + shape_of(gy));
+  if (x.dtype().is(py::dtype::of<float>())) return run_batch_norm_backward<float>(x, gy, weight, mean, inv_std);
+  if (x.dtype().is(py::dtype::of<double>())) return run_batch_norm_backward<double>(x, gy, weight, mean, inv_std);
+  throw py::value_error("batch_norm: x must be float32 or float64, got " + std::string(py::str(x.dtype())));
+}
+
 py::array transpose(const py::array& in) {
   check_float_contiguous(in, "in", 2);
   if (!in.dtype().is(py::dtype::of<float>())) throw py::value_error("transpose: in must be float32");
@@ -326,6 +391,10 @@ PYBIND11_MODULE(_C, m) {
         "out (+)= a @ b for float32 operands gathered from images (an implicit im2col): a, b and out are "
         "(data, rows, cols, (height, width)) with (n, 3) int64 tables of (base, y, x); out has a fifth entry, "
         "row_group (0: one element per place; g: elements may share a place and are added).");
+  m.def("batch_norm_forward", &batch_norm_forward, py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("eps"),
+        "Batch norm of x (N, C, ...) over its batch statistics: (y, mean, var, inv_std), the last three per channel.");
+  m.def("batch_norm_backward", &batch_norm_backward, py::arg("x"), py::arg("gy"), py::arg("weight"), py::arg("mean"),
+        py::arg("inv_std"), "Batch norm's gradient: (gx, gweight, gbias).");
   m.def("transpose", &transpose, py::arg("a"),
         "The transpose of a C-contiguous float32 matrix, as a new C-contiguous one (on the GEMM's threads).");
   m.def("per_sample_norms", &per_sample_norms, py::arg("grad"),

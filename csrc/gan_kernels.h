@@ -12,4 +12,18 @@ void power_iteration(const T* w, int64_t rows, int64_t cols, T* u, T* v, int ite
 template <typename T>
 void per_sample_norms(const T* g, int64_t batch, int64_t features, T* norms);
 
+// Batch norm in training mode over x (batch, channels, length), per channel: mean,
+// var (biased) and inv_std = 1 / sqrt(var + eps) out, and y = (x - mean) inv_std weight
+// + bias (weight and bias may be null: 1 and 0). Sums in double; channels split between
+// threads.
+template <typename T>
+void batch_norm_forward(const T* x, int64_t batch, int64_t channels, int64_t length, const T* weight, const T* bias,
+                        double eps, T* y, T* mean, T* var, T* inv_std);
+
+// Its gradient: gbeta = sum(gy), ggamma = sum(gy x_hat) per channel, and
+// gx = weight inv_std / M (M gy - gbeta - x_hat ggamma), with x_hat recomputed from x.
+template <typename T>
+void batch_norm_backward(const T* x, const T* gy, int64_t batch, int64_t channels, int64_t length, const T* weight,
+                         const T* mean, const T* inv_std, T* gx, T* gweight, T* gbias);
+
 }  // namespace ganforge

@@ -25,7 +25,7 @@ def test_the_compiled_module_is_built_in_ci():
 def test_registry_picks_cpp_on_the_cpu_when_it_is_built(monkeypatch):
     monkeypatch.delenv("GANFORGE_KERNELS", raising=False)
     for op in ("im2col", "col2im", "conv2d", "conv_transpose2d", "conv2d_weight_grad", "spectral_norm",
-               "gradient_penalty"):
+               "gradient_penalty", "batch_norm", "batch_norm_backward"):
         assert dispatch.resolve(op, "cpu").impl == "cpp", op
     assert dispatch.resolve("im2col", "cuda").impl == "ref"  # the GPU runs whole convolutions instead
 
@@ -551,3 +551,38 @@ def test_transpose_rejects_what_it_cannot_take():
         native.module().transpose(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="C-contiguous"):
         native.module().transpose(np.zeros((4, 6), np.float32)[:, ::2])
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(64, 128, 7, 7), (5, 3), (3, 4, 2, 5, 3)])
+@pytest.mark.parametrize("affine", [True, False])
+def test_cpp_batch_norm_matches_the_reference(dtype, shape, affine):
+    """The fused C++ batch norm, forward and backward, against the NumPy kernels; the mean
+    is large against the spread, where centring in the wrong order would lose digits."""
+    from ganforge.ops import norm
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(shape) * 0.5 + 30).astype(dtype)
+    gy = rng.standard_normal(shape).astype(dtype)
+    weight, bias = (rng.standard_normal(shape[1]).astype(dtype) for _ in range(2)) if affine else (None, None)
+    tolerance = dict(rtol=2e-4, atol=2e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    got, want = norm.batch_norm_cpp(x, weight, bias, 1e-5), norm.batch_norm_ref(x, weight, bias, 1e-5)
+    for g, w in zip(got, want):
+        assert g.dtype == dtype
+        np.testing.assert_allclose(g, w, **tolerance)
+    mean, inv_std = want[1], want[3]
+    for g, w in zip(norm.batch_norm_backward_cpp(x, gy, weight, mean, inv_std),
+                    norm.batch_norm_backward_ref(x, gy, weight, mean, inv_std)):
+        np.testing.assert_allclose(g, w, **tolerance)
+
+
+@needs_cpp
+def test_cpp_batch_norm_checks_its_arguments():
+    c = native.module()
+    x = np.zeros((4, 3, 2), np.float32)
+    with pytest.raises(ValueError, match=r"weight must be a contiguous \(3,\) vector"):
+        c.batch_norm_forward(x, np.ones(2, np.float32), None, 1e-5)
+    with pytest.raises(ValueError, match="gy must be a C-contiguous array of x's shape"):
+        c.batch_norm_backward(x, np.zeros((4, 3), np.float32), None, np.zeros(3, np.float32), np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="must be \\(N, C, ...\\)"):
+        c.batch_norm_forward(np.zeros(3, np.float32), None, None, 1e-5)
