@@ -13,6 +13,9 @@ A transposed convolution's GEMM has the input itself as its right operand, and i
 products are added straight into the output pixels they belong to (a col2im fused into
 the GEMM's stores), with the same tables.
 """
+import functools
+from types import SimpleNamespace
+
 import numpy as np
 
 from .. import native
@@ -24,19 +27,9 @@ def _table(base, y=0, x=0):
     return np.stack([base.ravel(), y.ravel(), x.ravel()], axis=1).astype(np.int64)
 
 
-def _plain(data, row_offsets, col_offsets):
-    """A matrix with element (i, j) at data[row_offsets[i] + col_offsets[j]]."""
-    return (data, _table(row_offsets), _table(col_offsets), (1, 1))
-
-
 def _grid(*ranges):
     """Index arrays over the product of ranges, one per range, each broadcast-ready."""
     return np.meshgrid(*[np.arange(r) for r in ranges], indexing="ij")
-
-
-def _gemm(a, b, out_data, out_rows, out_cols):
-    """out_data[out_rows[i] + out_cols[j]] = (a @ b)[i, j]"""
-    native.module().gemm_gathered(a, b, (out_data, _table(out_rows), _table(out_cols), (1, 1), 0))
 
 
 # Small images, batch innermost. A run of 16 GEMM columns is 16 output positions: on a
@@ -93,96 +86,149 @@ class _Layout:
         return native.module().transpose(a.reshape(-1, shape[0])).reshape(shape)
 
 
-def _batch_innermost(n, width):
-    return n >= 16 and width < BATCH_INNERMOST_BELOW
+def _batch_innermost(n, width, below):
+    return n >= 16 and width < below
 
 
-def conv2d(x, w, stride, padding, dilation, groups):
-    n, c, h, wd = x.shape
-    o, c_per_group, kh, kw = w.shape
+# --- the three convolutions ------------------------------------------------------------
+#
+# Each is a plan, the index tables of one layer shape built once with NumPy and kept
+# (they depend on the shapes and the geometry, never on the data), and a run that lays
+# the arrays out and calls the kernel with them.
+
+def _frozen(**tables):
+    for table in tables.values():
+        if isinstance(table, np.ndarray):
+            table.flags.writeable = False
+    return SimpleNamespace(**tables)
+
+
+def _tables(rows, cols, image=(1, 1)):
+    """The row and column tables of an operand, and its image's size (1 x 1: a plain matrix)."""
+    return (_table(*rows) if isinstance(rows, tuple) else _table(rows),
+            _table(*cols) if isinstance(cols, tuple) else _table(cols), image)
+
+
+@functools.lru_cache(maxsize=256)
+def _conv2d_plan(x_shape, w_shape, stride, padding, dilation, groups, batch_innermost_below):
+    n, c, h, wd = x_shape
+    o, c_per_group, kh, kw = w_shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     oh, ow = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
     o_per_group = o // groups
-    small = _batch_innermost(n, ow)
-    image, out = _Layout(x.shape, small), _Layout((n, o, oh, ow), small)
-    x, w, y = image.to(x), np.ascontiguousarray(w), out.empty((n, o, oh, ow))
+    small = _batch_innermost(n, ow, batch_innermost_below)
+    image, out = _Layout(x_shape, small), _Layout((n, o, oh, ow), small)
     channel, i, j = _grid(c_per_group, kh, kw)   # the rows of the unfolded input: kernel taps
     sample, p, q = out.positions(n, oh, ow)      # its columns: output positions
     base, x_of_sample = image.sample(sample)
-    positions = _table(base, p * sh - ph, (q * sw - pw) * image.x_step + x_of_sample)
+    positions = (base, p * sh - ph, (q * sw - pw) * image.x_step + x_of_sample)
     base, x_of_sample = out.sample(sample)
     out_cols = base + (p * ow + q) * out.x_step + x_of_sample
+    calls = []
     for group in range(groups):
         outputs = group * o_per_group + np.arange(o_per_group)
-        weights = _plain(w, outputs * c_per_group * kh * kw, np.arange(c_per_group * kh * kw))
-        taps = _table((group * c_per_group + channel) * image.channel_step, i * dh, j * dw * image.x_step)
-        _gemm(weights, (x, taps, positions, (h, image.width)), y, outputs * out.channel_step, out_cols)
-    return out.back(y, (n, o, oh, ow))
+        taps = ((group * c_per_group + channel) * image.channel_step, i * dh, j * dw * image.x_step)
+        calls.append((_tables(outputs * c_per_group * kh * kw, np.arange(c_per_group * kh * kw)),
+                      _tables(taps, positions, (h, image.width)), _tables(outputs * out.channel_step, out_cols)))
+    return _frozen(image=image, out=out, out_shape=(n, o, oh, ow), calls=calls)
 
 
-def conv2d_weight_grad(x, gy, weight_shape, stride, padding, dilation, groups):
-    n, c, h, wd = x.shape
-    _, o, oh, ow = gy.shape
+def conv2d(x, w, stride, padding, dilation, groups):
+    plan = _conv2d_plan(x.shape, w.shape, stride, padding, dilation, groups, BATCH_INNERMOST_BELOW)
+    x, w, y = plan.image.to(x), np.ascontiguousarray(w), plan.out.empty(plan.out_shape)
+    for weights, taps, out in plan.calls:
+        native.module().gemm_gathered((w, *weights), (x, *taps), (y, *out, 0))
+    return plan.out.back(y, plan.out_shape)
+
+
+@functools.lru_cache(maxsize=256)
+def _weight_grad_plan(x_shape, gy_shape, weight_shape, stride, padding, dilation, groups, batch_innermost_below):
+    n, c, h, wd = x_shape
+    _, o, oh, ow = gy_shape
     _, c_per_group, kh, kw = weight_shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     o_per_group = o // groups
-    small = _batch_innermost(n, ow)
-    image, grad = _Layout(x.shape, small), _Layout(gy.shape, small)
-    x, gy = image.to(x), grad.to(gy)
-    gw = np.empty(weight_shape, dtype=np.float32)
+    small = _batch_innermost(n, ow, batch_innermost_below)
+    image, grad = _Layout(x_shape, small), _Layout(gy_shape, small)
     channel, i, j = _grid(c_per_group, kh, kw)
     sample, p, q = grad.positions(n, oh, ow)
     # gW is gy (O, positions) times the unfolded input transposed (positions, taps): the
     # same gather as conv2d's. The depth of this GEMM runs over the positions, so in NCHW
     # the unfolded input is B, its columns the taps; batch innermost, the depth is where
     # the runs of 16 neighbouring floats are, and gW^T = unfolded input times gy^T has
-    # them in A's rows, which the kernel packs with plain loads.
+    # them in A's rows, which the kernel packs with plain loads. gW^T goes to a
+    # (taps, outputs) matrix, whose tiles store as blocks, and is transposed after.
     base, x_of_sample = image.sample(sample)
-    positions = _table(base, p * sh - ph, (q * sw - pw) * image.x_step + x_of_sample)
+    positions = (base, p * sh - ph, (q * sw - pw) * image.x_step + x_of_sample)
     base, x_of_sample = grad.sample(sample)
     gy_positions = base + (p * ow + q) * grad.x_step + x_of_sample
     tap = np.arange(c_per_group * kh * kw)
+    calls = []
     for group in range(groups):
         outputs = group * o_per_group + np.arange(o_per_group)
-        taps = _table((group * c_per_group + channel) * image.channel_step, i * dh, j * dw * image.x_step)
-        if small:  # gW^T into a (taps, outputs) matrix, whose tiles store as blocks, then transposed
-            gw_t = np.empty((tap.size, o_per_group), dtype=np.float32)
-            _gemm((x, taps, positions, (h, image.width)), _plain(gy, gy_positions, outputs * grad.channel_step),
-                  gw_t, tap * o_per_group, np.arange(o_per_group))
-            gw[group * o_per_group:(group + 1) * o_per_group] = native.module().transpose(gw_t).reshape(
-                (o_per_group,) + tuple(weight_shape[1:]))
+        taps = ((group * c_per_group + channel) * image.channel_step, i * dh, j * dw * image.x_step)
+        if small:
+            calls.append((_tables(taps, positions, (h, image.width)),
+                          _tables(gy_positions, outputs * grad.channel_step),
+                          _tables(tap * o_per_group, np.arange(o_per_group))))
         else:
-            _gemm(_plain(gy, outputs * grad.channel_step, gy_positions), (x, positions, taps, (h, image.width)),
-                  gw, outputs * c_per_group * kh * kw, tap)
+            calls.append((_tables(outputs * grad.channel_step, gy_positions), _tables(positions, taps, (h, image.width)),
+                          _tables(outputs * c_per_group * kh * kw, tap)))
+    return _frozen(image=image, grad=grad, transposed=small, o_per_group=o_per_group, calls=calls)
+
+
+def conv2d_weight_grad(x, gy, weight_shape, stride, padding, dilation, groups):
+    plan = _weight_grad_plan(x.shape, gy.shape, tuple(weight_shape), stride, padding, dilation, groups,
+                             BATCH_INNERMOST_BELOW)
+    x, gy = plan.image.to(x), plan.grad.to(gy)
+    gw = np.empty(weight_shape, dtype=np.float32)
+    per_group = plan.o_per_group
+    for group, (a, b, out) in enumerate(plan.calls):
+        if plan.transposed:
+            gw_t = np.empty((gw[0].size, per_group), dtype=np.float32)
+            native.module().gemm_gathered((x, *a), (gy, *b), (gw_t, *out, 0))
+            gw[group * per_group:(group + 1) * per_group] = native.module().transpose(gw_t).reshape(
+                (per_group,) + gw.shape[1:])
+        else:
+            native.module().gemm_gathered((gy, *a), (x, *b), (gw, *out, 0))
     return gw
 
 
-def conv_transpose2d(x, w, out_size, stride, padding, dilation, groups):
-    n, c, h, wd = x.shape
-    _, o_per_group, kh, kw = w.shape
+@functools.lru_cache(maxsize=256)
+def _transposed_plan(x_shape, w_shape, out_size, stride, padding, dilation, groups, batch_innermost_below):
+    n, c, h, wd = x_shape
+    _, o_per_group, kh, kw = w_shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     out_h, out_w = out_size
     o, c_per_group = o_per_group * groups, c // groups
-    small = _batch_innermost(n, wd)
-    image, out = _Layout(x.shape, small), _Layout((n, o, out_h, out_w), small)
-    x, w = image.to(x), np.ascontiguousarray(w)
+    small = _batch_innermost(n, wd, batch_innermost_below)
+    image, out = _Layout(x_shape, small), _Layout((n, o, out_h, out_w), small)
     # The GEMM of W^T (O*KH*KW, C) and x (C, positions) gives every input pixel's
     # contribution through every tap, and each lands straight where col2im would add it:
     # row (o, i, j) and column (s, h, w) add into y[s, o, h*sh - ph + i*dh, w*sw - pw + j*dw],
     # unless that falls outside the output. All KH*KW taps of an output channel stay on one
     # thread (row_group), so no two threads add into the same pixel.
-    y = out.empty((n, o, out_h, out_w), zeros=True)
     out_channel, i, j = _grid(o_per_group, kh, kw)
     sample, p, q = image.positions(n, h, wd)
     base, x_of_sample = image.sample(sample)
-    x_cols = _table(base + (p * wd + q) * image.x_step + x_of_sample)
+    x_cols = base + (p * wd + q) * image.x_step + x_of_sample
     base, x_of_sample = out.sample(sample)
-    y_cols = _table(base, p * sh, q * sw * out.x_step + x_of_sample)
+    y_cols = (base, p * sh, q * sw * out.x_step + x_of_sample)
+    calls = []
     for group in range(groups):
         channel = group * c_per_group + np.arange(c_per_group)
-        weights = _plain(w, out_channel * kh * kw + i * kw + j, channel * o_per_group * kh * kw)
-        y_rows = _table((group * o_per_group + out_channel) * out.channel_step, i * dh - ph,
-                        (j * dw - pw) * out.x_step)
-        native.module().gemm_gathered(weights, (x, _table(channel * image.channel_step), x_cols, (1, 1)),
-                                      (y, y_rows, y_cols, (out_h, out.width), kh * kw), accumulate=True)
-    return out.back(y, (n, o, out_h, out_w))
+        y_rows = ((group * o_per_group + out_channel) * out.channel_step, i * dh - ph, (j * dw - pw) * out.x_step)
+        calls.append((_tables(out_channel * kh * kw + i * kw + j, channel * o_per_group * kh * kw),
+                      _tables(channel * image.channel_step, x_cols),
+                      _tables(y_rows, y_cols, (out_h, out.width))))
+    return _frozen(image=image, out=out, out_shape=(n, o, out_h, out_w), row_group=kh * kw, calls=calls)
+
+
+def conv_transpose2d(x, w, out_size, stride, padding, dilation, groups):
+    plan = _transposed_plan(x.shape, w.shape, tuple(out_size), stride, padding, dilation, groups,
+                            BATCH_INNERMOST_BELOW)
+    x, w = plan.image.to(x), np.ascontiguousarray(w)
+    y = plan.out.empty(plan.out_shape, zeros=True)  # the products are added into it
+    for weights, inputs, out in plan.calls:
+        native.module().gemm_gathered((w, *weights), (x, *inputs), (y, *out, plan.row_group), accumulate=True)
+    return plan.out.back(y, plan.out_shape)
