@@ -299,14 +299,23 @@ def test_gemm_matches_numpy_for_any_sizes_and_strides(m, n, k, layout, seed):
     _assert_close_to_exact(out, a, b, accumulate_onto=before)
 
 
+def _run_on_1_2_and_3_gemm_threads(code):
+    """Runs code in a fresh process for each GEMM thread count (read once, at start-up)."""
+    import os
+    import subprocess
+    import sys
+    for threads in ("1", "2", "3"):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env={**os.environ, "GANFORGE_GEMM_THREADS": threads})
+        assert done.returncode == 0, (threads, done.stderr)
+
+
 @needs_gemm
 @pytest.mark.parametrize("m, n, k", [(64, 12544, 100), (64, 100, 12544), (2048, 40, 300), (40, 3100, 70),
                                      (130, 3300, 520), (3, 5, 70000)])
 def test_gemm_every_thread_split_matches_numpy(m, n, k):
     """Shapes that take each way of sharing the work between threads (C's columns, C's rows,
     the depth k), including more columns than one packed block (NC 3072) and B read in place."""
-    import subprocess
-    import sys
     code = (
         "import numpy as np; from ganforge import native\n"
         f"m, n, k = {m}, {n}, {k}\n"
@@ -317,10 +326,7 @@ def test_gemm_every_thread_split_matches_numpy(m, n, k):
         "    exact = a.astype(np.float64) @ b.astype(np.float64)\n"
         "    scale = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)\n"
         "    assert np.all(np.abs(out - exact) <= 1e-5 * scale * max(1, np.sqrt(k) / 8)), np.max(np.abs(out - exact) / scale)\n")
-    for threads in ("1", "2", "3"):
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              env={**__import__("os").environ, "GANFORGE_GEMM_THREADS": threads})
-        assert done.returncode == 0, (threads, done.stderr)
+    _run_on_1_2_and_3_gemm_threads(code)
 
 
 @needs_gemm
@@ -465,9 +471,7 @@ def _check_gathered_convolutions(case, rng):
 def test_gathered_convolutions_split_between_threads_like_one_thread():
     """Layer sizes of the benchmark models, where the GEMMs split between threads by
     columns, by rows (the transposed convolution's output: whole output channels per
-    thread) and by depth; 1, 2 and 3 threads must agree with `ref` (bitwise races would not)."""
-    import subprocess
-    import sys
+    thread) and by depth; 1, 2 and 3 threads must agree with `ref` (races would not)."""
     code = (
         "import numpy as np; from ganforge import dispatch; from ganforge.ops import conv_gathered as G\n"
         "rng = np.random.default_rng(0)\n"
@@ -486,10 +490,7 @@ def test_gathered_convolutions_split_between_threads_like_one_thread():
         "want = dispatch.call('conv2d_weight_grad', image.astype(np.float64), gy.astype(np.float64), (8, 1, 4, 4), *g,\n"
         "                     device='cpu', impl='ref')\n"
         "assert np.allclose(G.conv2d_weight_grad(image, gy, (8, 1, 4, 4), *g), want, rtol=1e-4, atol=1e-3)\n")
-    for threads in ("1", "2", "3"):
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              env={**__import__("os").environ, "GANFORGE_GEMM_THREADS": threads})
-        assert done.returncode == 0, (threads, done.stderr)
+    _run_on_1_2_and_3_gemm_threads(code)
 
 
 @needs_gemm
