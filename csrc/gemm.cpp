@@ -63,7 +63,8 @@ void transpose_tile_scalar(const float* in, int64_t in_stride, float* out, int64
 }  // namespace
 }  // namespace ganforge
 
-#if defined(__x86_64__) && defined(__GNUC__)
+// GANFORGE_PORTABLE_ONLY builds what other CPUs get (no kernel; a test compiles it so).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(GANFORGE_PORTABLE_ONLY)
 #include <immintrin.h>
 
 namespace ganforge {

@@ -587,3 +587,52 @@ def test_cpp_batch_norm_checks_its_arguments():
         c.batch_norm_backward(x, np.zeros((4, 3), np.float32), None, np.zeros(3, np.float32), np.ones(3, np.float32))
     with pytest.raises(ValueError, match="must be \\(N, C, ...\\)"):
         c.batch_norm_forward(np.zeros(3, np.float32), None, None, 1e-5)
+
+
+def test_the_gemm_source_compiles_for_cpus_without_its_kernel():
+    """csrc/gemm.cpp as a CPU other than x86-64 builds it: the stubs and the portable
+    transpose, no intrinsics (GANFORGE_PORTABLE_ONLY selects that branch on this one)."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        pytest.skip("no C++ compiler")
+    csrc = Path(__file__).resolve().parents[1] / "csrc"
+    done = subprocess.run([compiler, "-std=c++17", "-Wall", "-Wextra", "-Werror", "-DGANFORGE_PORTABLE_ONLY",
+                           "-fsyntax-only", f"-I{csrc}", str(csrc / "gemm.cpp")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@needs_cpp
+def test_float32_convolutions_without_avx512_unfold_on_numpy(monkeypatch):
+    """On a CPU without AVX-512 the `cpp` convolutions take the C++ unfold and NumPy's
+    matmul, never ganforge's GEMM, and agree with `ref`."""
+    import ganforge.ops.gemm as gemm_module
+    compiled = native.module()
+    calls = []
+
+    class WithoutAvx512:
+        def __getattr__(self, name):
+            return getattr(compiled, name)
+
+        def gemm_supported(self):
+            return False
+
+        def gemm(self, *args, **kwargs):
+            calls.append("gemm")
+
+        def gemm_gathered(self, *args, **kwargs):
+            calls.append("gemm_gathered")
+
+    monkeypatch.setattr(gemm_module.native, "module", lambda: WithoutAvx512())
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 32, 9, 9), dtype=np.float32)
+    w = rng.standard_normal((32, 32, 4, 4), dtype=np.float32)
+    gy = rng.standard_normal((3, 32, 18, 18), dtype=np.float32)
+    for op, args in (("conv_transpose2d", (x, w, (18, 18), (2, 2), (1, 1), (1, 1), 1)),
+                     ("conv2d", (gy, w, (2, 2), (1, 1), (1, 1), 1)),
+                     ("conv2d_weight_grad", (gy, x, w.shape, (2, 2), (1, 1), (1, 1), 1))):
+        got = dispatch.call(op, *args, device="cpu", impl="cpp")
+        np.testing.assert_allclose(got, dispatch.call(op, *args, device="cpu", impl="ref"), rtol=1e-4, atol=1e-4)
+    assert calls == []
