@@ -18,12 +18,15 @@
 //
 // Packing makes every operand layout look the same to the micro-kernel and lays the
 // data out in the exact order it is read. Edge tiles are zero-padded in the packs, and
-// their results go through a small buffer.
+// their results go through a small buffer. Besides strided matrices, an operand can be
+// gathered from an image through index tables, and C scattered the same way (gemm.h):
+// that is how the convolutions run as one GEMM each, with no im2col buffer, their
+// packing done with AVX-512 masked loads where 16 columns are neighbours and gathers
+// where they are not.
 #include "gemm.h"
 
 #include <algorithm>
 #include <climits>
-#include <cstring>
 #include <numeric>
 #include <stdexcept>
 #include <tuple>

@@ -6,12 +6,14 @@ tables, one entry per row and one per column, each a (base, y, x) triple: elemen
 (i, j) is the pixel (y_i + y_j, x_i + x_j) at data[base_i + base_j], or zero outside the
 image (the padding). A convolution's unfolded input is exactly such a matrix: a row is
 one kernel tap of one channel, a column one output position of one sample. The output's
-elements are placed through offset tables in the same way, which lets a transposed
-convolution write each of its output phases (below) into every other pixel.
+elements are placed through tables in the same way.
 
 A transposed convolution's GEMM has the input itself as its right operand, and its
 products are added straight into the output pixels they belong to (a col2im fused into
 the GEMM's stores), with the same tables.
+
+Small images are worked on with the batch innermost (below), and the tables of each
+layer shape are built once (the plans at the end).
 """
 import functools
 from types import SimpleNamespace
@@ -49,7 +51,7 @@ class _Layout:
 
     def __init__(self, shape, batch_innermost):
         n, c, h, w = shape
-        self.batch_innermost, self.height = batch_innermost, h
+        self.batch_innermost = batch_innermost
         self.x_step = n if batch_innermost else 1
         self.width = w * self.x_step
         self.channel_step = h * w * self.x_step
