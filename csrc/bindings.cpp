@@ -353,6 +353,37 @@ py::tuple batch_norm_backward(const py::array& x, const py::array& gy, const py:
   throw py::value_error("batch_norm: x must be float32 or float64, got " + std::string(py::str(x.dtype())));
 }
 
+template <typename T>
+py::array run_leaky_relu(const py::array& x, const py::object& gy, double slope) {
+  py::array_t<T> out(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+  const T* px = static_cast<const T*>(x.data());
+  const T* pg = gy.is_none() ? nullptr : static_cast<const T*>(gy.cast<py::array>().data());
+  T* po = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    if (pg) {
+      ganforge::leaky_relu_backward<T>(px, pg, x.size(), T(slope), po);
+    } else {
+      ganforge::leaky_relu_forward<T>(px, x.size(), T(slope), po);
+    }
+  }
+  return out;
+}
+
+// leaky_relu(x, slope), or its gradient with gy: the same kernel family, x's shape.
+py::array leaky_relu(const py::array& x, double slope, const py::object& gy) {
+  if (!(x.flags() & py::array::c_style)) throw py::value_error("leaky_relu: x must be C-contiguous");
+  if (!gy.is_none()) {
+    auto g = gy.cast<py::array>();
+    if (!g.dtype().is(x.dtype()) || g.ndim() != x.ndim() || !std::equal(x.shape(), x.shape() + x.ndim(), g.shape()) ||
+        !(g.flags() & py::array::c_style))
+      throw py::value_error("leaky_relu: gy must be a C-contiguous array of x's shape and dtype, got " + shape_of(g));
+  }
+  if (x.dtype().is(py::dtype::of<float>())) return run_leaky_relu<float>(x, gy, slope);
+  if (x.dtype().is(py::dtype::of<double>())) return run_leaky_relu<double>(x, gy, slope);
+  throw py::value_error("leaky_relu: x must be float32 or float64, got " + std::string(py::str(x.dtype())));
+}
+
 py::array transpose(const py::array& in) {
   check_float_contiguous(in, "in", 2);
   if (!in.dtype().is(py::dtype::of<float>())) throw py::value_error("transpose: in must be float32");
@@ -395,6 +426,8 @@ PYBIND11_MODULE(_C, m) {
         "Batch norm of x (N, C, ...) over its batch statistics: (y, mean, var, inv_std), the last three per channel.");
   m.def("batch_norm_backward", &batch_norm_backward, py::arg("x"), py::arg("gy"), py::arg("weight"), py::arg("mean"),
         py::arg("inv_std"), "Batch norm's gradient: (gx, gweight, gbias).");
+  m.def("leaky_relu", &leaky_relu, py::arg("x"), py::arg("slope"), py::arg("gy") = py::none(),
+        "x where x > 0 else slope x (slope 0: ReLU); with gy, the gradient: gy where x > 0 else slope gy.");
   m.def("transpose", &transpose, py::arg("a"),
         "The transpose of a C-contiguous float32 matrix, as a new C-contiguous one (on the GEMM's threads).");
   m.def("per_sample_norms", &per_sample_norms, py::arg("grad"),

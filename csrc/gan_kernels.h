@@ -26,4 +26,13 @@ template <typename T>
 void batch_norm_backward(const T* x, const T* gy, int64_t batch, int64_t channels, int64_t length, const T* weight,
                          const T* mean, const T* inv_std, T* gx, T* gweight, T* gbias);
 
+// y = x where x > 0, else slope x (ReLU: slope 0, with NaN kept and -inf giving 0, as
+// NumPy's maximum(x, 0) does), over n contiguous values, on the GEMM's threads.
+template <typename T>
+void leaky_relu_forward(const T* x, int64_t n, T slope, T* y);
+
+// gx = gy where x > 0, else slope gy.
+template <typename T>
+void leaky_relu_backward(const T* x, const T* gy, int64_t n, T slope, T* gx);
+
 }  // namespace ganforge

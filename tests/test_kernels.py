@@ -25,7 +25,7 @@ def test_the_compiled_module_is_built_in_ci():
 def test_registry_picks_cpp_on_the_cpu_when_it_is_built(monkeypatch):
     monkeypatch.delenv("GANFORGE_KERNELS", raising=False)
     for op in ("im2col", "col2im", "conv2d", "conv_transpose2d", "conv2d_weight_grad", "spectral_norm",
-               "gradient_penalty", "batch_norm", "batch_norm_backward"):
+               "gradient_penalty", "batch_norm", "batch_norm_backward", "leaky_relu", "leaky_relu_backward"):
         assert dispatch.resolve(op, "cpu").impl == "cpp", op
     assert dispatch.resolve("im2col", "cuda").impl == "ref"  # the GPU runs whole convolutions instead
 
@@ -636,3 +636,28 @@ def test_float32_convolutions_without_avx512_unfold_on_numpy(monkeypatch):
         got = dispatch.call(op, *args, device="cpu", impl="cpp")
         np.testing.assert_allclose(got, dispatch.call(op, *args, device="cpu", impl="ref"), rtol=1e-4, atol=1e-4)
     assert calls == []
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("slope", [0.0, 0.2, 1.0, 1.5, -0.3])
+@pytest.mark.parametrize("size", [1, 17, 70001])
+def test_cpp_leaky_relu_matches_the_reference(dtype, slope, size):
+    """The one-pass ReLU/LeakyReLU kernels (AVX-512 for float32) against NumPy, including a
+    tail shorter than a vector, NaN, infinities and signed zeros."""
+    from ganforge.ops import activation
+    rng = np.random.default_rng(size)
+    x = rng.standard_normal(size).astype(dtype)
+    gy = rng.standard_normal(size).astype(dtype)
+    x[:4] = [np.nan, np.inf, -np.inf, -0.0][:size] if size >= 4 else x[:4]
+    np.testing.assert_array_equal(activation.leaky_relu_cpp(x, slope), activation.leaky_relu_ref(x, slope))
+    np.testing.assert_array_equal(activation.leaky_relu_backward_cpp(x, gy, slope),
+                                  activation.leaky_relu_backward_ref(x, gy, slope))
+    shaped = x.reshape(1, -1, 1)
+    assert activation.leaky_relu_cpp(shaped, slope).shape == shaped.shape
+
+
+@needs_cpp
+def test_cpp_leaky_relu_checks_its_gradient_argument():
+    with pytest.raises(ValueError, match="gy must be a C-contiguous array of x's shape and dtype"):
+        native.module().leaky_relu(np.zeros(4, np.float32), 0.2, np.zeros(5, np.float32))
