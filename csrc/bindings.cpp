@@ -288,6 +288,14 @@ void gemm_gathered(const py::tuple& a, const py::tuple& b, const py::tuple& out,
   ganforge::sgemm_gathered(m, n, k, ta.operand, tb.operand, output, accumulate);
 }
 
+// A gradient gy that a kernel reads beside x: same shape and dtype, C-contiguous.
+void check_gradient_like(const py::array& x, const py::array& gy, const char* kernel) {
+  if (!gy.dtype().is(x.dtype()) || gy.ndim() != x.ndim() || !std::equal(x.shape(), x.shape() + x.ndim(), gy.shape()) ||
+      !(gy.flags() & py::array::c_style))
+    throw py::value_error(std::string(kernel) + ": gy must be a C-contiguous array of x's shape and dtype, got " +
+                          shape_of(gy));
+}
+
 // x (N, C, ...) as (batch, channels, length) for the batch-norm kernels, with checks.
 std::array<int64_t, 3> batch_channels_length(const py::array& x) {
   if (x.ndim() < 2) throw py::value_error("batch_norm: x must be (N, C, ...), got shape " + shape_of(x));
@@ -345,9 +353,7 @@ py::tuple run_batch_norm_backward(const py::array& x, const py::array& gy, const
 
 py::tuple batch_norm_backward(const py::array& x, const py::array& gy, const py::object& weight, const py::array& mean,
                               const py::array& inv_std) {
-  if (!gy.dtype().is(x.dtype()) || gy.ndim() != x.ndim() || !std::equal(x.shape(), x.shape() + x.ndim(), gy.shape()) ||
-      !(gy.flags() & py::array::c_style))
-    throw py::value_error("batch_norm: gy must be a C-contiguous array of x's shape and dtype, got " + shape_of(gy));
+  check_gradient_like(x, gy, "batch_norm");
   if (x.dtype().is(py::dtype::of<float>())) return run_batch_norm_backward<float>(x, gy, weight, mean, inv_std);
   if (x.dtype().is(py::dtype::of<double>())) return run_batch_norm_backward<double>(x, gy, weight, mean, inv_std);
   throw py::value_error("batch_norm: x must be float32 or float64, got " + std::string(py::str(x.dtype())));
@@ -374,10 +380,7 @@ py::array run_leaky_relu(const py::array& x, const py::object& gy, double slope)
 py::array leaky_relu(const py::array& x, double slope, const py::object& gy) {
   if (!(x.flags() & py::array::c_style)) throw py::value_error("leaky_relu: x must be C-contiguous");
   if (!gy.is_none()) {
-    auto g = gy.cast<py::array>();
-    if (!g.dtype().is(x.dtype()) || g.ndim() != x.ndim() || !std::equal(x.shape(), x.shape() + x.ndim(), g.shape()) ||
-        !(g.flags() & py::array::c_style))
-      throw py::value_error("leaky_relu: gy must be a C-contiguous array of x's shape and dtype, got " + shape_of(g));
+    check_gradient_like(x, gy.cast<py::array>(), "leaky_relu");
   }
   if (x.dtype().is(py::dtype::of<float>())) return run_leaky_relu<float>(x, gy, slope);
   if (x.dtype().is(py::dtype::of<double>())) return run_leaky_relu<double>(x, gy, slope);

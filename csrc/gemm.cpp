@@ -129,9 +129,8 @@ struct GatheredOut {
     row_step = row.offset[i + 1] - row.offset[i];
     for (int64_t r = 2; r < MR; ++r)
       if (row.offset[i + r] - row.offset[i] != r * row_step) return false;
-    return col.offset[j + NR - 1] - col.offset[j] == NR - 1 &&
-           std::adjacent_find(col.offset + j, col.offset + j + NR, [](int32_t a, int32_t b) { return b != a + 1; }) ==
-               col.offset + j + NR;
+    return std::adjacent_find(col.offset + j, col.offset + j + NR, [](int32_t a, int32_t b) { return b != a + 1; }) ==
+           col.offset + j + NR;
   }
 };
 

@@ -510,9 +510,9 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
         batch_mean, batch_var = fn.mean, fn.var
         if running_mean is not None:
             with no_grad():
-                running_mean.copy_((1 - momentum) * running_mean._data + momentum * batch_mean.reshape(-1))
+                running_mean.copy_((1 - momentum) * running_mean._data + momentum * batch_mean)
                 running_var.copy_((1 - momentum) * running_var._data
-                                  + momentum * batch_var.reshape(-1) * count / (count - 1))
+                                  + momentum * batch_var * count / (count - 1))
         return y
     if running_mean is None:
         raise ValueError("batch_norm in eval mode needs running_mean and running_var")

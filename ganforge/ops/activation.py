@@ -21,13 +21,17 @@ def leaky_relu_ref(x, slope):
     return xp.where(x > 0, x, x * slope)
 
 
-def leaky_relu_backward_ref(x, gy, slope):
-    # The slope where x <= 0, else 1, in x's dtype. Built with arithmetic: NumPy's where()
-    # is ten times slower here (5 ms against 0.5 for a 64x64x14x14 batch).
+def slope_mask(x, slope):
+    """The slope where x <= 0, else 1, in x's dtype. Built with arithmetic: NumPy's where()
+    is ten times slower here (5 ms against 0.5 for a 64x64x14x14 batch)."""
     mask = (x > 0).astype(x.dtype)
     if slope:
         mask += (1 - mask) * x.dtype.type(slope)
-    return gy * mask
+    return mask
+
+
+def leaky_relu_backward_ref(x, gy, slope):
+    return gy * slope_mask(x, slope)
 
 
 def leaky_relu_cpp(x, slope):
@@ -58,7 +62,7 @@ class LeakyReLU(Function):
     def backward(self, gy):
         x = self.inputs[0]._data
         if is_grad_enabled():  # the gradient as an op of gy, for a gradient of it (a penalty)
-            return gy * F.constant(leaky_relu_backward_ref(x, xp_of(x).ones_like(x), self.slope))
+            return gy * F.constant(slope_mask(x, self.slope))
         return F.constant(dispatch.call("leaky_relu_backward", x, gy._data, self.slope, device=device_of(x)))
 
 

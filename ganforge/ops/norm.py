@@ -100,15 +100,14 @@ def batch_norm_in_ops(x, weight=None, bias=None, eps=1e-5):
 class BatchNorm(Function):
     """y = (x - mean) / sqrt(var + eps) * weight + bias over the batch's own statistics,
     per channel; inputs (x,) or (x, weight, bias). After the forward, .mean and .var hold
-    the batch statistics (for the running averages), shaped to broadcast against x."""
+    the batch statistics, one per channel (for the running averages)."""
 
     def __init__(self, eps=1e-5, impl=None):
         self.eps, self.impl = eps, impl
 
     def forward(self, x, weight=None, bias=None):
-        y, mean, var, self.inv_std = dispatch.call("batch_norm", x, weight, bias, self.eps, device=device_of(x),
-                                                   impl=self.impl)
-        self.mean, self.var = per_channel(mean, x.ndim), per_channel(var, x.ndim)
+        y, self.mean, self.var, self.inv_std = dispatch.call("batch_norm", x, weight, bias, self.eps,
+                                                             device=device_of(x), impl=self.impl)
         return y
 
     def backward(self, gy):
@@ -116,8 +115,8 @@ class BatchNorm(Function):
             return self.gradient_in_ops(gy)
         x = self.inputs[0]._data
         weight = self.inputs[1]._data if len(self.inputs) > 1 else None
-        gx, gweight, gbias = dispatch.call("batch_norm_backward", x, gy._data, weight, self.mean.ravel(),
-                                           self.inv_std, device=device_of(x), impl=self.impl)
+        gx, gweight, gbias = dispatch.call("batch_norm_backward", x, gy._data, weight, self.mean, self.inv_std,
+                                           device=device_of(x), impl=self.impl)
         gx = F.constant(gx)
         if len(self.inputs) == 1:
             return gx
