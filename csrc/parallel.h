@@ -1,11 +1,18 @@
 #pragma once
-// A parallel loop over [0, n) on short-lived std::threads.
+// A parallel loop over [0, n) on a pool of worker threads that sleep between calls.
 //
-// Why not OpenMP: after a parallel region, OpenMP's worker threads spin for a while,
-// and the next thing ganforge does is usually a BLAS call whose own threads then fight
-// them for the cores (a 10x slowdown was measured on 2 cores). Threads that exist only
-// for the duration of the call cannot do that.
+// Why not OpenMP: after a parallel region, OpenMP's worker threads spin for a while
+// (GOMP_SPINCOUNT, up to hundreds of milliseconds), and the next thing ganforge does is
+// often a BLAS call whose own threads then fight them for the cores (a 10x slowdown was
+// measured on 2 cores). ganforge's workers poll for a fraction of a millisecond only.
 #include <sched.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
 
 #include <algorithm>
 #include <cstdint>
@@ -45,6 +52,105 @@ inline int gemm_threads() {
   return count;
 }
 
+// How long a thread that waits (a worker for its next task, the caller for the workers
+// to finish) keeps polling before it goes to sleep: GANFORGE_SPIN_US microseconds, or 200.
+// On the development machine (a virtual one, where an idle core halts) waking a sleeping
+// thread took 35-55 us, as long as starting a new one, while a training step's parallel
+// calls mostly come closer together than 200 us; polling took 3-6% off a dcgan28 step.
+inline int spin_us() {
+  static const int us = [] {
+    const char* env = std::getenv("GANFORGE_SPIN_US");
+    return env ? std::max(0, std::atoi(env)) : 200;
+  }();
+  return us;
+}
+
+// Polls done() for spin_us() at most; whether it became true.
+template <typename Done>
+bool poll_until(Done done) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_us());
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();  // let the core know this is a wait loop
+#endif
+  }
+  return true;
+}
+
+// Threads that live as long as the process and wait for work between parallel calls, so
+// that each call does not pay for starting and joining threads.
+class WorkerPool {
+ public:
+  // The pool of this process. A forked child gets a pool of its own: the parent's
+  // threads do not exist there.
+  static WorkerPool& instance() {
+    static WorkerPool* pool = nullptr;
+    static pid_t owner = 0;
+    static std::mutex creating;
+    std::lock_guard<std::mutex> lock(creating);
+    if (pool == nullptr || owner != getpid()) {
+      pool = new WorkerPool;  // never destroyed: its threads may still be asleep at exit
+      owner = getpid();
+    }
+    return *pool;
+  }
+
+  // task(w) for every w in [0, workers), w = 0 on the calling thread; returns once all
+  // have finished. False, with nothing run, if the pool is already running a task (a
+  // call from another thread, or from inside a task).
+  bool run(int64_t workers, const std::function<void(int64_t)>& task) {
+    std::unique_lock<std::mutex> in_use(running_, std::try_to_lock);
+    if (!in_use.owns_lock()) return false;
+    {
+      std::lock_guard<std::mutex> lock(state_);
+      while (threads_ < workers - 1) std::thread(&WorkerPool::serve, this, ++threads_).detach();
+      task_ = &task;
+      workers_ = workers;
+      pending_.store(workers - 1);
+      generation_.fetch_add(1);
+    }
+    wake_.notify_all();
+    task(0);
+    if (!poll_until([this] { return pending_.load() == 0; })) {
+      std::unique_lock<std::mutex> lock(state_);
+      finished_.wait(lock, [this] { return pending_.load() == 0; });
+    }
+    return true;
+  }
+
+ private:
+  void serve(int64_t index) {
+    // A thread started by a run takes part in it: that run's generation is not yet seen.
+    uint64_t seen = generation_.load() - 1;
+    for (;;) {
+      if (!poll_until([&] { return generation_.load() != seen; })) {
+        std::unique_lock<std::mutex> lock(state_);
+        wake_.wait(lock, [&] { return generation_.load() != seen; });
+      }
+      const std::function<void(int64_t)>* task;
+      {
+        std::lock_guard<std::mutex> lock(state_);  // the run's generation, size and task, read together
+        seen = generation_.load();
+        if (index >= workers_) continue;
+        task = task_;
+      }
+      (*task)(index);
+      if (pending_.fetch_sub(1) == 1) {
+        std::lock_guard<std::mutex> lock(state_);  // so that the caller cannot miss the notification
+        finished_.notify_one();
+      }
+    }
+  }
+
+  std::mutex running_, state_;
+  std::condition_variable wake_, finished_;
+  const std::function<void(int64_t)>* task_ = nullptr;
+  int64_t workers_ = 0, threads_ = 0;
+  std::atomic<int64_t> pending_{0};
+  std::atomic<uint64_t> generation_{0};
+};
+
 // body(begin, end) on at most `threads` contiguous chunks of [0, n); below
 // `min_per_thread` items a chunk is not worth a thread.
 template <typename Body>
@@ -55,13 +161,17 @@ void parallel_for_threads(int64_t n, int64_t min_per_thread, int64_t threads, Bo
     return;
   }
   const int64_t chunk = (n + workers - 1) / workers;
+  const std::function<void(int64_t)> task = [&](int64_t w) {
+    const int64_t begin = w * chunk, end = std::min(n, begin + chunk);
+    if (begin < end) body(begin, end);
+  };
+  if (WorkerPool::instance().run(workers, task)) return;
+  // The pool is busy (two Python threads in the kernels at once, or a parallel loop
+  // inside another): short-lived threads of this call's own.
   std::vector<std::thread> pool;
   pool.reserve(workers - 1);
-  for (int64_t w = 1; w < workers; ++w) {
-    const int64_t begin = w * chunk, end = std::min(n, begin + chunk);
-    if (begin < end) pool.emplace_back(body, begin, end);
-  }
-  body(int64_t(0), std::min(n, chunk));
+  for (int64_t w = 1; w < workers; ++w) pool.emplace_back(task, w);
+  task(0);
   for (auto& t : pool) t.join();
 }
 

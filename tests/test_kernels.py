@@ -305,7 +305,7 @@ def _run_on_1_2_and_3_gemm_threads(code):
     import subprocess
     import sys
     for threads in ("1", "2", "3"):
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                               env={**os.environ, "GANFORGE_GEMM_THREADS": threads})
         assert done.returncode == 0, (threads, done.stderr)
 
@@ -326,6 +326,47 @@ def test_gemm_every_thread_split_matches_numpy(m, n, k):
         "    exact = a.astype(np.float64) @ b.astype(np.float64)\n"
         "    scale = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)\n"
         "    assert np.all(np.abs(out - exact) <= 1e-5 * scale * max(1, np.sqrt(k) / 8)), np.max(np.abs(out - exact) / scale)\n")
+    _run_on_1_2_and_3_gemm_threads(code)
+
+
+_POOL_CHECK = (
+    "import numpy as np; from ganforge import native\n"
+    "def check(seed, m=300, n=200, k=500):\n"
+    "    rng = np.random.default_rng(seed)\n"
+    "    a = rng.standard_normal((1, m, k), dtype=np.float32); b = rng.standard_normal((1, k, n), dtype=np.float32)\n"
+    "    out = np.empty((1, m, n), np.float32); native.module().gemm(a, b, out)\n"
+    "    assert np.allclose(out, a.astype(np.float64) @ b, atol=1e-3), seed\n")
+
+
+@needs_gemm
+def test_parallel_kernels_called_from_several_python_threads_at_once():
+    """The worker pool runs one call at a time; the others (the GIL is released in the
+    kernels) must get threads of their own and still be right. Also with 3 GEMM threads,
+    so that calls of different widths share the pool."""
+    code = _POOL_CHECK + (
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "with ThreadPoolExecutor(4) as pool:\n"
+        "    list(pool.map(check, range(40)))\n")
+    _run_on_1_2_and_3_gemm_threads(code)
+
+
+@needs_gemm
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_parallel_kernels_work_in_a_forked_child():
+    """A child forked after the pool started (a data loader's worker, say) has none of its
+    threads, and must start its own instead of waiting on them forever."""
+    code = _POOL_CHECK + (
+        "import os\n"
+        "check(0)\n"
+        "child = os.fork()\n"
+        "if child == 0:\n"
+        "    try:\n"
+        "        check(1); os._exit(0)\n"
+        "    except BaseException:\n"
+        "        os._exit(1)\n"
+        "_, status = os.waitpid(child, 0)\n"
+        "assert os.waitstatus_to_exitcode(status) == 0\n"
+        "check(2)\n")
     _run_on_1_2_and_3_gemm_threads(code)
 
 
