@@ -149,6 +149,14 @@ void pack_a(const Operand& a, int64_t i0, int64_t m, int64_t k0, int64_t kc, flo
   }
 }
 
+// Whether rows i, ..., i + MR - 1 of a gathered operand lie at consecutive offsets and at
+// one pixel position (so that one bounds check holds for the whole panel column).
+bool rows_are_contiguous(const GatherAxis& row, int64_t i) {
+  for (int64_t r = 1; r < MR; ++r)
+    if (row.offset[i + r] != row.offset[i] + r || row.y[i + r] != row.y[i] || row.x[i + r] != row.x[i]) return false;
+  return true;
+}
+
 // The same for a gathered A: sixteen consecutive depths of a row at a time where the
 // column offsets allow (one masked load per row, then a transpose), otherwise two
 // k-steps of the panel (16 floats) per AVX-512 gather, lane l reading row l % 8 at depth l / 8.
@@ -159,6 +167,19 @@ __attribute__((target("avx512f"))) void pack_a_gathered(const Gathered& a, int64
   const __m512i height = _mm512_set1_epi32(int32_t(a.height)), width = _mm512_set1_epi32(int32_t(a.width));
   for (int64_t p = 0; p < m; p += MR) {
     const int64_t rows = std::min(MR, m - p);
+    if (rows == MR && rows_are_contiguous(a.row, i0 + p)) {
+      // Eight neighbouring floats at every depth (W^T in a transposed convolution, where
+      // the rows are kernel taps and the depth the input channels): one load per k-step.
+      const int64_t i = i0 + p;
+      for (int64_t k = 0; k < kc; ++k) {
+        const uint32_t y = uint32_t(a.row.y[i] + a.col.y[k0 + k]), x = uint32_t(a.row.x[i] + a.col.x[k0 + k]);
+        const bool inside = y < uint64_t(a.height) && x < uint64_t(a.width);
+        _mm256_storeu_ps(out + k * MR, inside ? _mm256_loadu_ps(a.data + a.row.offset[i] + a.col.offset[k0 + k])
+                                              : _mm256_setzero_ps());
+      }
+      out += MR * kc;
+      continue;
+    }
     const __mmask16 live_rows = __mmask16(((1u << rows) - 1) * 0x0101u);
     // Each lane's row, clamped to the last real one so that dead lanes read valid entries.
     const __m512i row = _mm512_min_epi32(_mm512_add_epi32(lane_row, _mm512_set1_epi32(int32_t(i0 + p))),
@@ -356,8 +377,14 @@ __attribute__((target("avx512f"))) void store_tile_checked(const float* tile, co
           live & _mm512_cmplt_epu32_mask(_mm512_add_epi32(col_y, _mm512_set1_epi32(c.row.y[i + r])), height) &
           _mm512_cmplt_epu32_mask(_mm512_add_epi32(col_x, _mm512_set1_epi32(c.row.x[i + r])), width);
       if (!inside) continue;
-      if (consecutive) {  // sixteen neighbouring places: a masked load, add and store
+      if (consecutive) {  // sixteen neighbouring places: a (masked) load, add and store
         float* dst = c.data + c.row.offset[i + r] + c.col.offset[j + q];
+        if (inside == 0xFFFF) {  // the common case, without the masks
+          __m512 v = _mm512_loadu_ps(tile + r * NR + q);
+          if (add) v = _mm512_add_ps(v, _mm512_loadu_ps(dst));
+          _mm512_storeu_ps(dst, v);
+          continue;
+        }
         __m512 v = _mm512_maskz_loadu_ps(inside, tile + r * NR + q);
         if (add) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(inside, dst));
         _mm512_mask_storeu_ps(dst, inside, v);

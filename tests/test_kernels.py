@@ -534,6 +534,64 @@ def test_gathered_convolutions_split_between_threads_like_one_thread():
     _run_on_1_2_and_3_gemm_threads(code)
 
 
+def _materialize(data, rows, cols, image):
+    """The matrix a gathered operand stands for, built with NumPy: pixel (y, x) of the
+    image at base_row + base_column + y * width + x, zero off the image."""
+    y, x = rows[:, 1:2] + cols[:, 1], rows[:, 2:3] + cols[:, 2]
+    inside = (y >= 0) & (y < image[0]) & (x >= 0) & (x < image[1])
+    place = np.where(inside, rows[:, :1] + cols[:, :1].T + y * image[1] + x, 0)
+    return np.where(inside, data[place], 0).astype(np.float64)
+
+
+@needs_gemm
+@settings(max_examples=30, deadline=None)
+@given(m=st.integers(1, 40), n=st.integers(1, 70), k=st.integers(1, 40), contiguous_rows=st.booleans(),
+       consecutive_columns=st.booleans(), accumulate=st.booleans(), seed=st.integers(0, 2**31))
+def test_gemm_gathered_matches_the_matrices_its_tables_describe(m, n, k, contiguous_rows, consecutive_columns,
+                                                                accumulate, seed):
+    """Random tables over small images, with pixels off the edge: A's rows at consecutive
+    offsets and one pixel per panel of 8 (W^T in a transposed convolution: one load per
+    depth) or anywhere, and C's columns in runs of 16 or scattered, with bounds."""
+    rng = np.random.default_rng(seed)
+    height, width = 3, 4
+
+    def axis(bases, y=None, x=None):
+        """A (base, y, x) table, the bases past a margin for pixels at -1."""
+        count = len(bases)
+        y = rng.integers(-1, 3, count) if y is None else y
+        x = rng.integers(-1, 3, count) if x is None else x
+        return np.stack([bases + width + 1, y, x], axis=1)
+
+    if contiguous_rows:  # one pixel per panel of 8 rows, the offsets counting up from it
+        pixel = np.repeat(rng.integers(-1, 3, ((m + 7) // 8, 2)), 8, axis=0)[:m]
+        a_rows = np.stack([np.arange(m) + 4 * width, pixel[:, 0], pixel[:, 1]], axis=1)
+    else:
+        a_rows = axis(rng.integers(0, 40, m))
+    a_cols = axis(rng.integers(0, 40, k) * m)
+    b_rows, b_cols = axis(rng.integers(0, 30, k)), axis(rng.integers(0, 30, n))
+    # C: every (row, column) at a place of its own, so that the result is well defined
+    image = height * width
+    c_rows = axis(np.arange(m) * (n + 2) * image)
+    if consecutive_columns:
+        c_cols = np.stack([np.arange(n), np.zeros(n, int), np.zeros(n, int)], axis=1)
+    else:
+        c_cols = axis(rng.permutation(n) * image, rng.integers(0, 2, n), rng.integers(0, 2, n))
+    a_data = rng.standard_normal(40 * m * k + 40 * m + 10 * image, dtype=np.float32)
+    b_data = rng.standard_normal(80 + 4 * image, dtype=np.float32)
+    out = rng.standard_normal(m * (n + 2) * image + 4 * image, dtype=np.float32)
+    before = out.astype(np.float64)
+    native.module().gemm_gathered((a_data, a_rows, a_cols, (height, width)), (b_data, b_rows, b_cols, (height, width)),
+                                  (out, c_rows, c_cols, (height, width), 0), accumulate=accumulate)
+    product = _materialize(a_data, a_rows, a_cols, (height, width)) @ _materialize(b_data, b_rows, b_cols,
+                                                                                   (height, width))
+    y, x = c_rows[:, 1:2] + c_cols[:, 1], c_rows[:, 2:3] + c_cols[:, 2]
+    kept = (y >= 0) & (y < height) & (x >= 0) & (x < width)
+    place = c_rows[:, :1] + c_cols[:, 0] + y * width + x
+    expected = before.copy()
+    expected[place[kept]] = product[kept] + (before[place[kept]] if accumulate else 0)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-4)
+
+
 @needs_gemm
 def test_gemm_gathered_rejects_tables_that_would_read_or_write_outside_the_data():
     gemm_gathered = native.module().gemm_gathered
