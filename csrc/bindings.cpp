@@ -387,6 +387,36 @@ py::array leaky_relu(const py::array& x, double slope, const py::object& gy) {
   throw py::value_error("leaky_relu: x must be float32 or float64, got " + std::string(py::str(x.dtype())));
 }
 
+template <typename T>
+void run_adam_step(py::array& param, const py::array& grad, py::array& exp_avg, py::array& exp_avg_sq,
+                   const std::array<double, 7>& s) {
+  const ganforge::AdamScalars<T> scalars{T(s[0]), T(s[1]), T(s[2]), T(s[3]), T(s[4]), T(s[5]), T(s[6])};
+  T* p = static_cast<T*>(param.mutable_data());
+  const T* g = static_cast<const T*>(grad.data());
+  T* m = static_cast<T*>(exp_avg.mutable_data());
+  T* v = static_cast<T*>(exp_avg_sq.mutable_data());
+  py::gil_scoped_release release;
+  ganforge::adam_step<T>(p, g, m, v, param.size(), scalars);
+}
+
+// One Adam step in place on param, exp_avg and exp_avg_sq (gan_kernels.h); `scalars` are
+// (beta1, 1 - beta1, beta2, 1 - beta2, sqrt(1 - beta2^step), eps, lr / (1 - beta1^step)).
+void adam_step(py::array param, const py::array& grad, py::array exp_avg, py::array exp_avg_sq,
+               const std::array<double, 7>& scalars) {
+  const std::pair<const char*, const py::array*> arrays[] = {
+      {"param", &param}, {"grad", &grad}, {"exp_avg", &exp_avg}, {"exp_avg_sq", &exp_avg_sq}};
+  for (const auto& [name, a] : arrays) {
+    if (!a->dtype().is(param.dtype()) || a->ndim() != param.ndim() ||
+        !std::equal(param.shape(), param.shape() + param.ndim(), a->shape()) || !(a->flags() & py::array::c_style))
+      throw py::value_error(std::string("adam_step: ") + name + " must be a C-contiguous array of param's shape " +
+                            shape_of(param) + " and dtype, got " + shape_of(*a) + " " + std::string(py::str(a->dtype())));
+    if (a != &grad && !a->writeable()) throw py::value_error(std::string("adam_step: ") + name + " must be writable");
+  }
+  if (param.dtype().is(py::dtype::of<float>())) return run_adam_step<float>(param, grad, exp_avg, exp_avg_sq, scalars);
+  if (param.dtype().is(py::dtype::of<double>())) return run_adam_step<double>(param, grad, exp_avg, exp_avg_sq, scalars);
+  throw py::value_error("adam_step: param must be float32 or float64, got " + std::string(py::str(param.dtype())));
+}
+
 py::array transpose(const py::array& in) {
   check_float_contiguous(in, "in", 2);
   if (!in.dtype().is(py::dtype::of<float>())) throw py::value_error("transpose: in must be float32");
@@ -431,6 +461,8 @@ PYBIND11_MODULE(_C, m) {
         py::arg("inv_std"), "Batch norm's gradient: (gx, gweight, gbias).");
   m.def("leaky_relu", &leaky_relu, py::arg("x"), py::arg("slope"), py::arg("gy") = py::none(),
         "x where x > 0 else slope x (slope 0: ReLU); with gy, the gradient: gy where x > 0 else slope gy.");
+  m.def("adam_step", &adam_step, py::arg("param"), py::arg("grad"), py::arg("exp_avg"), py::arg("exp_avg_sq"),
+        py::arg("scalars"), "One Adam step in place, bit for bit as ganforge's NumPy Adam computes it.");
   m.def("transpose", &transpose, py::arg("a"),
         "The transpose of a C-contiguous float32 matrix, as a new C-contiguous one (on the GEMM's threads).");
   m.def("per_sample_norms", &per_sample_norms, py::arg("grad"),

@@ -35,4 +35,19 @@ void leaky_relu_forward(const T* x, int64_t n, T slope, T* y);
 template <typename T>
 void leaky_relu_backward(const T* x, const T* gy, int64_t n, T slope, T* gx);
 
+// Adam's scalars for one step, each already rounded to T (as NumPy rounds a Python float
+// that meets a float32 array): the betas and one minus each, sqrt(1 - beta2^step), eps,
+// and the step size lr / (1 - beta1^step).
+template <typename T>
+struct AdamScalars {
+  T beta1, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_root, eps, step_size;
+};
+
+// One Adam step in place over n contiguous values, in the order and precision of
+// ganforge's NumPy Adam (ganforge/optim.py, adam_step_ref), so that results agree bit for
+// bit: m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g^2;
+// param -= step_size m / (sqrt(v) / bias_correction2_root + eps).
+template <typename T>
+void adam_step(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, int64_t n, const AdamScalars<T>& s);
+
 }  // namespace ganforge

@@ -8,8 +8,9 @@ import math
 
 import numpy as np
 
+from . import dispatch, native
 from .autograd import no_grad
-from .backend import to_device, xp_of
+from .backend import device_of, to_device, xp_of
 
 
 class Optimizer:
@@ -49,7 +50,11 @@ class Optimizer:
         for p, state in zip(self.params, self.state):
             if p.grad is None:
                 continue
-            p.sub_(self.update(p._data, p.grad._data, state))
+            self.apply(p, p.grad._data, state)
+
+    def apply(self, p, grad, state):
+        """Update the parameter tensor p in place: by default, subtract `update`."""
+        p.sub_(self.update(p._data, grad, state))
 
     def update(self, param, grad, state):
         """The amount to subtract from param (a fresh array the caller may consume)."""
@@ -100,6 +105,45 @@ class SGD(Optimizer):
         return h["lr"] * grad
 
 
+# Adam's step is a dozen passes over every parameter in NumPy, so it is a kernel: `ref`
+# below (NumPy or CuPy, in place, with one temporary) and `cpp`, one pass in
+# csrc/gan_kernels.cpp that does the same float operations in the same order, so that the
+# two agree bit for bit. `scalars` are the step's Python floats, which both round to the
+# parameters' dtype as NumPy does: (beta1, 1 - beta1, beta2, 1 - beta2,
+# sqrt(1 - beta2^step), eps, lr / (1 - beta1^step)).
+
+def adam_scalars(lr, beta1, beta2, eps, step):
+    return (beta1, 1 - beta1, beta2, 1 - beta2, math.sqrt(1 - beta2 ** step), eps, lr / (1 - beta1 ** step))
+
+
+def adam_step_ref(param, grad, exp_avg, exp_avg_sq, scalars):
+    beta1, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_root, eps, step_size = scalars
+    xp = xp_of(grad)
+    exp_avg *= beta1
+    exp_avg += one_minus_beta1 * grad
+    exp_avg_sq *= beta2
+    exp_avg_sq += one_minus_beta2 * xp.square(grad)
+    # step_size m_hat / (sqrt(v_hat) + eps), with one temporary worked on in place
+    update = xp.sqrt(exp_avg_sq)
+    update /= bias_correction2_root
+    update += eps
+    xp.divide(exp_avg, update, out=update)
+    update *= step_size
+    xp.subtract(param, update, out=param)
+
+
+def adam_step_cpp(param, grad, exp_avg, exp_avg_sq, scalars):
+    arrays = (param, grad, exp_avg, exp_avg_sq)
+    if param.dtype not in (np.float32, np.float64) or any(
+            a.dtype != param.dtype or a.shape != param.shape or not a.flags.c_contiguous for a in arrays):
+        return adam_step_ref(param, grad, exp_avg, exp_avg_sq, scalars)
+    native.module().adam_step(param, grad, exp_avg, exp_avg_sq, scalars)
+
+
+dispatch.register("adam_step", "ref", adam_step_ref, ("cpu", "cuda"))
+dispatch.register("adam_step", "cpp", adam_step_cpp, ("cpu",), native.available)
+
+
 class Adam(Optimizer):
     """Adam (Kingma & Ba) with bias correction; weight_decay adds L2 to the gradient."""
 
@@ -108,29 +152,17 @@ class Adam(Optimizer):
     def __init__(self, params, lr=1e-3, **kwargs):
         super().__init__(params, lr=lr, **kwargs)
 
-    def update(self, param, grad, state):
+    def apply(self, p, grad, state):
         h = self.hyper
-        beta1, beta2 = h["betas"]
         if h["weight_decay"]:
-            grad = grad + h["weight_decay"] * param
+            grad = grad + h["weight_decay"] * p._data
         if "exp_avg" not in state:
             state["step"] = 0
             state["exp_avg"], state["exp_avg_sq"] = np.zeros_like(grad), np.zeros_like(grad)
         state["step"] += 1
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        xp = xp_of(grad)
-        m *= beta1
-        m += (1 - beta1) * grad
-        v *= beta2
-        v += (1 - beta2) * xp.square(grad)
-        step = state["step"]
-        # lr * m_hat / (sqrt(v_hat) + eps), with one temporary worked on in place
-        update = xp.sqrt(v)
-        update /= math.sqrt(1 - beta2 ** step)
-        update += h["eps"]
-        xp.divide(m, update, out=update)
-        update *= h["lr"] / (1 - beta1 ** step)
-        return update
+        scalars = adam_scalars(h["lr"], *h["betas"], h["eps"], state["step"])
+        p._inplace(lambda param: dispatch.call("adam_step", param, grad, state["exp_avg"], state["exp_avg_sq"],
+                                               scalars, device=device_of(param)))
 
 
 class RMSprop(Optimizer):

@@ -760,3 +760,60 @@ def test_cpp_leaky_relu_matches_the_reference(dtype, slope, size):
 def test_cpp_leaky_relu_checks_its_gradient_argument():
     with pytest.raises(ValueError, match="gy must be a C-contiguous array of x's shape and dtype"):
         native.module().leaky_relu(np.zeros(4, np.float32), 0.2, np.zeros(5, np.float32))
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [1, 17, 200_003])  # a vector's tail; enough to split between threads
+def test_cpp_adam_step_matches_the_reference_bit_for_bit(dtype, size):
+    """The one-pass Adam kernel does NumPy's float operations in NumPy's order, so five
+    steps of it leave the parameters and both moments exactly as the reference does."""
+    from ganforge.optim import adam_scalars, adam_step_cpp, adam_step_ref
+    rng = np.random.default_rng(size)
+    param = rng.standard_normal(size).astype(dtype)
+    states = {impl: [param.copy(), np.zeros_like(param), np.zeros_like(param)] for impl in ("ref", "cpp")}
+    for step in range(1, 6):
+        grad = (rng.standard_normal(size) * 10.0 ** rng.integers(-6, 3, size)).astype(dtype)
+        scalars = adam_scalars(2e-4, 0.5, 0.999, 1e-8, step)
+        adam_step_ref(*states["ref"][:1], grad, *states["ref"][1:], scalars)
+        adam_step_cpp(*states["cpp"][:1], grad, *states["cpp"][1:], scalars)
+        for got, expected in zip(states["cpp"], states["ref"]):
+            np.testing.assert_array_equal(got, expected)
+    assert not np.array_equal(states["cpp"][0], param)  # it did move
+
+
+@needs_cpp
+def test_adam_runs_the_cpp_step_and_falls_back_for_what_it_cannot_take(monkeypatch):
+    calls = []
+    monkeypatch.setattr(native.module(), "adam_step", lambda *args: calls.append(args), raising=False)
+    from ganforge.optim import adam_step_cpp
+    p = gf.Tensor(np.ones((3, 4), np.float32), requires_grad=True)
+    p.grad = gf.Tensor(np.ones((3, 4), np.float32))
+    gf.optim.Adam([p]).step()
+    assert len(calls) == 1
+    # a non-contiguous gradient (or a dtype the kernel lacks) takes the reference, still right
+    param, grad = np.ones((4, 3), np.float32), np.arange(12, dtype=np.float32).reshape(3, 4).T
+    m, v = np.zeros_like(param), np.zeros_like(param)
+    adam_step_cpp(param, grad, m, v, (0.9, 0.1, 0.999, 0.001, 0.0316, 1e-8, 0.01))
+    assert len(calls) == 1
+    np.testing.assert_allclose(m, 0.1 * grad, rtol=1e-6)
+
+
+@needs_cpp
+def test_cpp_adam_step_checks_its_arrays():
+    adam_step = native.module().adam_step
+    ok = [np.zeros(4, np.float32) for _ in range(4)]
+    scalars = (0.9, 0.1, 0.999, 0.001, 0.03, 1e-8, 1e-3)
+    adam_step(*ok, scalars)
+    with pytest.raises(ValueError, match=r"exp_avg must be a C-contiguous array of param's shape \(4,\)"):
+        adam_step(ok[0], ok[1], np.zeros(5, np.float32), ok[3], scalars)
+    with pytest.raises(ValueError, match="grad must be a C-contiguous array of param's shape"):
+        adam_step(ok[0], np.zeros(4, np.float64), ok[2], ok[3], scalars)
+    with pytest.raises(ValueError, match="exp_avg_sq must be a C-contiguous"):
+        adam_step(ok[0], ok[1], ok[2], np.zeros(8, np.float32)[::2], scalars)
+    frozen = np.zeros(4, np.float32)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="param must be writable"):
+        adam_step(frozen, ok[1], ok[2], ok[3], scalars)
+    with pytest.raises(ValueError, match="param must be float32 or float64"):
+        adam_step(*[np.zeros(4, np.float16)] * 4, scalars)
