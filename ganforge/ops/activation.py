@@ -4,7 +4,7 @@ import numpy as np
 
 from .. import dispatch, native
 from .. import functional as F
-from ..autograd import Function, is_grad_enabled
+from ..autograd import Function
 from ..backend import device_of, xp_of
 
 
@@ -60,10 +60,25 @@ class LeakyReLU(Function):
         return dispatch.call("leaky_relu", x, self.slope, device=device_of(x))
 
     def backward(self, gy):
-        x = self.inputs[0]._data
-        if is_grad_enabled():  # the gradient as an op of gy, for a gradient of it (a penalty)
-            return gy * F.constant(slope_mask(x, self.slope))
-        return F.constant(dispatch.call("leaky_relu_backward", x, gy._data, self.slope, device=device_of(x)))
+        return LeakyReLUGrad(self.inputs[0]._data, self.slope)(gy)
+
+
+class LeakyReLUGrad(Function):
+    """gy times the slope where x <= 0: LeakyReLU's gradient as an op of gy, so that a
+    gradient of it (a penalty's) can be taken. It is linear in gy, and x is a constant
+    here (the second derivative is zero almost everywhere), so its own gradient is
+    itself, applied to the incoming gradient."""
+
+    needs_inputs = False  # only x (kept here) is read, not gy
+
+    def __init__(self, x, slope):
+        self.x, self.slope = x, slope
+
+    def forward(self, gy):
+        return dispatch.call("leaky_relu_backward", self.x, gy, self.slope, device=device_of(gy))
+
+    def backward(self, ggx):
+        return LeakyReLUGrad(self.x, self.slope)(ggx)
 
 
 class ReLU(LeakyReLU):
