@@ -2,6 +2,7 @@
 measured float32 GEMM ceiling, and a closing table for every benchmark group: each entry's
 median, its ratio to PyTorch, its achieved GFLOP/s against the ceiling and, where
 measured, the peak memory it adds."""
+import math
 import os
 import time
 
@@ -37,7 +38,7 @@ def sgemm_ceiling():
     the float32 convolutions then: the most a GEMM-based convolution here can reach."""
     if "gflops" not in _ceiling:
         a, b = (np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32) for _ in range(2))
-        a @ b
+        warm_up(lambda: a @ b)
         best = min(_timed(lambda: a @ b) for _ in range(5))
         _ceiling["numpy"] = 2 * 2048 ** 3 / best / 1e9
         _ceiling["gflops"] = _ceiling["numpy"]
@@ -45,7 +46,7 @@ def sgemm_ceiling():
         if native.available()[0] and native.module().gemm_supported():
             out = np.empty((1, 2048, 2048), dtype=np.float32)
             own = lambda: native.module().gemm(a[None], b[None], out)  # noqa: E731
-            own()
+            warm_up(own)
             best = min(_timed(own) for _ in range(5))
             _ceiling["ganforge"] = 2 * 2048 ** 3 / best / 1e9
             _ceiling["gflops"] = max(_ceiling["numpy"], _ceiling["ganforge"])
@@ -56,6 +57,32 @@ def _timed(fn):
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+# Whatever ran just before a benchmark can still hold a core: OpenBLAS keeps its worker
+# threads spinning for a while after each call (measured here: a ganforge GEMM ran at half
+# speed right after a NumPy matmul, and at full speed with OPENBLAS_NUM_THREADS=1), and
+# PyTorch's OpenMP threads wait the same way. So every benchmark first runs its own step
+# for WARM_UP_S seconds, which outlasts that and leaves the CPU in the state the step
+# itself keeps it in, and only then times its rounds.
+WARM_UP_S = 0.5
+
+
+def warm_up(fn):
+    """Run fn repeatedly for WARM_UP_S seconds."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < WARM_UP_S:
+        fn()
+
+
+@pytest.fixture
+def timed_after_warm_up(benchmark):
+    """timed(step, rounds): benchmark.pedantic(step) after warm-up rounds worth WARM_UP_S
+    seconds (above); returns the step's result."""
+    def timed(step, rounds):
+        once = _timed(step)
+        return benchmark.pedantic(step, rounds=rounds, warmup_rounds=max(1, math.ceil(WARM_UP_S / max(once, 1e-6))))
+    return timed
 
 
 @pytest.fixture(scope="session")

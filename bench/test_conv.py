@@ -61,7 +61,7 @@ def group(layer):
 
 @pytest.mark.parametrize("impl", ["ref", "cpp"])
 @pytest.mark.parametrize("layer", layer_params())
-def test_ganforge_conv(benchmark, layer, impl, ceiling_gflops):
+def test_ganforge_conv(benchmark, timed_after_warm_up, layer, impl, ceiling_gflops):
     if impl == "cpp" and not gf.native.available()[0]:
         pytest.skip(gf.native.available()[1])
     x_shape, w_shape, _ = shapes(layer)
@@ -77,12 +77,12 @@ def test_ganforge_conv(benchmark, layer, impl, ceiling_gflops):
 
     benchmark.group = group(layer)
     benchmark.extra_info.update(framework=impl, flops=flops(layer))
-    gx, gw = benchmark.pedantic(step, rounds=3 if layer[0].startswith("dcgan64") else 10, warmup_rounds=1)
+    gx, gw = timed_after_warm_up(step, rounds=3 if layer[0].startswith("dcgan64") else 10)
     assert gx.shape == x_shape and gw.shape == w_shape
 
 
 @pytest.mark.parametrize("layer", layer_params())
-def test_torch_conv(benchmark, layer, torch, ceiling_gflops):
+def test_torch_conv(benchmark, timed_after_warm_up, layer, torch, ceiling_gflops):
     x_shape, w_shape, _ = shapes(layer)
     transposed, stride, padding = layer[1], layer[5], layer[6]
     x = torch.randn(*x_shape, requires_grad=True)
@@ -95,4 +95,4 @@ def test_torch_conv(benchmark, layer, torch, ceiling_gflops):
 
     benchmark.group = group(layer)
     benchmark.extra_info.update(framework="torch", flops=flops(layer))
-    benchmark.pedantic(step, rounds=3 if layer[0].startswith("dcgan64") else 10, warmup_rounds=1)
+    timed_after_warm_up(step, rounds=3 if layer[0].startswith("dcgan64") else 10)

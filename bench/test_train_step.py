@@ -90,7 +90,7 @@ def step_flops(model):
 
 @pytest.mark.parametrize("framework", ["ganforge", "torch"])
 @pytest.mark.parametrize("model", MODELS)
-def test_train_step(benchmark, torch, ceiling_gflops, model, framework):
+def test_train_step(benchmark, timed_after_warm_up, torch, ceiling_gflops, model, framework):
     peer = peer_module()
     if framework == "torch":
         torch.manual_seed(0)
@@ -104,5 +104,5 @@ def test_train_step(benchmark, torch, ceiling_gflops, model, framework):
     threads = torch.get_num_threads()
     benchmark.extra_info.update(framework=framework, flops=step_flops(model), threads=threads,
                                 peak_mb=peak_memory_mb(framework, model, threads))
-    benchmark.pedantic(step, rounds=30, warmup_rounds=1)
+    timed_after_warm_up(step, rounds=30)
 
