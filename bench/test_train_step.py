@@ -10,7 +10,9 @@ training it, measured in a fresh process per framework and model.
 
 (`make bench-steps` runs exactly that; the JSON holds pytest-benchmark's machine description.)
 (Alternating the two frameworks step by step was tried and rejected: OpenBLAS's and
-PyTorch's thread pools then wait on each other, and both steps slow down, PyTorch's by 2x.)
+PyTorch's thread pools then wait on each other, and both steps slow down, PyTorch's by 2x.
+bench/in_turns.py alternates them in blocks instead, leaving the first steps of each
+block untimed: the steadier comparison on a machine whose speed drifts.)
 """
 import functools
 import importlib.util

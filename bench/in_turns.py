@@ -1,0 +1,106 @@
+"""ganforge against PyTorch with the two taking turns, for a shared machine whose speed drifts.
+
+pytest-benchmark times all of one framework's rounds, then all of the other's, often
+seconds apart; on a host whose speed moves by tens of percent from one second to the
+next (as the development machine's does), the ratio then says as much about the host as
+about the frameworks. Here the two run in alternating blocks of BLOCK steps. The first
+WARM steps of every block are not timed, because the other framework's worker threads
+are still spinning then (OpenBLAS's and PyTorch's OpenMP threads wait that way after each
+call; alternating single steps was measured to slow both down). The ratio is that of
+the medians of the timed steps.
+
+    python bench/in_turns.py steps          one training step of dcgan28, wgangp28, sngan28
+    python bench/in_turns.py conv [--slow]  the conv layers of dcgan28 (and dcgan64)
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+BLOCK, WARM = 6, 2
+
+
+def in_turns(first, second, blocks):
+    """Median seconds per call of first() and second(), run in alternating blocks."""
+    times = ([], [])
+    for _ in range(blocks):
+        for fn, out in zip((first, second), times):
+            for i in range(BLOCK):
+                start = time.perf_counter()
+                fn()
+                if i >= WARM:
+                    out.append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
+def steps(torch, blocks):
+    from ganforge import benchmarks
+    from test_train_step import MODELS, peer_module
+    peer = peer_module()
+    for model in MODELS:
+        torch.manual_seed(0)
+        theirs = peer.step_fn(model, *peer.make(model, "cpu"), "cpu")
+        ours = benchmarks.build(model)[2]
+        ours_s, theirs_s = in_turns(ours, theirs, blocks)
+        print(f"{model:10s} ganforge {ours_s * 1e3:7.1f} ms   torch {theirs_s * 1e3:7.1f} ms   "
+              f"ratio {ours_s / theirs_s:.2f}", flush=True)
+
+
+def conv(torch, blocks, slow):
+    import ganforge as gf
+    from ganforge import functional as F
+    from test_conv import LAYERS, group, shapes
+    rng = np.random.default_rng(0)
+    for layer in LAYERS:
+        if layer[0].startswith("dcgan64") and not slow:
+            continue
+        x_shape, w_shape, _ = shapes(layer)
+        transposed, stride, padding = layer[1], layer[5], layer[6]
+        x_np, w_np = rng.standard_normal(x_shape), rng.standard_normal(w_shape) * 0.05
+        x = gf.tensor(x_np, dtype="float32", requires_grad=True)
+        w = gf.tensor(w_np, dtype="float32", requires_grad=True)
+        xt = torch.tensor(x_np, dtype=torch.float32, requires_grad=True)
+        wt = torch.tensor(w_np, dtype=torch.float32, requires_grad=True)
+        op = F.conv_transpose2d if transposed else F.conv2d
+        top = torch.nn.functional.conv_transpose2d if transposed else torch.nn.functional.conv2d
+
+        def ours():
+            y = op(x, w, None, stride, padding, impl="cpp")
+            return gf.grad(y, [x, w], gf.ones_like(y))
+
+        def theirs():
+            y = top(xt, wt, None, stride, padding)
+            return torch.autograd.grad(y, [xt, wt], torch.ones_like(y))
+
+        ours_s, theirs_s = in_turns(ours, theirs, blocks)
+        print(f"{group(layer):55s} ganforge {ours_s * 1e3:8.2f} ms   torch {theirs_s * 1e3:8.2f} ms   "
+              f"ratio {ours_s / theirs_s:.2f}", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["steps", "conv"])
+    parser.add_argument("--blocks", type=int, default=8, help="blocks of %d steps per framework" % BLOCK)
+    parser.add_argument("--slow", action="store_true", help="conv: dcgan64's layers too")
+    args = parser.parse_args()
+    try:
+        import torch
+    except ImportError:
+        sys.exit("PyTorch CPU is the reference here: pip install torch==2.13.0")
+    from conftest import blas_threads
+    torch.set_num_threads(blas_threads())
+    print(f"in turns: {args.blocks} blocks of {BLOCK} steps each, the first {WARM} of every block untimed; "
+          f"PyTorch on {torch.get_num_threads()} threads")
+    if args.what == "steps":
+        steps(torch, args.blocks)
+    else:
+        conv(torch, args.blocks, args.slow)
+
+
+if __name__ == "__main__":
+    main()
