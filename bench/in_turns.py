@@ -3,11 +3,12 @@
 pytest-benchmark times all of one framework's rounds, then all of the other's, often
 seconds apart; on a host whose speed moves by tens of percent from one second to the
 next (as the development machine's does), the ratio then says as much about the host as
-about the frameworks. Here the two run in alternating blocks of BLOCK steps. The first
-WARM steps of every block are not timed, because the other framework's worker threads
-are still spinning then (OpenBLAS's and PyTorch's OpenMP threads wait that way after each
-call; alternating single steps was measured to slow both down). The ratio is that of
-the medians of the timed steps.
+about the frameworks. Here the two run in alternating blocks: each block first runs its
+framework's step untimed for half a second (conftest.WARM_UP_S), because the other
+framework's worker threads are still spinning then (OpenBLAS's and PyTorch's OpenMP
+threads wait that way after each call; alternating single steps was measured to slow
+both down, PyTorch's by 2x), then times BLOCK steps. The ratio is that of the medians of
+the timed steps.
 
     python bench/in_turns.py steps          one training step of dcgan28, wgangp28, sngan28
     python bench/in_turns.py conv [--slow]  the conv layers of dcgan28 (and dcgan64)
@@ -22,19 +23,20 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-BLOCK, WARM = 6, 2
+BLOCK = 5
 
 
 def in_turns(first, second, blocks):
     """Median seconds per call of first() and second(), run in alternating blocks."""
+    from conftest import warm_up
     times = ([], [])
     for _ in range(blocks):
         for fn, out in zip((first, second), times):
-            for i in range(BLOCK):
+            warm_up(fn)
+            for _ in range(BLOCK):
                 start = time.perf_counter()
                 fn()
-                if i >= WARM:
-                    out.append(time.perf_counter() - start)
+                out.append(time.perf_counter() - start)
     return statistics.median(times[0]), statistics.median(times[1])
 
 
@@ -85,7 +87,7 @@ def conv(torch, blocks, slow):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["steps", "conv"])
-    parser.add_argument("--blocks", type=int, default=8, help="blocks of %d steps per framework" % BLOCK)
+    parser.add_argument("--blocks", type=int, default=6, help="blocks of %d timed steps per framework" % BLOCK)
     parser.add_argument("--slow", action="store_true", help="conv: dcgan64's layers too")
     args = parser.parse_args()
     try:
@@ -94,7 +96,7 @@ def main():
         sys.exit("PyTorch CPU is the reference here: pip install torch==2.13.0")
     from conftest import blas_threads
     torch.set_num_threads(blas_threads())
-    print(f"in turns: {args.blocks} blocks of {BLOCK} steps each, the first {WARM} of every block untimed; "
+    print(f"in turns: {args.blocks} blocks of {BLOCK} timed steps each, after half a second untimed; "
           f"PyTorch on {torch.get_num_threads()} threads")
     if args.what == "steps":
         steps(torch, args.blocks)
