@@ -494,8 +494,7 @@ void gemm_block(const A& a, const B& b, int64_t k0, int64_t k1, const Out& c, in
   // reads a row-major B where it lies, and only the last, partial panel is packed.
   bool direct_b = false;
   if constexpr (std::is_same_v<B, Matrix>) direct_b = b.cols == 1 && m <= MC;
-  std::vector<float, AlignedAllocator<float>> a_pack(MC * KC),
-      b_pack(KC * (direct_b ? NR : std::min(NC, (n + NR - 1) / NR * NR)));
+  const PackBuffer a_pack(MC * KC), b_pack(KC * (direct_b ? NR : std::min(NC, (n + NR - 1) / NR * NR)));
   alignas(64) float edge[MR * NR];
   for (int64_t jc = 0; jc < n; jc += NC) {
     const int64_t nc = std::min(NC, n - jc), full = nc / NR * NR;
