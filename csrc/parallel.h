@@ -1,5 +1,6 @@
 #pragma once
-// A parallel loop over [0, n) on a pool of worker threads that sleep between calls.
+// A parallel loop over [0, n) on a pool of worker threads that stay alive between calls
+// (polling for a moment, then asleep).
 //
 // Why not OpenMP: after a parallel region, OpenMP's worker threads spin for a while
 // (GOMP_SPINCOUNT, up to hundreds of milliseconds), and the next thing ganforge does is
