@@ -9,6 +9,12 @@ import time
 import numpy as np
 import pytest
 
+from ganforge import cpu
+
+# The benchmarks run with glibc holding freed memory for reuse, as ganforge's command line
+# does (ganforge/cpu.py): both frameworks share this process, and so the setting.
+cpu.hold_freed_memory()
+
 
 def blas_threads():
     """The thread count NumPy's BLAS uses (threadpoolctl when present, else the core count)."""

@@ -232,6 +232,8 @@ def main(argv=None):
     p.add_argument("--data", help="for a variant: its data set (default: the variant's)")
     p.add_argument("--data-path", help="the Fashion-MNIST folder")
     args = parser.parse_args(argv)
+    from ganforge import cpu
+    cpu.hold_freed_memory()  # the command line owns its process (see ganforge/cpu.py)
     handlers = {"profile": profile, "info": lambda a: info(), "list": list_variants, "train": train, "sample": sample, "evaluate": evaluate}
     try:
         handlers[args.command](args)
