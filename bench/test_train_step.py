@@ -43,12 +43,9 @@ def peer_module():
 
 
 PEAK_MEMORY = """
-import ctypes, json, os, sys
-try:  # the benchmark process's allocator settings (conftest.py, ganforge.cpu.hold_freed_memory)
-    libc = ctypes.CDLL("libc.so.6")
-    libc.mallopt(-3, 32 << 20), libc.mallopt(-1, 64 << 20)
-except (OSError, AttributeError):  # not glibc: nothing to set
-    pass
+import json, os, sys
+from ganforge.cpu import hold_freed_memory
+hold_freed_memory()  # as the benchmark process has it (conftest.py), for both frameworks
 def status_kb(field):
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
