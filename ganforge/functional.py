@@ -411,19 +411,20 @@ def _check_conv_args(op, x, weight, in_channels_of_weight, groups):
                          f"groups={groups} expects {in_channels_of_weight}")
 
 
-def _add_bias(y, bias, op):
+def _with_bias(x, weight, bias, out_channels, op):
+    """The inputs of a convolution op: the bias, checked, is its third (added in place)."""
     if bias is None:
-        return y
-    if bias.shape != (y.shape[1],):
-        raise ValueError(f"{op}: bias has shape {bias.shape}, expected ({y.shape[1]},)")
-    return y + reshape(bias, (1, -1, 1, 1))
+        return (x, weight)
+    if bias.shape != (out_channels,):
+        raise ValueError(f"{op}: bias has shape {bias.shape}, expected ({out_channels},)")
+    return (x, weight, bias)
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, impl=None):
     """2-D cross-correlation (PyTorch's conv2d): x (N, C, H, W), weight (O, C/groups, KH, KW)."""
     _check_conv_args("conv2d", x, weight, weight.shape[1] * groups if weight.ndim == 4 else None, groups)
-    y = ops.conv.Conv2d(stride, padding, dilation, groups, impl)(x, weight)
-    return _add_bias(y, bias, "conv2d")
+    return ops.conv.Conv2d(stride, padding, dilation, groups, impl)(
+        *_with_bias(x, weight, bias, weight.shape[0], "conv2d"))
 
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, dilation=1, groups=1,
@@ -443,8 +444,8 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
         raise ValueError(f"conv_transpose2d: an input of size {x.shape[2:]} with kernel {weight.shape[2:]}, "
                          f"stride {stride}, padding {padding} and dilation {dilation} gives an output of "
                          f"size {out}; use less padding")
-    y = ops.conv.ConvTranspose2d(stride, padding, output_padding, dilation, groups, impl)(x, weight)
-    return _add_bias(y, bias, "conv_transpose2d")
+    return ops.conv.ConvTranspose2d(stride, padding, output_padding, dilation, groups, impl)(
+        *_with_bias(x, weight, bias, weight.shape[1] * groups, "conv_transpose2d"))
 
 
 def conv2d_weight_grad(x, grad_output, weight_shape, stride=1, padding=0, dilation=1, groups=1, impl=None):

@@ -201,6 +201,18 @@ def columns_outer_sum(a, cols, gemm):
                               for group in range(cols.shape[1])])
 
 
+def plus_bias(y, bias):
+    """y + bias per channel. In place: y is the convolution's own new array (a kernel
+    never returns one of its inputs), so the sum needs no second output-sized array."""
+    if bias is None:
+        return y
+    bias = bias.reshape(1, -1, 1, 1)
+    if bias.dtype != y.dtype:
+        return y + bias
+    y += bias
+    return y
+
+
 class _Convolution(Function):
     def __init__(self, stride=1, padding=0, dilation=1, groups=1, impl=None):
         self.stride, self.padding = pair(stride, "stride"), pair(padding, "padding")
@@ -211,6 +223,13 @@ class _Convolution(Function):
 
     def geometry(self, kernel_size):
         return (kernel_size, self.stride, self.padding, self.dilation)
+
+    def bias_grad(self, gy):
+        """The gradient of the per-channel bias (a third input, if given): gy summed over
+        all but the channel axis."""
+        if len(self.inputs) < 3 or not self.needs_input_grad[2]:
+            return None
+        return F.reshape(F.sum_to(gy, (1, gy.shape[1], 1, 1)), (gy.shape[1],))
 
     def options(self):
         """The arguments the gradient convolutions share with this one."""
@@ -300,13 +319,13 @@ for _op, _gemm in (("conv2d", conv2d_ref), ("conv_transpose2d", conv_transpose2d
 class Conv2d(_Convolution):
     """Cross-correlation of x (N, C, H, W) with W (O, C/groups, KH, KW)."""
 
-    def forward(self, x, w):
+    def forward(self, x, w, bias=None):
         output_size(x.shape[2:], *self.geometry(w.shape[2:]))  # a clear error before any kernel runs
-        return dispatch.call("conv2d", x, w, self.stride, self.padding, self.dilation, self.groups,
-                             device=device_of(x), impl=self.impl)
+        return plus_bias(dispatch.call("conv2d", x, w, self.stride, self.padding, self.dilation, self.groups,
+                                       device=device_of(x), impl=self.impl), bias)
 
     def backward(self, gy):
-        x, w = self.inputs
+        x, w = self.inputs[:2]
         gx = gw = None
         if self.needs_input_grad[0]:
             extra = output_padding_for(x.shape[2:], gy.shape[2:], w.shape[2:], self.stride, self.padding,
@@ -314,7 +333,7 @@ class Conv2d(_Convolution):
             gx = F.conv_transpose2d(gy, w, output_padding=extra, **self.options())
         if self.needs_input_grad[1]:
             gw = F.conv2d_weight_grad(x, gy, w.shape, **self.options())
-        return gx, gw
+        return gx, gw, self.bias_grad(gy)
 
 
 class ConvTranspose2d(_Convolution):
@@ -324,17 +343,17 @@ class ConvTranspose2d(_Convolution):
         super().__init__(stride, padding, dilation, groups, impl)
         self.output_padding = pair(output_padding, "output_padding")
 
-    def forward(self, x, w):
+    def forward(self, x, w, bias=None):
         out = transposed_output_size(x.shape[2:], w.shape[2:], self.stride, self.padding, self.dilation,
                                      self.output_padding)
-        return dispatch.call("conv_transpose2d", x, w, out, self.stride, self.padding, self.dilation, self.groups,
-                             device=device_of(x), impl=self.impl)
+        return plus_bias(dispatch.call("conv_transpose2d", x, w, out, self.stride, self.padding, self.dilation,
+                                       self.groups, device=device_of(x), impl=self.impl), bias)
 
     def backward(self, gy):
-        x, w = self.inputs
+        x, w = self.inputs[:2]
         gx = F.conv2d(gy, w, **self.options()) if self.needs_input_grad[0] else None
         gw = F.conv2d_weight_grad(gy, x, w.shape, **self.options()) if self.needs_input_grad[1] else None
-        return gx, gw
+        return gx, gw, self.bias_grad(gy)
 
 
 class Conv2dWeightGrad(_Convolution):

@@ -57,6 +57,12 @@ class SumTo(Function):
         lead = x.ndim - len(self.shape)
         axes = tuple(range(lead)) + tuple(lead + i for i, size in enumerate(self.shape)
                                           if size == 1 and x.shape[lead + i] != 1)
+        if len(axes) > 1 and axes[0] == 0:
+            # A bias's gradient, (N, C, H, W) -> (1, C, 1, 1): NumPy reduces over axes 0, 2
+            # and 3 at once element by element; adding the N slabs first, whole, and then
+            # the rows of what is left was 2.5-5x faster on dcgan28's layers.
+            x = x.sum(axis=0, keepdims=True)
+            axes = axes[1:]
         y = x.sum(axis=axes, keepdims=True)
         return y.reshape(self.shape)
 
