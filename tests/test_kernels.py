@@ -256,6 +256,30 @@ def test_whole_image_windows_take_the_matrix_product_shortcut(x_shape, w_shape, 
         np.testing.assert_allclose(fast, general, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("impl", ["ref", pytest.param("cpp", marks=needs_cpp)])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("transposed, x_shape, w_shape, stride", [
+    (False, (2, 3, 5, 5), (4, 3, 5, 5), 1),     # the whole-image matrix product
+    (False, (16, 32, 7, 7), (32, 32, 3, 3), 2),  # a gathered GEMM, batch innermost
+    (False, (2, 3, 9, 9), (4, 3, 3, 3), 1),     # unfolded
+    (True, (2, 4, 1, 1), (4, 3, 4, 4), 1),      # the 1x1-input matrix product
+    (True, (16, 32, 7, 7), (32, 32, 4, 4), 2),
+])
+def test_the_bias_is_added_into_the_convolutions_own_output(impl, dtype, transposed, x_shape, w_shape, stride):
+    """The convolution op adds its bias in place (ops/conv.py, plus_bias): into an array
+    that every kernel path makes new, never into one of the op's inputs."""
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(shape).astype(dtype) for shape in (x_shape, w_shape, (w_shape[transposed],))]
+    x, w, b = (gf.tensor(a.copy()) for a in arrays)
+    op = gf.conv_transpose2d if transposed else gf.conv2d
+    with_bias, without = op(x, w, b, stride=stride, impl=impl), op(x, w, stride=stride, impl=impl)
+    tolerance = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(with_bias.numpy(), without.numpy() + arrays[2].reshape(1, -1, 1, 1),
+                               rtol=tolerance, atol=tolerance)
+    for tensor, original in zip((x, w, b), arrays):
+        np.testing.assert_array_equal(tensor.numpy(), original)
+
+
 # --- ganforge's own float32 GEMM (csrc/gemm.cpp, ops/gemm.py) ----------------------------
 
 needs_gemm = pytest.mark.skipif(not (native.available()[0] and native.module().gemm_supported()),
