@@ -863,3 +863,32 @@ def test_cpp_adam_step_checks_its_arrays():
         adam_step(frozen, ok[1], ok[2], ok[3], scalars)
     with pytest.raises(ValueError, match="param must be float32 or float64"):
         adam_step(*[np.zeros(4, np.float16)] * 4, scalars)
+
+
+@needs_gemm
+def test_ab_builds_loads_two_copies_that_share_no_state(tmp_path):
+    """bench/ab_builds.py times two builds in one process: each copy must really be a
+    module of its own (importlib alone hands back the first), with its own settings."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = (
+        "import sys, tempfile, numpy as np\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parent.parent / 'bench')!r})\n"
+        "from ab_builds import load_build\n"
+        "from ganforge import native\n"
+        "path = native.module().__file__\n"
+        "with tempfile.TemporaryDirectory() as folder:\n"
+        "    a = load_build(path, 'A', folder)\n"
+        "    b = load_build(path + ':GANFORGE_NUM_THREADS=3', 'B', folder)\n"
+        "    assert a is not b and a is not native.module() and a.gemm is not b.gemm\n"
+        "    assert (a.num_threads(), b.num_threads()) == (1, 3), (a.num_threads(), b.num_threads())\n"
+        "    x, y = np.ones((1, 40, 50), np.float32), np.ones((1, 50, 60), np.float32)\n"
+        "    for m in (a, b):\n"
+        "        out = np.empty((1, 40, 60), np.float32)\n"
+        "        m.gemm(x, y, out, accumulate=False)\n"
+        "        assert (out == 50).all()\n"
+        "print('ok')\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "GANFORGE_NUM_THREADS"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
