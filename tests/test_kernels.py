@@ -429,9 +429,7 @@ def test_gemm_rejects_bad_operands_with_the_shapes_in_the_message():
 @needs_gemm
 def test_float32_cpp_convolutions_run_on_the_native_gemm(monkeypatch):
     """The registry's `cpp` convolutions run in float32 as one gathered GEMM each (no unfold),
-    thin ones unfold instead, except the weight gradient, whose depth (every position of
-    the batch) is long whatever the channels; all agree with `ref` (NumPy's matmul over
-    the NumPy unfold)."""
+    thin ones unfold instead, and both agree with `ref` (NumPy's matmul over the NumPy unfold)."""
     import ganforge.ops.gemm as gemm_module
     calls = []
     compiled = native.module()
@@ -452,8 +450,7 @@ def test_float32_cpp_convolutions_run_on_the_native_gemm(monkeypatch):
     rng = np.random.default_rng(0)
     for channels, gathered in ((32, True), (1, False)):
         # 32 channels: every GEMM dimension at least NativeGemm.GATHER_FROM, one gathered
-        # GEMM each; one image channel: unfold (then multiply on whichever kernel suits),
-        # but for the weight gradient
+        # GEMM each; one image channel: unfold (then multiply on whichever kernel suits)
         x = rng.standard_normal((3, 32, 9, 9), dtype=np.float32)
         w = rng.standard_normal((32, channels, 4, 4), dtype=np.float32)
         gy = rng.standard_normal((3, channels, 18, 18), dtype=np.float32)
@@ -462,30 +459,11 @@ def test_float32_cpp_convolutions_run_on_the_native_gemm(monkeypatch):
                          ("conv2d_weight_grad", (gy, x, w.shape, (2, 2), (1, 1), (1, 1), 1))):
             calls.clear()
             got = dispatch.call(op, *args, device="cpu", impl="cpp")
-            if gathered or op == "conv2d_weight_grad":
+            if gathered:
                 assert calls == ["gemm_gathered"], f"{op} called {calls}, not one gathered GEMM"
             else:
                 assert "gemm_gathered" not in calls, f"{op} with one channel gathered"
             np.testing.assert_allclose(got, dispatch.call(op, *args, device="cpu", impl="ref"), rtol=1e-4, atol=1e-4)
-
-
-@needs_gemm
-@pytest.mark.parametrize("a_shape, b_shape", [((64, 300), (300, 1)), ((1, 64), (64, 300)), ((1, 5), (5, 1))])
-def test_matrix_vector_products_stay_out_of_numpys_blas(a_shape, b_shape, monkeypatch):
-    """A float32 matrix-vector product (a 1-channel whole-image convolution) is einsum's
-    loop: a BLAS call would leave OpenBLAS's threads spinning on the GEMM's cores."""
-    import ganforge.ops.gemm as gemm_module
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal(a_shape, dtype=np.float32), rng.standard_normal(b_shape, dtype=np.float32)
-    expected = a.astype(np.float64) @ b.astype(np.float64)
-
-    def no_blas(*args, **kwargs):
-        raise AssertionError("NumPy's matmul was called")
-
-    monkeypatch.setattr(gemm_module.np, "matmul", no_blas)
-    got = gemm_module.NativeGemm.matmul(a, b)
-    assert got.dtype == np.float32 and got.shape == expected.shape
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
 
 
 @st.composite

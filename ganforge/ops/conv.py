@@ -295,10 +295,7 @@ def conv2d_weight_grad_ref(x, gy, weight_shape, stride, padding, dilation, group
     positions = gy.shape[2] * gy.shape[3]
     if covers_whole_image(x.shape[2:], (kh, kw), padding, dilation, g):
         return gemm.matmul(gy.reshape(n, o).T, x.reshape(n, -1)).reshape(weight_shape)
-    # Gathered even when the taps are few (a first layer's 1 or 3 channels): this GEMM's
-    # depth is every position of the batch, and unfolding makes it a product per sample
-    # on NumPy's BLAS (gemm.thin), whose threads go on spinning on the GEMM's cores.
-    if gemm.gathers(x, gy, dims=(o // g, n * positions)):
+    if gemm.gathers(x, gy, dims=(o // g, n * positions, c_per_group * kh * kw)):
         return conv_gathered.conv2d_weight_grad(x, gy, weight_shape, stride, padding, dilation, groups)
     folded = positions < BATCH_IN_COLUMNS_BELOW
     cols = dispatch.call("im2col", x, (kh, kw), stride, padding, dilation, batch_in_columns=folded,

@@ -81,13 +81,6 @@ class NativeGemm:
     @classmethod
     def matmul(cls, a, b):
         """a @ b with NumPy's broadcasting of leading axes."""
-        if cls.usable(a, b) and a.ndim == b.ndim == 2 and 1 in (a.shape[0], b.shape[1]):
-            # A matrix-vector product (a 1-channel convolution covering the whole image,
-            # and its weight gradient) in einsum's own loop. NumPy's BLAS would take
-            # 0.02 ms instead of 0.04-0.05 for dcgan28's, but a threaded BLAS call leaves
-            # OpenBLAS's threads spinning for about 0.1 s on the cores that ganforge's
-            # GEMM works on (docs/benchmarks.md).
-            return np.einsum("ik,kj->ij", a, b)
         if not cls.usable(a, b) or a.ndim < 2 or b.ndim < 2 or cls._thin(a, b):
             return np.matmul(a, b)
         lead = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) or (1,)
