@@ -24,16 +24,14 @@ import ctypes
 import importlib.machinery
 import os
 import shutil
-import statistics
 import sys
 import tempfile
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-BLOCK = 5
+from in_turns import BLOCK, in_turns  # noqa: E402  (the alternating blocks, as for the frameworks)
 
 
 def load_build(spec, tag, folder):
@@ -84,20 +82,14 @@ def workload(what):
     raise SystemExit(f"unknown workload {what!r}: step:MODEL or gemm:MxNxK")
 
 
-def in_turns(builds, fn, blocks):
-    """Median seconds per call of fn() with each build in place, in alternating blocks."""
-    from conftest import warm_up
+def with_build(module, fn):
+    """fn, run with `module` as the compiled module that every kernel call goes to."""
     from ganforge import native
-    times = [[] for _ in builds]
-    for _ in range(blocks):
-        for module, out in zip(builds, times):
-            native._C = module  # what native.module() returns, so every kernel call
-            warm_up(fn)
-            for _ in range(BLOCK):
-                start = time.perf_counter()
-                fn()
-                out.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
+
+    def run():
+        native._C = module
+        fn()
+    return run
 
 
 def main():
@@ -110,8 +102,9 @@ def main():
     import ganforge.cpu
     ganforge.cpu.hold_freed_memory()
     with tempfile.TemporaryDirectory() as folder:
-        builds = [load_build(args.a, "A", folder), load_build(args.b, "B", folder)]
-        a, b = in_turns(builds, workload(args.what), args.blocks)
+        fn = workload(args.what)
+        a, b = in_turns(with_build(load_build(args.a, "A", folder), fn),
+                        with_build(load_build(args.b, "B", folder), fn), args.blocks)
     print(f"{args.what}: A {a * 1e3:.2f} ms  B {b * 1e3:.2f} ms  B/A {b / a:.3f}")
 
 
