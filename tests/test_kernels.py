@@ -429,7 +429,8 @@ def test_gemm_rejects_bad_operands_with_the_shapes_in_the_message():
 @needs_gemm
 def test_float32_cpp_convolutions_run_on_the_native_gemm(monkeypatch):
     """The registry's `cpp` convolutions run in float32 as one gathered GEMM each (no unfold),
-    thin ones unfold instead, and both agree with `ref` (NumPy's matmul over the NumPy unfold)."""
+    except a transposed convolution to a single channel (its GEMM has 16 rows), which
+    unfolds; all agree with `ref` (NumPy's matmul over the NumPy unfold)."""
     import ganforge.ops.gemm as gemm_module
     calls = []
     compiled = native.module()
@@ -446,11 +447,16 @@ def test_float32_cpp_convolutions_run_on_the_native_gemm(monkeypatch):
             calls.append("gemm_gathered")
             return compiled.gemm_gathered(*args, **kwargs)
 
+        def transpose(self, *args, **kwargs):
+            calls.append("transpose")
+            return compiled.transpose(*args, **kwargs)
+
     monkeypatch.setattr(gemm_module.native, "module", lambda: Counting())  # the same module object as conv_gathered's
     rng = np.random.default_rng(0)
-    for channels, gathered in ((32, True), (1, False)):
-        # 32 channels: every GEMM dimension at least NativeGemm.GATHER_FROM, one gathered
-        # GEMM each; one image channel: unfold (then multiply on whichever kernel suits)
+    for channels in (32, 1):
+        # 32 channels: every GEMM dimension at least NativeGemm.GATHER_FROM; one image
+        # channel: the conv2d's depth and the weight gradient's width are 16 taps, still
+        # gathered, but the transposed convolution's rows are 16 (one channel's taps)
         x = rng.standard_normal((3, 32, 9, 9), dtype=np.float32)
         w = rng.standard_normal((32, channels, 4, 4), dtype=np.float32)
         gy = rng.standard_normal((3, channels, 18, 18), dtype=np.float32)
@@ -459,11 +465,21 @@ def test_float32_cpp_convolutions_run_on_the_native_gemm(monkeypatch):
                          ("conv2d_weight_grad", (gy, x, w.shape, (2, 2), (1, 1), (1, 1), 1))):
             calls.clear()
             got = dispatch.call(op, *args, device="cpu", impl="cpp")
-            if gathered:
+            if channels == 32 or op != "conv_transpose2d":
                 assert calls == ["gemm_gathered"], f"{op} called {calls}, not one gathered GEMM"
             else:
-                assert "gemm_gathered" not in calls, f"{op} with one channel gathered"
+                assert "gemm_gathered" not in calls, f"{op} to one channel gathered"
             np.testing.assert_allclose(got, dispatch.call(op, *args, device="cpu", impl="ref"), rtol=1e-4, atol=1e-4)
+    # A batch of 16 on a 9-pixel-wide image: moved batch innermost (a transpose there and
+    # back) with 32 channels' 512 taps, left in NCHW with one channel's 16
+    for channels, moved in ((32, True), (1, False)):
+        x = rng.standard_normal((16, channels, 18, 18), dtype=np.float32)
+        w = rng.standard_normal((32, channels, 4, 4), dtype=np.float32)
+        calls.clear()
+        got = dispatch.call("conv2d", x, w, (2, 2), (1, 1), (1, 1), 1, device="cpu", impl="cpp")
+        assert ("transpose" in calls) == moved and "gemm_gathered" in calls, (channels, calls)
+        np.testing.assert_allclose(got, dispatch.call("conv2d", x, w, (2, 2), (1, 1), (1, 1), 1, device="cpu",
+                                                      impl="ref"), rtol=1e-4, atol=1e-4)
 
 
 @st.composite
@@ -496,9 +512,9 @@ def test_gathered_convolutions_match_the_reference(case, batch_innermost):
 
     from ganforge.ops import conv_gathered
     rng = np.random.default_rng(case["seed"])
-    if batch_innermost:  # a batch of 16 or more, any image width: the (C, H, W, N) layout
+    if batch_innermost:  # a batch of 16 or more, any image width and taps: the (C, H, W, N) layout
         case = {**case, "x": (16 + case["x"][0],) + case["x"][1:]}
-        layout = mock.patch.object(conv_gathered, "BATCH_INNERMOST_BELOW", 10**9)
+        layout = mock.patch.multiple(conv_gathered, BATCH_INNERMOST_BELOW=10**9, BATCH_INNERMOST_TAPS=0)
     else:
         layout = mock.patch.object(conv_gathered, "BATCH_INNERMOST_BELOW", 0)
     with layout:

@@ -60,16 +60,20 @@ class NativeGemm:
         return all(isinstance(x, np.ndarray) and x.dtype == np.float32 for x in arrays) \
             and native.available()[0] and native.module().gemm_supported()
 
-    # Below this in any of M, N, K, a GEMM is mostly packing and storing, which gathering
-    # makes dearer (the first and last layers of a DCGAN, with 1 or 3 image channels:
-    # measured 1.2-3.9x slower than unfolding); those unfold.
+    # Below this many rows (output channels, times the taps in a transposed convolution),
+    # most of each 8-row register tile is wasted and a transposed convolution's scattered
+    # stores cost more than its products: a DCGAN's last layer, 128 channels to 1, ran
+    # 0.81 ms gathered against 0.55 unfolded. Those unfold. A thin depth or width (the 16
+    # taps of a 1-channel image, in dcgan28's first layer and in the last one's input and
+    # weight gradients) is no reason to unfold: gathered, those ran 1.3-1.6x faster than
+    # im2col and a GEMM, or than NumPy's 64 per-sample products for a weight gradient.
     GATHER_FROM = 32
 
     @classmethod
     def gathers(cls, *arrays, dims):
         """Whether a convolution whose GEMM is dims = (M, K, N) should run as one GEMM over
         gathered operands (ops/conv_gathered.py) rather than unfold and multiply."""
-        return cls.usable(*arrays) and min(dims) >= cls.GATHER_FROM
+        return cls.usable(*arrays) and dims[0] >= cls.GATHER_FROM
 
     @staticmethod
     def _thin(a, b):
