@@ -230,9 +230,9 @@ void gather_axis(const py::array_t<int64_t>& t, int64_t width, std::vector<int32
 
 // The data and tables of one of gemm_gathered's operands, or of its output.
 py::array gathered_tables(const py::tuple& spec, const char* name, GatheredTables& t, bool output) {
-  if (spec.size() != (output ? 5u : 4u))
+  if (output ? spec.size() != 5u && spec.size() != 6u : spec.size() != 4u)
     throw py::value_error(std::string("gemm_gathered: ") + name + " must be (data, rows, cols, (height, width)" +
-                          (output ? ", row_group)" : ")"));
+                          (output ? ", row_group[, col_group])" : ")"));
   auto data = spec[0].cast<py::array>();
   if (!data.dtype().is(py::dtype::of<float>()) || !(data.flags() & py::array::c_style) ||
       (output && !data.writeable()))
@@ -263,7 +263,8 @@ py::array gathered_tables(const py::tuple& spec, const char* name, GatheredTable
 // out (+)= a @ b for operands gathered from images (gemm.h): a, b and out are each
 // (data, rows, cols, (height, width)) with int64 (count, 3) tables of (base, y, x), where
 // element (i, j) is pixel (y_i + y_j, x_i + x_j) of the height x width image at
-// data[base_i + base_j]; out has a fifth entry, its row_group.
+// data[base_i + base_j]; out has a fifth entry, its row_group, and may have a sixth, its
+// col_group (gemm.h).
 void gemm_gathered(const py::tuple& a, const py::tuple& b, const py::tuple& out, bool accumulate) {
   if (!ganforge::gemm_supported()) throw std::runtime_error("gemm_gathered needs a CPU with AVX-512F");
   GatheredTables ta, tb, tc;
@@ -278,12 +279,15 @@ void gemm_gathered(const py::tuple& a, const py::tuple& b, const py::tuple& out,
     throw py::value_error("gemm_gathered: out has " + std::to_string(tc.row[0].size()) + " rows and " +
                           std::to_string(tc.col[0].size()) + " columns but a @ b is " + std::to_string(m) + " x " +
                           std::to_string(n));
-  const int64_t row_group = out[4].cast<int64_t>();
+  const int64_t row_group = out[4].cast<int64_t>(), col_group = out.size() > 5 ? out[5].cast<int64_t>() : 0;
   if (row_group < 0 || (row_group > 0 && m % row_group))
     throw py::value_error("gemm_gathered: out's row_group must be 0 or divide its " + std::to_string(m) +
                           " rows, got " + std::to_string(row_group));
+  if (col_group < 0 || (col_group > 0 && n % col_group))
+    throw py::value_error("gemm_gathered: out's col_group must be 0 or divide its " + std::to_string(n) +
+                          " columns, got " + std::to_string(col_group));
   const ganforge::GatheredOutput output{static_cast<float*>(c.mutable_data()), tc.operand.row, tc.operand.col,
-                                        tc.operand.height, tc.operand.width, row_group};
+                                        tc.operand.height, tc.operand.width, row_group, col_group};
   py::gil_scoped_release release;
   ganforge::sgemm_gathered(m, n, k, ta.operand, tb.operand, output, accumulate);
 }
@@ -454,7 +458,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("gemm_gathered", &gemm_gathered, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("accumulate") = false,
         "out (+)= a @ b for float32 operands gathered from images (an implicit im2col): a, b and out are "
         "(data, rows, cols, (height, width)) with (n, 3) int64 tables of (base, y, x); out has a fifth entry, "
-        "row_group (0: one element per place; g: elements may share a place and are added).");
+        "row_group (0: one element per place; g: elements may share a place and are added), and may have a sixth, "
+        "col_group (h: the columns that share a place lie in one group of h, so threads may split the columns).");
   m.def("batch_norm_forward", &batch_norm_forward, py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("eps"),
         "Batch norm of x (N, C, ...) over its batch statistics: (y, mean, var, inv_std), the last three per channel.");
   m.def("batch_norm_backward", &batch_norm_backward, py::arg("x"), py::arg("gy"), py::arg("weight"), py::arg("mean"),

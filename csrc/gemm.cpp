@@ -128,7 +128,7 @@ struct MatrixOut {  // a strided matrix
 struct GatheredOut {
   float* data;
   GatherAxis row, col;
-  int64_t height, width, row_group;
+  int64_t height, width, row_group, col_group;
   bool checked;  // whether any element can fall outside the image
   float* at(int64_t i, int64_t j) const {
     const uint32_t y = uint32_t(row.y[i] + col.y[j]), x = uint32_t(row.x[i] + col.x[j]);
@@ -554,16 +554,18 @@ void gemm(int64_t m, int64_t n, int64_t k, const A& a, const B& b, const Out& c,
   enum Split { kNone, kColumns, kRows, kDepth };
   Split split = kNone;
   int64_t least = INT64_MAX;
-  // An output whose elements may land on one place splits only between row groups (a
-  // depth split would add every thread's copy of C through that output's scattered,
-  // bounds-checked stores, one thread after another: slower than one thread alone).
-  int64_t row_unit = MR;
+  // An output whose elements may land on one place splits only between row groups, or
+  // column groups where it has them (a depth split would add every thread's copy of C
+  // through that output's scattered, bounds-checked stores, one thread after another:
+  // slower than one thread alone).
+  int64_t row_unit = MR, col_unit = NR;
+  bool overlapping = false, columns_split = true;
   if constexpr (std::is_same_v<Out, GatheredOut>) {
-    if (c.row_group > 0) row_unit = std::lcm(MR, c.row_group);
+    overlapping = c.row_group > 0;
+    if (overlapping) row_unit = std::lcm(MR, c.row_group), col_unit = c.col_group, columns_split = c.col_group > 0;
   }
-  const bool overlapping = row_unit != MR;
   if (threads > 1)
-    for (auto [option, extra, enough] : {std::tuple{kColumns, m * k, n >= threads * NR && !overlapping},
+    for (auto [option, extra, enough] : {std::tuple{kColumns, m * k, columns_split && n >= threads * col_unit},
                                          std::tuple{kRows, n * k, m >= threads * row_unit},
                                          std::tuple{kDepth, 2 * m * n, k >= threads * 64 && !overlapping}}) {
       if (enough && extra < least) split = option, least = extra;
@@ -597,7 +599,7 @@ void gemm(int64_t m, int64_t n, int64_t k, const A& a, const B& b, const Out& c,
         }
   } else {
     const bool by_columns = split == kColumns;
-    const int64_t step = by_columns ? NR : row_unit, extent = by_columns ? n : m;
+    const int64_t step = by_columns ? col_unit : row_unit, extent = by_columns ? n : m;
     parallel_for_threads((extent + step - 1) / step, 1, threads, [&](int64_t begin, int64_t end) {
       const int64_t lo = begin * step, hi = std::min(extent, end * step);
       if (by_columns) {
@@ -662,7 +664,7 @@ void sgemm_gathered(int64_t m, int64_t n, int64_t k, const GatheredOperand& a, c
   for (const GatherAxis* axis : {&c.row, &c.col})
     for (int64_t i = 0, count = axis == &c.row ? m : n; i < count && !checked; ++i)
       checked = axis->y[i] != 0 || axis->x[i] != 0;
-  gemm(m, n, k, a, b, GatheredOut{c.data, c.row, c.col, c.height, c.width, c.row_group, checked},
+  gemm(m, n, k, a, b, GatheredOut{c.data, c.row, c.col, c.height, c.width, c.row_group, c.col_group, checked},
        accumulate || c.row_group > 0);
 }
 

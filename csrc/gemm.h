@@ -41,11 +41,14 @@ struct GatheredOperand {
 // width. No two elements of one row share a place. row_group 0: no two elements at all. row_group g > 0: elements may share
 // one (a transposed convolution's taps adding into its output, a fused col2im); they are
 // all added to what is there, and rows are shared between threads only in whole groups
-// of g, which must hold every row that can reach a given place.
+// of g, which must hold every row that can reach a given place. col_group h > 0 says
+// the same of the columns (every column that can reach a place lies in one group of h,
+// as one sample's positions do in NCHW), so that threads may split the columns too, in
+// whole groups; 0: they may not (with row_group > 0).
 struct GatheredOutput {
   float* data;
   GatherAxis row, col;
-  int64_t height, width, row_group;
+  int64_t height, width, row_group, col_group;
 };
 
 // C (+)= A B where A (m x k) and B (k x n) are gathered operands. This is how the

@@ -429,8 +429,9 @@ def test_gemm_rejects_bad_operands_with_the_shapes_in_the_message():
 @needs_gemm
 def test_float32_cpp_convolutions_run_on_the_native_gemm(monkeypatch):
     """The registry's `cpp` convolutions run in float32 as one gathered GEMM each (no unfold),
-    except a transposed convolution to a single channel (its GEMM has 16 rows), which
-    unfolds; all agree with `ref` (NumPy's matmul over the NumPy unfold)."""
+    except where the GEMM has fewer rows than a register tile (a transposed convolution to
+    one channel with a 2x2 kernel), which unfolds; all agree with `ref` (NumPy's matmul
+    over the NumPy unfold)."""
     import ganforge.ops.gemm as gemm_module
     calls = []
     compiled = native.module()
@@ -453,19 +454,20 @@ def test_float32_cpp_convolutions_run_on_the_native_gemm(monkeypatch):
 
     monkeypatch.setattr(gemm_module.native, "module", lambda: Counting())  # the same module object as conv_gathered's
     rng = np.random.default_rng(0)
-    for channels in (32, 1):
-        # 32 channels: every GEMM dimension at least NativeGemm.GATHER_FROM; one image
-        # channel: the conv2d's depth and the weight gradient's width are 16 taps, still
-        # gathered, but the transposed convolution's rows are 16 (one channel's taps)
+    for channels, kernel in ((32, 4), (1, 4), (1, 2)):
+        # 32 channels: every GEMM dimension large; one image channel: the conv2d's depth
+        # and the weight gradient's width are 16 taps, still gathered, and so is the
+        # transposed convolution with 16 rows (one channel's taps), but not with 4
         x = rng.standard_normal((3, 32, 9, 9), dtype=np.float32)
-        w = rng.standard_normal((32, channels, 4, 4), dtype=np.float32)
+        w = rng.standard_normal((32, channels, kernel, kernel), dtype=np.float32)
         gy = rng.standard_normal((3, channels, 18, 18), dtype=np.float32)
-        for op, args in (("conv_transpose2d", (x, w, (18, 18), (2, 2), (1, 1), (1, 1), 1)),
-                         ("conv2d", (gy, w, (2, 2), (1, 1), (1, 1), 1)),
-                         ("conv2d_weight_grad", (gy, x, w.shape, (2, 2), (1, 1), (1, 1), 1))):
+        padding = (kernel - 2) // 2
+        for op, args in (("conv_transpose2d", (x, w, (18, 18), (2, 2), (padding,) * 2, (1, 1), 1)),
+                         ("conv2d", (gy, w, (2, 2), (padding,) * 2, (1, 1), 1)),
+                         ("conv2d_weight_grad", (gy, x, w.shape, (2, 2), (padding,) * 2, (1, 1), 1))):
             calls.clear()
             got = dispatch.call(op, *args, device="cpu", impl="cpp")
-            if channels == 32 or op != "conv_transpose2d":
+            if kernel == 4 or op != "conv_transpose2d":
                 assert calls == ["gemm_gathered"], f"{op} called {calls}, not one gathered GEMM"
             else:
                 assert "gemm_gathered" not in calls, f"{op} to one channel gathered"
@@ -552,7 +554,8 @@ def _check_gathered_convolutions(case, rng):
 def test_gathered_convolutions_split_between_threads_like_one_thread():
     """Layer sizes of the benchmark models, where the GEMMs split between threads by
     columns, by rows (the transposed convolution's output: whole output channels per
-    thread) and by depth; 1, 2 and 3 threads must agree with `ref` (races would not)."""
+    thread, or whole samples in NCHW) and by depth; 1, 2 and 3 threads must agree with
+    `ref` (races would not)."""
     code = (
         "import numpy as np; from ganforge import dispatch; from ganforge.ops import conv_gathered as G\n"
         "rng = np.random.default_rng(0)\n"
@@ -570,7 +573,13 @@ def test_gathered_convolutions_split_between_threads_like_one_thread():
         "gy = rng.standard_normal((16, 8, 14, 14), dtype=np.float32)\n"
         "want = dispatch.call('conv2d_weight_grad', image.astype(np.float64), gy.astype(np.float64), (8, 1, 4, 4), *g,\n"
         "                     device='cpu', impl='ref')\n"
-        "assert np.allclose(G.conv2d_weight_grad(image, gy, (8, 1, 4, 4), *g), want, rtol=1e-4, atol=1e-3)\n")
+        "assert np.allclose(G.conv2d_weight_grad(image, gy, (8, 1, 4, 4), *g), want, rtol=1e-4, atol=1e-3)\n"
+        # to one channel in NCHW: 16 rows, one row group, so the columns split by whole samples
+        "x = rng.standard_normal((15, 256, 14, 14), dtype=np.float32)\n"
+        "w = rng.standard_normal((256, 1, 4, 4), dtype=np.float32)\n"
+        "want = dispatch.call('conv_transpose2d', x.astype(np.float64), w.astype(np.float64), (28, 28), *g,\n"
+        "                     device='cpu', impl='ref')\n"
+        "assert np.allclose(G.conv_transpose2d(x, w, (28, 28), *g), want, rtol=1e-4, atol=1e-3)\n")
     _run_on_1_2_and_3_gemm_threads(code)
 
 
@@ -655,6 +664,10 @@ def test_gemm_gathered_rejects_tables_that_would_read_or_write_outside_the_data(
         gemm_gathered((data, rows[:, :2], cols, (1, 1)), good_b, out)
     with pytest.raises(ValueError, match="row_group must be 0 or divide its 3 rows"):
         gemm_gathered(good_a, good_b, out[:4] + (2,))
+    with pytest.raises(ValueError, match="col_group must be 0 or divide its 3 columns, got 2"):
+        gemm_gathered(good_a, good_b, out[:4] + (3, 2))
+    with pytest.raises(ValueError, match=r"out must be \(data, rows, cols, \(height, width\), row_group\[, col_group\]\)"):
+        gemm_gathered(good_a, good_b, out + (1, 1))
     with pytest.raises(ValueError, match="data must be a C-contiguous float32"):
         gemm_gathered((data.astype(np.float64),) + good_a[1:], good_b, out)
     # an image operand: pixels past the image's edge read as zero, and the bound check

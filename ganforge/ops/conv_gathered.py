@@ -213,7 +213,8 @@ def _transposed_plan(x_shape, w_shape, out_size, stride, padding, dilation, grou
     # contribution through every tap, and each lands straight where col2im would add it:
     # row (o, i, j) and column (s, h, w) add into y[s, o, h*sh - ph + i*dh, w*sw - pw + j*dw],
     # unless that falls outside the output. All KH*KW taps of an output channel stay on one
-    # thread (row_group), so no two threads add into the same pixel.
+    # thread (row_group), and in NCHW all positions of a sample (col_group: batch innermost,
+    # a sample's columns are not together), so no two threads add into the same pixel.
     out_channel, i, j = _grid(o_per_group, kh, kw)
     sample, p, q = image.positions(n, h, wd)
     base, x_of_sample = image.sample(sample)
@@ -227,7 +228,8 @@ def _transposed_plan(x_shape, w_shape, out_size, stride, padding, dilation, grou
         calls.append((_tables(out_channel * kh * kw + i * kw + j, channel * o_per_group * kh * kw),
                       _tables(channel * image.channel_step, x_cols),
                       _tables(y_rows, y_cols, (out_h, out.width))))
-    return _frozen(image=image, out=out, out_shape=(n, o, out_h, out_w), row_group=kh * kw, calls=calls)
+    return _frozen(image=image, out=out, out_shape=(n, o, out_h, out_w), groups=(kh * kw, 0 if small else h * wd),
+                   calls=calls)
 
 
 def conv_transpose2d(x, w, out_size, stride, padding, dilation, groups):
@@ -236,5 +238,5 @@ def conv_transpose2d(x, w, out_size, stride, padding, dilation, groups):
     x, w = plan.image.to(x), np.ascontiguousarray(w)
     y = plan.out.empty(plan.out_shape, zeros=True)  # the products are added into it
     for weights, inputs, out in plan.calls:
-        native.module().gemm_gathered((w, *weights), (x, *inputs), (y, *out, plan.row_group), accumulate=True)
+        native.module().gemm_gathered((w, *weights), (x, *inputs), (y, *out, *plan.groups), accumulate=True)
     return plan.out.back(y, plan.out_shape)

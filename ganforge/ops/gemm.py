@@ -61,13 +61,12 @@ class NativeGemm:
             and native.available()[0] and native.module().gemm_supported()
 
     # Below this many rows (output channels, times the taps in a transposed convolution),
-    # most of each 8-row register tile is wasted and a transposed convolution's scattered
-    # stores cost more than its products: a DCGAN's last layer, 128 channels to 1, ran
-    # 0.81 ms gathered against 0.55 unfolded. Those unfold. A thin depth or width (the 16
-    # taps of a 1-channel image, in dcgan28's first layer and in the last one's input and
-    # weight gradients) is no reason to unfold: gathered, those ran 1.3-1.6x faster than
-    # im2col and a GEMM, or than NumPy's 64 per-sample products for a weight gradient.
-    GATHER_FROM = 32
+    # most of each 8-row register tile is wasted; those unfold, and NumPy's BLAS multiplies.
+    # A thin depth or width (the 16 taps of a 1-channel image, in dcgan28's first layer and
+    # in the last one's input and weight gradients) is no reason to unfold: gathered,
+    # those ran 1.3-1.6x faster than im2col and a GEMM, or than NumPy's 64 per-sample
+    # products for a weight gradient.
+    GATHER_FROM = 8
 
     @classmethod
     def gathers(cls, *arrays, dims):
