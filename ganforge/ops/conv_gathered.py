@@ -93,6 +93,8 @@ class _Layout:
 
 
 def _batch_innermost(n, width, taps, below):
+    """Whether to work batch innermost; `taps` is the GEMM side that runs over kernel taps
+    (C*KH*KW for conv2d and its weight gradient, O*KH*KW for the transposed convolution)."""
     return n >= 16 and width < below and taps >= BATCH_INNERMOST_TAPS
 
 
@@ -228,8 +230,8 @@ def _transposed_plan(x_shape, w_shape, out_size, stride, padding, dilation, grou
         calls.append((_tables(out_channel * kh * kw + i * kw + j, channel * o_per_group * kh * kw),
                       _tables(channel * image.channel_step, x_cols),
                       _tables(y_rows, y_cols, (out_h, out.width))))
-    return _frozen(image=image, out=out, out_shape=(n, o, out_h, out_w), groups=(kh * kw, 0 if small else h * wd),
-                   calls=calls)
+    return _frozen(image=image, out=out, out_shape=(n, o, out_h, out_w),
+                   output_groups=(kh * kw, 0 if small else h * wd), calls=calls)  # (row_group, col_group)
 
 
 def conv_transpose2d(x, w, out_size, stride, padding, dilation, groups):
@@ -238,5 +240,5 @@ def conv_transpose2d(x, w, out_size, stride, padding, dilation, groups):
     x, w = plan.image.to(x), np.ascontiguousarray(w)
     y = plan.out.empty(plan.out_shape, zeros=True)  # the products are added into it
     for weights, inputs, out in plan.calls:
-        native.module().gemm_gathered((w, *weights), (x, *inputs), (y, *out, *plan.groups), accumulate=True)
+        native.module().gemm_gathered((w, *weights), (x, *inputs), (y, *out, *plan.output_groups), accumulate=True)
     return plan.out.back(y, plan.out_shape)
