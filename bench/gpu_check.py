@@ -1,6 +1,6 @@
 """Everything GPU-related in one run: build, test, measure, compare with PyTorch.
 
-    python3 bench/gpu_check.py [--out DIR] [--peer PATH/torch_steps.py] [--skip-tests]
+    python3 bench/gpu_check.py [--out DIR] [--peer PATH/torch_steps.py] [--skip-tests] [--sweep-tiles SECONDS]
 
 On a machine with an NVIDIA GPU, CuPy, Triton and PyTorch (PyTorch only as the
 yardstick), it
@@ -14,18 +14,22 @@ yardstick), it
      the shapes of BENCH_MODELS.md, on fresh random inputs, median of triton.testing.do_bench:
        - transposed convolution forward, its input gradient (a conv2d) and its weight
          gradient, for every ConvT layer of dcgan28 (batch 64) and dcgan64 (batch 128),
-         against cuDNN with cudnn.benchmark on, at the same precision: Triton's TF32
-         products against cuDNN with TF32, the CUDA kernels' float32 against cuDNN's;
+         against cuDNN with cudnn.benchmark on, at the same precision: Triton with TF32
+         (GANFORGE_TF32=1) against cuDNN with TF32; Triton in float32 (ganforge's default),
+         the CUDA kernels and ref against cuDNN's float32;
        - the fused spectral-norm step (power iteration and W / sigma) against
          torch.nn.utils.spectral_norm's eager update, for sngan28's D weights and 512x8192;
        - the fused gradient penalty (interpolation, norms, penalty, backward) against
          the same arithmetic in eager PyTorch, at wgangp28's and dcgan64's input sizes;
   6. times a WGAN-GP critic step of wgangp28, and whole training steps, against PyTorch
-     (shared/peer/torch_steps.py, or --peer);
+     (shared/peer/torch_steps.py, or --peer); each step also with the CUDA convolutions
+     and with TF32, and how long the GPU is busy in it (the rest is Python on the host);
 and prints one table of ratios (ganforge time / PyTorch time: below 1 is faster) with
 achieved TFLOP/s or TB/s. Everything measured is also written to --out as JSON.
+With --sweep-tiles, it then times every tile shape of the Triton convolutions.
 """
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -107,9 +111,9 @@ def environment():
         "python": platform.python_version(), "numpy": np.__version__,
         "cudnn.benchmark": True, "torch cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
         "torch matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
-        "precision": "convolutions: PyTorch/cuDNN TF32 (its default), ganforge Triton TF32 (tl.dot's default), "
-                     "ganforge CUDA plain float32 FMA (no tensor cores), ref CuPy/cuBLAS float32; everything "
-                     "else float32",
+        "precision": "convolutions: PyTorch/cuDNN timed with TF32 (its default) and in float32; ganforge Triton "
+                     "timed with TF32 (GANFORGE_TF32=1) and in float32 (its default), CUDA plain float32 FMA (no "
+                     "tensor cores), ref CuPy/cuBLAS float32; everything else float32",
     }
 
 
@@ -132,7 +136,9 @@ def build(log):
 def run_gpu_tests(log):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("TRITON_INTERPRET", None)
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider",
+    # pytest-xdist, where installed, runs them on 8 workers (one GPU is plenty for them)
+    workers = ["-n", "8"] if importlib.util.find_spec("xdist") else []
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", *workers,
                            str(ROOT / "tests")], capture_output=True, text=True, env=env, cwd=ROOT)
     log.write(done.stdout + done.stderr)
     summary = (done.stdout.strip().splitlines() or ["(no output)"])[-1]
@@ -159,7 +165,7 @@ def conv_rows():
     import cupy as cp
     import torch
     import torch.nn.functional as tF
-    from ganforge import dispatch
+    from ganforge import backend, dispatch
     from ganforge.ops import conv
     rows = []
     torch.backends.cudnn.benchmark = True
@@ -200,9 +206,15 @@ def conv_rows():
                 row[f"torch_{precision}_error"] = relative_error(theirs().cpu().numpy(), expected)
                 row[f"torch_{precision}_TFLOPs"] = flops / row[f"torch_{precision}_ms"] / 1e9
             torch.backends.cudnn.allow_tf32 = True
-            row["baseline"] = {"triton": "torch_tf32", "cuda": "torch_fp32", "ref": "torch_fp32"}
-            for impl in ("triton", "cuda", "ref"):
-                measure(row, impl, lambda: ours(impl), lambda result: result, expected, flops, "TFLOPs")
+            # Triton twice: with TF32 (GANFORGE_TF32=1) against cuDNN's TF32, and in plain
+            # float32 (ganforge's default) against cuDNN's float32, as the CUDA kernels and ref.
+            row["baseline"] = {"triton": "torch_tf32", "triton_fp32": "torch_fp32", "cuda": "torch_fp32",
+                               "ref": "torch_fp32"}
+            for impl in ("triton", "triton_fp32", "cuda", "ref"):
+                kernel = impl.split("_")[0]
+                backend.set_tf32(impl == "triton")
+                measure(row, impl, lambda: ours(kernel), lambda result: result, expected, flops, "TFLOPs")
+            backend.set_tf32(False)
             rows.append(row)
     return rows
 
@@ -292,7 +304,9 @@ def load_peer(path):
 
 
 def step_rows(peer_path, models=("wgangp28", "dcgan28", "sngan28", "dcgan64"), repeats=30):
-    """Whole training steps (host clock around synchronized steps: they include Python)."""
+    """Whole training steps (host clock around synchronized steps: they include Python); each
+    the median of `repeats` steps, the lower of two rounds taken in turns with the other
+    kernel choices."""
     import cupy as cp
     import torch
     from ganforge import benchmarks, optim
@@ -346,8 +360,18 @@ def step_rows(peer_path, models=("wgangp28", "dcgan28", "sngan28", "dcgan64"), r
     rows.append(row)
     for model in models:
         _, _, step, _ = benchmarks.build(model, device="cuda")
-        row = {"kernel": "train step", "shape": model, "part": "D + G step",
-               "ganforge_ms": timed(step, cp.cuda.Device().synchronize)}
+        row = {"kernel": "train step", "shape": model, "part": "D + G step"}
+        # The step under each choice of convolution kernels, in turns; and how much of it the
+        # GPU is busy (a step much longer than its kernels is bound by Python on the host).
+        for _ in range(2):
+            for label, (spec, tf32) in STEP_CHOICES.items():
+                with kernel_choice(spec, tf32):
+                    row.setdefault(f"{label}_runs_ms", []).append(timed(step, cp.cuda.Device().synchronize))
+        for label, (spec, tf32) in STEP_CHOICES.items():
+            row[f"{label}_ms"] = min(row[f"{label}_runs_ms"])
+            with kernel_choice(spec, tf32):
+                row[f"{label}_gpu_ms"], row[f"{label}_launches"] = gpu_busy(step)
+        row["ganforge_ms"] = row["default_ms"]
         if peer is not None:
             tstep = peer.step_fn(model, *peer.make(model, "cuda"), "cuda")
             row["torch_ms"] = timed(tstep, torch.cuda.synchronize)
@@ -355,25 +379,123 @@ def step_rows(peer_path, models=("wgangp28", "dcgan28", "sngan28", "dcgan64"), r
     return rows
 
 
+# label -> (GANFORGE_KERNELS, TF32 on): the default (Triton convolutions in float32), the CUDA
+# convolutions, and the Triton ones with TF32
+STEP_CHOICES = {"default": ("", False), "cuda_convs": ("conv2d=cuda,conv_transpose2d=cuda,conv2d_weight_grad=cuda",
+                                                       False), "tf32": ("", True)}
+
+
+@contextlib.contextmanager
+def kernel_choice(spec, tf32):
+    from ganforge import backend
+    previous = os.environ.get("GANFORGE_KERNELS")
+    os.environ["GANFORGE_KERNELS"] = spec
+    backend.set_tf32(tf32)
+    try:
+        yield
+    finally:
+        backend.set_tf32(False)
+        if previous is None:
+            del os.environ["GANFORGE_KERNELS"]
+        else:
+            os.environ["GANFORGE_KERNELS"] = previous
+
+
+def gpu_busy(step, steps=3):
+    """(milliseconds of GPU kernels and copies per step, launches per step), read with
+    PyTorch's profiler (CUPTI sees CuPy's and Triton's launches as well as its own)."""
+    import cupy as cp
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    step()
+    cp.cuda.Device().synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step()
+        cp.cuda.Device().synchronize()
+    device = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    return sum(e.time_range.elapsed_us() for e in device) / 1e3 / steps, len(device) / steps
+
+
+# --- the Triton convolutions' tiles -------------------------------------------------------
+
+SWEEP_TILES = [(64, 64, 32), (128, 64, 32), (64, 128, 32), (128, 128, 32), (128, 64, 64), (64, 64, 64)]
+SWEEP_WARPS_STAGES = [(4, 3), (8, 3), (4, 4)]
+
+
+def tile_sweep(seconds, path):
+    """Every tile shape x (warps, pipeline stages) for the Triton convolutions (TF32) at the
+    ConvT layers, against the tiles `_tiles` picks: the measurements behind that rule.
+    Stops starting new measurements after `seconds`; each finished row is saved to `path`."""
+    import cupy as cp
+    from ganforge import kernels
+    module = kernels.triton_module("conv")
+    deadline, rows = time.time() + seconds, []
+    rng = np.random.default_rng(3)
+    for name, n, c, o, k, s, p, size in CONV_TRANSPOSE_LAYERS:
+        out = (size - 1) * s - 2 * p + k
+        x, w, gy = (cp.asarray(rng.standard_normal(shape, dtype=np.float32)) for shape in
+                    ((n, c, size, size), (c, o, k, k), (n, o, out, out)))
+        geometry = ((s, s), (p, p), (1, 1), 1)
+        parts = {"forward": lambda launch, **kw: module.conv_transpose2d(launch, x, w, (out, out), *geometry, **kw),
+                 "input grad": lambda launch, **kw: module.conv2d(launch, gy, w, (size, size), *geometry, **kw),
+                 "weight grad": lambda launch, **kw: module.conv2d_weight_grad(launch, gy, x, w.shape, *geometry,
+                                                                               **kw)}
+        for part, run in parts.items():
+            if time.time() > deadline:
+                print(f"tiles: stopped after {seconds:.0f} s, before {name} {part}", flush=True)
+                return rows
+            launch = kernels.TritonLaunch("conv", x)
+            row = {"shape": name, "part": part, "picked_ms": median_ms(lambda: run(launch))}
+            for tiles in SWEEP_TILES:
+                for warps, stages in SWEEP_WARPS_STAGES:
+                    options = LaunchOptions(launch, num_warps=warps, num_stages=stages)
+                    row[f"{tiles} {warps}w{stages}s"] = median_ms(lambda: run(options, blocks=tiles))
+            best = min((key for key in row if key.startswith("(")), key=row.get)
+            row["best"], row["best_ms"] = best, row[best]
+            print(f"tiles: {name} {part}: picked {row['picked_ms']:.4f} ms, best {row['best_ms']:.4f} ms ({best})",
+                  flush=True)
+            rows.append(row)
+            path.write_text(json.dumps(rows, indent=1))
+    return rows
+
+
+class LaunchOptions:
+    """A TritonLaunch that adds launch options (num_warps, num_stages) to every launch."""
+
+    def __init__(self, launch, **options):
+        self.launch, self.options, self.xp, self.module = launch, options, launch.xp, launch.module
+
+    def __call__(self, kernel, grid, *args, **meta):
+        self.launch(kernel, grid, *args, **{**meta, **self.options})
+
+
 # --- the table ----------------------------------------------------------------------------
+
+IMPLEMENTATIONS = ("triton", "triton_fp32", "cuda", "ref")
+
 
 def table(rows):
     """Markdown: each ganforge kernel's time, and its ratio to PyTorch at the same precision."""
-    lines = ["| kernel | shape | part | PyTorch ms | triton ms (x) | cuda ms (x) | ref ms (x) | best rate |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| kernel | shape | part | PyTorch ms | triton (TF32) ms (x) | triton fp32 ms (x) | cuda ms (x) | "
+             "ref ms (x) | best rate |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r["kernel"] == "train step":
             ratio = f"{r['ganforge_ms'] / r['torch_ms']:.2f}" if "torch_ms" in r else "n/a"
+            choices = "; ".join(f"{label.replace('_', ' ')} {r[f'{label}_ms']:.2f} (GPU busy {r[f'{label}_gpu_ms']:.2f}, "
+                                f"{r[f'{label}_launches']:.0f} launches)" for label in STEP_CHOICES
+                                if f"{label}_gpu_ms" in r)
             lines.append(f"| {r['kernel']} | {r['shape']} | {r['part']} | {r.get('torch_ms', float('nan')):.3f} | "
-                         f"ganforge {r['ganforge_ms']:.3f} ({ratio}) | | | |")
+                         f"ganforge {r['ganforge_ms']:.3f} ({ratio}) | {choices} | | | |")
             continue
         unit = "TFLOPs" if "triton_TFLOPs" in r else "TBps"
-        baseline = r.get("baseline", {impl: "torch" for impl in ("triton", "cuda", "ref")})
+        impls = [i for i in IMPLEMENTATIONS if f"{i}_ms" in r]
+        baseline = r.get("baseline", {impl: "torch" for impl in impls})
         theirs = " / ".join(f"{r[f'{b}_ms']:.4f}" + (f" {b[6:]}" if b != "torch" else "")
                             for b in dict.fromkeys(baseline.values()))
-        cells = [f"{r[f'{impl}_ms']:.4f} ({r[f'{impl}_ms'] / r[baseline[impl] + '_ms']:.2f})"
-                 for impl in ("triton", "cuda", "ref")]
-        timed = [i for i in ("triton", "cuda") if r[f"{i}_ms"] == r[f"{i}_ms"]] or ["triton"]  # NaN: failed
+        cells = [f"{r[f'{impl}_ms']:.4f} ({r[f'{impl}_ms'] / r[baseline[impl] + '_ms']:.2f})" if impl in impls
+                 else "" for impl in IMPLEMENTATIONS]
+        timed = [i for i in impls if i != "ref" and r[f"{i}_ms"] == r[f"{i}_ms"]] or ["triton"]  # NaN: failed
         best = min(timed, key=lambda i: r[f"{i}_ms"])
         lines.append(f"| {r['kernel']} | {r['shape']} | {r['part']} | {theirs} | {' | '.join(cells)} | "
                      f"{best} {r[f'{best}_{unit}']:.2f} {unit} (PyTorch {r[baseline[best] + '_' + unit]:.2f}) |")
@@ -386,6 +508,8 @@ def main():
     parser.add_argument("--peer", default=os.environ.get("GANFORGE_PEER", str(ROOT.parent / "shared" / "peer" /
                                                                                 "torch_steps.py")))
     parser.add_argument("--skip-tests", action="store_true")
+    parser.add_argument("--sweep-tiles", type=float, default=0, metavar="SECONDS",
+                        help="also time every tile shape of the Triton convolutions, for up to SECONDS")
     args = parser.parse_args()
     os.environ.pop("TRITON_INTERPRET", None)  # compiled kernels here
     out = Path(args.out)
@@ -411,16 +535,20 @@ def main():
         print(f"FAILED training steps: {report['steps_failed']}")
     report["rows"] = rows
     (out / "gpu_check.json").write_text(json.dumps(report, indent=1))
-    print("\nratios are ganforge / PyTorch at the same precision (below 1: faster): Triton against cuDNN with TF32, "
-          "CUDA and ref against cuDNN in float32; errors vs float64 are in gpu_check.json")
+    print("\nratios are ganforge / PyTorch at the same precision (below 1: faster): Triton with TF32 against cuDNN "
+          "with TF32; Triton in float32 (ganforge's default), CUDA and ref against cuDNN in float32; errors vs "
+          "float64 are in gpu_check.json")
     print(table(rows))
-    worst = max((r[f"{i}_error"] for r in rows for i in ("triton", "cuda") if f"{i}_error" in r), default=0.0)
-    print(f"largest relative error of a ganforge kernel vs float64: {worst:.2e}")
+    for label, impls in (("TF32", ("triton",)), ("float32", ("triton_fp32", "cuda"))):
+        worst = max((r[f"{i}_error"] for r in rows for i in impls if f"{i}_error" in r), default=0.0)
+        print(f"largest relative error of a ganforge {label} kernel vs float64: {worst:.2e}")
     for r in rows:
-        for impl in ("triton", "cuda", "ref"):
+        for impl in IMPLEMENTATIONS:
             if f"{impl}_failed" in r:
                 print(f"FAILED {impl} {r['kernel']} {r['shape']} {r['part']}: {r[f'{impl}_failed']}")
     failed = any(k.endswith("_failed") for r in rows for k in r) or "steps_failed" in report
+    if args.sweep_tiles:  # last: everything above is printed and saved whatever it takes
+        report["tile_sweep"] = tile_sweep(args.sweep_tiles, out / "gpu_tile_sweep.json")
     return 0 if report.get("tests", {"returncode": 0})["returncode"] == 0 and not failed else 1
 
 

@@ -4,10 +4,28 @@ CuPy is imported lazily, and only when asked for; a missing or broken CuPy never
 breaks CPU use. Everything else in ganforge asks this module for `xp`, the array
 module that owns a given array, instead of importing numpy or cupy directly.
 """
+import os
+
 import numpy as np
 
 _cupy = None
 _cupy_error = None
+
+# TF32: float32 products on an NVIDIA GPU's tensor cores with 10-bit mantissas, about 3e-4
+# relative error (PyTorch's default for cuDNN convolutions). Off by default, so that
+# float32 gives the same digits on every device; GANFORGE_TF32=1 or set_tf32(True) turns
+# it on for the Triton convolutions.
+_tf32 = os.environ.get("GANFORGE_TF32", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def set_tf32(enabled):
+    """Let float32 convolutions on the GPU use TF32 tensor cores (True) or not (False)."""
+    global _tf32
+    _tf32 = bool(enabled)
+
+
+def tf32_enabled():
+    return _tf32
 
 
 def cupy():

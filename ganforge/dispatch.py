@@ -15,6 +15,12 @@ from dataclasses import dataclass
 
 # Preference order when nothing is asked for explicitly: fastest first.
 PREFERENCE = {"cpu": ("cpp", "ref"), "cuda": ("cuda", "triton", "ref")}
+# Where one op's fastest differs. On an H100 (docs/benchmarks.md, "GPU kernels"), the Triton
+# convolutions ran 1.3-4.8x faster than the CUDA ones at dcgan28's and dcgan64's large
+# layers, in float32 as well as TF32; the CUDA spectral norm and gradient penalty were the
+# faster of theirs.
+OP_PREFERENCE = {(op, "cuda"): ("triton", "cuda", "ref")
+                 for op in ("conv2d", "conv_transpose2d", "conv2d_weight_grad")}
 
 
 @dataclass
@@ -85,7 +91,7 @@ def resolve(op, device="cpu", impl=None):
         if not ok:
             raise RuntimeError(f"kernel {op}/{explicit} was asked for but is unavailable: {reason}")
         return kernel
-    for name in PREFERENCE.get(device, ("ref",)):
+    for name in OP_PREFERENCE.get((op, device), PREFERENCE.get(device, ("ref",))):
         kernel = kernels.get(name)
         if kernel is None or device not in kernel.devices:
             continue

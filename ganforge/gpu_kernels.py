@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from . import dispatch, kernels
-from .backend import xp_of
+from .backend import tf32_enabled, xp_of
 from .ops.conv import output_size
 
 # The CUDA kernels' launch shape (kernels/cuda/*.cu are written for it).
@@ -33,23 +33,31 @@ def _prepared(op, *arrays):
 
 # --- Triton ------------------------------------------------------------------------------
 
+def _conv_precision():
+    """tl.dot's input precision for float32 convolutions (float64 is always exact)."""
+    return "tf32" if tf32_enabled() else "ieee"
+
+
 def conv2d_triton(x, w, stride, padding, dilation, groups):
     x, w = _prepared("conv2d", x, w)
     launch = kernels.TritonLaunch("conv", x)
     out_size = output_size(x.shape[2:], w.shape[2:], stride, padding, dilation)
-    return launch.module.conv2d(launch, x, w, out_size, stride, padding, dilation, groups)
+    return launch.module.conv2d(launch, x, w, out_size, stride, padding, dilation, groups,
+                                precision=_conv_precision())
 
 
 def conv_transpose2d_triton(x, w, out_size, stride, padding, dilation, groups):
     x, w = _prepared("conv_transpose2d", x, w)
     launch = kernels.TritonLaunch("conv", x)
-    return launch.module.conv_transpose2d(launch, x, w, out_size, stride, padding, dilation, groups)
+    return launch.module.conv_transpose2d(launch, x, w, out_size, stride, padding, dilation, groups,
+                                          precision=_conv_precision())
 
 
 def conv2d_weight_grad_triton(x, gy, weight_shape, stride, padding, dilation, groups):
     x, gy = _prepared("conv2d_weight_grad", x, gy)
     launch = kernels.TritonLaunch("conv", x)
-    return launch.module.conv2d_weight_grad(launch, x, gy, tuple(weight_shape), stride, padding, dilation, groups)
+    return launch.module.conv2d_weight_grad(launch, x, gy, tuple(weight_shape), stride, padding, dilation, groups,
+                                            precision=_conv_precision())
 
 
 def spectral_norm_triton(weight_matrix, u, n_iterations, eps):

@@ -151,6 +151,33 @@ def test_triton_tf32_products_stay_close_to_float32():
 
 
 @interpreted
+def test_triton_convolutions_take_large_tiles_only_where_they_were_faster():
+    """The tile rule, on layers measured on an H100: dcgan64's wide layers get 128x128
+    tiles on 8 warps; 64 output channels, a 16-tap reduction, a 64-sample weight gradient
+    or too few programs keep 64x64 tiles on 4."""
+    tiles = kernels.triton_module("conv")._tiles
+    large, small = ((128, 128, 32), 8), ((64, 64, 32), 4)
+    assert tiles(128 * 8 * 8, 128, 256 * 4, 4) == large        # dcgan64 G3 forward (per phase)
+    assert tiles(128 * 8 * 8, 256, 128 * 16, 1) == large       # dcgan64 G3 input gradient
+    assert tiles(256, 128 * 16, 128 * 16 * 16, 264) == large   # dcgan64 G3 weight gradient
+    assert tiles(128 * 16 * 16, 64, 128 * 4, 4) == small       # dcgan64 G4 forward: 64 channels
+    assert tiles(64 * 14 * 14, 128, 16, 1) == small            # dcgan28 G3 input gradient: 16 taps
+    assert tiles(100, 256 * 49, 64, 264) == small              # dcgan28 G1 weight gradient: 64 samples
+    assert tiles(64 * 7 * 7, 256, 128 * 16, 1) == small        # dcgan28 G2 input gradient: 50 programs
+    assert tiles(128 * 8 * 8, 128, 256 * 4, 4, blocks=(16, 16, 16)) == ((16, 16, 16), 4)
+
+
+def test_gpu_float32_convolutions_are_plain_float32_unless_tf32_is_asked_for():
+    from ganforge import gpu_kernels
+    assert not backend.tf32_enabled() and gpu_kernels._conv_precision() == "ieee"
+    try:
+        backend.set_tf32(True)
+        assert gpu_kernels._conv_precision() == "tf32"
+    finally:
+        backend.set_tf32(False)
+
+
+@interpreted
 def test_triton_convolutions_through_the_registry_are_differentiable_twice(monkeypatch):
     """With every op on its Triton kernel, a conv net's first and second gradients still
     match finite differences: the kernels replace only the arrays inside forward."""
@@ -511,7 +538,8 @@ def test_gpu_convolutions_match_the_reference(impl, dtype, g):
     geometry = (g["stride"], g["padding"], g["dilation"], g["groups"])
     out_size = conv.output_size(x.shape[2:], g["kernel"], *geometry[:3])
     gy = rng.standard_normal((g["n"], g["o"]) + out_size).astype(dtype)
-    tol = dict(rtol=1e-11, atol=1e-11) if dtype == np.float64 else dict(rtol=2e-2, atol=2e-2)  # TF32 on float32
+    # float32 by default: TF32 only when asked for (backend.set_tf32)
+    tol = dict(rtol=1e-11, atol=1e-11) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-4)
     run = dispatch.implementations("conv2d")[impl].fn
     np.testing.assert_allclose(cp.asnumpy(run(cp.asarray(x), cp.asarray(w), *geometry)),
                                conv.conv2d_ref(x, w, *geometry), **tol)
@@ -564,12 +592,39 @@ def test_gpu_gradient_penalty_matches_the_reference(impl, dtype, data, one_sided
 
 
 @pytest.mark.gpu
-def test_the_gpu_picks_the_cuda_kernels(monkeypatch):
+def test_tf32_is_used_only_when_asked_for():
+    """Float32 convolutions on the GPU are plain float32 unless set_tf32(True): then their
+    products round to TF32's 10-bit mantissa, close to float32 but measurably not equal."""
+    cp = backend.cupy()
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((4, 32, 9, 9)).astype(np.float32), rng.standard_normal((16, 32, 3, 3)).astype(np.float32)
+    geometry = ((1, 1), (1, 1), (1, 1), 1)
+    expected = conv.conv2d_ref(x.astype(np.float64), w.astype(np.float64), *geometry)
+    conv2d = dispatch.implementations("conv2d")["triton"].fn
+
+    def error():
+        got = cp.asnumpy(conv2d(cp.asarray(x), cp.asarray(w), *geometry)).astype(np.float64)
+        return np.linalg.norm(got - expected) / np.linalg.norm(expected)
+    try:
+        assert not backend.tf32_enabled()
+        assert error() < 1e-5
+        backend.set_tf32(True)
+        assert 1e-5 < error() < 3e-3
+    finally:
+        backend.set_tf32(False)
+
+
+@pytest.mark.gpu
+def test_the_gpu_picks_its_fastest_kernels(monkeypatch):
+    """Triton for the convolutions, CUDA for spectral norm and the gradient penalty
+    (docs/benchmarks.md, GPU kernels)."""
     monkeypatch.delenv("GANFORGE_KERNELS", raising=False)
-    for op in ("conv2d", "conv_transpose2d", "conv2d_weight_grad", "spectral_norm", "gradient_penalty"):
+    for op in ("conv2d", "conv_transpose2d", "conv2d_weight_grad"):
+        assert dispatch.resolve(op, "cuda").impl == "triton", op
+    for op in ("spectral_norm", "gradient_penalty", "gradient_penalty_backward", "gradient_penalty_interpolate"):
         assert dispatch.resolve(op, "cuda").impl == "cuda", op
-    monkeypatch.setenv("GANFORGE_KERNELS", "triton")
-    assert dispatch.resolve("conv_transpose2d", "cuda").impl == "triton"
+    monkeypatch.setenv("GANFORGE_KERNELS", "cuda")
+    assert dispatch.resolve("conv_transpose2d", "cuda").impl == "cuda"
 
 
 # --- packaging -----------------------------------------------------------------------------
@@ -626,19 +681,22 @@ def test_gpu_check_prints_ratios_against_pytorch_at_the_same_precision():
     check = _gpu_check()
     conv_row = {"kernel": "conv_transpose2d", "shape": "s", "part": "forward",
                 "torch_tf32_ms": 2.0, "torch_fp32_ms": 8.0, "torch_tf32_TFLOPs": 15.0, "torch_fp32_TFLOPs": 3.75,
-                "baseline": {"triton": "torch_tf32", "cuda": "torch_fp32", "ref": "torch_fp32"},
-                "triton_ms": 1.0, "cuda_ms": 4.0, "ref_ms": 16.0, "triton_TFLOPs": 30.0, "cuda_TFLOPs": 7.5,
-                "ref_TFLOPs": 1.9}
+                "baseline": {"triton": "torch_tf32", "triton_fp32": "torch_fp32", "cuda": "torch_fp32",
+                             "ref": "torch_fp32"},
+                "triton_ms": 1.0, "triton_fp32_ms": 6.0, "cuda_ms": 4.0, "ref_ms": 16.0, "triton_TFLOPs": 30.0,
+                "triton_fp32_TFLOPs": 5.0, "cuda_TFLOPs": 7.5, "ref_TFLOPs": 1.9}
     norm_row = {"kernel": "spectral_norm step", "shape": "512x8192", "part": "all", "torch_ms": 0.5,
                 "torch_TBps": 0.2, "triton_ms": 0.25, "cuda_ms": 0.5, "ref_ms": 1.0, "triton_TBps": 0.4,
                 "cuda_TBps": 0.2, "ref_TBps": 0.1}
     step_row = {"kernel": "train step", "shape": "wgangp28", "part": "critic step", "ganforge_ms": 3.0,
-                "torch_ms": 2.0}
+                "torch_ms": 2.0, "tf32_ms": 2.5, "tf32_gpu_ms": 1.25, "tf32_launches": 400}
     text = check.table([conv_row, norm_row, step_row])
     conv_line, norm_line, step_line = text.splitlines()[2:]
-    # Triton against cuDNN's TF32, CUDA and ref against cuDNN's float32
+    # Triton with TF32 against cuDNN's TF32; Triton in float32, CUDA and ref against cuDNN's float32
     assert "2.0000 tf32 / 8.0000 fp32" in conv_line
-    assert "1.0000 (0.50)" in conv_line and "4.0000 (0.50)" in conv_line and "16.0000 (2.00)" in conv_line
+    assert "1.0000 (0.50)" in conv_line and "6.0000 (0.75)" in conv_line and "4.0000 (0.50)" in conv_line
+    assert "16.0000 (2.00)" in conv_line
+    assert "| 1.0000 (0.50) | 6.0000 (0.75) | 4.0000 (0.50) | 16.0000 (2.00) |" in conv_line
     assert "triton 30.00 TFLOPs (PyTorch 15.00)" in conv_line
-    assert "0.2500 (0.50)" in norm_line and "triton 0.40 TBps (PyTorch 0.20)" in norm_line
-    assert "ganforge 3.000 (1.50)" in step_line
+    assert "| 0.2500 (0.50) |  | 0.5000 (1.00) |" in norm_line and "triton 0.40 TBps (PyTorch 0.20)" in norm_line
+    assert "ganforge 3.000 (1.50)" in step_line and "tf32 2.50 (GPU busy 1.25, 400 launches)" in step_line

@@ -19,6 +19,8 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 ARCHITECTURES = (80, 90)
+# Keywords of a launch that are compile options, not the kernel's constexpr parameters.
+LAUNCH_OPTIONS = ("num_warps", "num_stages")
 
 
 class RecordingLaunch:
@@ -55,6 +57,11 @@ def recorded_launches():
         conv.module.conv_transpose2d(conv, x, w, (17, 17), (2, 2), (1, 1), (2, 2), 1)  # masked, dilated
         conv.module.conv2d_weight_grad(conv, x, np.zeros((2, 6, 5, 5), dtype), (6, 4, 3, 3), (1, 1), (0, 0),
                                        (1, 1), 1)
+        # shapes large enough for the 128x128 tiles on 8 warps
+        conv.module.conv2d(conv, np.zeros((2, 4, 82, 82), dtype), np.zeros((72, 4, 3, 3), dtype), (80, 80), (1, 1),
+                           (0, 0), (1, 1), 1)
+        conv.module.conv2d_weight_grad(conv, np.zeros((2, 8, 7, 7), dtype), np.zeros((2, 96, 5, 5), dtype),
+                                       (96, 8, 3, 3), (1, 1), (0, 0), (1, 1), 1)
         norm = RecordingLaunch("spectral_norm")
         norm.module.power_iteration(norm, np.zeros((8, 16), dtype), np.zeros(8, dtype), 2, 1e-12, scale=True)
         penalty = RecordingLaunch("grad_penalty")
@@ -67,9 +74,11 @@ def recorded_launches():
             for name, args, meta in launch.launches:
                 kernel = getattr(launch.module, name)
                 signature = {arg: argument_type(value) for arg, value in zip(kernel.arg_names, args)}
-                signature.update({arg: "constexpr" for arg in meta})
+                constexprs = {k: v for k, v in meta.items() if k not in LAUNCH_OPTIONS}
+                options = {k: v for k, v in meta.items() if k in LAUNCH_OPTIONS}
+                signature.update({arg: "constexpr" for arg in constexprs})
                 key = (module, name, json.dumps(signature, sort_keys=True), json.dumps(meta, sort_keys=True))
-                launches[key] = (module, name, signature, meta)
+                launches[key] = (module, name, signature, constexprs, options)
     return list(launches.values())
 
 
@@ -78,13 +87,13 @@ def compile_one(job):
     from triton.backends.compiler import GPUTarget
 
     from ganforge import kernels
-    module, name, signature, constexprs, arch = job
+    module, name, signature, constexprs, options, arch = job
     kernel = getattr(kernels.triton_module(module), name)
     source = triton.compiler.ASTSource(fn=kernel, signature=signature, constexprs=constexprs)
-    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32))
+    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
     dtype = "fp64" if "*fp64" in signature.values() else "fp32"
-    return {"kernel": name, "dtype": dtype, "constexprs": constexprs, "arch": f"sm_{arch}",
-            "cubin_bytes": len(compiled.asm["cubin"])}
+    return {"kernel": name, "dtype": dtype, "constexprs": constexprs, "options": options, "arch": f"sm_{arch}",
+            "cubin_bytes": len(compiled.asm["cubin"]), "num_warps": compiled.metadata.num_warps}
 
 
 def main():
