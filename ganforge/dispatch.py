@@ -16,8 +16,8 @@ from dataclasses import dataclass
 # Preference order when nothing is asked for explicitly: fastest first.
 PREFERENCE = {"cpu": ("cpp", "ref"), "cuda": ("cuda", "triton", "ref")}
 # Where one op's fastest differs. On an H100 (docs/benchmarks.md, "GPU kernels"), the Triton
-# convolutions ran 1.3-4.8x faster than the CUDA ones at dcgan28's and dcgan64's large
-# layers, in float32 as well as TF32; the CUDA spectral norm and gradient penalty were the
+# convolutions ran 1.6-4.2x faster than the CUDA ones at dcgan28's and dcgan64's large
+# layers in float32, more with TF32; the CUDA spectral norm and gradient penalty were the
 # faster of theirs.
 OP_PREFERENCE = {(op, "cuda"): ("triton", "cuda", "ref")
                  for op in ("conv2d", "conv_transpose2d", "conv2d_weight_grad")}
