@@ -42,6 +42,8 @@ def info(out=None):
         "cupy       " + (f"{backend.cupy().__version__}, GPU available" if cupy_reason is None
                          else f"not available ({cupy_reason})"),
         f"triton     {_optional_version('triton')}",
+        "tf32       " + ("on: float32 convolutions on the GPU use TF32 tensor cores" if backend.tf32_enabled() else
+                         "off: float32 convolutions on the GPU stay float32 (GANFORGE_TF32=1 turns TF32 on)"),
         "",
         "kernels (op, device -> chosen implementation; others available or why not):",
     ]
