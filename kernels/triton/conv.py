@@ -14,7 +14,8 @@ tap of the kernel and p = (oy, ox) an output position:
 
 All arrays are contiguous NCHW. Groups are the grid's third axis. Accumulation is in the
 output's precision (float32 or float64); float32 products use TF32 tensor cores unless
-`precision="ieee"` is asked for.
+`precision="ieee"` is asked for, which ganforge's registry does unless TF32 is turned on
+(backend.set_tf32, GANFORGE_TF32=1).
 """
 import triton
 import triton.language as tl
