@@ -165,7 +165,7 @@ def conv_rows():
     import cupy as cp
     import torch
     import torch.nn.functional as tF
-    from ganforge import backend, dispatch
+    from ganforge import dispatch
     from ganforge.ops import conv
     rows = []
     torch.backends.cudnn.benchmark = True
@@ -212,9 +212,8 @@ def conv_rows():
                                "ref": "torch_fp32"}
             for impl in ("triton", "triton_fp32", "cuda", "ref"):
                 kernel = impl.split("_")[0]
-                backend.set_tf32(impl == "triton")
-                measure(row, impl, lambda: ours(kernel), lambda result: result, expected, flops, "TFLOPs")
-            backend.set_tf32(False)
+                with kernel_choice("", tf32=impl == "triton"):
+                    measure(row, impl, lambda: ours(kernel), lambda result: result, expected, flops, "TFLOPs")
             rows.append(row)
     return rows
 
@@ -387,14 +386,15 @@ STEP_CHOICES = {"default": ("", False), "cuda_convs": ("conv2d=cuda,conv_transpo
 
 @contextlib.contextmanager
 def kernel_choice(spec, tf32):
+    """GANFORGE_KERNELS=spec and TF32 on or off inside the block; both as they were after it."""
     from ganforge import backend
-    previous = os.environ.get("GANFORGE_KERNELS")
+    previous, previous_tf32 = os.environ.get("GANFORGE_KERNELS"), backend.tf32_enabled()
     os.environ["GANFORGE_KERNELS"] = spec
     backend.set_tf32(tf32)
     try:
         yield
     finally:
-        backend.set_tf32(False)
+        backend.set_tf32(previous_tf32)
         if previous is None:
             del os.environ["GANFORGE_KERNELS"]
         else:

@@ -11,11 +11,17 @@ import numpy as np
 _cupy = None
 _cupy_error = None
 
+
+def env_flag(name):
+    """True when environment variable `name` is set to 1, true, yes or on."""
+    return os.environ.get(name, "0").strip().lower() in ("1", "true", "yes", "on")
+
+
 # TF32: float32 products on an NVIDIA GPU's tensor cores with 10-bit mantissas, about 3e-4
 # relative error (PyTorch's default for cuDNN convolutions). Off by default, so that
 # float32 gives the same digits on every device; GANFORGE_TF32=1 or set_tf32(True) turns
 # it on for the Triton convolutions.
-_tf32 = os.environ.get("GANFORGE_TF32", "0").strip().lower() in ("1", "true", "yes", "on")
+_tf32 = env_flag("GANFORGE_TF32")
 
 
 def set_tf32(enabled):

@@ -18,7 +18,6 @@ in a source checkout or an editable install they are read from the repository's 
 """
 import contextlib
 import importlib.util
-import os
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +46,7 @@ def cuda_sources():
 
 def interpreting():
     """True when Triton runs kernels in its interpreter (TRITON_INTERPRET=1 in the environment)."""
-    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on")
+    return backend.env_flag("TRITON_INTERPRET")
 
 
 def triton_available():
