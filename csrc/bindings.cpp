@@ -11,6 +11,7 @@
 #include <array>
 #include <string>
 
+#include "conv_direct.h"
 #include "gan_kernels.h"
 #include "gemm.h"
 #include "im2col.h"
@@ -421,15 +422,95 @@ void adam_step(py::array param, const py::array& grad, py::array exp_avg, py::ar
   throw py::value_error("adam_step: param must be float32 or float64, got " + std::string(py::str(param.dtype())));
 }
 
+// A float32 array of exactly this shape, C-contiguous (and writable for an output).
+void check_float32_shape(const py::array& a, const char* name, const std::vector<py::ssize_t>& shape, bool output) {
+  const bool ok = a.dtype().is(py::dtype::of<float>()) && (a.flags() & py::array::c_style) &&
+                  (!output || a.writeable()) && a.ndim() == py::ssize_t(shape.size()) &&
+                  std::equal(shape.begin(), shape.end(), a.shape());
+  if (ok) return;
+  std::string want = "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) want += (i ? ", " : "") + std::to_string(shape[i]);
+  throw py::value_error(std::string("conv_direct: ") + name + " must be a " + (output ? "writable " : "") +
+                        "C-contiguous float32 array of shape " + want + "), got " + shape_of(a) + " " +
+                        std::string(py::str(a.dtype())));
+}
+
+// y (P_out, O, N) = the convolution of x (P_in, C, N) with w, pixel by pixel from the
+// pairs (pair_start, in_pixel, tap) (conv_direct.h). w is (O, C/groups, KH, KW), or a
+// transposed convolution's (C, O/groups, KH, KW). Every pair is checked against the sizes
+// first.
+void conv_direct(const py::array& x, const py::array& w, bool transposed, int64_t groups, const py::tuple& pairs,
+                 py::array out) {
+  if (!ganforge::gemm_supported()) throw std::runtime_error("conv_direct needs a CPU with AVX-512F");
+  if (x.ndim() != 3 || w.ndim() != 4 || out.ndim() != 3)
+    throw py::value_error("conv_direct: x and out must be 3-D (pixels, channels, batch) and w 4-D, got x " +
+                          shape_of(x) + ", w " + shape_of(w) + ", out " + shape_of(out));
+  if (groups < 1 || x.shape(1) % groups || (!transposed && w.shape(0) % groups))
+    throw py::value_error("conv_direct: groups must be positive and divide x's " + std::to_string(x.shape(1)) +
+                          " channels and w's " + std::to_string(w.shape(0)) + " outputs, got " + std::to_string(groups));
+  const int64_t in_pixels = x.shape(0), channels = x.shape(1) / groups, batch = x.shape(2);
+  const int64_t out_channels = transposed ? w.shape(1) : w.shape(0) / groups, taps = w.shape(2) * w.shape(3);
+  const int64_t out_pixels = out.shape(0);
+  if (w.shape(transposed ? 0 : 1) != (transposed ? x.shape(1) : channels))
+    throw py::value_error("conv_direct: w " + shape_of(w) + " does not take x's " + std::to_string(x.shape(1)) +
+                          " channels in " + std::to_string(groups) + " group(s)");
+  check_float32_shape(x, "x", {x.shape(0), x.shape(1), x.shape(2)}, false);
+  check_float32_shape(w, "w", {w.shape(0), w.shape(1), w.shape(2), w.shape(3)}, false);
+  check_float32_shape(out, "out", {out_pixels, groups * out_channels, batch}, true);
+  if (pairs.size() != 3u) throw py::value_error("conv_direct: pairs must be (pair_start, in_pixel, tap)");
+  using Table = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
+  const Table start = pairs[0].cast<Table>(), in_pixel = pairs[1].cast<Table>(), tap = pairs[2].cast<Table>();
+  if (start.ndim() != 1 || start.size() != out_pixels + 1 || in_pixel.ndim() != 1 || tap.ndim() != 1 ||
+      in_pixel.size() != tap.size())
+    throw py::value_error("conv_direct: pairs must be 1-D: pair_start with out's " + std::to_string(out_pixels) +
+                          " pixels + 1 entries, in_pixel and tap of one length; got " + shape_of(start) + ", " +
+                          shape_of(in_pixel) + ", " + shape_of(tap));
+  const int32_t* s = start.data();
+  for (int64_t p = 0; p < out_pixels; ++p)
+    if (s[p] > s[p + 1]) throw py::value_error("conv_direct: pair_start must not decrease");
+  if (s[0] != 0 || s[out_pixels] != in_pixel.size())
+    throw py::value_error("conv_direct: pair_start must run from 0 to the " + std::to_string(in_pixel.size()) +
+                          " pairs");
+  for (py::ssize_t k = 0; k < in_pixel.size(); ++k)
+    if (in_pixel.data()[k] < 0 || in_pixel.data()[k] >= in_pixels || tap.data()[k] < 0 || tap.data()[k] >= taps)
+      throw py::value_error("conv_direct: pair " + std::to_string(k) + " (in_pixel " +
+                            std::to_string(in_pixel.data()[k]) + ", tap " + std::to_string(tap.data()[k]) +
+                            ") is outside x's " + std::to_string(in_pixels) + " pixels or w's " +
+                            std::to_string(taps) + " taps");
+  const ganforge::DirectConv conv{static_cast<const float*>(x.data()),
+                                  channels,
+                                  in_pixels,
+                                  batch,
+                                  static_cast<const float*>(w.data()),
+                                  transposed ? taps : channels * taps,
+                                  transposed ? out_channels * taps : taps,
+                                  taps,
+                                  static_cast<float*>(out.mutable_data()),
+                                  out_channels,
+                                  out_pixels,
+                                  groups,
+                                  s,
+                                  in_pixel.data(),
+                                  tap.data()};
+  py::gil_scoped_release release;
+  ganforge::conv_direct(conv);
+}
+
+// a.T for a 2-D or 3-D float32 array: (rows, cols) -> (cols, rows), or (rows, middle,
+// cols) -> (cols, middle, rows), as a new C-contiguous array.
 py::array transpose(const py::array& in) {
-  check_float_contiguous(in, "in", 2);
-  if (!in.dtype().is(py::dtype::of<float>())) throw py::value_error("transpose: in must be float32");
-  py::array_t<float> out({in.shape(1), in.shape(0)});
+  if (in.ndim() != 2 && in.ndim() != 3)
+    throw py::value_error("transpose: a must be 2-D or 3-D, got shape " + shape_of(in));
+  check_float_contiguous(in, "a", in.ndim());
+  if (!in.dtype().is(py::dtype::of<float>())) throw py::value_error("transpose: a must be float32");
+  const int64_t rows = in.shape(0), cols = in.shape(in.ndim() - 1), middle = in.ndim() == 3 ? in.shape(1) : 1;
+  py::array_t<float> out(in.ndim() == 3 ? std::vector<py::ssize_t>{cols, middle, rows}
+                                        : std::vector<py::ssize_t>{cols, rows});
   const float* src = static_cast<const float*>(in.data());
   float* dst = out.mutable_data();
   {
     py::gil_scoped_release release;
-    ganforge::transpose(src, in.shape(0), in.shape(1), dst);
+    ganforge::transpose(src, rows, middle, cols, dst);
   }
   return out;
 }
@@ -460,6 +541,11 @@ PYBIND11_MODULE(_C, m) {
         "(data, rows, cols, (height, width)) with (n, 3) int64 tables of (base, y, x); out has a fifth entry, "
         "row_group (0: one element per place; g: elements may share a place and are added), and may have a sixth, "
         "col_group (h: the columns that share a place lie in one group of h, so threads may split the columns).");
+  m.def("conv_direct", &conv_direct, py::arg("x"), py::arg("w"), py::arg("transposed"), py::arg("groups"),
+        py::arg("pairs"), py::arg("out"),
+        "out (P_out, O, N) = a convolution of x (P_in, C, N), batch innermost, computed pixel by pixel from the "
+        "int32 pairs (pair_start, in_pixel, tap): output pixel p sums W's tap t over x's pixel q for each of its "
+        "pairs. w is (O, C/groups, KH, KW), or with transposed a transposed convolution's (C, O/groups, KH, KW).");
   m.def("batch_norm_forward", &batch_norm_forward, py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("eps"),
         "Batch norm of x (N, C, ...) over its batch statistics: (y, mean, var, inv_std), the last three per channel.");
   m.def("batch_norm_backward", &batch_norm_backward, py::arg("x"), py::arg("gy"), py::arg("weight"), py::arg("mean"),
@@ -469,7 +555,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("adam_step", &adam_step, py::arg("param"), py::arg("grad"), py::arg("exp_avg"), py::arg("exp_avg_sq"),
         py::arg("scalars"), "One Adam step in place, bit for bit as ganforge's NumPy Adam computes it.");
   m.def("transpose", &transpose, py::arg("a"),
-        "The transpose of a C-contiguous float32 matrix, as a new C-contiguous one (on the GEMM's threads).");
+        "a.T for a C-contiguous 2-D or 3-D float32 array (the first and last axes swapped), as a new C-contiguous "
+        "array (on the GEMM's threads).");
   m.def("per_sample_norms", &per_sample_norms, py::arg("grad"),
         "The 2-norm of each row of a (batch, features) matrix (the gradient penalty's reduction).");
 }

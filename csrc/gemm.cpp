@@ -38,22 +38,28 @@
 namespace ganforge {
 namespace {
 
-// out (cols x rows) = in (rows x cols)^T over square tiles of `tile` (so that a tile's
-// input rows and output rows stay in L1), shared between the GEMM's threads; full tiles
-// go to full_tile(in, in_stride, out, out_stride), the edges element by element.
+// out (cols x middle x rows) = in (rows x middle x cols) with its first and last axes
+// swapped: for each m, the rows x cols matrix in[:, m, :] transposed into out[:, m, :].
+// Over square tiles of `tile` (so that a tile's input rows and output rows stay in L1),
+// shared between the GEMM's threads; full tiles go to full_tile(in, in_stride, out,
+// out_stride), the edges element by element.
 template <typename FullTile>
-void transpose_tiles(const float* in, int64_t rows, int64_t cols, float* out, int64_t tile, FullTile full_tile) {
+void transpose_tiles(const float* in, int64_t rows, int64_t middle, int64_t cols, float* out, int64_t tile,
+                     FullTile full_tile) {
   const int64_t tile_rows = (rows + tile - 1) / tile, tile_cols = (cols + tile - 1) / tile;
-  parallel_for_threads(tile_rows * tile_cols, 64, gemm_threads(), [&](int64_t begin, int64_t end) {
+  const int64_t in_stride = middle * cols, out_stride = middle * rows, tiles = tile_rows * tile_cols;
+  parallel_for_threads(middle * tiles, 64, gemm_threads(), [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t i0 = t / tile_cols * tile, j0 = t % tile_cols * tile;
+      const float* src = in + t / tiles * cols;
+      float* dst = out + t / tiles * rows;
+      const int64_t i0 = t % tiles / tile_cols * tile, j0 = t % tile_cols * tile;
       const int64_t i1 = std::min(rows, i0 + tile), j1 = std::min(cols, j0 + tile);
       if (i1 - i0 == tile && j1 - j0 == tile) {
-        full_tile(in + i0 * cols + j0, cols, out + j0 * rows + i0, rows);
+        full_tile(src + i0 * in_stride + j0, in_stride, dst + j0 * out_stride + i0, out_stride);
         continue;
       }
       for (int64_t i = i0; i < i1; ++i)
-        for (int64_t j = j0; j < j1; ++j) out[j * rows + i] = in[i * cols + j];
+        for (int64_t j = j0; j < j1; ++j) dst[j * out_stride + i] = src[i * in_stride + j];
     }
   });
 }
@@ -644,11 +650,11 @@ __attribute__((target("avx512f"))) void transpose_tile_avx512(const float* in, i
 
 bool gemm_supported() { return __builtin_cpu_supports("avx512f"); }
 
-void transpose(const float* in, int64_t rows, int64_t cols, float* out) {
+void transpose(const float* in, int64_t rows, int64_t middle, int64_t cols, float* out) {
   if (gemm_supported()) {
-    transpose_tiles(in, rows, cols, out, 16, transpose_tile_avx512);
+    transpose_tiles(in, rows, middle, cols, out, 16, transpose_tile_avx512);
   } else {
-    transpose_tiles(in, rows, cols, out, 16, transpose_tile_scalar);
+    transpose_tiles(in, rows, middle, cols, out, 16, transpose_tile_scalar);
   }
 }
 
@@ -676,8 +682,8 @@ namespace ganforge {
 
 bool gemm_supported() { return false; }
 
-void transpose(const float* in, int64_t rows, int64_t cols, float* out) {
-  transpose_tiles(in, rows, cols, out, 16, transpose_tile_scalar);
+void transpose(const float* in, int64_t rows, int64_t middle, int64_t cols, float* out) {
+  transpose_tiles(in, rows, middle, cols, out, 16, transpose_tile_scalar);
 }
 
 void sgemm(int64_t, int64_t, int64_t, const float*, int64_t, int64_t, const float*, int64_t, int64_t, float*, int64_t,

@@ -56,10 +56,11 @@ struct GatheredOutput {
 void sgemm_gathered(int64_t m, int64_t n, int64_t k, const GatheredOperand& a, const GatheredOperand& b,
                     const GatheredOutput& c, bool accumulate);
 
-// out (cols x rows) = the transpose of in (rows x cols), both contiguous float32, on the
-// GEMM's threads: how the convolutions move a small-image batch between (N, C*H*W) and the
-// batch-innermost (C*H*W, N) layout (ops/conv_gathered.py).
-void transpose(const float* in, int64_t rows, int64_t cols, float* out);
+// out (cols x middle x rows) = in (rows x middle x cols) with its first and last axes
+// swapped (middle = 1: a matrix transpose), both contiguous float32, on the GEMM's
+// threads: how the convolutions move a batch between NCHW, as (N, C*H*W) or (N, C, H*W),
+// and the batch-innermost layouts (C*H*W, N) or (H*W, C, N) (ops/conv_gathered.py).
+void transpose(const float* in, int64_t rows, int64_t middle, int64_t cols, float* out);
 
 // 64-byte aligned storage for the packed operands (one AVX-512 vector per cache line),
 // left uninitialized: the packing writes every element that the micro-kernel reads.

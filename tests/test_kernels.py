@@ -427,11 +427,13 @@ def test_gemm_rejects_bad_operands_with_the_shapes_in_the_message():
 
 
 @needs_gemm
-def test_float32_cpp_convolutions_run_on_the_native_gemm(monkeypatch):
-    """The registry's `cpp` convolutions run in float32 as one gathered GEMM each (no unfold),
-    except where the GEMM has fewer rows than a register tile (a transposed convolution to
-    one channel with a 2x2 kernel), which unfolds; all agree with `ref` (NumPy's matmul
-    over the NumPy unfold)."""
+def test_float32_cpp_convolutions_run_on_the_native_kernels(monkeypatch):
+    """The registry's `cpp` convolutions run in float32 on ganforge's own kernels, with no
+    unfold: a convolution or transposed convolution with 8 or more channels on both sides
+    pixel by pixel (conv_direct, the batch moved innermost and back), the others and every
+    weight gradient as one gathered GEMM, except where the GEMM has fewer rows than a
+    register tile (a transposed convolution to one channel with a 2x2 kernel), which
+    unfolds; all agree with `ref` (NumPy's matmul over the NumPy unfold)."""
     import ganforge.ops.gemm as gemm_module
     calls = []
     compiled = native.module()
@@ -448,53 +450,65 @@ def test_float32_cpp_convolutions_run_on_the_native_gemm(monkeypatch):
             calls.append("gemm_gathered")
             return compiled.gemm_gathered(*args, **kwargs)
 
+        def conv_direct(self, *args, **kwargs):
+            calls.append("conv_direct")
+            return compiled.conv_direct(*args, **kwargs)
+
         def transpose(self, *args, **kwargs):
             calls.append("transpose")
             return compiled.transpose(*args, **kwargs)
 
     monkeypatch.setattr(gemm_module.native, "module", lambda: Counting())  # the same module object as conv_gathered's
     rng = np.random.default_rng(0)
+    direct = ["transpose", "conv_direct", "transpose"]
     for channels, kernel in ((32, 4), (1, 4), (1, 2)):
-        # 32 channels: every GEMM dimension large; one image channel: the conv2d's depth
-        # and the weight gradient's width are 16 taps, still gathered, and so is the
-        # transposed convolution with 16 rows (one channel's taps), but not with 4
+        # 32 channels: pixel by pixel; one image channel: the conv2d's depth and the weight
+        # gradient's width are 16 taps, gathered, and so is the transposed convolution with
+        # 16 rows (one channel's taps), but not with 4
         x = rng.standard_normal((3, 32, 9, 9), dtype=np.float32)
         w = rng.standard_normal((32, channels, kernel, kernel), dtype=np.float32)
         gy = rng.standard_normal((3, channels, 18, 18), dtype=np.float32)
         padding = (kernel - 2) // 2
-        for op, args in (("conv_transpose2d", (x, w, (18, 18), (2, 2), (padding,) * 2, (1, 1), 1)),
-                         ("conv2d", (gy, w, (2, 2), (padding,) * 2, (1, 1), 1)),
-                         ("conv2d_weight_grad", (gy, x, w.shape, (2, 2), (padding,) * 2, (1, 1), 1))):
+        for op, args, expected in (
+                ("conv_transpose2d", (x, w, (18, 18), (2, 2), (padding,) * 2, (1, 1), 1),
+                 direct if channels == 32 else ["gemm_gathered"] if kernel == 4 else None),
+                ("conv2d", (gy, w, (2, 2), (padding,) * 2, (1, 1), 1),
+                 direct if channels == 32 else ["gemm_gathered"]),
+                ("conv2d_weight_grad", (gy, x, w.shape, (2, 2), (padding,) * 2, (1, 1), 1), ["gemm_gathered"])):
             calls.clear()
             got = dispatch.call(op, *args, device="cpu", impl="cpp")
-            if kernel == 4 or op != "conv_transpose2d":
-                assert calls == ["gemm_gathered"], f"{op} called {calls}, not one gathered GEMM"
+            if expected is None:
+                assert "gemm_gathered" not in calls and "conv_direct" not in calls, f"{op} to one channel: {calls}"
             else:
-                assert "gemm_gathered" not in calls, f"{op} to one channel gathered"
+                assert calls == expected, f"{op} called {calls}, not {expected}"
             np.testing.assert_allclose(got, dispatch.call(op, *args, device="cpu", impl="ref"), rtol=1e-4, atol=1e-4)
-    # A batch of 16 on a 9-pixel-wide image: moved batch innermost (a transpose there and
-    # back) with 32 channels' 512 taps, left in NCHW with one channel's 16
+    # A batch of 16 on a 9-pixel-wide image: moved batch innermost for the gathered GEMM
+    # (a transpose there and back) with 32 channels' 512 taps, left in NCHW with one
+    # channel's 16
     for channels, moved in ((32, True), (1, False)):
         x = rng.standard_normal((16, channels, 18, 18), dtype=np.float32)
-        w = rng.standard_normal((32, channels, 4, 4), dtype=np.float32)
+        gy = rng.standard_normal((16, 32, 9, 9), dtype=np.float32)
         calls.clear()
-        got = dispatch.call("conv2d", x, w, (2, 2), (1, 1), (1, 1), 1, device="cpu", impl="cpp")
+        got = dispatch.call("conv2d_weight_grad", x, gy, (32, channels, 4, 4), (2, 2), (1, 1), (1, 1), 1,
+                            device="cpu", impl="cpp")
         assert ("transpose" in calls) == moved and "gemm_gathered" in calls, (channels, calls)
-        np.testing.assert_allclose(got, dispatch.call("conv2d", x, w, (2, 2), (1, 1), (1, 1), 1, device="cpu",
-                                                      impl="ref"), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(got, dispatch.call("conv2d_weight_grad", x, gy, (32, channels, 4, 4), (2, 2),
+                                                      (1, 1), (1, 1), 1, device="cpu", impl="ref"),
+                                   rtol=1e-4, atol=1e-3)
 
 
 @st.composite
-def _float32_conv_case(draw):
+def _float32_conv_case(draw, channels=(1, 5), batch=(1, 4)):
     """A convolution of any geometry, its transposed twin's output size and an output
-    gradient; sizes up to where full 8 x 32 register tiles and several packed blocks occur."""
+    gradient; sizes up to where full 8 x 32 register tiles and several packed blocks occur.
+    `channels` and `batch` bound the channels per group and the batch."""
     groups = draw(st.integers(1, 3))
-    c_per_group, o_per_group = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    c_per_group, o_per_group = draw(st.integers(*channels)), draw(st.integers(*channels))
     kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
-    n = draw(st.integers(1, 4))
+    n = draw(st.integers(*batch))
     h = draw(st.integers(max(1, dilation[0] * (kh - 1) + 1 - 2 * padding[0]), 12))
     w = draw(st.integers(max(1, dilation[1] * (kw - 1) + 1 - 2 * padding[1]), 12))
     output_padding = tuple(draw(st.integers(0, s - 1)) for s in stride)
@@ -519,8 +533,21 @@ def test_gathered_convolutions_match_the_reference(case, batch_innermost):
         layout = mock.patch.multiple(conv_gathered, BATCH_INNERMOST_BELOW=10**9, BATCH_INNERMOST_TAPS=0)
     else:
         layout = mock.patch.object(conv_gathered, "BATCH_INNERMOST_BELOW", 0)
-    with layout:
+    with layout, mock.patch.object(conv_gathered, "DIRECT", False):
         _check_gathered_convolutions(case, rng)
+
+
+@needs_gemm
+@settings(max_examples=30, deadline=None)
+@given(case=_float32_conv_case(channels=(8, 19), batch=(1, 70)))
+def test_direct_convolutions_match_the_reference(case):
+    """conv2d and conv_transpose2d pixel by pixel (conv_direct, with 8 or more channels per
+    group on both sides) against `ref`, over the same geometries, groups, output channels
+    that leave the 8-channel register tile part empty, and batches that leave the 32-sample
+    tile part empty (masked) or are shorter than one vector."""
+    from ganforge.ops import conv_gathered
+    assert conv_gathered._direct(case["x"][1] // case["groups"], case["w"][0] // case["groups"], transposed=False)
+    _check_gathered_convolutions(case, np.random.default_rng(case["seed"]))
 
 
 def _check_gathered_convolutions(case, rng):
@@ -554,8 +581,8 @@ def _check_gathered_convolutions(case, rng):
 def test_gathered_convolutions_split_between_threads_like_one_thread():
     """Layer sizes of the benchmark models, where the GEMMs split between threads by
     columns, by rows (the transposed convolution's output: whole output channels per
-    thread, or whole samples in NCHW) and by depth; 1, 2 and 3 threads must agree with
-    `ref` (races would not)."""
+    thread, or whole samples in NCHW) and by depth, and the pixel-by-pixel kernel by
+    output pixels; 1, 2 and 3 threads must agree with `ref` (races would not)."""
     code = (
         "import numpy as np; from ganforge import dispatch; from ganforge.ops import conv_gathered as G\n"
         "rng = np.random.default_rng(0)\n"
@@ -563,7 +590,8 @@ def test_gathered_convolutions_split_between_threads_like_one_thread():
         "w = rng.standard_normal((96, 40, 4, 4), dtype=np.float32)\n"
         "gy = rng.standard_normal((16, 40, 14, 14), dtype=np.float32)\n"
         "g = ((2, 2), (1, 1), (1, 1), 1)\n"
-        "for got, op, args in ((G.conv_transpose2d(x, w, (14, 14), *g), 'conv_transpose2d', (x, w, (14, 14))),\n"
+        "for G.DIRECT in (True, False):\n"
+        "  for got, op, args in ((G.conv_transpose2d(x, w, (14, 14), *g), 'conv_transpose2d', (x, w, (14, 14))),\n"
         "                      (G.conv2d(gy, w, *g), 'conv2d', (gy, w)),\n"
         "                      (G.conv2d_weight_grad(gy, x, w.shape, *g), 'conv2d_weight_grad', (gy, x, w.shape))):\n"
         "    want = dispatch.call(op, *[a.astype(np.float64) if isinstance(a, np.ndarray) else a for a in args], *g,\n"
@@ -687,9 +715,11 @@ def test_gemm_gathered_rejects_tables_that_would_read_or_write_outside_the_data(
 
 
 @needs_cpp
-@pytest.mark.parametrize("shape", [(64, 12544), (12544, 64), (17, 33), (16, 16), (1, 5), (40, 1)])
+@pytest.mark.parametrize("shape", [(64, 12544), (12544, 64), (17, 33), (16, 16), (1, 5), (40, 1),
+                                   (64, 128, 49), (49, 128, 64), (17, 3, 33), (2, 1, 16)])
 def test_transpose_matches_numpy(shape):
-    """The batch-innermost layout's transpose: 16 x 16 register tiles, scalar edges, threads."""
+    """The batch-innermost layouts' transpose, a.T for 2-D and 3-D arrays: 16 x 16
+    register tiles, scalar edges, threads."""
     a = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     t = native.module().transpose(a)
     assert t.flags.c_contiguous
@@ -698,12 +728,40 @@ def test_transpose_matches_numpy(shape):
 
 @needs_cpp
 def test_transpose_rejects_what_it_cannot_take():
-    with pytest.raises(ValueError, match="must be 2-D"):
-        native.module().transpose(np.zeros((2, 3, 4), np.float32))
+    with pytest.raises(ValueError, match="must be 2-D or 3-D, got shape"):
+        native.module().transpose(np.zeros((2, 3, 4, 5), np.float32))
     with pytest.raises(ValueError, match="float32"):
         native.module().transpose(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="C-contiguous"):
         native.module().transpose(np.zeros((4, 6), np.float32)[:, ::2])
+
+
+@needs_gemm
+def test_conv_direct_rejects_what_it_cannot_take():
+    """The pixel-by-pixel kernel checks every array and every pair before it reads memory."""
+    conv_direct = native.module().conv_direct
+    x = np.zeros((9, 16, 4), np.float32)          # 3x3 pixels, 16 channels, batch 4
+    w = np.zeros((8, 16, 2, 2), np.float32)
+    out = np.zeros((4, 8, 4), np.float32)         # 2x2 pixels
+    pairs = tuple(np.asarray(a, np.int32) for a in ([0, 1, 2, 3, 4], [0, 1, 3, 4], [0, 1, 2, 3]))
+    conv_direct(x, w, False, 1, pairs, out)
+    with pytest.raises(ValueError, match=r"w \(8, 15, 2, 2\) does not take x's 16 channels"):
+        conv_direct(x, w[:, :15].copy(), False, 1, pairs, out)
+    with pytest.raises(ValueError, match=r"out must be a writable C-contiguous float32 array of shape \(4, 8, 4\), "
+                                         r"got \(4, 8, 3\)"):
+        conv_direct(x, w, False, 1, pairs, out[:, :, :3].copy())
+    with pytest.raises(ValueError, match="groups must be positive and divide"):
+        conv_direct(x, w, False, 3, pairs, out)
+    with pytest.raises(ValueError, match="x must be a C-contiguous float32"):
+        conv_direct(x.astype(np.float64), w, False, 1, pairs, out)
+    with pytest.raises(ValueError, match=r"pair 2 \(in_pixel 9, tap 2\) is outside x's 9 pixels or w's 4 taps"):
+        conv_direct(x, w, False, 1, (pairs[0], np.array([0, 1, 9, 4], np.int32), pairs[2]), out)
+    with pytest.raises(ValueError, match="pair_start must not decrease"):
+        conv_direct(x, w, False, 1, (np.array([0, 2, 1, 3, 4], np.int32),) + pairs[1:], out)
+    with pytest.raises(ValueError, match="pair_start must run from 0 to the 4 pairs"):
+        conv_direct(x, w, False, 1, (np.array([0, 1, 2, 3, 3], np.int32),) + pairs[1:], out)
+    with pytest.raises(ValueError, match="pairs must be 1-D"):
+        conv_direct(x, w, False, 1, (pairs[0][:4],) + pairs[1:], out)
 
 
 @needs_cpp
