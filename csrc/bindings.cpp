@@ -423,16 +423,27 @@ void adam_step(py::array param, const py::array& grad, py::array exp_avg, py::ar
 }
 
 // A float32 array of exactly this shape, C-contiguous (and writable for an output).
-void check_float32_shape(const py::array& a, const char* name, const std::vector<py::ssize_t>& shape, bool output) {
+void check_float32_shape(const py::array& a, const char* name, const std::vector<py::ssize_t>& shape, bool output,
+                         const char* function = "conv_direct") {
   const bool ok = a.dtype().is(py::dtype::of<float>()) && (a.flags() & py::array::c_style) &&
                   (!output || a.writeable()) && a.ndim() == py::ssize_t(shape.size()) &&
                   std::equal(shape.begin(), shape.end(), a.shape());
   if (ok) return;
   std::string want = "(";
   for (std::size_t i = 0; i < shape.size(); ++i) want += (i ? ", " : "") + std::to_string(shape[i]);
-  throw py::value_error(std::string("conv_direct: ") + name + " must be a " + (output ? "writable " : "") +
+  throw py::value_error(std::string(function) + ": " + name + " must be a " + (output ? "writable " : "") +
                         "C-contiguous float32 array of shape " + want + "), got " + shape_of(a) + " " +
                         std::string(py::str(a.dtype())));
+}
+
+// A table of where runs of pairs start: from 0 up to the number of pairs, never down.
+void check_runs(const py::array_t<int32_t, py::array::c_style | py::array::forcecast>& start, py::ssize_t pairs,
+                const char* name) {
+  const int32_t* s = start.data();
+  for (py::ssize_t i = 0; i + 1 < start.size(); ++i)
+    if (s[i] > s[i + 1]) throw py::value_error(std::string(name) + " must not decrease");
+  if (s[0] != 0 || s[start.size() - 1] != pairs)
+    throw py::value_error(std::string(name) + " must run from 0 to the " + std::to_string(pairs) + " pairs");
 }
 
 // y (P_out, O, N) = the convolution of x (P_in, C, N) with w, pixel by pixel from the
@@ -465,12 +476,8 @@ void conv_direct(const py::array& x, const py::array& w, bool transposed, int64_
     throw py::value_error("conv_direct: pairs must be 1-D: pair_start with out's " + std::to_string(out_pixels) +
                           " pixels + 1 entries, in_pixel and tap of one length; got " + shape_of(start) + ", " +
                           shape_of(in_pixel) + ", " + shape_of(tap));
+  check_runs(start, in_pixel.size(), "conv_direct: pair_start");
   const int32_t* s = start.data();
-  for (int64_t p = 0; p < out_pixels; ++p)
-    if (s[p] > s[p + 1]) throw py::value_error("conv_direct: pair_start must not decrease");
-  if (s[0] != 0 || s[out_pixels] != in_pixel.size())
-    throw py::value_error("conv_direct: pair_start must run from 0 to the " + std::to_string(in_pixel.size()) +
-                          " pairs");
   for (py::ssize_t k = 0; k < in_pixel.size(); ++k)
     if (in_pixel.data()[k] < 0 || in_pixel.data()[k] >= in_pixels || tap.data()[k] < 0 || tap.data()[k] >= taps)
       throw py::value_error("conv_direct: pair " + std::to_string(k) + " (in_pixel " +
@@ -494,6 +501,54 @@ void conv_direct(const py::array& x, const py::array& w, bool transposed, int64_
                                   tap.data()};
   py::gil_scoped_release release;
   ganforge::conv_direct(conv);
+}
+
+// out (T, C, O) = the weight gradient of a convolution of x (P_in, C, N) whose output
+// gradient is gy (P_out, N, O), from its pairs grouped by tap into runs (run_start,
+// out_pixel, in_pixel) (conv_direct.h). Every pair is checked against the sizes first.
+void conv_direct_weight_grad(const py::array& x, const py::array& gy, const py::tuple& pairs, py::array out) {
+  if (!ganforge::gemm_supported()) throw std::runtime_error("conv_direct_weight_grad needs a CPU with AVX-512F");
+  if (x.ndim() != 3 || gy.ndim() != 3 || out.ndim() != 3)
+    throw py::value_error("conv_direct_weight_grad: x (pixels, channels, batch), gy (pixels, batch, channels) and "
+                          "out (taps, channels, out_channels) must be 3-D, got x " + shape_of(x) + ", gy " +
+                          shape_of(gy) + ", out " + shape_of(out));
+  const int64_t in_pixels = x.shape(0), channels = x.shape(1), batch = x.shape(2);
+  const int64_t out_pixels = gy.shape(0), out_channels = gy.shape(2), taps = out.shape(0);
+  check_float32_shape(x, "x", {in_pixels, channels, batch}, false, "conv_direct_weight_grad");
+  check_float32_shape(gy, "gy", {out_pixels, batch, out_channels}, false, "conv_direct_weight_grad");
+  check_float32_shape(out, "out", {taps, channels, out_channels}, true, "conv_direct_weight_grad");
+  if (pairs.size() != 3u)
+    throw py::value_error("conv_direct_weight_grad: pairs must be (run_start, out_pixel, in_pixel)");
+  using Table = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
+  const Table start = pairs[0].cast<Table>(), out_pixel = pairs[1].cast<Table>(), in_pixel = pairs[2].cast<Table>();
+  if (start.ndim() != 1 || taps < 1 || (start.size() - 1) % taps || start.size() < 2 || out_pixel.ndim() != 1 ||
+      in_pixel.ndim() != 1 || out_pixel.size() != in_pixel.size())
+    throw py::value_error("conv_direct_weight_grad: pairs must be 1-D: run_start with a run per tap and chunk + 1 "
+                          "entries (" + std::to_string(taps) + " taps), out_pixel and in_pixel of one length; got " +
+                          shape_of(start) + ", " + shape_of(out_pixel) + ", " + shape_of(in_pixel));
+  check_runs(start, out_pixel.size(), "conv_direct_weight_grad: run_start");
+  for (py::ssize_t k = 0; k < in_pixel.size(); ++k)
+    if (out_pixel.data()[k] < 0 || out_pixel.data()[k] >= out_pixels || in_pixel.data()[k] < 0 ||
+        in_pixel.data()[k] >= in_pixels)
+      throw py::value_error("conv_direct_weight_grad: pair " + std::to_string(k) + " (out_pixel " +
+                            std::to_string(out_pixel.data()[k]) + ", in_pixel " + std::to_string(in_pixel.data()[k]) +
+                            ") is outside gy's " + std::to_string(out_pixels) + " pixels or x's " +
+                            std::to_string(in_pixels));
+  const ganforge::DirectWeightGrad grad{static_cast<const float*>(x.data()),
+                                        channels,
+                                        in_pixels,
+                                        batch,
+                                        static_cast<const float*>(gy.data()),
+                                        out_channels,
+                                        out_pixels,
+                                        taps,
+                                        (start.size() - 1) / taps,
+                                        start.data(),
+                                        out_pixel.data(),
+                                        in_pixel.data(),
+                                        static_cast<float*>(out.mutable_data())};
+  py::gil_scoped_release release;
+  ganforge::conv_direct_weight_grad(grad);
 }
 
 // a.T for a 2-D or 3-D float32 array: (rows, cols) -> (cols, rows), or (rows, middle,
@@ -546,6 +601,11 @@ PYBIND11_MODULE(_C, m) {
         "out (P_out, O, N) = a convolution of x (P_in, C, N), batch innermost, computed pixel by pixel from the "
         "int32 pairs (pair_start, in_pixel, tap): output pixel p sums W's tap t over x's pixel q for each of its "
         "pairs. w is (O, C/groups, KH, KW), or with transposed a transposed convolution's (C, O/groups, KH, KW).");
+  m.def("conv_direct_weight_grad", &conv_direct_weight_grad, py::arg("x"), py::arg("gy"), py::arg("pairs"),
+        py::arg("out"),
+        "out (T, C, O) = the weight gradient of a convolution of x (P_in, C, N), batch innermost, whose output "
+        "gradient is gy (P_out, N, O), from the int32 pairs (run_start, out_pixel, in_pixel) grouped by tap, each "
+        "tap's in the same number of runs.");
   m.def("batch_norm_forward", &batch_norm_forward, py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("eps"),
         "Batch norm of x (N, C, ...) over its batch statistics: (y, mean, var, inv_std), the last three per channel.");
   m.def("batch_norm_backward", &batch_norm_backward, py::arg("x"), py::arg("gy"), py::arg("weight"), py::arg("mean"),

@@ -27,7 +27,7 @@ namespace ganforge {
 namespace {
 
 constexpr int64_t kRows = 8;   // output channels per register tile, broadcast from the packed weights
-constexpr int64_t kCols = 32;  // samples per register tile: two 16-float vectors of x
+constexpr int64_t kCols = 32;  // columns per register tile, two 16-float vectors: samples (the weight gradient: outputs)
 
 // The weights in the order the tiles read them: block b of kRows output channels, tap t
 // and input channel c hold W_t[o, c] for o = b * kRows + r at ((b * taps + t) * channels
@@ -86,6 +86,45 @@ __attribute__((target("avx512f"))) void tile(const DirectConv& conv, const float
   }
 }
 
+// The weight gradient's tile: g[t, c0 + r, o0 : o0 + 32] for r < 8, (+)= its sum over
+// `pairs` (out_pixel, in_pixel) of x[q, c0 + r, :] . gy[p, :, o0 : o0 + 32], the batch
+// being the depth: eight broadcasts from x's rows and two vectors of gy per sample. Rows
+// past the last channel (r >= rows) repeat the last one and are not stored; in the last
+// block of output channels (kTail), the lanes past its end are masked off.
+template <bool kTail>
+__attribute__((target("avx512f"))) void weight_grad_tile(const DirectWeightGrad& grad, const int32_t* out_pixel,
+                                                          const int32_t* in_pixel, int64_t pairs, int64_t c0,
+                                                          int64_t rows, int64_t o0, float* g, bool first,
+                                                          const __mmask16 (&live)[2]) {
+  __m512 acc[kRows][2];
+#pragma GCC unroll 8
+  for (int64_t r = 0; r < kRows; ++r) {
+    acc[r][0] = first || r >= rows ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(live[0], g + r * grad.out_channels);
+    acc[r][1] = first || r >= rows ? _mm512_setzero_ps()
+                                   : _mm512_maskz_loadu_ps(live[1], g + r * grad.out_channels + 16);
+  }
+  const int64_t batch = grad.batch, o_step = grad.out_channels;
+  for (int64_t k = 0; k < pairs; ++k) {
+    const float* a[kRows];
+    for (int64_t r = 0; r < kRows; ++r) a[r] = grad.x + (in_pixel[k] * grad.channels + c0 + std::min(r, rows - 1)) * batch;
+    const float* b = grad.gy + int64_t(out_pixel[k]) * batch * o_step + o0;
+    for (int64_t n = 0; n < batch; ++n, b += o_step) {
+      const __m512 b0 = kTail ? _mm512_maskz_loadu_ps(live[0], b) : _mm512_loadu_ps(b);
+      const __m512 b1 = kTail ? _mm512_maskz_loadu_ps(live[1], b + 16) : _mm512_loadu_ps(b + 16);
+#pragma GCC unroll 8
+      for (int64_t r = 0; r < kRows; ++r) {
+        const __m512 ar = _mm512_set1_ps(a[r][n]);
+        acc[r][0] = _mm512_fmadd_ps(ar, b0, acc[r][0]);
+        acc[r][1] = _mm512_fmadd_ps(ar, b1, acc[r][1]);
+      }
+    }
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    _mm512_mask_storeu_ps(g + r * o_step, live[0], acc[r][0]);
+    _mm512_mask_storeu_ps(g + r * o_step + 16, live[1], acc[r][1]);
+  }
+}
+
 }  // namespace
 
 void conv_direct(const DirectConv& conv) {
@@ -118,6 +157,36 @@ void conv_direct(const DirectConv& conv) {
   });
 }
 
+void conv_direct_weight_grad(const DirectWeightGrad& grad) {
+  if (!gemm_supported()) throw std::runtime_error("conv_direct_weight_grad needs a CPU with AVX-512F");
+  const int64_t channel_blocks = (grad.channels + kRows - 1) / kRows;
+  const int64_t full = grad.out_channels / kCols * kCols, tail = grad.out_channels - full;
+  const __mmask16 all[2] = {0xFFFF, 0xFFFF};
+  const __mmask16 live[2] = {__mmask16(tail >= 16 ? 0xFFFF : (1u << tail) - 1),
+                             __mmask16(tail > 16 ? (1u << (tail - 16)) - 1 : 0)};
+  // Each thread takes whole blocks of channels (its own rows of g) and goes over every
+  // pair. Run by run (a few output pixels at a time, for every tap), so that the slice of
+  // gy that a run reads stays in L2 while every tap and block of channels passes over it.
+  const int64_t flops = 2 * int64_t(grad.run_start[grad.taps * grad.chunks]) * grad.channels * grad.out_channels *
+                        grad.batch;
+  const int64_t threads = std::min<int64_t>(gemm_threads(), std::max<int64_t>(1, flops >> 22));
+  parallel_for_threads(channel_blocks, 1, threads, [&](int64_t begin, int64_t end) {
+    for (int64_t j = 0; j < grad.chunks; ++j)
+      for (int64_t t = 0; t < grad.taps; ++t) {
+        const int64_t first = grad.run_start[t * grad.chunks + j], pairs = grad.run_start[t * grad.chunks + j + 1] - first;
+        const int32_t* out_pixel = grad.out_pixel + first;
+        const int32_t* in_pixel = grad.in_pixel + first;
+        for (int64_t b = begin; b < end; ++b) {
+          const int64_t c0 = b * kRows, rows = std::min(kRows, grad.channels - c0);
+          float* g = grad.g + (t * grad.channels + c0) * grad.out_channels;
+          for (int64_t o0 = 0; o0 < full; o0 += kCols)
+            weight_grad_tile<false>(grad, out_pixel, in_pixel, pairs, c0, rows, o0, g + o0, j == 0, all);
+          if (tail) weight_grad_tile<true>(grad, out_pixel, in_pixel, pairs, c0, rows, full, g + full, j == 0, live);
+        }
+      }
+  });
+}
+
 }  // namespace ganforge
 
 #else  // not x86-64: ops/conv_gathered.py takes this path only where gemm_supported()
@@ -125,6 +194,10 @@ void conv_direct(const DirectConv& conv) {
 namespace ganforge {
 
 void conv_direct(const DirectConv&) { throw std::runtime_error("conv_direct needs an x86-64 CPU with AVX-512F"); }
+
+void conv_direct_weight_grad(const DirectWeightGrad&) {
+  throw std::runtime_error("conv_direct_weight_grad needs an x86-64 CPU with AVX-512F");
+}
 
 }  // namespace ganforge
 

@@ -37,4 +37,26 @@ struct DirectConv {
 // Needs AVX-512F (gemm_supported()); the pairs must have been checked against the sizes.
 void conv_direct(const DirectConv& conv);
 
+// The weight gradient of such a convolution (groups = 1), from the same pairs grouped by
+// tap: with x (in_pixels, channels, batch) and the output gradient gy (out_pixels, batch,
+// out_channels), both contiguous,
+//
+//   g[t, c, o] = sum over tap t's pairs (p, q) of  sum over n of  x[q, c, n] * gy[p, n, o]
+//
+// into g (taps, channels, out_channels). Tap t's pairs come in `chunks` runs, each over a
+// few output pixels, the same pixels for every tap: run j of tap t is out_pixel[k],
+// in_pixel[k] for k in [run_start[t * chunks + j], run_start[t * chunks + j + 1]).
+struct DirectWeightGrad {
+  const float* x;
+  int64_t channels, in_pixels, batch;
+  const float* gy;
+  int64_t out_channels, out_pixels, taps, chunks;
+  const int32_t* run_start;
+  const int32_t* out_pixel;
+  const int32_t* in_pixel;
+  float* g;
+};
+
+void conv_direct_weight_grad(const DirectWeightGrad& grad);
+
 }  // namespace ganforge

@@ -430,8 +430,9 @@ def test_gemm_rejects_bad_operands_with_the_shapes_in_the_message():
 def test_float32_cpp_convolutions_run_on_the_native_kernels(monkeypatch):
     """The registry's `cpp` convolutions run in float32 on ganforge's own kernels, with no
     unfold: a convolution or transposed convolution with 8 or more channels on both sides
-    pixel by pixel (conv_direct, the batch moved innermost and back), the others and every
-    weight gradient as one gathered GEMM, except where the GEMM has fewer rows than a
+    pixel by pixel (conv_direct, the batch moved innermost and back), and so the weight
+    gradient with 8 or more inputs and 32 or more outputs; the others as one gathered
+    GEMM, except where the GEMM has fewer rows than a
     register tile (a transposed convolution to one channel with a 2x2 kernel), which
     unfolds; all agree with `ref` (NumPy's matmul over the NumPy unfold)."""
     import ganforge.ops.gemm as gemm_module
@@ -454,6 +455,10 @@ def test_float32_cpp_convolutions_run_on_the_native_kernels(monkeypatch):
             calls.append("conv_direct")
             return compiled.conv_direct(*args, **kwargs)
 
+        def conv_direct_weight_grad(self, *args, **kwargs):
+            calls.append("conv_direct_weight_grad")
+            return compiled.conv_direct_weight_grad(*args, **kwargs)
+
         def transpose(self, *args, **kwargs):
             calls.append("transpose")
             return compiled.transpose(*args, **kwargs)
@@ -461,6 +466,7 @@ def test_float32_cpp_convolutions_run_on_the_native_kernels(monkeypatch):
     monkeypatch.setattr(gemm_module.native, "module", lambda: Counting())  # the same module object as conv_gathered's
     rng = np.random.default_rng(0)
     direct = ["transpose", "conv_direct", "transpose"]
+    direct_weight_grad = ["transpose", "transpose", "conv_direct_weight_grad", "transpose"]
     for channels, kernel in ((32, 4), (1, 4), (1, 2)):
         # 32 channels: pixel by pixel; one image channel: the conv2d's depth and the weight
         # gradient's width are 16 taps, gathered, and so is the transposed convolution with
@@ -474,7 +480,8 @@ def test_float32_cpp_convolutions_run_on_the_native_kernels(monkeypatch):
                  direct if channels == 32 else ["gemm_gathered"] if kernel == 4 else None),
                 ("conv2d", (gy, w, (2, 2), (padding,) * 2, (1, 1), 1),
                  direct if channels == 32 else ["gemm_gathered"]),
-                ("conv2d_weight_grad", (gy, x, w.shape, (2, 2), (padding,) * 2, (1, 1), 1), ["gemm_gathered"])):
+                ("conv2d_weight_grad", (gy, x, w.shape, (2, 2), (padding,) * 2, (1, 1), 1),
+                 direct_weight_grad if channels == 32 else ["gemm_gathered"])):
             calls.clear()
             got = dispatch.call(op, *args, device="cpu", impl="cpp")
             if expected is None:
@@ -485,14 +492,15 @@ def test_float32_cpp_convolutions_run_on_the_native_kernels(monkeypatch):
     # A batch of 16 on a 9-pixel-wide image: moved batch innermost for the gathered GEMM
     # (a transpose there and back) with 32 channels' 512 taps, left in NCHW with one
     # channel's 16
+    # (a weight gradient with 16 outputs, too few for conv_direct_weight_grad)
     for channels, moved in ((32, True), (1, False)):
         x = rng.standard_normal((16, channels, 18, 18), dtype=np.float32)
-        gy = rng.standard_normal((16, 32, 9, 9), dtype=np.float32)
+        gy = rng.standard_normal((16, 16, 9, 9), dtype=np.float32)
         calls.clear()
-        got = dispatch.call("conv2d_weight_grad", x, gy, (32, channels, 4, 4), (2, 2), (1, 1), (1, 1), 1,
+        got = dispatch.call("conv2d_weight_grad", x, gy, (16, channels, 4, 4), (2, 2), (1, 1), (1, 1), 1,
                             device="cpu", impl="cpp")
-        assert ("transpose" in calls) == moved and "gemm_gathered" in calls, (channels, calls)
-        np.testing.assert_allclose(got, dispatch.call("conv2d_weight_grad", x, gy, (32, channels, 4, 4), (2, 2),
+        assert ("transpose" in calls) == moved and calls.count("gemm_gathered") == 1, (channels, calls)
+        np.testing.assert_allclose(got, dispatch.call("conv2d_weight_grad", x, gy, (16, channels, 4, 4), (2, 2),
                                                       (1, 1), (1, 1), 1, device="cpu", impl="ref"),
                                    rtol=1e-4, atol=1e-3)
 
@@ -539,12 +547,14 @@ def test_gathered_convolutions_match_the_reference(case, batch_innermost):
 
 @needs_gemm
 @settings(max_examples=30, deadline=None)
-@given(case=_float32_conv_case(channels=(8, 19), batch=(1, 70)))
+@given(case=_float32_conv_case(channels=(8, 40), batch=(1, 70)))
 def test_direct_convolutions_match_the_reference(case):
     """conv2d and conv_transpose2d pixel by pixel (conv_direct, with 8 or more channels per
-    group on both sides) against `ref`, over the same geometries, groups, output channels
-    that leave the 8-channel register tile part empty, and batches that leave the 32-sample
-    tile part empty (masked) or are shorter than one vector."""
+    group on both sides), and without groups the weight gradient too where it has 32 or
+    more outputs (conv_direct_weight_grad), against `ref`, over the same geometries,
+    groups, channels that leave the 8-row register tile part empty, and batches (outputs,
+    in the weight gradient) that leave its 32 columns part empty (masked) or are shorter
+    than one vector."""
     from ganforge.ops import conv_gathered
     assert conv_gathered._direct(case["x"][1] // case["groups"], case["w"][0] // case["groups"], transposed=False)
     _check_gathered_convolutions(case, np.random.default_rng(case["seed"]))
@@ -734,6 +744,26 @@ def test_transpose_rejects_what_it_cannot_take():
         native.module().transpose(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="C-contiguous"):
         native.module().transpose(np.zeros((4, 6), np.float32)[:, ::2])
+
+
+@needs_gemm
+def test_conv_direct_weight_grad_rejects_what_it_cannot_take():
+    grad = native.module().conv_direct_weight_grad
+    x = np.zeros((9, 16, 4), np.float32)          # 3x3 pixels, 16 channels, batch 4
+    gy = np.zeros((4, 4, 32), np.float32)         # 2x2 pixels, batch 4, 32 outputs
+    out = np.zeros((4, 16, 32), np.float32)       # 2x2 taps
+    pairs = tuple(np.asarray(a, np.int32) for a in ([0, 1, 2, 3, 4], [0, 1, 2, 3], [0, 1, 3, 4]))
+    grad(x, gy, pairs, out)
+    with pytest.raises(ValueError, match=r"gy must be a C-contiguous float32 array of shape \(4, 4, 32\), got"):
+        grad(x, gy[:, :3].copy(), pairs, out)
+    with pytest.raises(ValueError, match=r"out must be a writable C-contiguous float32 array of shape \(4, 16, 32\)"):
+        grad(x, gy, pairs, out[:, :8].copy())
+    with pytest.raises(ValueError, match=r"pair 3 \(out_pixel 4, in_pixel 4\) is outside gy's 4 pixels or x's 9"):
+        grad(x, gy, (pairs[0], np.array([0, 1, 2, 4], np.int32), pairs[2]), out)
+    with pytest.raises(ValueError, match="run_start must not decrease"):
+        grad(x, gy, (np.array([0, 2, 1, 3, 4], np.int32),) + pairs[1:], out)
+    with pytest.raises(ValueError, match="a run per tap and chunk"):
+        grad(x, gy, (np.array([0, 4], np.int32),) + pairs[1:], out)
 
 
 @needs_gemm

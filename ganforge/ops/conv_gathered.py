@@ -188,6 +188,8 @@ def _weight_grad_plan(x_shape, gy_shape, weight_shape, stride, padding, dilation
 
 
 def conv2d_weight_grad(x, gy, weight_shape, stride, padding, dilation, groups):
+    if groups == 1 and _direct_weight_grad(weight_shape[1], weight_shape[0]):
+        return _run_direct_weight_grad(x, gy, tuple(weight_shape), stride, padding, dilation)
     plan = _weight_grad_plan(x.shape, gy.shape, tuple(weight_shape), stride, padding, dilation, groups,
                              BATCH_INNERMOST_BELOW)
     x, gy = plan.image.to(x), plan.grad.to(gy)
@@ -273,6 +275,17 @@ def _direct(in_per_group, out_per_group, transposed):
     return DIRECT and out_per_group >= DIRECT_FROM_CHANNELS and (transposed or in_per_group >= DIRECT_FROM_CHANNELS)
 
 
+# The weight gradient pixel by pixel (without groups) sums over the batch with 32 output
+# channels in a register tile, 8 input channels broadcast against them: 1.0-1.3x faster
+# than the gathered GEMM at the dcgan layers with 32 or more outputs and 8 or more inputs.
+DIRECT_WEIGHT_GRAD_FROM_OUTPUTS = 32
+DIRECT_WEIGHT_GRAD_SAMPLES_PER_RUN = 512  # a run of output pixels: about this many of them times the batch
+
+
+def _direct_weight_grad(in_channels, out_channels):
+    return DIRECT and in_channels >= DIRECT_FROM_CHANNELS and out_channels >= DIRECT_WEIGHT_GRAD_FROM_OUTPUTS
+
+
 @functools.lru_cache(maxsize=256)
 def _pairs(in_size, kernel_size, out_size, stride, padding, dilation, transposed):
     """conv_direct's int32 tables (pair_start, in_pixel, tap): for each output pixel, the
@@ -303,3 +316,32 @@ def _run_direct(x, w, out_shape, stride, padding, dilation, groups, transposed):
     native.module().conv_direct(transpose(np.ascontiguousarray(x).reshape(n, c, h * wd)), np.ascontiguousarray(w),
                                 transposed, groups, pairs, y)
     return transpose(y).reshape(out_shape)
+
+
+@functools.lru_cache(maxsize=256)
+def _pairs_by_tap(in_size, kernel_size, out_size, stride, padding, dilation, pixels_per_run):
+    """conv_direct_weight_grad's int32 tables (run_start, out_pixel, in_pixel): the pairs
+    of _pairs grouped by tap, each tap's in runs over the same pixels_per_run output pixels."""
+    pair_start, in_pixel, tap = _pairs(in_size, kernel_size, out_size, stride, padding, dilation, False)
+    out_pixel = np.repeat(np.arange(len(pair_start) - 1), np.diff(pair_start))
+    order = np.lexsort((out_pixel, tap))  # by tap, then by output pixel
+    taps, runs = kernel_size[0] * kernel_size[1], -(-(len(pair_start) - 1) // pixels_per_run)
+    # where run j of tap t starts: the first of the tap's pairs at an output pixel >= j * pixels_per_run
+    keys = tap[order].astype(np.int64) * runs + out_pixel[order] // pixels_per_run
+    run_start = np.searchsorted(keys, np.arange(taps * runs + 1))
+    pairs = _frozen(run_start=run_start.astype(np.int32), out_pixel=out_pixel[order].astype(np.int32),
+                    in_pixel=in_pixel[order])
+    return pairs.run_start, pairs.out_pixel, pairs.in_pixel
+
+
+def _run_direct_weight_grad(x, gy, weight_shape, stride, padding, dilation):
+    n, c, h, wd = x.shape
+    _, o, oh, ow = gy.shape
+    pixels_per_run = max(1, DIRECT_WEIGHT_GRAD_SAMPLES_PER_RUN // n)
+    pairs = _pairs_by_tap((h, wd), weight_shape[2:], (oh, ow), stride, padding, dilation, pixels_per_run)
+    transpose = native.module().transpose
+    x = transpose(np.ascontiguousarray(x).reshape(n, c, h * wd))                     # (H*W, C, N)
+    gy = transpose(np.ascontiguousarray(gy).reshape(n * o, oh * ow)).reshape(oh * ow, n, o)
+    g = np.empty((weight_shape[2] * weight_shape[3], c, o), dtype=np.float32)       # (taps, C, O)
+    native.module().conv_direct_weight_grad(x, gy, pairs, g)
+    return transpose(g).reshape(weight_shape)
