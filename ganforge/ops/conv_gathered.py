@@ -1,5 +1,6 @@
-"""The float32 convolutions on the CPU as one GEMM each, over operands read straight
-from the images (an implicit GEMM): no im2col buffer is built and no col2im pass runs.
+"""The float32 convolutions on the CPU, with no im2col buffer and no col2im pass: pixel
+by pixel where both sides have enough channels (the last section), otherwise as one GEMM
+each over operands read straight from the images (an implicit GEMM).
 
 ganforge's GEMM kernel (csrc/gemm.cpp) reads a "gathered" operand through two small
 tables, one entry per row and one per column, each a (base, y, x) triple: element
