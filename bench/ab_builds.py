@@ -7,6 +7,8 @@ second first (conftest.WARM_UP_S), and the ratio is that of the medians:
 
     python bench/ab_builds.py before.so after.so step:dcgan28      one training step
     python bench/ab_builds.py before.so after.so gemm:256x3136x2048  one float32 GEMM
+    python bench/ab_builds.py before.so after.so conv:dcgan64-G4     one conv layer of bench/test_conv.py,
+                                                                     forward and both gradients
     python bench/ab_builds.py a.so a.so:GANFORGE_SPIN_US=1000 step:dcgan28   one build, two settings
 
 A build is the `_C*.so` that `pip install -e .` or `cmake --build` makes; copy it aside
@@ -67,7 +69,8 @@ def load_build(spec, tag, folder):
 
 
 def workload(what):
-    """A function to time: step:MODEL (a benchmark model's training step) or gemm:MxNxK."""
+    """A function to time: step:MODEL (a benchmark model's training step), gemm:MxNxK or
+    conv:LAYER (a layer of bench/test_conv.py, its name with a dash: dcgan28-G2)."""
     kind, _, arg = what.partition(":")
     if kind == "step":
         from ganforge import benchmarks
@@ -79,7 +82,14 @@ def workload(what):
         a, b = rng.standard_normal((1, m, k), dtype=np.float32), rng.standard_normal((1, k, n), dtype=np.float32)
         c = np.empty((1, m, n), np.float32)
         return lambda: native.module().gemm(a, b, c, accumulate=False)
-    raise SystemExit(f"unknown workload {what!r}: step:MODEL or gemm:MxNxK")
+    if kind == "conv":
+        from in_turns import conv_step
+        from test_conv import LAYERS
+        layer = {layer[0].replace(" ", "-"): layer for layer in LAYERS}.get(arg)
+        if layer is None:
+            raise SystemExit(f"unknown layer {arg!r}: one of {', '.join(layer[0].replace(' ', '-') for layer in LAYERS)}")
+        return conv_step(layer, np.random.default_rng(0))[0]
+    raise SystemExit(f"unknown workload {what!r}: step:MODEL, gemm:MxNxK or conv:LAYER")
 
 
 def with_build(module, fn):
@@ -96,7 +106,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("a", help="build A: PATH or PATH:NAME=VALUE")
     parser.add_argument("b", help="build B")
-    parser.add_argument("what", help="step:MODEL or gemm:MxNxK")
+    parser.add_argument("what", help="step:MODEL, gemm:MxNxK or conv:LAYER")
     parser.add_argument("--blocks", type=int, default=10, help=f"blocks of {BLOCK} timed calls per build")
     args = parser.parse_args()
     import ganforge.cpu

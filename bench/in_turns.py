@@ -53,33 +53,42 @@ def steps(torch, blocks):
               f"ratio {ours_s / theirs_s:.2f}", flush=True)
 
 
-def conv(torch, blocks, slow):
+def conv_step(layer, rng, torch=None):
+    """(ganforge's, PyTorch's) forward plus both gradients of a bench/test_conv.py layer,
+    on the same random input and weights; PyTorch's is None without torch."""
     import ganforge as gf
     from ganforge import functional as F
-    from test_conv import LAYERS, group, shapes
+    from test_conv import shapes
+    x_shape, w_shape, _ = shapes(layer)
+    transposed, stride, padding = layer[1], layer[5], layer[6]
+    x_np, w_np = rng.standard_normal(x_shape), rng.standard_normal(w_shape) * 0.05
+    x = gf.tensor(x_np, dtype="float32", requires_grad=True)
+    w = gf.tensor(w_np, dtype="float32", requires_grad=True)
+    op = F.conv_transpose2d if transposed else F.conv2d
+
+    def ours():
+        y = op(x, w, None, stride, padding, impl="cpp")
+        return gf.grad(y, [x, w], gf.ones_like(y))
+
+    if torch is None:
+        return ours, None
+    xt = torch.tensor(x_np, dtype=torch.float32, requires_grad=True)
+    wt = torch.tensor(w_np, dtype=torch.float32, requires_grad=True)
+    top = torch.nn.functional.conv_transpose2d if transposed else torch.nn.functional.conv2d
+
+    def theirs():
+        y = top(xt, wt, None, stride, padding)
+        return torch.autograd.grad(y, [xt, wt], torch.ones_like(y))
+    return ours, theirs
+
+
+def conv(torch, blocks, slow):
+    from test_conv import LAYERS, group
     rng = np.random.default_rng(0)
     for layer in LAYERS:
         if layer[0].startswith("dcgan64") and not slow:
             continue
-        x_shape, w_shape, _ = shapes(layer)
-        transposed, stride, padding = layer[1], layer[5], layer[6]
-        x_np, w_np = rng.standard_normal(x_shape), rng.standard_normal(w_shape) * 0.05
-        x = gf.tensor(x_np, dtype="float32", requires_grad=True)
-        w = gf.tensor(w_np, dtype="float32", requires_grad=True)
-        xt = torch.tensor(x_np, dtype=torch.float32, requires_grad=True)
-        wt = torch.tensor(w_np, dtype=torch.float32, requires_grad=True)
-        op = F.conv_transpose2d if transposed else F.conv2d
-        top = torch.nn.functional.conv_transpose2d if transposed else torch.nn.functional.conv2d
-
-        def ours():
-            y = op(x, w, None, stride, padding, impl="cpp")
-            return gf.grad(y, [x, w], gf.ones_like(y))
-
-        def theirs():
-            y = top(xt, wt, None, stride, padding)
-            return torch.autograd.grad(y, [xt, wt], torch.ones_like(y))
-
-        ours_s, theirs_s = in_turns(ours, theirs, blocks)
+        ours_s, theirs_s = in_turns(*conv_step(layer, rng, torch), blocks)
         print(f"{group(layer):55s} ganforge {ours_s * 1e3:8.2f} ms   torch {theirs_s * 1e3:8.2f} ms   "
               f"ratio {ours_s / theirs_s:.2f}", flush=True)
 
