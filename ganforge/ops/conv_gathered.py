@@ -144,7 +144,7 @@ def _conv2d_plan(x_shape, w_shape, stride, padding, dilation, groups, batch_inne
 
 def conv2d(x, w, stride, padding, dilation, groups):
     plan = _conv2d_plan(x.shape, w.shape, stride, padding, dilation, groups, BATCH_INNERMOST_BELOW)
-    if _direct(w.shape[1], w.shape[0] // groups, transposed=False):
+    if _direct(x.shape[0], w.shape[1], w.shape[0] // groups, transposed=False):
         return _run_direct(x, w, plan.out_shape, stride, padding, dilation, groups, transposed=False)
     x, w, y = plan.image.to(x), np.ascontiguousarray(w), plan.out.empty(plan.out_shape)
     for weights, taps, out in plan.calls:
@@ -189,7 +189,7 @@ def _weight_grad_plan(x_shape, gy_shape, weight_shape, stride, padding, dilation
 
 
 def conv2d_weight_grad(x, gy, weight_shape, stride, padding, dilation, groups):
-    if groups == 1 and _direct_weight_grad(weight_shape[1], weight_shape[0]):
+    if groups == 1 and _direct_weight_grad(x.shape[0], weight_shape[1], weight_shape[0]):
         return _run_direct_weight_grad(x, gy, tuple(weight_shape), stride, padding, dilation)
     plan = _weight_grad_plan(x.shape, gy.shape, tuple(weight_shape), stride, padding, dilation, groups,
                              BATCH_INNERMOST_BELOW)
@@ -242,7 +242,7 @@ def _transposed_plan(x_shape, w_shape, out_size, stride, padding, dilation, grou
 def conv_transpose2d(x, w, out_size, stride, padding, dilation, groups):
     plan = _transposed_plan(x.shape, w.shape, tuple(out_size), stride, padding, dilation, groups,
                             BATCH_INNERMOST_BELOW)
-    if _direct(x.shape[1] // groups, w.shape[1], transposed=True):
+    if _direct(x.shape[0], x.shape[1] // groups, w.shape[1], transposed=True):
         return _run_direct(x, w, plan.out_shape, stride, padding, dilation, groups, transposed=True)
     x, w = plan.image.to(x), np.ascontiguousarray(w)
     y = plan.out.empty(plan.out_shape, zeros=True)  # the products are added into it
@@ -267,24 +267,37 @@ def conv_transpose2d(x, w, out_size, stride, padding, dilation, groups):
 # output channels than the register tile's 8 most of it would be wasted; a convolution
 # of fewer than 8 input channels (a 1- or 3-channel image) has too short a sum per tap
 # (1 channel: 0.52 against 0.31 ms), while a transposed one still wins (2.7x with 1).
+#
+# The batch must fill whole 32-sample tiles (DIRECT_BATCH_STEP): the kernel's last, partial
+# tile reads x with masked loads, which ran 3.5x slower than plain ones on that CPU, so a
+# partial tile cost more than a full one (dcgan28 G2's forward, batch 48: 14.0 ms against
+# 7.6 with 64; the GEMM: 7.7), and a small batch left most of each tile idle (batch 1:
+# 11.8 ms against the GEMM's 0.36).
 DIRECT_FROM_CHANNELS = 8
+DIRECT_BATCH_STEP = 32
 DIRECT = True  # False: the gathered GEMM only (for benchmarks)
 
 
-def _direct(in_per_group, out_per_group, transposed):
+def _direct(batch, in_per_group, out_per_group, transposed):
     """Whether a convolution runs pixel by pixel."""
-    return DIRECT and out_per_group >= DIRECT_FROM_CHANNELS and (transposed or in_per_group >= DIRECT_FROM_CHANNELS)
+    return (DIRECT and batch % DIRECT_BATCH_STEP == 0 and out_per_group >= DIRECT_FROM_CHANNELS
+            and (transposed or in_per_group >= DIRECT_FROM_CHANNELS))
 
 
 # The weight gradient pixel by pixel (without groups) sums over the batch with 32 output
 # channels in a register tile, 8 input channels broadcast against them: 1.0-1.3x faster
 # than the gathered GEMM at the dcgan layers with 32 or more outputs and 8 or more inputs.
-DIRECT_WEIGHT_GRAD_FROM_OUTPUTS = 32
+# Its outputs must fill whole tiles, for the same reason as the batch above, and its sum
+# per pair runs over the batch, which must not be too short: with 8 samples dcgan28 G2's
+# weight gradient took 2.16 ms against the GEMM's 1.26, with 16 the two were even.
+DIRECT_WEIGHT_GRAD_OUTPUT_STEP = 32
+DIRECT_WEIGHT_GRAD_FROM_BATCH = 16
 DIRECT_WEIGHT_GRAD_SAMPLES_PER_RUN = 512  # a run of output pixels: about this many of them times the batch
 
 
-def _direct_weight_grad(in_channels, out_channels):
-    return DIRECT and in_channels >= DIRECT_FROM_CHANNELS and out_channels >= DIRECT_WEIGHT_GRAD_FROM_OUTPUTS
+def _direct_weight_grad(batch, in_channels, out_channels):
+    return (DIRECT and batch >= DIRECT_WEIGHT_GRAD_FROM_BATCH and in_channels >= DIRECT_FROM_CHANNELS
+            and out_channels > 0 and out_channels % DIRECT_WEIGHT_GRAD_OUTPUT_STEP == 0)
 
 
 @functools.lru_cache(maxsize=256)
