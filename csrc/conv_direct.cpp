@@ -57,6 +57,7 @@ template <bool kTail>
 __attribute__((target("avx512f"))) void tile(const DirectConv& conv, const float* weights, const float* x,
                                               const int32_t* in_pixel, const int32_t* tap, int64_t pairs, float* y,
                                               int64_t rows, const __mmask16 (&live)[2]) {
+  const __mmask16 live0 = live[0], live1 = live[1];
   __m512 acc[kRows][2];
 #pragma GCC unroll 8
   for (int64_t r = 0; r < kRows; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
@@ -64,8 +65,8 @@ __attribute__((target("avx512f"))) void tile(const DirectConv& conv, const float
     const float* a = weights + tap[k] * conv.channels * kRows;
     const float* b = x + int64_t(in_pixel[k]) * conv.groups * conv.channels * conv.batch;
     for (int64_t c = 0; c < conv.channels; ++c, a += kRows, b += conv.batch) {
-      const __m512 b0 = kTail ? _mm512_maskz_loadu_ps(live[0], b) : _mm512_loadu_ps(b);
-      const __m512 b1 = kTail ? _mm512_maskz_loadu_ps(live[1], b + 16) : _mm512_loadu_ps(b + 16);
+      const __m512 b0 = kTail ? _mm512_maskz_loadu_ps(live0, b) : _mm512_loadu_ps(b);
+      const __m512 b1 = kTail ? _mm512_maskz_loadu_ps(live1, b + 16) : _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 8
       for (int64_t r = 0; r < kRows; ++r) {
         const __m512 ar = _mm512_set1_ps(a[r]);
@@ -74,11 +75,15 @@ __attribute__((target("avx512f"))) void tile(const DirectConv& conv, const float
       }
     }
   }
-  for (int64_t r = 0; r < rows; ++r) {
+  // Unrolled, so that every acc[r] is a register: with a loop of `rows` steps here, GCC
+  // kept acc in memory and stored all of it on every step of the masked tile's sum above.
+#pragma GCC unroll 8
+  for (int64_t r = 0; r < kRows; ++r) {
+    if (r >= rows) break;
     float* out = y + r * conv.batch;
     if (kTail) {
-      _mm512_mask_storeu_ps(out, live[0], acc[r][0]);
-      _mm512_mask_storeu_ps(out + 16, live[1], acc[r][1]);
+      _mm512_mask_storeu_ps(out, live0, acc[r][0]);
+      _mm512_mask_storeu_ps(out + 16, live1, acc[r][1]);
     } else {
       _mm512_storeu_ps(out, acc[r][0]);
       _mm512_storeu_ps(out + 16, acc[r][1]);
@@ -96,12 +101,12 @@ __attribute__((target("avx512f"))) void weight_grad_tile(const DirectWeightGrad&
                                                           const int32_t* in_pixel, int64_t pairs, int64_t c0,
                                                           int64_t rows, int64_t o0, float* g, bool first,
                                                           const __mmask16 (&live)[2]) {
+  const __mmask16 live0 = live[0], live1 = live[1];
   __m512 acc[kRows][2];
 #pragma GCC unroll 8
   for (int64_t r = 0; r < kRows; ++r) {
-    acc[r][0] = first || r >= rows ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(live[0], g + r * grad.out_channels);
-    acc[r][1] = first || r >= rows ? _mm512_setzero_ps()
-                                   : _mm512_maskz_loadu_ps(live[1], g + r * grad.out_channels + 16);
+    acc[r][0] = first || r >= rows ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(live0, g + r * grad.out_channels);
+    acc[r][1] = first || r >= rows ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(live1, g + r * grad.out_channels + 16);
   }
   const int64_t batch = grad.batch, o_step = grad.out_channels;
   for (int64_t k = 0; k < pairs; ++k) {
@@ -109,8 +114,8 @@ __attribute__((target("avx512f"))) void weight_grad_tile(const DirectWeightGrad&
     for (int64_t r = 0; r < kRows; ++r) a[r] = grad.x + (in_pixel[k] * grad.channels + c0 + std::min(r, rows - 1)) * batch;
     const float* b = grad.gy + int64_t(out_pixel[k]) * batch * o_step + o0;
     for (int64_t n = 0; n < batch; ++n, b += o_step) {
-      const __m512 b0 = kTail ? _mm512_maskz_loadu_ps(live[0], b) : _mm512_loadu_ps(b);
-      const __m512 b1 = kTail ? _mm512_maskz_loadu_ps(live[1], b + 16) : _mm512_loadu_ps(b + 16);
+      const __m512 b0 = kTail ? _mm512_maskz_loadu_ps(live0, b) : _mm512_loadu_ps(b);
+      const __m512 b1 = kTail ? _mm512_maskz_loadu_ps(live1, b + 16) : _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 8
       for (int64_t r = 0; r < kRows; ++r) {
         const __m512 ar = _mm512_set1_ps(a[r][n]);
@@ -119,9 +124,11 @@ __attribute__((target("avx512f"))) void weight_grad_tile(const DirectWeightGrad&
       }
     }
   }
-  for (int64_t r = 0; r < rows; ++r) {
-    _mm512_mask_storeu_ps(g + r * o_step, live[0], acc[r][0]);
-    _mm512_mask_storeu_ps(g + r * o_step + 16, live[1], acc[r][1]);
+#pragma GCC unroll 8
+  for (int64_t r = 0; r < kRows; ++r) {  // unrolled, as in tile()
+    if (r >= rows) break;
+    _mm512_mask_storeu_ps(g + r * o_step, live0, acc[r][0]);
+    _mm512_mask_storeu_ps(g + r * o_step + 16, live1, acc[r][1]);
   }
 }
 

@@ -430,9 +430,9 @@ def test_gemm_rejects_bad_operands_with_the_shapes_in_the_message():
 def test_float32_cpp_convolutions_run_on_the_native_kernels(monkeypatch):
     """The registry's `cpp` convolutions run in float32 on ganforge's own kernels, with no
     unfold: a convolution or transposed convolution with 8 or more channels on both sides
-    and a batch of whole 32-sample tiles pixel by pixel (conv_direct, the batch moved
-    innermost and back), and so the weight gradient with 8 or more inputs, outputs in
-    whole 32-channel tiles and a batch of 16 or more; the others as one gathered
+    and a batch that fills 32-sample tiles pixel by pixel (conv_direct, the batch moved
+    innermost and back), and so the weight gradient with 8 or more inputs, outputs that
+    fill 32-channel tiles and a batch of 16 or more; the others as one gathered
     GEMM, except where the GEMM has fewer rows than a register tile (a transposed
     convolution to one channel with a 2x2 kernel), which unfolds; all agree with `ref`
     (NumPy's matmul over the NumPy unfold)."""
@@ -458,9 +458,9 @@ def test_float32_cpp_convolutions_run_on_the_native_kernels(monkeypatch):
     rng = np.random.default_rng(0)
     direct = ["transpose", "conv_direct", "transpose"]
     direct_weight_grad = ["transpose", "transpose", "conv_direct_weight_grad", "transpose"]
-    for batch, channels, kernel in ((32, 32, 4), (48, 32, 4), (3, 1, 4), (3, 1, 2)):
-        # 32 channels: pixel by pixel, with a batch of whole 32-sample tiles (48: not, and
-        # gathered); one image channel: the conv2d's depth and the weight gradient's width
+    for batch, channels, kernel in ((32, 32, 4), (40, 32, 4), (3, 1, 4), (3, 1, 2)):
+        # 32 channels: pixel by pixel, with a batch that fills 32-sample tiles (40 leaves
+        # 24 of 64 lanes idle: gathered); one image channel: the conv2d's depth and the weight gradient's width
         # are 16 taps, gathered, and so is the transposed convolution with 16 rows (one
         # channel's taps), but not with 4
         x = rng.standard_normal((batch, 32, 9, 9), dtype=np.float32)
@@ -552,8 +552,8 @@ def test_direct_convolutions_match_the_reference(case):
 
     from ganforge.ops import conv_gathered
     # every batch and number of outputs, not only the whole tiles that the registry sends there
-    with mock.patch.multiple(conv_gathered, DIRECT_BATCH_STEP=1, DIRECT_WEIGHT_GRAD_OUTPUT_STEP=1,
-                             DIRECT_WEIGHT_GRAD_FROM_BATCH=1):
+    with mock.patch.object(conv_gathered, "_fills_tiles", lambda count: True), \
+            mock.patch.object(conv_gathered, "DIRECT_WEIGHT_GRAD_FROM_BATCH", 1):
         assert conv_gathered._direct(case["x"][0], case["x"][1] // case["groups"], case["w"][0] // case["groups"],
                                      transposed=False)
         _check_gathered_convolutions(case, np.random.default_rng(case["seed"]))
@@ -743,6 +743,18 @@ def test_transpose_rejects_what_it_cannot_take():
         native.module().transpose(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="C-contiguous"):
         native.module().transpose(np.zeros((4, 6), np.float32)[:, ::2])
+
+
+def test_pixel_by_pixel_needs_a_batch_that_fills_its_tiles():
+    """At most a quarter of the 32-sample tiles' lanes idle: the last tile costs as much
+    whether its lanes are busy or not."""
+    from ganforge.ops import conv_gathered
+    assert [n for n in (1, 8, 16, 24, 32, 40, 48, 64, 96, 100, 128) if conv_gathered._fills_tiles(n)] == \
+        [24, 32, 48, 64, 96, 100, 128]
+    assert not conv_gathered._fills_tiles(0)
+    assert conv_gathered._direct(64, 64, 128, transposed=False)
+    assert not conv_gathered._direct(40, 64, 128, transposed=False)
+    assert conv_gathered._direct_weight_grad(16, 64, 128) and not conv_gathered._direct_weight_grad(8, 64, 128)
 
 
 @needs_gemm

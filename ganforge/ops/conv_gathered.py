@@ -268,36 +268,41 @@ def conv_transpose2d(x, w, out_size, stride, padding, dilation, groups):
 # of fewer than 8 input channels (a 1- or 3-channel image) has too short a sum per tap
 # (1 channel: 0.52 against 0.31 ms), while a transposed one still wins (2.7x with 1).
 #
-# The batch must fill whole 32-sample tiles (DIRECT_BATCH_STEP): the kernel's last, partial
-# tile reads x with masked loads, which ran 3.5x slower than plain ones on that CPU, so a
-# partial tile cost more than a full one (dcgan28 G2's forward, batch 48: 14.0 ms against
-# 7.6 with 64; the GEMM: 7.7), and a small batch left most of each tile idle (batch 1:
-# 11.8 ms against the GEMM's 0.36).
+# The batch must fill the kernel's 32-sample tiles well: the last tile's idle lanes cost
+# as much as busy ones (dcgan28 G2's forward: 4.2 ms with a batch of 8, against the GEMM's
+# 1.7; 6.7 with 1, against 0.5), so at most a quarter of its lanes may be idle; with a
+# batch of 24 or 48 the two ran even, with 64 the kernel 1.4x faster.
 DIRECT_FROM_CHANNELS = 8
-DIRECT_BATCH_STEP = 32
+DIRECT_TILE = 32  # the kernels' register tile: 32 samples (the weight gradient's: 32 outputs)
 DIRECT = True  # False: the gathered GEMM only (for benchmarks)
+
+
+def _fills_tiles(count):
+    """Whether `count` columns fill 32-column tiles with at most a quarter of the last
+    tile's lanes idle: 24, 48, 64 or 100 do, 16 or 40 do not."""
+    padded = -(-count // DIRECT_TILE) * DIRECT_TILE
+    return count > 0 and 4 * (padded - count) <= padded
 
 
 def _direct(batch, in_per_group, out_per_group, transposed):
     """Whether a convolution runs pixel by pixel."""
-    return (DIRECT and batch % DIRECT_BATCH_STEP == 0 and out_per_group >= DIRECT_FROM_CHANNELS
+    return (DIRECT and _fills_tiles(batch) and out_per_group >= DIRECT_FROM_CHANNELS
             and (transposed or in_per_group >= DIRECT_FROM_CHANNELS))
 
 
 # The weight gradient pixel by pixel (without groups) sums over the batch with 32 output
 # channels in a register tile, 8 input channels broadcast against them: 1.0-1.3x faster
 # than the gathered GEMM at the dcgan layers with 32 or more outputs and 8 or more inputs.
-# Its outputs must fill whole tiles, for the same reason as the batch above, and its sum
-# per pair runs over the batch, which must not be too short: with 8 samples dcgan28 G2's
-# weight gradient took 2.16 ms against the GEMM's 1.26, with 16 the two were even.
-DIRECT_WEIGHT_GRAD_OUTPUT_STEP = 32
+# Its outputs must fill the tiles as the batch does above, and its sum per pair runs over
+# the batch, which must not be too short: with 8 samples dcgan28 G2's weight gradient
+# took 2.1 ms against the GEMM's 1.3, with 16 the two ran even.
 DIRECT_WEIGHT_GRAD_FROM_BATCH = 16
 DIRECT_WEIGHT_GRAD_SAMPLES_PER_RUN = 512  # a run of output pixels: about this many of them times the batch
 
 
 def _direct_weight_grad(batch, in_channels, out_channels):
     return (DIRECT and batch >= DIRECT_WEIGHT_GRAD_FROM_BATCH and in_channels >= DIRECT_FROM_CHANNELS
-            and out_channels > 0 and out_channels % DIRECT_WEIGHT_GRAD_OUTPUT_STEP == 0)
+            and _fills_tiles(out_channels))
 
 
 @functools.lru_cache(maxsize=256)
