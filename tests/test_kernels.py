@@ -840,9 +840,11 @@ def test_cpp_batch_norm_checks_its_arguments():
         c.batch_norm_forward(np.zeros(3, np.float32), None, None, 1e-5)
 
 
-def test_the_gemm_source_compiles_for_cpus_without_its_kernel():
-    """csrc/gemm.cpp as a CPU other than x86-64 builds it: the stubs and the portable
-    transpose, no intrinsics (GANFORGE_PORTABLE_ONLY selects that branch on this one)."""
+@pytest.mark.parametrize("source", ["gemm.cpp", "conv_direct.cpp"])
+def test_the_avx512_sources_compile_for_cpus_without_their_kernels(source):
+    """csrc/gemm.cpp and conv_direct.cpp as a CPU other than x86-64 builds them: the stubs
+    and the portable transpose, no intrinsics (GANFORGE_PORTABLE_ONLY selects that branch
+    on this one)."""
     import shutil
     import subprocess
     from pathlib import Path
@@ -851,7 +853,7 @@ def test_the_gemm_source_compiles_for_cpus_without_its_kernel():
         pytest.skip("no C++ compiler")
     csrc = Path(__file__).resolve().parents[1] / "csrc"
     done = subprocess.run([compiler, "-std=c++17", "-Wall", "-Wextra", "-Werror", "-DGANFORGE_PORTABLE_ONLY",
-                           "-fsyntax-only", f"-I{csrc}", str(csrc / "gemm.cpp")], capture_output=True, text=True)
+                           "-fsyntax-only", f"-I{csrc}", str(csrc / source)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
 
