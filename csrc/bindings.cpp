@@ -436,9 +436,11 @@ void check_float32_shape(const py::array& a, const char* name, const std::vector
                         std::string(py::str(a.dtype())));
 }
 
+// conv_direct's int32 tables, converted from any integer array.
+using Int32Table = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
+
 // A table of where runs of pairs start: from 0 up to the number of pairs, never down.
-void check_runs(const py::array_t<int32_t, py::array::c_style | py::array::forcecast>& start, py::ssize_t pairs,
-                const char* name) {
+void check_runs(const Int32Table& start, py::ssize_t pairs, const char* name) {
   const int32_t* s = start.data();
   for (py::ssize_t i = 0; i + 1 < start.size(); ++i)
     if (s[i] > s[i + 1]) throw py::value_error(std::string(name) + " must not decrease");
@@ -469,8 +471,8 @@ void conv_direct(const py::array& x, const py::array& w, bool transposed, int64_
   check_float32_shape(w, "w", {w.shape(0), w.shape(1), w.shape(2), w.shape(3)}, false);
   check_float32_shape(out, "out", {out_pixels, groups * out_channels, batch}, true);
   if (pairs.size() != 3u) throw py::value_error("conv_direct: pairs must be (pair_start, in_pixel, tap)");
-  using Table = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
-  const Table start = pairs[0].cast<Table>(), in_pixel = pairs[1].cast<Table>(), tap = pairs[2].cast<Table>();
+  const auto start = pairs[0].cast<Int32Table>(), in_pixel = pairs[1].cast<Int32Table>(),
+             tap = pairs[2].cast<Int32Table>();
   if (start.ndim() != 1 || start.size() != out_pixels + 1 || in_pixel.ndim() != 1 || tap.ndim() != 1 ||
       in_pixel.size() != tap.size())
     throw py::value_error("conv_direct: pairs must be 1-D: pair_start with out's " + std::to_string(out_pixels) +
@@ -519,8 +521,8 @@ void conv_direct_weight_grad(const py::array& x, const py::array& gy, const py::
   check_float32_shape(out, "out", {taps, channels, out_channels}, true, "conv_direct_weight_grad");
   if (pairs.size() != 3u)
     throw py::value_error("conv_direct_weight_grad: pairs must be (run_start, out_pixel, in_pixel)");
-  using Table = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
-  const Table start = pairs[0].cast<Table>(), out_pixel = pairs[1].cast<Table>(), in_pixel = pairs[2].cast<Table>();
+  const auto start = pairs[0].cast<Int32Table>(), out_pixel = pairs[1].cast<Int32Table>(),
+             in_pixel = pairs[2].cast<Int32Table>();
   if (start.ndim() != 1 || taps < 1 || (start.size() - 1) % taps || start.size() < 2 || out_pixel.ndim() != 1 ||
       in_pixel.ndim() != 1 || out_pixel.size() != in_pixel.size())
     throw py::value_error("conv_direct_weight_grad: pairs must be 1-D: run_start with a run per tap and chunk + 1 "

@@ -32,6 +32,13 @@ namespace {
 constexpr int64_t kRows = 8;   // output channels per register tile, broadcast from the packed weights
 constexpr int64_t kCols = 32;  // columns per register tile, two 16-float vectors: samples (the weight gradient: outputs)
 
+// The lanes of a tile's two vectors that hold its first `tail` columns (32: all of them).
+struct TailMasks {
+  __mmask16 live[2];
+  explicit TailMasks(int64_t tail)
+      : live{__mmask16(tail >= 16 ? 0xFFFF : (1u << tail) - 1), __mmask16(tail > 16 ? (1u << (tail - 16)) - 1 : 0)} {}
+};
+
 // The weights in the order the tiles read them: block b of kRows output channels, tap t
 // and input channel c hold W_t[o, c] for o = b * kRows + r at ((b * taps + t) * channels
 // + c) * kRows + r, zero past a group's last output channel. Each group has its own
@@ -143,13 +150,11 @@ void conv_direct(const DirectConv& conv) {
   const PackBuffer packed(conv.groups * blocks * conv.taps * conv.channels * kRows);
   pack_weights(conv, blocks, packed.data());
   const int64_t full = conv.batch / kCols * kCols, tail = conv.batch - full;
-  const __mmask16 live[2] = {__mmask16(tail >= 16 ? 0xFFFF : (1u << tail) - 1),
-                             __mmask16(tail > 16 ? (1u << (tail - 16)) - 1 : 0)};
+  const TailMasks last(tail);
   // The work items are (output pixel, block of output channels), split between the
-  // threads in contiguous runs; a thread short of 2^22 flops is not worth starting.
-  const int64_t flops = 2 * int64_t(conv.pair_start[conv.out_pixels]) * conv.groups * conv.channels *
-                        conv.out_channels * conv.batch;
-  const int64_t threads = std::min<int64_t>(gemm_threads(), std::max<int64_t>(1, flops >> 22));
+  // threads in contiguous runs.
+  const int64_t threads = gemm_threads_for(2 * int64_t(conv.pair_start[conv.out_pixels]) * conv.groups *
+                                           conv.channels * conv.out_channels * conv.batch);
   const int64_t items_per_pixel = conv.groups * blocks;
   parallel_for_threads(conv.out_pixels * items_per_pixel, 1, threads, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
@@ -161,8 +166,9 @@ void conv_direct(const DirectConv& conv) {
       float* y = conv.y + (p * conv.groups * conv.out_channels + o0) * conv.batch;
       const int64_t rows = std::min(kRows, conv.out_channels - b % blocks * kRows);
       for (int64_t n0 = 0; n0 < full; n0 += kCols)
-        tile<false>(conv, weights, x + n0, conv.in_pixel + first, conv.tap + first, pairs, y + n0, rows, live);
-      if (tail) tile<true>(conv, weights, x + full, conv.in_pixel + first, conv.tap + first, pairs, y + full, rows, live);
+        tile<false>(conv, weights, x + n0, conv.in_pixel + first, conv.tap + first, pairs, y + n0, rows, last.live);
+      if (tail)
+        tile<true>(conv, weights, x + full, conv.in_pixel + first, conv.tap + first, pairs, y + full, rows, last.live);
     }
   });
 }
@@ -171,15 +177,12 @@ void conv_direct_weight_grad(const DirectWeightGrad& grad) {
   if (!gemm_supported()) throw std::runtime_error("conv_direct_weight_grad needs a CPU with AVX-512F");
   const int64_t channel_blocks = (grad.channels + kRows - 1) / kRows;
   const int64_t full = grad.out_channels / kCols * kCols, tail = grad.out_channels - full;
-  const __mmask16 all[2] = {0xFFFF, 0xFFFF};
-  const __mmask16 live[2] = {__mmask16(tail >= 16 ? 0xFFFF : (1u << tail) - 1),
-                             __mmask16(tail > 16 ? (1u << (tail - 16)) - 1 : 0)};
+  const TailMasks whole(kCols), last(tail);
   // Each thread takes whole blocks of channels (its own rows of g) and goes over every
   // pair. Run by run (a few output pixels at a time, for every tap), so that the slice of
   // gy that a run reads stays in L2 while every tap and block of channels passes over it.
-  const int64_t flops = 2 * int64_t(grad.run_start[grad.taps * grad.chunks]) * grad.channels * grad.out_channels *
-                        grad.batch;
-  const int64_t threads = std::min<int64_t>(gemm_threads(), std::max<int64_t>(1, flops >> 22));
+  const int64_t threads = gemm_threads_for(2 * int64_t(grad.run_start[grad.taps * grad.chunks]) * grad.channels *
+                                           grad.out_channels * grad.batch);
   parallel_for_threads(channel_blocks, 1, threads, [&](int64_t begin, int64_t end) {
     for (int64_t j = 0; j < grad.chunks; ++j)
       for (int64_t t = 0; t < grad.taps; ++t) {
@@ -190,8 +193,9 @@ void conv_direct_weight_grad(const DirectWeightGrad& grad) {
           const int64_t c0 = b * kRows, rows = std::min(kRows, grad.channels - c0);
           float* g = grad.g + (t * grad.channels + c0) * grad.out_channels;
           for (int64_t o0 = 0; o0 < full; o0 += kCols)
-            weight_grad_tile<false>(grad, out_pixel, in_pixel, pairs, c0, rows, o0, g + o0, j == 0, all);
-          if (tail) weight_grad_tile<true>(grad, out_pixel, in_pixel, pairs, c0, rows, full, g + full, j == 0, live);
+            weight_grad_tile<false>(grad, out_pixel, in_pixel, pairs, c0, rows, o0, g + o0, j == 0, whole.live);
+          if (tail)
+            weight_grad_tile<true>(grad, out_pixel, in_pixel, pairs, c0, rows, full, g + full, j == 0, last.live);
         }
       }
   });

@@ -573,7 +573,7 @@ void gemm(int64_t m, int64_t n, int64_t k, const A& a, const B& b, const Out& c,
   // columns makes every thread pack all of A, splitting its rows all of B, and splitting
   // the depth k costs a sum of per-thread copies of C; take the split that repeats the
   // least, among those that give every thread enough work.
-  const int64_t threads = std::min<int64_t>(gemm_threads(), std::max<int64_t>(1, 2 * m * n * k / (int64_t(1) << 22)));
+  const int64_t threads = gemm_threads_for(2 * m * n * k);
   enum Split { kNone, kColumns, kRows, kDepth };
   Split split = kNone;
   int64_t least = INT64_MAX;

@@ -53,6 +53,13 @@ inline int gemm_threads() {
   return count;
 }
 
+// Threads for a compute-bound call of `flops` floating-point operations: one per 2^22 of
+// them (a few hundred microseconds' work, against tens to start or wake a thread), at
+// most gemm_threads().
+inline int64_t gemm_threads_for(int64_t flops) {
+  return std::min<int64_t>(gemm_threads(), std::max<int64_t>(1, flops >> 22));
+}
+
 // How long a thread that waits (a worker for its next task, the caller for the workers
 // to finish) keeps polling before it goes to sleep: GANFORGE_SPIN_US microseconds, or 200.
 // On the development machine (a virtual one, where an idle core halts) waking a sleeping
