@@ -18,11 +18,11 @@ RUNS = [("dcgan", "fashion-mnist"), ("wgan-gp", "ring8"), ("sngan", "fashion-mni
 def losses(steps):
     from ganforge.gan import Trainer
     result = {}
-    for variant, data in RUNS:
+    for model, data in RUNS:
         with tempfile.TemporaryDirectory() as folder:
-            trainer = Trainer(variant, folder, data=data, steps=steps, batch_size=64, log_every=1,
+            trainer = Trainer(model, folder, data=data, steps=steps, batch_size=64, log_every=1,
                               sample_every=10**9, checkpoint_every=10**9, progress=False)
-            result[variant] = trainer.train()
+            result[model] = trainer.train()
     return result
 
 

@@ -1,5 +1,5 @@
 """Mode coverage of GAN recipes on ring8 and grid25 (the protocol of BENCH_MODELS.md):
-train each recipe (ganforge.gan.recipes: a variant and its options) on each mixture with
+train each recipe (ganforge.gan.recipes: a model and its options) on each mixture with
 several seeds, draw 2500 samples from the generator's EMA weights, and report modes
 captured, percent high-quality samples and KL, as mean and standard error over seeds,
 beside the published numbers.

@@ -70,7 +70,7 @@ def _gemm_note():
 
 def train(args):
     from ganforge.gan import resume_or_start
-    trainer = resume_or_start(args.variant, args.out or os.path.join("runs", args.variant), resume=args.resume,
+    trainer = resume_or_start(args.model, args.out or os.path.join("runs", args.model), resume=args.resume,
                               data=args.data, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                               device=args.device, rollback=args.rollback, sample_every=args.sample_every,
                               checkpoint_every=args.checkpoint_every, data_path=args.data_path,
@@ -82,7 +82,7 @@ def train(args):
     start = time.time()
     trainer.train()
     samples = os.path.join(trainer.out_dir, "samples", "latest.png")
-    print(f"trained {trainer.variant.name} to step {trainer.step} in {time.time() - start:.0f} s; "
+    print(f"trained {trainer.model.name} to step {trainer.step} in {time.time() - start:.0f} s; "
           f"samples: {samples}; losses: {os.path.join(trainer.out_dir, 'losses.png')}; "
           f"checkpoint: {os.path.join(trainer.out_dir, 'latest')}")
 
@@ -93,15 +93,15 @@ def sample(args):
     from ganforge import io
     from ganforge.data import mixture
     from ganforge.gan import generate
-    samples, info = generate(args.run, args.n, labels=args.label, seed=args.seed, use_ema=not args.no_ema)
+    samples, model = generate(args.run, args.n, labels=args.label, seed=args.seed, use_ema=not args.no_ema)
     if args.out.endswith(".npy"):
         np.save(args.out, samples)
     elif samples.ndim == 2:
-        means = mixture(info["data"])[0] if info["data"] in ("ring8", "grid25") else None
+        means = mixture(model.data.name)[0] if model.data.name in ("ring8", "grid25") else None
         io.save_scatter(args.out, samples, means)
     else:
         io.save_image_grid(args.out, samples)
-    print(f"wrote {args.n} samples of {info['variant'].name} (step {info['step']}) to {args.out}")
+    print(f"wrote {args.n} samples of {model.name} (step {model.step}) to {args.out}")
 
 
 def evaluate(args):
@@ -111,21 +111,22 @@ def evaluate(args):
 
     from ganforge.gan import generate
     from ganforge.metrics.fashion_classifier import fashion_mnist_report
-    samples, info = generate(args.run, args.n, seed=args.seed, use_ema=not args.no_ema)
+    samples, model = generate(args.run, args.n, seed=args.seed, use_ema=not args.no_ema)
     if samples.shape[1:] != (1, 28, 28):
         raise ValueError(f"evaluate measures 28x28 grey Fashion-MNIST generators; {args.run} makes samples of shape "
                          f"{samples.shape[1:]} (for 2-D mixtures see ganforge.metrics.mode_coverage)")
-    requested = np.arange(args.n) % info["num_classes"] if info["num_classes"] else None
+    classes = model.data.num_classes
+    requested = np.arange(args.n) % classes if classes else None
     report = fashion_mnist_report(samples, requested, n=args.n, data_path=args.data_path, seed=args.seed)
     names = list(next(iter(report.values())))
-    print(f"{info['variant'].name} at step {info['step']}, {args.n} samples against {args.n} Fashion-MNIST test images "
+    print(f"{model.name} at step {model.step}, {args.n} samples against {args.n} Fashion-MNIST test images "
           "(features of ganforge's frozen classifier)")
     print(f"{'':14s}" + "".join(f"{name:>15s}" for name in names))
     for row, values in report.items():
         print(f"{row:14s}" + "".join(f"{values[name]:15.4f}" for name in names))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"run": args.run, "step": info["step"], "n": args.n, **report}, f, indent=1)
+            json.dump({"run": args.run, "step": model.step, "n": args.n, **report}, f, indent=1)
 
 
 def profile(args):
@@ -135,16 +136,17 @@ def profile(args):
     from ganforge.profiler import Profile
     if args.model in benchmarks.MODELS:
         G, D, step, _ = benchmarks.build(args.model)
+        nets = {"G": G, "D": D}
         what = f"benchmark model {args.model} (BENCH_MODELS.md)"
     else:
         from ganforge.gan import Trainer
         trainer = Trainer(args.model, tempfile.mkdtemp(prefix="ganforge-profile-"), data=args.data,
                           data_path=args.data_path, progress=False)
-        G, D, step = trainer.G, trainer.D, trainer.train_step
-        what = f"variant {args.model} on {trainer.config['data']} (batch {trainer.config['batch_size']})"
+        nets, step = trainer.model.nets, trainer.train_step
+        what = f"model {args.model} on {trainer.config['data']} (batch {trainer.config['batch_size']})"
     for _ in range(args.warmup):
         step()
-    with Profile().name_layers(G=G, D=D) as prof:
+    with Profile().name_layers(**nets) as prof:
         for _ in range(args.steps):
             step()
     print(f"profile of {what}, {args.steps} steps after {args.warmup} warm-up")
@@ -165,28 +167,28 @@ def recipe_flags(options):
     return " ".join(flags)
 
 
-def list_variants(args):
-    from ganforge.gan import VARIANTS
+def list_models(args):
+    from ganforge.gan import MODELS
     from ganforge.gan.recipes import RECIPES
-    for name, v in VARIANTS.items():
-        print(f"{name:8s} {v.summary}  [default data: {v.defaults.get('data')}]")
+    for name, model in MODELS.items():
+        print(f"{name:8s} {model.summary}  [default data: {model.defaults.get('data')}]")
     print("\nrecipes for the 2-D mixtures (ganforge/gan/recipes.py; docs/mode_coverage.md measures them):")
-    for name, (variant, options, summary) in RECIPES.items():
-        print(f"  {name:11s} {summary}\n              ganforge train {variant} {recipe_flags(options)}".rstrip())
+    for name, (model, options, summary) in RECIPES.items():
+        print(f"  {name:11s} {summary}\n              ganforge train {model} {recipe_flags(options)}".rstrip())
 
 
 def main(argv=None):
-    from ganforge.gan.trainer import PENALTIES
+    from ganforge.gan.steps import PENALTIES
     parser = argparse.ArgumentParser(prog="ganforge", description="ganforge: a from-scratch GAN engine")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="versions, BLAS, compiled module, GPU support and kernel choices")
-    commands.add_parser("list", help="the GAN variants and what each is for")
-    t = commands.add_parser("train", help="train a GAN variant and write samples, curves and checkpoints")
-    t.add_argument("variant", help="see `ganforge list`")
-    t.add_argument("--data", help="ring8, grid25, fashion-mnist, or a folder of images (default: the variant's)")
+    commands.add_parser("list", help="the GAN models and what each is for")
+    t = commands.add_parser("train", help="train a GAN model and write samples, curves and checkpoints")
+    t.add_argument("model", help="see `ganforge list`")
+    t.add_argument("--data", help="ring8, grid25, fashion-mnist, or a folder of images (default: the model's)")
     t.add_argument("--data-path", help="the Fashion-MNIST folder (default: GANFORGE_DATA, then "
                                        "/usr/share/datasets/fashion-mnist)")
-    t.add_argument("--steps", type=int, help="generator updates (default: the variant's)")
+    t.add_argument("--steps", type=int, help="training steps (default: the model's)")
     t.add_argument("--batch-size", type=int)
     t.add_argument("--resolution", type=int, help="image size for image folders (28, 32 or 64)")
     t.add_argument("--out", help="run folder (default: runs/VARIANT)")
@@ -197,7 +199,7 @@ def main(argv=None):
     t.add_argument("--sample-every", type=int)
     t.add_argument("--checkpoint-every", type=int)
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
-    recipe = t.add_argument_group("recipe", "replace the variant's own settings (see `ganforge list`)")
+    recipe = t.add_argument_group("recipe", "replace the model's own settings (see `ganforge list`)")
     recipe.add_argument("--lr", type=float, help="learning rate of both networks")
     recipe.add_argument("--betas", type=float, nargs=2, metavar=("BETA1", "BETA2"), help="Adam's betas")
     recipe.add_argument("--n-critic", type=int, help="discriminator updates per generator update")
@@ -216,7 +218,7 @@ def main(argv=None):
     s.add_argument("run", help="a run folder (or a checkpoint folder)")
     s.add_argument("--n", type=int, default=64)
     s.add_argument("--out", default="samples.png", help="a .png grid, or .npy for the raw samples")
-    s.add_argument("--label", type=int, help="class to draw, for conditional variants")
+    s.add_argument("--label", type=int, help="class to draw, for class-conditional models")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--no-ema", action="store_true", help="use the raw generator weights, not their EMA")
     e = commands.add_parser("evaluate", help="image quality of a Fashion-MNIST run: FD, KID, precision/recall, "
@@ -228,16 +230,16 @@ def main(argv=None):
     e.add_argument("--no-ema", action="store_true", help="use the raw generator weights, not their EMA")
     e.add_argument("--json", help="also write the numbers to this JSON file")
     p = commands.add_parser("profile", help="where a training step's time goes, per op and per layer")
-    p.add_argument("model", help="a benchmark model (dcgan28, wgangp28, sngan28, dcgan64) or a variant")
+    p.add_argument("model", help="a benchmark model (dcgan28, wgangp28, sngan28, dcgan64) or a model of `ganforge list`")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--top", type=int, default=15, help="rows per table")
-    p.add_argument("--data", help="for a variant: its data set (default: the variant's)")
+    p.add_argument("--data", help="for a model: its data set (default: the model's)")
     p.add_argument("--data-path", help="the Fashion-MNIST folder")
     args = parser.parse_args(argv)
     from ganforge import cpu
     cpu.hold_freed_memory()  # the command line owns its process (see ganforge/cpu.py)
-    handlers = {"profile": profile, "info": lambda a: info(), "list": list_variants, "train": train, "sample": sample, "evaluate": evaluate}
+    handlers = {"profile": profile, "info": lambda a: info(), "list": list_models, "train": train, "sample": sample, "evaluate": evaluate}
     try:
         handlers[args.command](args)
     except KeyboardInterrupt:

@@ -72,7 +72,7 @@ def test_dcgan64_has_the_benchmark_shapes():
 def test_profile_command(capsys):
     assert cli.main(["profile", "gan", "--steps", "1", "--warmup", "0", "--top", "3"]) == 0
     out = capsys.readouterr().out
-    assert "profile of variant gan on ring8" in out and "MatMul" in out
+    assert "profile of model gan on ring8" in out and "MatMul" in out
 
 
 def test_flops_are_counted_from_the_operand_shapes():

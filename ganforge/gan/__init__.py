@@ -1,5 +1,8 @@
-"""GAN losses and penalties (the variants, trainer and model zoo build on these)."""
+"""GANs: losses and penalties, the models (one file each in models/), and the trainer
+that runs any of them."""
 from .losses import LOSSES, discriminator_loss, generator_loss  # noqa: F401
 from .penalties import clip_weights_, dragan_penalty, gradient_penalty, r1_penalty, r2_penalty  # noqa: F401
-from .trainer import Trainer, TrainingDiverged, generate, load_generator, resume_or_start  # noqa: F401,E402
-from .variants import VARIANTS, get_variant  # noqa: F401,E402
+from .model import MODELS, DataInfo, Model, get_model, register_model  # noqa: F401
+from . import models  # noqa: F401,E402  (registers the models)
+from .trainer import (Trainer, TrainingDiverged, generate, load_generator, load_model,  # noqa: F401,E402
+                      resume_or_start)

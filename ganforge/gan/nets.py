@@ -1,4 +1,4 @@
-"""The networks the variants are built from: MLPs for 2-D data, the DCGAN family for
+"""The networks the models are built from: MLPs for 2-D data, the DCGAN family for
 images (28, 32 and 64 pixels, any channel count), and their class-conditional forms."""
 
 from .. import functional as F

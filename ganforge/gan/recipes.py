@@ -1,6 +1,6 @@
-"""Named training recipes: a variant plus the options that tune it for a kind of data.
+"""Named training recipes: a model plus the options that tune it for a kind of data.
 
-A variant's own defaults are its paper's settings, chosen for images. On the 2-D
+A model's own defaults are its paper's settings, chosen for images. On the 2-D
 mixtures (a few sharp modes, std 0.01 or 0.05) those settings leave samples jittering
 between modes, which the 3-std quality test of BENCH_MODELS.md punishes. The recipes here
 are what docs/mode_coverage.md measures; each is one `ganforge train` command:
@@ -10,38 +10,38 @@ are what docs/mode_coverage.md measures; each is one `ganforge train` command:
 """
 
 RECIPES = {
-    # name: (variant, options for Trainer / `ganforge train`, what it is)
-    "gan": ("gan", {}, "vanilla GAN, the variant's defaults (non-saturating loss, Adam 1e-3, 5000 steps)"),
+    # name: (model, options for Trainer / `ganforge train`, what it is)
+    "gan": ("gan", {}, "vanilla GAN, the model's defaults (non-saturating loss, Adam 1e-3, 5000 steps)"),
     "gan-r1": ("gan", {"penalty": "r1", "penalty_weight": 0.1, "betas": (0.0, 0.99), "lr_decay": True,
                        "steps": 8000},
                "non-saturating GAN with R1 (gamma 0.1), Adam betas (0, 0.99), lr 1e-3 decayed to 0, 8000 steps"),
-    "wgan-gp": ("wgan-gp", {}, "WGAN-GP, the variant's defaults (lambda 10, lr 1e-4, 5 critic steps, 3000 steps)"),
+    "wgan-gp": ("wgan-gp", {}, "WGAN-GP, the model's defaults (lambda 10, lr 1e-4, 5 critic steps, 3000 steps)"),
     "wgan-gp-2d": ("wgan-gp", {"penalty_weight": 0.1, "lr": 1e-3, "lr_decay": True, "steps": 4000},
                    "WGAN-GP with lambda 0.1, lr 1e-3 decayed to 0, 4000 steps"),
-    "sngan": ("sngan", {}, "SNGAN, the variant's defaults (spectral norm, hinge, lr 2e-4, 5000 steps)"),
+    "sngan": ("sngan", {}, "SNGAN, the model's defaults (spectral norm, hinge, lr 2e-4, 5000 steps)"),
 }
 
 
 def recipe(name):
-    """(variant name, options) of a named recipe."""
+    """(model name, options) of a named recipe."""
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}: choose from {', '.join(RECIPES)}")
-    variant, options, _ = RECIPES[name]
-    return variant, dict(options)
+    model, options, _ = RECIPES[name]
+    return model, dict(options)
 
 
 def mode_coverage_run(name, data, seed, out_dir, steps=None):
     """Train recipe `name` on a 2-D mixture and measure the EMA generator's mode coverage."""
     from ..metrics import mode_coverage
     from .trainer import Trainer
-    variant, options = recipe(name)
+    model, options = recipe(name)
     options.update(data=data, seed=seed, progress=False, sample_every=10**9, checkpoint_every=10**9,
                    log_every=10**9)
     if steps:
         options["steps"] = steps
-    trainer = Trainer(variant, out_dir, **options)
+    trainer = Trainer(model, out_dir, **options)
     trainer.train()
-    return mode_coverage(trainer.sample(), data)
+    return mode_coverage(trainer.preview()[0], data)
 
 
 if __name__ == "__main__":  # one run in its own process: python -m ganforge.gan.recipes NAME DATA SEED [STEPS]

@@ -1,0 +1,14 @@
+"""The models, one file each: its networks, optimizers and training step."""
+from ..model import MODELS, register_model
+from .cgan import CGAN
+from .dcgan import DCGAN
+from .gan import GAN
+from .lsgan import LSGAN
+from .sngan import SNGAN
+from .wgan import WGAN
+from .wgan_gp import WGANGP
+
+for _model in (GAN, CGAN, DCGAN, WGAN, WGANGP, SNGAN, LSGAN):
+    register_model(_model)
+
+__all__ = ["MODELS", "GAN", "CGAN", "DCGAN", "WGAN", "WGANGP", "SNGAN", "LSGAN"]

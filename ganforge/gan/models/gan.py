@@ -1,0 +1,115 @@
+"""The original GAN (Goodfellow et al. 2014) with MLPs and the non-saturating loss, for
+2-D mixtures (the default) and flattened images.
+
+Its train_step is the one every noise-to-image model here shares (dcgan, wgan, wgan-gp,
+sngan, lsgan and cgan change networks, loss, optimizer or conditioning, not the step):
+n_critic discriminator updates, each on a fresh real batch and a detached fake one, then
+one generator update through a fresh discriminator pass over the last fake batch.
+"""
+import numpy as np
+
+from ... import optim
+from ...autograd import no_grad
+from ...tensor import Generator, Tensor, randn
+from ..losses import discriminator_loss, generator_loss
+from ..model import Model
+from ..nets import mlp_discriminator, mlp_generator, with_minibatch_discrimination
+from ..steps import PENALTIES, discriminator_penalty, frozen, unrolled, update
+
+
+class GAN(Model):
+    name = "gan"
+    summary = "vanilla GAN: MLPs, non-saturating loss (2-D mixtures or flattened images)"
+    defaults = {"data": "ring8", "steps": 5000, "batch_size": 256, "flatten": True}
+    options = {"z_dim": 2, "lr": 1e-3, "betas": (0.5, 0.999), "n_critic": 1,
+               "penalty": "none", "penalty_weight": 10.0, "lr_decay": False,
+               # mode-collapse remedies: a look-ahead discriminator for the generator's loss
+               # (unrolled GAN), minibatch-discrimination features in D, a bound on gradient norms
+               "unrolled_steps": 0, "minibatch_discrimination": False, "clip_grad_norm": None}
+    loss = "non_saturating"  # a key of ganforge.gan.LOSSES
+
+    def __init__(self, config, data, noise=None):
+        if config["penalty"] not in PENALTIES:
+            raise ValueError(f"unknown penalty {config['penalty']!r}: use one of {', '.join(PENALTIES)}")
+        super().__init__(config, data, noise)
+        self.fixed_z = self.z(self.preview_size(), Generator(config["seed"] + 2, self.device))
+
+    # --- networks and optimizers ----------------------------------------------------------
+
+    def build_networks(self):
+        G, D = self.generator_and_discriminator()
+        if self.config["minibatch_discrimination"]:
+            D = with_minibatch_discrimination(D)
+        return {"G": G, "D": D}
+
+    def generator_and_discriminator(self):
+        size = int(np.prod(self.data.shape))
+        return (mlp_generator(self.config["z_dim"], size, output_tanh=self.data.image_shape is not None),
+                mlp_discriminator(size))
+
+    def build_optimizers(self):
+        lr, betas = self.config["lr"], tuple(self.config["betas"])
+        self.optimizers = {name: optim.Adam(net.parameters(), lr=lr, betas=betas) for name, net in self.nets.items()}
+        self.decay_learning_rates()
+        return self.optimizers
+
+    # --- training ---------------------------------------------------------------------------
+
+    def z(self, n, generator=None):
+        """n noise vectors, shaped (n, z_dim, 1, 1) for convolutional generators."""
+        shape = (n, self.config["z_dim"]) + ((1, 1) if len(self.data.shape) == 3 else ())
+        return randn(*shape, device=self.device, generator=generator or self.noise)
+
+    def condition(self, batch):
+        """What G and D see besides z and images: nothing here, (labels,) in cgan."""
+        return ()
+
+    def discriminator_step(self, batch):
+        G, D = self.nets["G"], self.nets["D"]
+        real, cond = batch["x"], self.condition(batch)
+        fake = G(self.z(len(real)), *cond)
+        loss_d = discriminator_loss(self.loss, D(real, *cond), D(fake.detach(), *cond))
+        penalty = discriminator_penalty(self.config["penalty"], lambda x: D(x, *cond), real, fake,
+                                        self.config["penalty_weight"], self.noise)
+        update(self.optimizers["D"], loss_d if penalty is None else loss_d + penalty, self.config["clip_grad_norm"])
+        return loss_d, penalty, fake, cond
+
+    def train_step(self, batches):
+        G, D = self.nets["G"], self.nets["D"]
+        for _ in range(self.config["n_critic"]):
+            loss_d, penalty, fake, cond = self.discriminator_step(next(batches))
+        look_ahead = lambda: self.discriminator_step(next(batches))  # noqa: E731
+        with unrolled(D, self.optimizers["D"], self.config["unrolled_steps"], look_ahead), frozen(D):
+            loss_g = generator_loss(self.loss, D(fake, *cond))
+            update(self.optimizers["G"], loss_g, self.config["clip_grad_norm"])
+        self.step_schedules()
+        losses = {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
+        if penalty is not None:
+            losses["penalty"] = penalty.item()
+        return losses
+
+    # --- pictures and inference ---------------------------------------------------------------
+
+    def preview_size(self):
+        return 64 if self.data.image_shape is not None else 2500  # 2500: the mode-coverage protocol
+
+    def preview(self):
+        return self.as_pictures(self.generate(self.fixed_z)), None
+
+    def generate(self, z, *cond, batch_size=500):
+        """G(z, *cond) as a NumPy array, in eval mode, in batches (10k images need not hold
+        10k images' activations at once)."""
+        G = self.nets["G"]
+        mode = G.training
+        G.eval()
+        with no_grad():
+            chunks = [G(z[i:i + batch_size], *(c[i:i + batch_size] for c in cond)).numpy()
+                      for i in range(0, len(z), batch_size)]
+        G.train(mode)
+        return np.concatenate(chunks)
+
+    def sample(self, n, labels=None, seed=0, batch_size=500):
+        """n samples (NumPy), images in (C, H, W); `labels` only for class-conditional models."""
+        if labels is not None:
+            raise ValueError(f"{self.name} is not class-conditional: --label does not apply")
+        return self.as_pictures(self.generate(self.z(n, Generator(seed, self.device)), batch_size=batch_size))
