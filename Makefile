@@ -4,7 +4,7 @@
 # Each one installs what it needs first.
 PYTHON ?= python3
 
-.PHONY: demo example test test-all bench bench-steps info
+.PHONY: demo example test test-all bench bench-steps mutation info
 
 DEMO_RUN = runs/dcgan-fashion-mnist
 
@@ -27,14 +27,16 @@ test-all:  # also the slow tests, and many more hypothesis examples
 
 bench:  # ganforge against PyTorch CPU in the same run
 	scripts/setup.sh bench
-	$(PYTHON) -m pip install -q torch==2.13.0
 	$(PYTHON) -m pytest bench --benchmark-only --benchmark-min-rounds=60
 
 bench-steps:  # one training step of dcgan28, wgangp28 and sngan28 against PyTorch; JSON in bench/results/
 	scripts/setup.sh bench
-	$(PYTHON) -m pip install -q torch==2.13.0
 	mkdir -p bench/results
 	$(PYTHON) -m pytest bench/test_train_step.py --benchmark-only --benchmark-json bench/results/train_step.json
+
+mutation:  # cosmic-ray over optim, nn, the GAN losses/penalties/steps and the models (hours; GROUPS="optim" for one)
+	scripts/setup.sh test
+	scripts/mutation.sh $(GROUPS)
 
 info:
 	$(PYTHON) -m ganforge.cli info

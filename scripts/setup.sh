@@ -2,7 +2,7 @@
 # Everything a fresh Debian/Ubuntu machine needs for ganforge: a C++ compiler and CMake
 # for the compiled kernels, the Fashion-MNIST data set, then ganforge itself (editable)
 # with the extras asked for.
-#   scripts/setup.sh test        -> tests
+#   scripts/setup.sh test        -> tests (and PyTorch CPU, their reference)
 #   scripts/setup.sh viz         -> the example's PNG output
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,4 +26,9 @@ if ((${#missing[@]})); then
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e ".[${extras}]"
+# PyTorch CPU is the tests' and benchmarks' reference (parity tests), never a runtime dependency;
+# the CPU wheel is named by version so that pip does not pull a CUDA build.
+case "$extras" in
+  *test*|*bench*) python3 -m pip install -q --disable-pip-version-check torch==2.13.0 ;;
+esac
 python3 -c "import ganforge, sys; ok, why = ganforge.native.available(); print('setup: ganforge', ganforge.__version__, '- compiled kernels', 'loaded' if ok else 'MISSING: ' + why); sys.exit(0 if ok else 1)"

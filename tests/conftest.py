@@ -1,3 +1,4 @@
+import importlib
 import os
 
 import numpy as np
@@ -21,6 +22,24 @@ settings.register_profile("thorough", deadline=None, max_examples=200,
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+IN_CI = os.environ.get("CI") == "true"
+
+
+def import_reference(name, install):
+    """A test-only reference library (PyTorch, safetensors): skipped where it is missing,
+    except under CI=true, whose set-up installs it, so that a missing one fails there
+    instead of quietly skipping the tests that compare against it."""
+    if IN_CI:
+        try:
+            return importlib.import_module(name)
+        except ImportError as exc:
+            pytest.fail(f"CI must have {name} ({install}): {exc}", pytrace=False)
+    return pytest.importorskip(name, reason=f"{name} is the reference here: {install}")
+
+
+# the real data set: skipped where it is missing, except in CI, whose set-up installs it
+needs_fashion_mnist = pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist") and not IN_CI,
+                                         reason="apt-get install dataset-fashion-mnist")
 
 
 def pytest_collection_modifyitems(config, items):

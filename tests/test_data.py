@@ -8,8 +8,9 @@ import pytest
 
 import ganforge as gf
 from ganforge.data import DataFormatError, DataLoader, load_fashion_mnist, read_idx, sample_mixture, write_idx
-from ganforge.data.fashion_mnist import DEBIAN_PATH
 from ganforge.metrics import mode_coverage
+
+from .conftest import import_reference, needs_fashion_mnist
 
 
 def test_ring8_has_eight_distinct_modes_on_the_unit_circle():
@@ -105,7 +106,7 @@ def test_wrong_image_shapes_are_refused(tmp_path):
         load_fashion_mnist(str(tmp_path), expected_count=0)
 
 
-@pytest.mark.skipif(not os.path.isdir(DEBIAN_PATH), reason="apt-get install dataset-fashion-mnist")
+@needs_fashion_mnist
 def test_the_real_fashion_mnist_test_split():
     images, labels = load_fashion_mnist(split="test")
     assert images.shape == (10000, 1, 28, 28)
@@ -113,7 +114,7 @@ def test_the_real_fashion_mnist_test_split():
 
 
 def test_image_folders_of_any_size_and_mode(tmp_path):
-    Image = pytest.importorskip("PIL.Image", reason="pip install pillow")
+    Image = import_reference("PIL.Image", "pip install pillow")
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(tmp_path / "wide.png")
     Image.fromarray(rng.integers(0, 256, (50, 30), dtype=np.uint8)).save(tmp_path / "tall_grey.jpg")

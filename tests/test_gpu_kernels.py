@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import ganforge as gf
@@ -44,8 +44,9 @@ TOL = {np.float32: dict(rtol=2e-5, atol=2e-5), np.float64: dict(rtol=1e-12, atol
 
 def test_ci_runs_the_triton_interpreter():
     """CI has no GPU: the interpreter is the only place the Triton kernels run there."""
-    if IN_CI and not backend.gpu_available():
-        assert _triton_reason() == ""
+    if not IN_CI or backend.gpu_available():
+        pytest.skip("checks CI's set-up (no GPU, Triton interpreted); elsewhere `ganforge info` says what runs")
+    assert _triton_reason() == ""
 
 
 def test_kernel_sources_are_found():
@@ -114,8 +115,7 @@ def test_triton_conv_transpose2d_matches_the_reference(dtype, blocks, g, extra):
     output_padding = tuple(min(e, s - 1) for e, s in zip(extra, g["stride"]))
     out_size = conv.transposed_output_size(x.shape[2:], g["kernel"], g["stride"], g["padding"], g["dilation"],
                                            output_padding)
-    if min(out_size) < 1:
-        return
+    assume(min(out_size) >= 1)  # hypothesis draws another geometry instead
     launch = kernels.TritonLaunch("conv", x)
     ours = launch.module.conv_transpose2d(launch, x, w, out_size, g["stride"], g["padding"], g["dilation"],
                                           g["groups"], precision="ieee", blocks=blocks)
@@ -140,14 +140,20 @@ def test_triton_conv2d_weight_grad_matches_the_reference(dtype, split, g):
 
 
 @interpreted
-def test_triton_tf32_products_stay_close_to_float32():
-    """The GPU default rounds float32 products to TF32 (10-bit mantissa): close, not equal."""
+def test_triton_tf32_products_stay_within_tf32_rounding():
+    """With precision="tf32" the products round to TF32's 10-bit mantissa: a relative error
+    of a few 2^-11 at most. Triton's interpreter computes tf32 dots in float32 (measured:
+    the same 1e-7 error as "ieee"), so only on a GPU can the error also be told apart from
+    float32's: there it must exceed 1e-5 (test_tf32_is_used_only_when_asked_for, too)."""
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal((2, 8, 6, 6)).astype(np.float32), rng.standard_normal((8, 4, 4, 4)).astype(np.float32)
     launch = kernels.TritonLaunch("conv", x)
     ours = launch.module.conv_transpose2d(launch, x, w, (12, 12), (2, 2), (1, 1), (1, 1), 1, precision="tf32")
-    ref = conv.conv_transpose2d_ref(x, w, (12, 12), (2, 2), (1, 1), (1, 1), 1)
-    np.testing.assert_allclose(ours, ref, rtol=0, atol=2e-2 * np.abs(ref).max())
+    ref = conv.conv_transpose2d_ref(x.astype(np.float64), w.astype(np.float64), (12, 12), (2, 2), (1, 1), (1, 1), 1)
+    error = np.linalg.norm(ours - ref) / np.linalg.norm(ref)
+    assert error < 2 * 2.0 ** -11, error
+    if not kernels.interpreting():
+        assert error > 1e-5, f"TF32 was asked for, but the error {error:.1e} is float32's"
 
 
 @interpreted

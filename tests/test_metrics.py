@@ -1,16 +1,16 @@
 """The quality measures: mode coverage, and the image measures checked against
 brute-force definitions and cases with known answers; the frozen classifier."""
-import os
 import shutil
 
 import numpy as np
 import pytest
 
 from ganforge import io
-from ganforge.data.fashion_mnist import DEBIAN_PATH
 from ganforge.metrics import image_quality as iq
 from ganforge.metrics import mode_coverage
 from ganforge.metrics.fashion_classifier import WEIGHTS, classify, fashion_mnist_report, load_classifier
+
+from .conftest import needs_fashion_mnist
 
 
 def cloud(n, dim=6, seed=0):
@@ -101,7 +101,7 @@ def test_the_classifier_refuses_weights_that_are_not_the_pinned_ones(tmp_path):
         classify(load_classifier(), np.zeros((2, 3, 28, 28)))
 
 
-@pytest.mark.skipif(not os.path.isdir(DEBIAN_PATH), reason="apt-get install dataset-fashion-mnist")
+@needs_fashion_mnist
 def test_the_frozen_classifier_on_real_data():
     from ganforge.data import load_fashion_mnist
     images, labels = load_fashion_mnist(split="test")

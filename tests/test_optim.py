@@ -121,3 +121,23 @@ def test_ema_warmup_forgets_the_initial_weights_quickly():
         ema.update()
     assert ema.current_decay() == pytest.approx(101 / 110)
     assert ema.shadow["weight"][0, 0] > 0.99  # without warmup: 1 - 0.999^100 = 0.095 of the way
+
+
+def test_default_hyperparameters_are_pytorchs():
+    p = [gf.zeros(2, requires_grad=True)]
+    assert optim.Adam(p).hyper == {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0}
+    assert optim.RMSprop(p).hyper == {"lr": 1e-2, "alpha": 0.99, "eps": 1e-8, "momentum": 0.0, "weight_decay": 0.0,
+                                      "centered": False}
+    assert optim.SGD(p).hyper == {"lr": 1e-2, "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0,
+                                  "nesterov": False}
+
+
+def test_optimizer_state_of_the_wrong_shape_is_refused():
+    p = gf.zeros(2, 3, requires_grad=True)
+    opt = optim.Adam([p])
+    p.grad = gf.ones(2, 3)
+    opt.step()
+    state = opt.state_dict()
+    state["state"][0]["exp_avg"] = np.zeros((3, 2), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"'exp_avg' of parameter 0 has shape \(3, 2\), the parameter \(2, 3\)"):
+        optim.Adam([gf.zeros(2, 3, requires_grad=True)]).load_state_dict(state)

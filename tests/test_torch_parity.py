@@ -1,12 +1,15 @@
 """Where PyTorch CPU is installed, compare with it: same inputs, same outputs and gradients.
-These skip cleanly without PyTorch (it is a test reference, never a dependency)."""
+These skip without PyTorch (a test reference, never a dependency), except under CI=true,
+whose set-up installs it: there a missing PyTorch fails them."""
 import numpy as np
 import pytest
 
 import ganforge as gf
 from ganforge import functional as F
 
-torch = pytest.importorskip("torch", reason="PyTorch CPU is the reference here: pip install torch==2.13.0")
+from .conftest import import_reference
+
+torch = import_reference("torch", "pip install torch==2.13.0")
 TF = torch.nn.functional
 
 CONV_CASES = [

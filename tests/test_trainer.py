@@ -9,8 +9,9 @@ import pytest
 import ganforge as gf
 from ganforge import cli, io
 from ganforge.data import write_idx
-from ganforge.data.fashion_mnist import DEBIAN_PATH
 from ganforge.gan import MODELS, Model, Trainer, TrainingDiverged, generate, load_generator, resume_or_start
+
+from .conftest import import_reference, needs_fashion_mnist
 
 QUICK = dict(steps=3, batch_size=8, sample_every=1000, checkpoint_every=1000, log_every=1, progress=False)
 
@@ -111,7 +112,7 @@ def test_sampling_a_trained_run(tiny_fashion, tmp_path):
     np.testing.assert_allclose(generate(str(tmp_path), 7, batch_size=3)[0], generate(str(tmp_path), 7)[0], atol=1e-6)
 
 
-@pytest.mark.skipif(not os.path.isdir(DEBIAN_PATH), reason="apt-get install dataset-fashion-mnist")
+@needs_fashion_mnist
 def test_evaluating_a_run(tiny_fashion, tmp_path, capsys):
     trainer = Trainer("cgan", str(tmp_path), **small("cgan", tiny_fashion))
     trainer.train()
@@ -199,7 +200,7 @@ def test_command_line_errors_are_one_line(tmp_path, capsys, monkeypatch):
 def test_checkpoint_tensors_are_standard_safetensors_files(tmp_path):
     """ganforge writes the format itself (so loading needs NumPy alone); the reference
     implementation must read its files, and ganforge must read the reference's."""
-    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    safetensors_numpy = import_reference("safetensors.numpy", "pip install safetensors")
     tensors = {"G.0.weight": np.arange(12, dtype=np.float32).reshape(3, 4), "step": np.array([7], dtype=np.int64),
                "mask": np.array([True, False]), "empty": np.zeros((0, 3), dtype=np.float64)}
     io.save_tensors(tmp_path / "ours.safetensors", tensors)
