@@ -17,7 +17,6 @@ import numpy as np
 
 from .. import __version__
 from .. import io, optim
-from ..autograd import no_grad
 from ..backend import to_device
 from ..data import DataLoader, load_fashion_mnist, load_image_folder, mixture, sample_mixture
 from ..data.fashion_mnist import CLASSES

@@ -10,7 +10,7 @@ import numpy as np
 
 from ... import optim
 from ...autograd import no_grad
-from ...tensor import Generator, Tensor, randn
+from ...tensor import Generator, randn
 from ..losses import discriminator_loss, generator_loss
 from ..model import Model
 from ..nets import mlp_discriminator, mlp_generator, with_minibatch_discrimination
@@ -65,6 +65,8 @@ class GAN(Model):
         return ()
 
     def discriminator_step(self, batch):
+        """One discriminator update on a real batch and a detached fake one (and the penalty,
+        if any); returns what the generator's update reuses."""
         G, D = self.nets["G"], self.nets["D"]
         real, cond = batch["x"], self.condition(batch)
         fake = G(self.z(len(real)), *cond)
@@ -75,7 +77,9 @@ class GAN(Model):
         return loss_d, penalty, fake, cond
 
     def train_step(self, batches):
-        G, D = self.nets["G"], self.nets["D"]
+        """n_critic discriminator updates, then one generator update through D (through D as
+        it will be K updates later, with unrolled_steps=K)."""
+        D = self.nets["D"]
         for _ in range(self.config["n_critic"]):
             loss_d, penalty, fake, cond = self.discriminator_step(next(batches))
         look_ahead = lambda: self.discriminator_step(next(batches))  # noqa: E731
