@@ -141,3 +141,48 @@ def test_optimizer_state_of_the_wrong_shape_is_refused():
     state["state"][0]["exp_avg"] = np.zeros((3, 2), dtype=np.float32)
     with pytest.raises(ValueError, match=r"'exp_avg' of parameter 0 has shape \(3, 2\), the parameter \(2, 3\)"):
         optim.Adam([gf.zeros(2, 3, requires_grad=True)]).load_state_dict(state)
+
+
+def test_step_count_zero_grad_and_state_dict_types():
+    p = gf.tensor([1.0, 2.0], requires_grad=True)
+    opt = optim.Adam([p])
+    assert opt.step_count == 0
+    for _ in range(3):
+        p.grad = gf.tensor([0.5, -0.5])
+        opt.step()
+    assert opt.step_count == 3
+    opt.zero_grad()
+    assert p.grad is None
+    p.grad = gf.tensor([0.5, -0.5])
+    opt.zero_grad(set_to_none=False)
+    np.testing.assert_array_equal(p.grad.numpy(), [0.0, 0.0])
+    saved = opt.state_dict()["state"][0]
+    assert isinstance(saved["step"], int) and saved["step"] == 3  # plain numbers stay numbers (JSON)
+
+
+def test_ema_and_schedule_refuse_out_of_range_arguments():
+    model = nn.Linear(1, 1)
+    for decay in (0.0, 1.0):  # the ends are allowed: 1 freezes the average, 0 copies the weights
+        optim.EMA(model, decay=decay)
+    for decay in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="EMA decay must be in \\[0, 1\\]"):
+            optim.EMA(model, decay=decay)
+    opt = optim.SGD([gf.zeros(1, requires_grad=True)], lr=1.0)
+    optim.LinearDecayLR(opt, total=5, start=0)
+    for start, total in ((-1, 5), (5, 5), (6, 5)):
+        with pytest.raises(ValueError, match="LinearDecayLR needs 0 <= start < total"):
+            optim.LinearDecayLR(opt, total=total, start=start)
+
+
+def test_clipping_works_on_gradients_that_carry_a_graph():
+    """After backward(create_graph=True) the gradients require grad themselves; clipping
+    them in place must not be recorded on (or refused by) their graph."""
+    w = gf.tensor([3.0, -4.0], requires_grad=True)
+    ((w * w).sum()).backward(create_graph=True)
+    assert w.grad.requires_grad
+    optim.clip_grad_value_([w], 1.0)
+    np.testing.assert_array_equal(w.grad.numpy(), [1.0, -1.0])
+    w.grad = None
+    ((w * w).sum()).backward(create_graph=True)
+    assert optim.clip_grad_norm_([w], 1.0) == pytest.approx(10.0)
+    np.testing.assert_allclose(w.grad.numpy(), [0.6, -0.8], rtol=1e-6)
