@@ -73,7 +73,8 @@ def train(args):
     trainer = resume_or_start(args.model, args.out or os.path.join("runs", args.model), resume=args.resume,
                               data=args.data, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                               device=args.device, rollback=args.rollback, sample_every=args.sample_every,
-                              checkpoint_every=args.checkpoint_every, data_path=args.data_path,
+                              checkpoint_every=args.checkpoint_every, data_path=args.data_path, data_b=args.data_b,
+                              scale=args.scale,
                               resolution=args.resolution, progress=not args.no_progress, lr=args.lr,
                               betas=args.betas, n_critic=args.n_critic, penalty=args.penalty,
                               penalty_weight=args.penalty_weight, lr_decay=args.lr_decay or None,
@@ -188,6 +189,9 @@ def main(argv=None):
     t.add_argument("--data", help="ring8, grid25, fashion-mnist, or a folder of images (default: the model's)")
     t.add_argument("--data-path", help="the Fashion-MNIST folder (default: GANFORGE_DATA, then "
                                        "/usr/share/datasets/fashion-mnist)")
+    t.add_argument("--data-b", help="the second image folder, for unpaired translation (--data is the first)")
+    t.add_argument("--scale", type=int, help="downscaling factor of the low-resolution images, for paired "
+                                             "super-resolution data (default 4)")
     t.add_argument("--steps", type=int, help="training steps (default: the model's)")
     t.add_argument("--batch-size", type=int)
     t.add_argument("--resolution", type=int, help="image size for image folders (28, 32 or 64)")

@@ -153,3 +153,19 @@ def test_loader_is_seeded_covers_each_epoch_and_resumes_exactly():
         DataLoader(x, y[:4], batch_size=2)
     with pytest.raises(ValueError, match="batch size 20 does not fit a data set of 10"):
         DataLoader(x, batch_size=20)
+
+
+def test_bicubic_resize_matches_pillow_away_from_the_borders():
+    """Pillow's bicubic (a = -0.5, widened when shrinking) is the same filter; only its
+    border rule differs (it clamps where ganforge mirrors, as MATLAB's imresize does)."""
+    from ganforge.data import resize_bicubic
+    Image = import_reference("PIL.Image", "pip install pillow")
+    image = np.random.default_rng(0).uniform(0, 255, (40, 48)).astype(np.float32)
+    for height, width, margin in ((10, 12, 3), (13, 17, 3), (80, 96, 6)):
+        ours = resize_bicubic(image, height, width)
+        theirs = np.asarray(Image.fromarray(image, mode="F").resize((width, height), Image.BICUBIC))
+        inner = (slice(margin, height - margin), slice(margin, width - margin))
+        np.testing.assert_allclose(ours[inner], theirs[inner], atol=1e-3)
+    np.testing.assert_allclose(resize_bicubic(np.full((2, 1, 28, 28), 0.25), 7, 7), 0.25, rtol=1e-12)
+    with pytest.raises(ValueError, match="positive size"):
+        resize_bicubic(image, 0, 4)

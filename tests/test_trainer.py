@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import ganforge as gf
-from ganforge import cli, io
+import ganforge.functional as F
+from ganforge import cli, io, nn, optim
 from ganforge.data import write_idx
 from ganforge.gan import MODELS, Model, Trainer, TrainingDiverged, generate, load_generator, resume_or_start
 
@@ -396,8 +397,8 @@ def as_format_1(folder):
         optimizers[old] = saved
     data = state["data"]
     old_state = {k: v for k, v in state.items() if k not in ("format", "model", "data", "ema", "optimizers",
-                                                               "model_state")}
-    old_state.update(variant=state["model"], data_shape=data["shape"], image_shape=data["image_shape"],
+                                                               "model_state", "loaders")}
+    old_state.update(variant=state["model"], loader=state["loaders"]["x"], data_shape=data["shape"], image_shape=data["image_shape"],
                      num_classes=len(data["classes"]) if data["classes"] else None,
                      ema_updates=state["ema"]["G"], optimizers=optimizers,
                      schedules=[state["model_state"]["schedules"][n] for n in ("G", "D")
@@ -441,3 +442,102 @@ def test_a_checkpoint_from_a_newer_or_unknown_format_is_a_clear_error(tmp_path):
 def test_options_a_model_does_not_take_are_an_error(tmp_path):
     with pytest.raises(TypeError, match=r"unknown training options \['unrolled_steps'\] for two-generators"):
         Trainer(TwoGenerators, str(tmp_path), unrolled_steps=2)
+
+
+class CycleToy(Model):
+    """Unpaired a/b batches: two 1x1-conv translators trained on the cycle loss alone."""
+    name = "cycle-toy"
+    data_kind = "unpaired"
+    defaults = {"batch_size": 2, "resolution": 8}
+    options = {"lr": 1e-2}
+    ema = ()
+
+    def build_networks(self):
+        return {"G_ab": nn.Conv2d(3, 3, 1), "G_ba": nn.Conv2d(3, 3, 1)}
+
+    def build_optimizers(self):
+        params = list(self.nets["G_ab"].parameters()) + list(self.nets["G_ba"].parameters())
+        self.optimizers = {"G": optim.Adam(params, lr=self.config["lr"])}
+        return self.optimizers
+
+    def train_step(self, batches):
+        from ganforge.gan.steps import update
+        batch = next(batches)
+        a, b, G_ab, G_ba = batch["a"], batch["b"], self.nets["G_ab"], self.nets["G_ba"]
+        assert a.shape == b.shape == (2, 3, 8, 8)
+        loss = F.l1_loss(G_ba(G_ab(a)), a) + F.l1_loss(G_ab(G_ba(b)), b)
+        update(self.optimizers["G"], loss)
+        return {"loss_cycle": loss.item()}
+
+    def preview(self):
+        a = self.preview_batch["a"]
+        return np.concatenate([a.numpy(), self.nets["G_ab"](a).numpy()]), len(a)
+
+
+class UpscaleToy(Model):
+    """Paired lr/hr batches: upsample and one convolution, trained on the L2 loss."""
+    name = "upscale-toy"
+    data_kind = "paired"
+    defaults = {"data": "fashion-mnist", "batch_size": 4}
+    options = {"lr": 1e-2}
+    ema = ("G",)
+
+    def build_networks(self):
+        return {"G": nn.Sequential(nn.Upsample(scale_factor=self.config["scale"]), nn.Conv2d(1, 1, 3, padding=1))}
+
+    def build_optimizers(self):
+        self.optimizers = {"G": optim.Adam(self.nets["G"].parameters(), lr=self.config["lr"])}
+        return self.optimizers
+
+    def train_step(self, batches):
+        from ganforge.gan.steps import update
+        batch = next(batches)
+        assert batch["lr"].shape == (4, 1, 7, 7) and batch["hr"].shape == (4, 1, 28, 28)
+        loss = F.mse_loss(self.nets["G"](batch["lr"]), batch["hr"])
+        update(self.optimizers["G"], loss)
+        return {"loss_l2": loss.item()}
+
+    def preview(self):
+        return self.nets["G"](self.preview_batch["lr"]).numpy(), None
+
+
+@pytest.fixture(scope="module")
+def two_folders(tmp_path_factory):
+    Image = import_reference("PIL.Image", "pip install pillow")
+    root = tmp_path_factory.mktemp("domains")
+    rng = np.random.default_rng(1)
+    for domain, count in (("a", 5), ("b", 7)):
+        os.makedirs(root / domain)
+        for i in range(count):
+            Image.fromarray(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)).save(root / domain / f"{i}.png")
+    return str(root / "a"), str(root / "b")
+
+
+def assert_straight_equals_resumed(model, folder, options):
+    straight = Trainer(model, str(folder / "straight"), **dict(options, steps=5))
+    straight.train()
+    first = Trainer(model, str(folder / "resumed"), **dict(options, steps=5))
+    first.train(steps=2)
+    first.save()
+    resumed = Trainer(model, str(folder / "resumed"), **dict(options, steps=5)).load(str(folder / "resumed"))
+    resumed.train()
+    for key, value in state_of(straight).items():
+        np.testing.assert_array_equal(value, state_of(resumed)[key], err_msg=key)
+    assert straight.history == resumed.history
+    assert os.path.exists(folder / "straight" / "samples" / "latest.png")
+    return straight
+
+
+def test_unpaired_domains_come_as_a_and_b_batches_and_resume_exactly(two_folders, tmp_path):
+    a, b = two_folders
+    trainer = assert_straight_equals_resumed(CycleToy, tmp_path, dict(QUICK, data=a, data_b=b, batch_size=2))
+    assert set(trainer.loaders) == {"a", "b"}  # two loaders: the domains are drawn independently
+    assert trainer.loaders["a"][1].epochs_done == 2 and trainer.loaders["b"][1].epochs_done == 1
+    with pytest.raises(ValueError, match="needs two image sets: --data FOLDER_A --data-b FOLDER_B"):
+        Trainer(CycleToy, str(tmp_path / "x"), data=a)
+
+
+def test_paired_data_are_images_and_their_bicubic_downscales(tiny_fashion, tmp_path):
+    assert_straight_equals_resumed(UpscaleToy, tmp_path, dict(QUICK, data_path=tiny_fashion, batch_size=4))
+    with pytest.raises(ValueError, match="28x28 images do not divide by --scale 3"):
+        Trainer(UpscaleToy, str(tmp_path / "x"), data_path=tiny_fashion, scale=3)

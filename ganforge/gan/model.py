@@ -52,6 +52,7 @@ class Model:
     defaults = {}   # the trainer's options this model sets: data, steps, batch_size ...
     options = {}    # the model's own hyper-parameters and their defaults (command-line flags)
     ema = ("G",)    # networks that keep an EMA copy, which pictures and inference use
+    data_kind = "images"  # its batches: images (x, label), unpaired (a, b) or paired (lr, hr)
 
     def __init__(self, config, data, noise=None):
         self.config, self.data = config, data
@@ -61,6 +62,7 @@ class Model:
         self.nets = self.build_networks()
         self.optimizers = {}
         self.schedules = {}
+        self.preview_batch = None  # the first items of each data source (the trainer sets it)
 
     def build_networks(self):
         """{name: Module}, freshly initialized."""
@@ -101,9 +103,13 @@ class Model:
 
     def preview(self):
         """(array, columns) of the run's picture: images (N, C, H, W) in a grid of that many
-        columns (None: square), or points (N, 2) for 2-D data. The same inputs every time,
-        so that the pictures of a run compare."""
+        columns (None: square), or points (N, 2) for 2-D data. The same inputs every time
+        (a fixed z, or `self.preview_batch`), so that the pictures of a run compare."""
         raise NotImplementedError
+
+    def sample(self, n, labels=None, seed=0, batch_size=500):
+        """n samples drawn from noise, for the models that make them (`ganforge sample`)."""
+        raise ValueError(f"{self.name} does not draw samples from noise (see `ganforge list` for what it does)")
 
     def using(self, nets):
         """This model with some networks replaced (the trainer's EMA copies, for pictures)."""

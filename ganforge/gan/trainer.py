@@ -4,7 +4,8 @@ against NaN/Inf, sample pictures, and checkpoints that resume exactly.
 
 The trainer knows nothing about generators and discriminators: it checkpoints whatever
 networks, optimizers, EMA copies and extra state the model names. Batches are dicts:
-images `x` with an optional `label`.
+images `x` with an optional `label`, unpaired domains `a` and `b`, or paired `lr`/`hr`
+(the model's `data_kind` says which).
 """
 import copy
 import csv
@@ -18,16 +19,17 @@ import numpy as np
 from .. import __version__
 from .. import io, optim
 from ..backend import to_device
-from ..data import DataLoader, load_fashion_mnist, load_image_folder, mixture, sample_mixture
+from ..data import DataLoader, load_fashion_mnist, load_image_folder, mixture, resize_bicubic, sample_mixture
 from ..data.fashion_mnist import CLASSES
-from ..tensor import Generator, default_generator, manual_seed
+from ..tensor import Generator, Tensor, default_generator, manual_seed
 from . import models  # noqa: F401  (registers the models)
 from .model import DataInfo, get_model
 
 DEFAULTS = {"steps": 3000, "batch_size": 64, "seed": 0, "device": "cpu", "data": None, "data_path": None,
-            "resolution": None, "channels": None, "flatten": False, "sample_every": 500, "checkpoint_every": 500,
+            "data_b": None, "scale": 4, "resolution": None, "channels": None, "flatten": False, "sample_every": 500, "checkpoint_every": 500,
             "log_every": 50, "ema_decay": 0.999, "rollback": False, "progress": True}
 CHECKPOINT_FORMAT = 2  # 1: before models owned their step (one G and one D); _upgrade reads it
+PREVIEW_ITEMS = 8
 MIXTURE_POINTS = 100_000  # 2-D data sets are drawn once, from the run's seed, then batched like images
 
 
@@ -35,25 +37,52 @@ class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite."""
 
 
-def load_data(config):
-    """({batch key: array}, DataInfo) for the configured data set."""
+def _images(config, name):
+    """(images, labels or None, class names or None) of one image data set."""
+    if name == "fashion-mnist":
+        images, labels = load_fashion_mnist(config["data_path"], "train")
+        return images, labels, tuple(CLASSES)
+    if name and os.path.isdir(name):
+        return load_image_folder(name, config["resolution"] or 64, config["channels"] or 3), None, None
+    raise ValueError(f"unknown data set {name!r}: use ring8, grid25, fashion-mnist, or the path of a folder of "
+                     "PNG/JPEG images")
+
+
+def load_data(config, kind="images"):
+    """The data a model of this `kind` trains on: ({loader: {batch key: array}}, DataInfo).
+    Each loader shuffles its own arrays; a batch holds one draw of every loader.
+      images    x (and label, for a labelled set): a 2-D mixture, Fashion-MNIST or a folder
+      unpaired  a and b: two folders (--data and --data-b), drawn independently
+      paired    hr and lr: the images and their bicubic downscales by --scale"""
     name = config["data"]
+    if kind == "unpaired":
+        if not config["data_b"]:
+            raise ValueError("unpaired translation needs two image sets: --data FOLDER_A --data-b FOLDER_B")
+        a, b = _images(config, name)[0], _images(config, config["data_b"])[0]
+        if a.shape[1] != b.shape[1]:
+            raise ValueError(f"the two domains have {a.shape[1]} and {b.shape[1]} channels: pass --channels")
+        return {"a": {"a": a}, "b": {"b": b}}, DataInfo(name, tuple(a.shape[1:]), tuple(a.shape[1:]))
+    if kind == "paired":
+        hr, scale = _images(config, name)[0], config["scale"]
+        height, width = hr.shape[2:]
+        if height % scale or width % scale:
+            raise ValueError(f"{height}x{width} images do not divide by --scale {scale}: choose a --resolution "
+                             f"that is a multiple of {scale}")
+        lr = resize_bicubic(hr, height // scale, width // scale)
+        return {"pairs": {"hr": hr, "lr": lr}}, DataInfo(name, tuple(hr.shape[1:]), tuple(hr.shape[1:]))
+    if kind != "images":
+        raise ValueError(f"unknown kind of data {kind!r}: images, unpaired or paired")
     classes = None
     if name in ("ring8", "grid25"):
         arrays = {"x": sample_mixture(name, MIXTURE_POINTS, np.random.default_rng(config["seed"]))}
-    elif name == "fashion-mnist":
-        images, labels = load_fashion_mnist(config["data_path"], "train")
-        arrays, classes = {"x": images, "label": labels}, tuple(CLASSES)
-    elif name and os.path.isdir(name):
-        arrays = {"x": load_image_folder(name, config["resolution"] or 64, config["channels"] or 3)}
     else:
-        raise ValueError(f"unknown data set {name!r}: use ring8, grid25, fashion-mnist, or the path of a folder of "
-                         "PNG/JPEG images")
+        images, labels, classes = _images(config, name)
+        arrays = {"x": images} if labels is None else {"x": images, "label": labels}
     x = arrays["x"]
     image_shape = tuple(x.shape[1:]) if x.ndim == 4 else None
     if config["flatten"] and x.ndim == 4:  # for MLPs: the model sees vectors, pictures keep the image shape
         arrays["x"] = x = x.reshape(len(x), -1)
-    return arrays, DataInfo(name, tuple(x.shape[1:]), image_shape, classes)
+    return {"x": arrays}, DataInfo(name, tuple(x.shape[1:]), image_shape, classes)
 
 
 class Trainer:
@@ -67,7 +96,7 @@ class Trainer:
         self.config = cfg = {**DEFAULTS, **model_class.defaults, **model_class.options,
                              **overrides}
         self.out_dir = out_dir
-        arrays, self.data = load_data(cfg)
+        sources, self.data = load_data(cfg, model_class.data_kind)
         manual_seed(cfg["seed"])  # the networks' initial weights
         self.noise = Generator(cfg["seed"] + 1, cfg["device"])  # every random number of the steps
         self.model = model_class(cfg, self.data, self.noise)
@@ -76,16 +105,25 @@ class Trainer:
         self.model.build_optimizers()
         self.ema = {name: optim.EMA(self.model.nets[name], cfg["ema_decay"]) for name in self.model.ema}
         self.ema_nets = {name: copy.deepcopy(self.model.nets[name]).eval() for name in self.model.ema}
-        self.loader = DataLoader(*arrays.values(), batch_size=cfg["batch_size"], seed=cfg["seed"])
-        self.batches = self._batches(list(arrays))
+        # the first loader's seed is the run's, as before there were several (results unchanged)
+        self.loaders = {name: (list(arrays), DataLoader(*arrays.values(), batch_size=cfg["batch_size"],
+                                                        seed=cfg["seed"] + 100 * i))
+                        for i, (name, arrays) in enumerate(sources.items())}
+        self.batches = self._batches()
+        # the first few items of every data source, for pictures of translations and upscalings
+        self.model.preview_batch = {key: Tensor(array[:PREVIEW_ITEMS]).to(cfg["device"])
+                                    for arrays in sources.values() for key, array in arrays.items()}
         self.step, self.history = 0, []
 
-    def _batches(self, keys):
-        """Dict batches on the run's device, forever (the loader's state is the position)."""
+    def _batches(self):
+        """Dict batches on the run's device, forever (the loaders' states are the position)."""
         while True:
-            arrays = self.loader.next_batch()
-            arrays = arrays if isinstance(arrays, tuple) else (arrays,)
-            yield {key: a.to(self.config["device"]) for key, a in zip(keys, arrays)}
+            batch = {}
+            for keys, loader in self.loaders.values():
+                arrays = loader.next_batch()
+                arrays = arrays if isinstance(arrays, tuple) else (arrays,)
+                batch.update({key: a.to(self.config["device"]) for key, a in zip(keys, arrays)})
+            yield batch
 
     def train_step(self):
         """One step of the model, then its EMA copies; returns the losses."""
@@ -183,7 +221,8 @@ class Trainer:
             tensors.update({f"{name}_ema.{k}": to_device(a, "cpu") for k, a in ema.shadow.items()})
         state = {"ganforge": __version__, "format": CHECKPOINT_FORMAT, "model": self.model.name,
                  "config": self.config, "step": self.step, "data": self.data.to_json(), "history": self.history,
-                 "loader": self.loader.state_dict(), "noise": self.noise.get_state(),
+                 "loaders": {name: loader.state_dict() for name, (_, loader) in self.loaders.items()},
+                 "noise": self.noise.get_state(),
                  "default_generator": default_generator(self.config["device"]).get_state(),
                  "ema": {name: ema.updates for name, ema in self.ema.items()},
                  "optimizers": {name: _arrays_to(tensors, f"opt.{name}", opt.state_dict())
@@ -210,7 +249,8 @@ class Trainer:
             self.model.load_state_dict(_arrays_from(tensors, state["model_state"]))
         except (KeyError, ValueError) as exc:
             raise io.CheckpointError(f"{path} does not fit this model ({exc}); was it made with other options?") from None
-        self.loader.load_state_dict(state["loader"])
+        for name, (_, loader) in self.loaders.items():
+            loader.load_state_dict(state["loaders"][name])
         self.noise.set_state(state["noise"])
         default_generator(self.config["device"]).set_state(state["default_generator"])
         self.step, self.history = state["step"], state["history"]
@@ -266,7 +306,7 @@ def _upgrade(state, path):
     return {**state, "format": CHECKPOINT_FORMAT, "model": state["variant"],
             "data": {"name": config["data"], "shape": state["data_shape"], "image_shape": state["image_shape"],
                      "classes": list(CLASSES) if state["num_classes"] else None},
-            "ema": {"G": state["ema_updates"]},
+            "loaders": {"x": state["loader"]}, "ema": {"G": state["ema_updates"]},
             "optimizers": {"G": state["optimizers"]["opt_g"], "D": state["optimizers"]["opt_d"]},
             "model_state": {"schedules": dict(zip(("G", "D"), state.get("schedules", [])))}}
 
