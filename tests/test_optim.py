@@ -186,3 +186,27 @@ def test_clipping_works_on_gradients_that_carry_a_graph():
     ((w * w).sum()).backward(create_graph=True)
     assert optim.clip_grad_norm_([w], 1.0) == pytest.approx(10.0)
     np.testing.assert_allclose(w.grad.numpy(), [0.6, -0.8], rtol=1e-6)
+
+
+def test_clip_grad_norm_defaults_and_the_empty_case():
+    p = gf.tensor([0.0, 0.0], requires_grad=True)
+    assert optim.clip_grad_norm_([p], 1.0) == 0.0  # no gradients: nothing to clip, norm 0
+    p.grad = gf.tensor([3.0, 4.0])
+    assert optim.clip_grad_norm_([p], 100.0) == pytest.approx(5.0)  # the L2 norm by default
+    np.testing.assert_array_equal(p.grad.numpy(), [3.0, 4.0])
+
+
+def test_ema_state_without_an_update_count_starts_counting_at_zero():
+    ema = optim.EMA(nn.Linear(2, 2), decay=0.9)
+    state = ema.state_dict()
+    del state["updates"], state["warmup"]
+    ema.updates = 7
+    ema.load_state_dict(state)
+    assert ema.updates == 0 and ema.warmup
+
+
+def test_linear_decay_starts_at_once_by_default():
+    opt = optim.SGD([gf.zeros(1, requires_grad=True)], lr=1.0)
+    schedule = optim.LinearDecayLR(opt, total=4)
+    schedule.step()
+    assert opt.lr == pytest.approx(0.75)
