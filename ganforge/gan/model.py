@@ -69,8 +69,9 @@ class Model:
         raise NotImplementedError
 
     def build_optimizers(self):
-        """{name: optimizer}; the trainer calls this once the networks are on their device.
-        With `lr_decay` in the config, each learning rate decays linearly to 0 over the run."""
+        """Set and return self.optimizers, {name: optimizer}; the trainer calls this once the
+        networks are on their device. Ending with `self.decay_learning_rates()` honours
+        `--lr-decay`."""
         raise NotImplementedError
 
     def decay_learning_rates(self):
@@ -86,7 +87,7 @@ class Model:
 
     def train_step(self, batches):
         """One training step; `batches` yields dict batches (next(batches)), as many as the
-        step needs. Returns {loss name: float tensor or number}."""
+        step needs. Returns {name: float} for the logs and the progress bar."""
         raise NotImplementedError
 
     def state_dict(self):
