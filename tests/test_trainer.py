@@ -541,3 +541,36 @@ def test_paired_data_are_images_and_their_bicubic_downscales(tiny_fashion, tmp_p
     assert_straight_equals_resumed(UpscaleToy, tmp_path, dict(QUICK, data_path=tiny_fashion, batch_size=4))
     with pytest.raises(ValueError, match="28x28 images do not divide by --scale 3"):
         Trainer(UpscaleToy, str(tmp_path / "x"), data_path=tiny_fashion, scale=3)
+
+
+NUMPY_ALONE = r"""
+import sys
+BLOCKED = ("PIL", "tqdm", "torch", "triton", "cupy", "safetensors", "scipy")
+import importlib.machinery
+class Block:  # every optional package, and ganforge's compiled module, refuse to import
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"{name} is blocked here")
+        if name == "ganforge._C":  # found, but it does not load: as a broken build would
+            return importlib.machinery.ModuleSpec(name, self)
+    def create_module(self, spec):
+        raise ImportError("the compiled module is blocked here")
+    def exec_module(self, module):
+        pass
+sys.meta_path.insert(0, Block())
+import warnings
+warnings.simplefilter("ignore")
+from ganforge import native
+from ganforge.gan import generate
+samples, model = generate(sys.argv[1], 5, labels=3)
+print(model.name, samples.shape, float(abs(samples).max()) <= 1.0, native.available()[0])
+"""
+
+
+def test_a_trained_run_samples_with_numpy_alone(tiny_fashion, tmp_path):
+    import subprocess
+    import sys
+    Trainer("cgan", str(tmp_path), **small("cgan", tiny_fashion)).train()
+    done = subprocess.run([sys.executable, "-c", NUMPY_ALONE, str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "cgan (5, 1, 28, 28) True False"
