@@ -1001,3 +1001,4 @@ def test_ab_builds_loads_two_copies_that_share_no_state(tmp_path):
     env = {k: v for k, v in __import__("os").environ.items() if k != "GANFORGE_NUM_THREADS"}
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+

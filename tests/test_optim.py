@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import ganforge as gf
-from ganforge import nn, optim
+from ganforge import native, nn, optim
 
 
 def train_steps(model, opt, steps, seed):
@@ -73,7 +73,9 @@ def test_ema_state_loads_onto_the_model_and_checks_its_entries():
         np.testing.assert_array_equal(other.shadow[name], value)
         assert other.shadow[name].dtype == model.state_dict()[name].dtype
     with pytest.raises(ValueError, match="EMA.load_state_dict: the averaged entries"):
-        optim.EMA(nn.Linear(2, 3, bias=False)).load_state_dict(state)
+        optim.EMA(nn.Linear(2, 3, bias=False)).load_state_dict(state)  # an entry too many
+    with pytest.raises(ValueError, match="EMA.load_state_dict: the averaged entries"):
+        optim.EMA(nn.Linear(2, 3)).load_state_dict(optim.EMA(nn.Linear(2, 3, bias=False)).state_dict())  # too few
 
 
 def test_linear_decay_schedule():
@@ -97,11 +99,15 @@ def test_optimizer_argument_errors():
         optim.Adam([p], momentum=0.9)
     with pytest.raises(ValueError, match="learning rate must be non-negative"):
         optim.SGD([p], lr=-1)
-    with pytest.raises(ValueError, match="Nesterov"):
-        optim.SGD([p], lr=0.1, nesterov=True)
+    for bad in (dict(momentum=0.0), dict(momentum=-0.5), dict(momentum=0.9, dampening=0.1),
+                dict(momentum=0.9, dampening=-0.1)):
+        with pytest.raises(ValueError, match="Nesterov"):
+            optim.SGD([p], lr=0.1, nesterov=True, **bad)
     opt = optim.Adam([p])
     with pytest.raises(ValueError, match="the state has 2 parameters, this optimizer 1"):
         opt.load_state_dict({"hyperparameters": {}, "step_count": 0, "state": [{}, {}]})
+    with pytest.raises(ValueError, match="the state has 0 parameters, this optimizer 1"):
+        opt.load_state_dict({"hyperparameters": {}, "step_count": 0, "state": []})
 
 
 def test_clip_grad_norm_refuses_non_finite_gradients():
@@ -210,3 +216,35 @@ def test_linear_decay_starts_at_once_by_default():
     schedule = optim.LinearDecayLR(opt, total=4)
     schedule.step()
     assert opt.lr == pytest.approx(0.75)
+
+
+@pytest.mark.skipif(not native.available()[0], reason=native.available()[1])
+def test_adam_runs_compiled_only_on_contiguous_arrays_of_one_float_dtype(monkeypatch):
+    """The C++ Adam takes float32 or float64 arrays, all of one dtype and shape and
+    C-contiguous; anything else goes to the NumPy step, with the same numbers."""
+    calls, compiled = [], native.module()
+
+    class Counting:
+        def __getattr__(self, name):
+            if name != "adam_step":
+                return getattr(compiled, name)
+            return lambda *args: calls.append(name) or compiled.adam_step(*args)
+    monkeypatch.setattr(optim.native, "module", lambda: Counting())
+    rng = np.random.default_rng(0)
+    scalars = optim.adam_scalars(1e-2, 0.5, 0.999, 1e-8, 3)
+
+    def step(dtype, grad_dtype=None, transposed=False):
+        param, grad = rng.standard_normal((4, 4)).astype(dtype), rng.standard_normal((4, 4)).astype(grad_dtype or dtype)
+        grad = grad.T if transposed else grad
+        m, v = np.full((4, 4), 0.1, dtype), np.full((4, 4), 0.2, dtype)
+        expected = [a.copy() for a in (param, grad, m, v)]
+        optim.adam_step_ref(*expected[:1], expected[1], expected[2], expected[3], scalars)
+        calls.clear()
+        optim.adam_step_cpp(param, grad, m, v, scalars)
+        for got, want in zip((param, m, v), (expected[0], expected[2], expected[3])):
+            np.testing.assert_allclose(got, want, rtol=1e-6)
+        return bool(calls)
+    assert step(np.float32) and step(np.float64)
+    assert not step(np.float16)
+    assert not step(np.float32, grad_dtype=np.float64)
+    assert not step(np.float32, transposed=True)
