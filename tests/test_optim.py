@@ -246,5 +246,5 @@ def test_adam_runs_compiled_only_on_contiguous_arrays_of_one_float_dtype(monkeyp
         return bool(calls)
     assert step(np.float32) and step(np.float64)
     assert not step(np.float16)
-    assert not step(np.float32, grad_dtype=np.float64)
+    assert not step(np.float32, grad_dtype=np.float64) and not step(np.float64, grad_dtype=np.float32)
     assert not step(np.float32, transposed=True)
