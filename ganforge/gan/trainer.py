@@ -136,7 +136,7 @@ class Trainer:
     # --- the loop ---------------------------------------------------------------------------
 
     def train(self, steps=None):
-        """Train until `steps` (default: the configured number) generator updates are done."""
+        """Train until `steps` (default: the configured number) training steps are done."""
         cfg = self.config
         target = steps or cfg["steps"]
         os.makedirs(self.out_dir, exist_ok=True)
