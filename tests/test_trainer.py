@@ -307,15 +307,14 @@ class TwoGenerators(Model):
 
     def build_networks(self):
         from ganforge.gan.nets import mlp_discriminator, mlp_generator
+        self.real_score = np.zeros(1)
         return {"G1": mlp_generator(2, 2, hidden=16, depth=1), "G2": mlp_generator(2, 2, hidden=16, depth=1),
                 "D": mlp_discriminator(2, hidden=16, depth=1)}
 
     def build_optimizers(self):
         from ganforge import optim
-        self.optimizers = {name: optim.Adam(net.parameters(), lr=self.config["lr"], betas=(0.5, 0.999))
-                           for name, net in self.nets.items()}
-        self.real_score = np.zeros(1)
-        return self.optimizers
+        return {name: optim.Adam(net.parameters(), lr=self.config["lr"], betas=(0.5, 0.999))
+                for name, net in self.nets.items()}
 
     def train_step(self, batches):
         import ganforge.functional as F
@@ -457,8 +456,7 @@ class CycleToy(Model):
 
     def build_optimizers(self):
         params = list(self.nets["G_ab"].parameters()) + list(self.nets["G_ba"].parameters())
-        self.optimizers = {"G": optim.Adam(params, lr=self.config["lr"])}
-        return self.optimizers
+        return {"G": optim.Adam(params, lr=self.config["lr"])}
 
     def train_step(self, batches):
         from ganforge.gan.steps import update
@@ -486,8 +484,7 @@ class UpscaleToy(Model):
         return {"G": nn.Sequential(nn.Upsample(scale_factor=self.config["scale"]), nn.Conv2d(1, 1, 3, padding=1))}
 
     def build_optimizers(self):
-        self.optimizers = {"G": optim.Adam(self.nets["G"].parameters(), lr=self.config["lr"])}
-        return self.optimizers
+        return {"G": optim.Adam(self.nets["G"].parameters(), lr=self.config["lr"])}
 
     def train_step(self, batches):
         from ganforge.gan.steps import update

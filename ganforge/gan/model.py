@@ -69,14 +69,14 @@ class Model:
         raise NotImplementedError
 
     def build_optimizers(self):
-        """Set and return self.optimizers, {name: optimizer}; the trainer calls this once the
-        networks are on their device. Ending with `self.decay_learning_rates()` honours
-        `--lr-decay`."""
+        """{name: optimizer} for the networks it trains."""
         raise NotImplementedError
 
-    def decay_learning_rates(self):
-        """A LinearDecayLR per optimizer when the config asks for it (each step() once per
-        train_step, at its end: `self.step_schedules()`)."""
+    def setup_optimizers(self):
+        """What the trainer calls once the networks are on their device: the optimizers, and
+        with `lr_decay` in the config a LinearDecayLR for each (the step calls
+        `self.step_schedules()` at its end)."""
+        self.optimizers = self.build_optimizers()
         if self.config.get("lr_decay"):
             self.schedules = {name: optim.LinearDecayLR(opt, self.config["steps"])
                               for name, opt in self.optimizers.items()}

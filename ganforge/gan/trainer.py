@@ -102,7 +102,7 @@ class Trainer:
         self.model = model_class(cfg, self.data, self.noise)
         for net in self.model.nets.values():
             net.to(cfg["device"])
-        self.model.build_optimizers()
+        self.model.setup_optimizers()
         self.ema = {name: optim.EMA(self.model.nets[name], cfg["ema_decay"]) for name in self.model.ema}
         self.ema_nets = {name: copy.deepcopy(self.model.nets[name]).eval() for name in self.model.ema}
         # the first loader's seed is the run's, as before there were several (results unchanged)

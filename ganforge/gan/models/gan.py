@@ -49,9 +49,7 @@ class GAN(Model):
 
     def build_optimizers(self):
         lr, betas = self.config["lr"], tuple(self.config["betas"])
-        self.optimizers = {name: optim.Adam(net.parameters(), lr=lr, betas=betas) for name, net in self.nets.items()}
-        self.decay_learning_rates()
-        return self.optimizers
+        return {name: optim.Adam(net.parameters(), lr=lr, betas=betas) for name, net in self.nets.items()}
 
     # --- training ---------------------------------------------------------------------------
 

@@ -18,10 +18,7 @@ class WGAN(GAN):
         return networks_for(self.data.shape, self.config["z_dim"], batchnorm=False)
 
     def build_optimizers(self):  # the paper's RMSprop: momentum-free, as Adam destabilized its critic
-        self.optimizers = {name: optim.RMSprop(net.parameters(), lr=self.config["lr"])
-                           for name, net in self.nets.items()}
-        self.decay_learning_rates()
-        return self.optimizers
+        return {name: optim.RMSprop(net.parameters(), lr=self.config["lr"]) for name, net in self.nets.items()}
 
     def discriminator_step(self, batch):
         step = super().discriminator_step(batch)
