@@ -181,6 +181,8 @@ def list_models(args):
 def main(argv=None):
     from ganforge.gan.steps import PENALTIES
     parser = argparse.ArgumentParser(prog="ganforge", description="ganforge: a from-scratch GAN engine")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, print the full traceback (also GANFORGE_DEBUG=1)")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="versions, BLAS, compiled module, GPU support and kernel choices")
     commands.add_parser("list", help="the GAN models and what each is for")
@@ -244,14 +246,20 @@ def main(argv=None):
     from ganforge import cpu
     cpu.hold_freed_memory()  # the command line owns its process (see ganforge/cpu.py)
     handlers = {"profile": profile, "info": lambda a: info(), "list": list_models, "train": train, "sample": sample, "evaluate": evaluate}
+    from ganforge.backend import env_flag
+    debug = args.debug or env_flag("GANFORGE_DEBUG")
     try:
         handlers[args.command](args)
     except KeyboardInterrupt:
         print("ganforge: interrupted; resume with --resume", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError, FileExistsError, ImportError, RuntimeError) as exc:
+        if debug:
+            raise
         # Expected failures (bad input, missing data, a diverged run) get one line, not a traceback.
-        print(f"ganforge: error: {exc}", file=sys.stderr)
+        # A RuntimeError may also be a bug in a kernel, so say how to see where it came from.
+        hint = " (rerun with --debug for the traceback)" if isinstance(exc, RuntimeError) else ""
+        print(f"ganforge: error: {exc}{hint}", file=sys.stderr)
         return 1
     return 0
 

@@ -4,29 +4,45 @@
 # the group's tests run there with PyTorch hidden, and the report lists the survivors.
 #   scripts/mutation.sh                 every group
 #   scripts/mutation.sh optim losses    some groups
+#   JOBS=2 scripts/mutation.sh nn       two workers, each with its own copy (default: nproc)
 # Sessions and reports land in build/mutation/; a rerun continues an unfinished session
 # (rm -rf build/mutation to start afresh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q --disable-pip-version-check "cosmic-ray==8.7.0"
 out="$PWD/build/mutation"
-tree="$out/tree"
-mkdir -p "$tree"
-# the scratch copy: the tracked files as they are now, and the compiled module
-while IFS= read -r -d '' file; do
-  [ -e "$file" ] && cp --parents "$file" "$tree"
-done < <(git ls-files -z --cached --others --exclude-standard)
+jobs="${JOBS:-$(nproc)}"
 native=$(python3 -c "import ganforge._C as c; print(c.__file__)")
-cp "$native" "$tree/ganforge/"
-export PYTHONPATH="$tree/mutation/site:$tree/mutation/no_torch:$tree"
+shards="$PWD/scripts/mutation_shards.py"
+# one scratch copy per worker: the tracked files as they are now, and the compiled module
+for ((worker = 0; worker < jobs; worker++)); do
+  tree="$out/tree$worker"
+  rm -rf "$tree"
+  mkdir -p "$tree"
+  while IFS= read -r -d '' file; do
+    [ -e "$file" ] && cp --parents "$file" "$tree"
+  done < <(git ls-files -z --cached --others --exclude-standard)
+  cp "$native" "$tree/ganforge/"
+done
 groups=("$@")
 [ ${#groups[@]} -gt 0 ] || groups=($(ls mutation/*.toml | xargs -n1 basename | sed 's/\.toml$//'))
-cd "$tree"
+# one BLAS thread per worker: the workers already fill the cores
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 for group in "${groups[@]}"; do
   config="mutation/$group.toml"
   session="$out/$group.sqlite"
-  [ -f "$session" ] || { cosmic-ray init "$config" "$session"; cr-filter-operators "$session" "$config"; }
-  cosmic-ray exec "$config" "$session"
+  python3 "$shards" merge "$session"  # what an interrupted run finished
+  if [ ! -f "$session" ]; then
+    (cd "$out/tree0" && cosmic-ray init "$config" "$session" && cr-filter-operators "$session" "$config")
+  fi
+  python3 "$shards" split "$session" "$jobs"
+  for ((worker = 0; worker < jobs; worker++)); do
+    tree="$out/tree$worker"
+    (cd "$tree" && PYTHONPATH="$tree/mutation/site:$tree/mutation/no_torch:$tree" \
+      cosmic-ray exec "$config" "$session.$worker") &
+  done
+  wait
+  python3 "$shards" merge "$session"
   cr-report "$session" --show-pending > "$out/$group.txt"
   echo "mutation: $group: $(tail -n 3 "$out/$group.txt" | tr '\n' ' ')"
 done

@@ -2,6 +2,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from ganforge import cli, native
 
 
@@ -26,3 +28,21 @@ def test_info_says_whether_tf32_is_on():
                               env={"GANFORGE_TF32": value, "PATH": ""})
         assert done.returncode == 0, done.stderr
         assert re.search(rf"^tf32 +{state}:", done.stdout, re.MULTILINE), done.stdout
+
+
+def test_errors_are_one_line_unless_debug_asks_for_the_traceback(tmp_path, capsys, monkeypatch):
+    missing = ["sample", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.png")]
+    assert cli.main(missing) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ganforge: error:") and err.count("\n") == 1 and "Traceback" not in err
+
+    def broken_kernel(args):
+        raise RuntimeError("a kernel failed")
+    monkeypatch.setattr(cli, "sample", broken_kernel)
+    assert cli.main(missing) == 1
+    assert "rerun with --debug" in capsys.readouterr().err
+    with pytest.raises(RuntimeError, match="a kernel failed"):
+        cli.main(["--debug"] + missing)
+    monkeypatch.setenv("GANFORGE_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="a kernel failed"):
+        cli.main(missing)
