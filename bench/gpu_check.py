@@ -11,7 +11,7 @@ yardstick), it
   4. measures the device's ceilings: a device-to-device copy (TB/s, bytes read and
      written) and a float32 GEMM through cuBLAS, TF32 on and off (TFLOP/s);
   5. times each kernel (Triton, CUDA, and `ref` on CuPy) against PyTorch's equivalent at
-     the shapes of BENCH_MODELS.md, on fresh random inputs, median of triton.testing.do_bench:
+     the shapes of bench/BENCH_MODELS.md, on fresh random inputs, median of triton.testing.do_bench:
        - transposed convolution forward, its input gradient (a conv2d) and its weight
          gradient, for every ConvT layer of dcgan28 (batch 64) and dcgan64 (batch 128),
          against cuDNN with cudnn.benchmark on, at the same precision: Triton with TF32
@@ -45,7 +45,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-# --- shapes (BENCH_MODELS.md) -------------------------------------------------------------
+# --- shapes (bench/BENCH_MODELS.md) -------------------------------------------------------------
 
 # (name, batch, in channels, out channels, kernel, stride, padding, input size)
 CONV_TRANSPOSE_LAYERS = [

@@ -1,4 +1,4 @@
-"""Mode coverage of GAN recipes on ring8 and grid25 (the protocol of BENCH_MODELS.md):
+"""Mode coverage of GAN recipes on ring8 and grid25 (the protocol of bench/BENCH_MODELS.md):
 train each recipe (ganforge.gan.recipes: a model and its options) on each mixture with
 several seeds, draw 2500 samples from the generator's EMA weights, and report modes
 captured, percent high-quality samples and KL, as mean and standard error over seeds,

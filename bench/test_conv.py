@@ -1,5 +1,5 @@
 """conv2d and conv_transpose2d, forward + backward (input and weight gradients), at every
-layer shape of dcgan28 (batch 64) and dcgan64 (batch 128) from BENCH_MODELS.md:
+layer shape of dcgan28 (batch 64) and dcgan64 (batch 128) from bench/BENCH_MODELS.md:
 ganforge's `ref` kernels, its `cpp` kernels, and PyTorch CPU, in one run.
 
     pytest bench/test_conv.py --benchmark-only          (dcgan64 is marked slow: add -m slow)

@@ -1,5 +1,5 @@
-"""One training step of dcgan28, wgangp28 and sngan28 (BENCH_MODELS.md): ganforge against
-PyTorch CPU's twin (shared/peer/torch_steps.py), in the same run, on the same number of
+"""One training step of dcgan28, wgangp28 and sngan28 (bench/BENCH_MODELS.md): ganforge against
+PyTorch CPU's twin (bench/torch_steps.py), in the same run, on the same number of
 threads. Each entry reports the median step, the ratio to PyTorch, GFLOP/s against the
 measured float32 GEMM ceiling (the step's FLOPs as ganforge's profiler counts them in its GEMM-
 shaped ops: the work both frameworks must do; PyTorch's own counter cannot follow the
@@ -27,8 +27,7 @@ from ganforge import benchmarks
 from ganforge.profiler import Profile
 
 MODELS = ["dcgan28", "wgangp28", "sngan28"]
-PEER = os.environ.get("GANFORGE_PEER", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "peer",
-                                                    "torch_steps.py"))
+PEER = os.environ.get("GANFORGE_PEER", os.path.join(os.path.dirname(__file__), "torch_steps.py"))
 
 
 @functools.cache

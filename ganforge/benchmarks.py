@@ -1,6 +1,6 @@
-"""The fixed benchmark models of BENCH_MODELS.md as ganforge training steps.
+"""The fixed benchmark models of bench/BENCH_MODELS.md as ganforge training steps.
 
-`bench/test_train_step.py` times these against PyTorch's twins (shared/peer/torch_steps.py)
+`bench/test_train_step.py` times these against PyTorch's twins (bench/torch_steps.py)
 and `ganforge profile MODEL` shows where their time goes. Each step is exactly the peer's:
 a discriminator update on a real batch and a detached fake batch, then a generator update
 through a fresh discriminator pass over the same fake batch.

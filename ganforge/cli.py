@@ -138,7 +138,7 @@ def profile(args):
     if args.model in benchmarks.MODELS:
         G, D, step, _ = benchmarks.build(args.model)
         nets = {"G": G, "D": D}
-        what = f"benchmark model {args.model} (BENCH_MODELS.md)"
+        what = f"benchmark model {args.model} (bench/BENCH_MODELS.md)"
     else:
         from ganforge.gan import Trainer
         trainer = Trainer(args.model, tempfile.mkdtemp(prefix="ganforge-profile-"), data=args.data,

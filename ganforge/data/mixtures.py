@@ -1,5 +1,5 @@
 """The 2-D Gaussian mixtures of the mode-collapse literature (VEEGAN, PacGAN), exactly as
-BENCH_MODELS.md defines them."""
+bench/BENCH_MODELS.md defines them."""
 import math
 
 import numpy as np

@@ -51,7 +51,7 @@ def dcgan_init(module):
 def dcgan_generator(z_dim, channels, resolution, base=64):
     """z (N, z_dim, 1, 1) -> images (N, channels, resolution, resolution) in [-1, 1]."""
     _check_resolution(resolution)
-    if resolution == 28:  # BENCH_MODELS' dcgan28: 7x7, 14x14, 28x28
+    if resolution == 28:  # dcgan28 of bench/BENCH_MODELS.md: 7x7, 14x14, 28x28
         widths, first_kernel = [4 * base, 2 * base], 7
     else:  # 4x4, then doubling to 32 or 64
         widths = [8 * base, 4 * base, 2 * base] + ([base] if resolution == 64 else [])

@@ -2,7 +2,7 @@
 
 A model's own defaults are its paper's settings, chosen for images. On the 2-D
 mixtures (a few sharp modes, std 0.01 or 0.05) those settings leave samples jittering
-between modes, which the 3-std quality test of BENCH_MODELS.md punishes. The recipes here
+between modes, which the 3-std quality test of bench/BENCH_MODELS.md punishes. The recipes here
 are what docs/mode_coverage.md measures; each is one `ganforge train` command:
 
     ganforge train gan --data grid25 --steps 8000 --penalty r1 --penalty-weight 0.1 \\

@@ -1,5 +1,5 @@
 """Image quality without Inception: measures computed on the features of a small
-Fashion-MNIST classifier that ganforge trains itself and ships frozen (BENCH_MODELS.md).
+Fashion-MNIST classifier that ganforge trains itself and ships frozen (bench/BENCH_MODELS.md).
 
 - Frechet distance (FD) between Gaussians fitted to the two feature sets;
 - KID, the unbiased squared MMD under the kernel (x.y / d + 1)^3, averaged over subsets;

@@ -1,4 +1,4 @@
-"""Mode coverage on the 2-D mixtures (the VEEGAN / PacGAN protocol of BENCH_MODELS.md)."""
+"""Mode coverage on the 2-D mixtures (the VEEGAN / PacGAN protocol of bench/BENCH_MODELS.md)."""
 import numpy as np
 
 from ..data.mixtures import mixture
