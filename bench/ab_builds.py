@@ -76,7 +76,7 @@ def workload(what):
         from ganforge import benchmarks
         return benchmarks.build(arg)[2]
     if kind == "gemm":
-        from ganforge import native
+        from ganforge.backends.cpu import native
         m, n, k = map(int, arg.split("x"))
         rng = np.random.default_rng(0)
         a, b = rng.standard_normal((1, m, k), dtype=np.float32), rng.standard_normal((1, k, n), dtype=np.float32)
@@ -94,7 +94,7 @@ def workload(what):
 
 def with_build(module, fn):
     """fn, run with `module` as the compiled module that every kernel call goes to."""
-    from ganforge import native
+    from ganforge.backends.cpu import native
 
     def run():
         native._C = module
@@ -109,8 +109,8 @@ def main():
     parser.add_argument("what", help="step:MODEL, gemm:MxNxK or conv:LAYER")
     parser.add_argument("--blocks", type=int, default=10, help=f"blocks of {BLOCK} timed calls per build")
     args = parser.parse_args()
-    import ganforge.cpu
-    ganforge.cpu.hold_freed_memory()
+    import ganforge.backends.cpu.runtime
+    ganforge.backends.cpu.runtime.hold_freed_memory()
     with tempfile.TemporaryDirectory() as folder:
         fn = workload(args.what)
         a, b = in_turns(with_build(load_build(args.a, "A", folder), fn),

@@ -9,10 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from ganforge import cpu
+from ganforge.backends.cpu import runtime as cpu
 
 # The benchmarks run with glibc holding freed memory for reuse, as ganforge's command line
-# does (ganforge/cpu.py): both frameworks share this process, and so the setting.
+# does (ganforge/backends/cpu/runtime.py): both frameworks share this process, and so the setting.
 cpu.hold_freed_memory()
 
 
@@ -48,7 +48,7 @@ def sgemm_ceiling():
         best = min(_timed(lambda: a @ b) for _ in range(5))
         _ceiling["numpy"] = 2 * 2048 ** 3 / best / 1e9
         _ceiling["gflops"] = _ceiling["numpy"]
-        from ganforge import native
+        from ganforge.backends.cpu import native
         if native.available()[0] and native.module().gemm_supported():
             out = np.empty((1, 2048, 2048), dtype=np.float32)
             own = lambda: native.module().gemm(a[None], b[None], out)  # noqa: E731

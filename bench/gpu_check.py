@@ -5,7 +5,7 @@
 On a machine with an NVIDIA GPU, CuPy, Triton and PyTorch (PyTorch only as the
 yardstick), it
   1. prints the GPU, the library versions and the precision each side uses;
-  2. builds: nvcc compiles kernels/cuda for this GPU's architecture (CuPy compiles the
+  2. builds: nvcc compiles ganforge/backends/gpu/cuda for this GPU's architecture (CuPy compiles the
      same sources with NVRTC when they are first launched);
   3. runs the `gpu` tests (every op on CuPy, tests/test_gpu_kernels.py);
   4. measures the device's ceilings: a device-to-device copy (TB/s, bytes read and
@@ -122,7 +122,7 @@ def build(log):
     import cupy as cp
     props = cp.cuda.runtime.getDeviceProperties(0)
     arch = f"sm_{props['major']}{props['minor']}"
-    cuda_dir = ROOT / "kernels" / "cuda"
+    cuda_dir = ROOT / "ganforge" / "backends" / "gpu" / "cuda"
     for source in sorted(cuda_dir.glob("*.cu")):
         command = ["nvcc", "-std=c++17", f"-arch={arch}", "-cubin", f"-I{cuda_dir}", "-Xptxas", "-v",
                    "-o", os.devnull, str(source)]
@@ -428,7 +428,7 @@ def tile_sweep(seconds, path):
     ConvT layers, against the tiles `_tiles` picks: the measurements behind that rule.
     Stops starting new measurements after `seconds`; each finished row is saved to `path`."""
     import cupy as cp
-    from ganforge import kernels
+    from ganforge.backends.gpu import runtime as kernels
     module = kernels.triton_module("conv")
     deadline, rows = time.time() + seconds, []
     rng = np.random.default_rng(3)
@@ -518,7 +518,7 @@ def main():
     print(json.dumps(report["environment"], indent=1), flush=True)
     with open(out / "gpu_check.log", "w") as log:
         report["arch"] = build(log)
-        print(f"build: nvcc compiled kernels/cuda for {report['arch']}", flush=True)
+        print(f"build: nvcc compiled ganforge/backends/gpu/cuda for {report['arch']}", flush=True)
         if not args.skip_tests:
             report["tests"] = run_gpu_tests(log)
             print(f"gpu tests: {report['tests']['summary']} (exit {report['tests']['returncode']})", flush=True)

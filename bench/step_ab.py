@@ -21,7 +21,10 @@ sys.meta_path[:] = [f for f in sys.meta_path if "_editable" not in type(f).__mod
 sys.path.insert(0, sys.argv[1])
 import ganforge, numpy as np, tempfile
 assert ganforge.__file__.startswith(sys.argv[1]), ganforge.__file__
-from ganforge.cpu import hold_freed_memory
+try:
+    from ganforge.backends.cpu.runtime import hold_freed_memory
+except ImportError:  # a tree from before the backends/ layout
+    from ganforge.cpu import hold_freed_memory
 hold_freed_memory()
 from ganforge.gan import Trainer
 model, steps = sys.argv[2], int(sys.argv[3])

@@ -43,7 +43,7 @@ def peer_module():
 
 PEAK_MEMORY = """
 import json, os, sys
-from ganforge.cpu import hold_freed_memory
+from ganforge.backends.cpu.runtime import hold_freed_memory
 hold_freed_memory()  # as the benchmark process has it (conftest.py), for both frameworks
 def status_kb(field):
     with open("/proc/self/status") as f:

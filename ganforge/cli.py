@@ -28,14 +28,15 @@ def info(out=None):
     import numpy as np
 
     import ganforge as gf
-    from ganforge import backend, cpu, dispatch, native
+    from ganforge import backend, dispatch
+    from ganforge.backends.cpu import native, runtime
 
     ok, reason = native.available()
     cupy_reason = backend.cupy_unavailable_reason()
     lines = [
         f"ganforge   {gf.__version__}",
         f"python     {platform.python_version()} ({platform.machine()}, {platform.system()})",
-        f"numpy      {np.__version__}, BLAS: {_blas()}; {cpu.blas_kernel_note()}",
+        f"numpy      {np.__version__}, BLAS: {_blas()}; {runtime.blas_kernel_note()}",
         "compiled   " + (f"ganforge._C loaded ({native.module().num_threads()} kernel thread(s); GANFORGE_NUM_THREADS sets it)" if ok
                          else f"missing, using NumPy reference kernels: {reason}"),
         "gemm       " + _gemm_note(),
@@ -56,7 +57,7 @@ def info(out=None):
 
 
 def _gemm_note():
-    from ganforge import native
+    from ganforge.backends.cpu import native
     if not native.available()[0]:
         return "NumPy's BLAS (ganforge._C is not built)"
     c = native.module()
@@ -243,8 +244,8 @@ def main(argv=None):
     p.add_argument("--data", help="for a model: its data set (default: the model's)")
     p.add_argument("--data-path", help="the Fashion-MNIST folder")
     args = parser.parse_args(argv)
-    from ganforge import cpu
-    cpu.hold_freed_memory()  # the command line owns its process (see ganforge/cpu.py)
+    from ganforge.backends.cpu import runtime
+    runtime.hold_freed_memory()  # the command line owns its process (see backends/cpu/runtime.py)
     handlers = {"profile": profile, "info": lambda a: info(), "list": list_models, "train": train, "sample": sample, "evaluate": evaluate}
     from ganforge.backend import env_flag
     debug = args.debug or env_flag("GANFORGE_DEBUG")

@@ -1,11 +1,12 @@
 """The kernel registry: one op name, several implementations.
 
 Every kernel has a `ref` implementation in plain `xp` code (NumPy or CuPy) that
-runs everywhere and is every test's oracle. Faster ones (`cpp` on the CPU,
-`triton` and `cuda` on the GPU) register next to it. `resolve` picks, in order:
+runs everywhere and is every test's oracle (ganforge/ops/). Faster ones (`cpp` on the
+CPU, `triton` and `cuda` on the GPU) register from ganforge/backends/. `resolve` picks,
+in order:
 an explicit `impl=` argument, the GANFORGE_KERNELS environment variable
 (`GANFORGE_KERNELS=ref` or `GANFORGE_KERNELS=im2col=ref,col2im=cpp`), then the
-fastest available implementation for the device, else `ref`. A bare name in the
+fastest available implementation for the device (the CHOICE table below), else `ref`. A bare name in the
 variable (`GANFORGE_KERNELS=triton`) applies to every op that has such an
 implementation on the device; an op named in it must have the one asked for.
 """
@@ -13,14 +14,24 @@ import os
 import warnings
 from dataclasses import dataclass
 
-# Preference order when nothing is asked for explicitly: fastest first.
-PREFERENCE = {"cpu": ("cpp", "ref"), "cuda": ("cuda", "triton", "ref")}
-# Where one op's fastest differs. On an H100 (docs/benchmarks.md, "GPU kernels"), the Triton
-# convolutions ran 1.6-4.2x faster than the CUDA ones at dcgan28's and dcgan64's large
-# layers in float32, more with TF32; the CUDA spectral norm and gradient penalty were the
-# faster of theirs.
-OP_PREFERENCE = {(op, "cuda"): ("triton", "cuda", "ref")
-                 for op in ("conv2d", "conv_transpose2d", "conv2d_weight_grad")}
+# Which implementation runs an op when nothing is asked for: the first available one of
+# its row, the op's own row if it has one, else its device's "*" row. Measured on an H100
+# (docs/benchmarks.md, "GPU kernels"): the Triton convolutions ran 1.6-4.2x faster than the
+# CUDA ones at dcgan28's and dcgan64's large layers, the CUDA spectral norm and gradient
+# penalty were the faster of theirs.
+CHOICE = {
+    # (device, op)                  fastest first
+    ("cpu", "*"):                   ("cpp", "ref"),
+    ("cuda", "*"):                  ("cuda", "triton", "ref"),
+    ("cuda", "conv2d"):             ("triton", "cuda", "ref"),
+    ("cuda", "conv_transpose2d"):   ("triton", "cuda", "ref"),
+    ("cuda", "conv2d_weight_grad"): ("triton", "cuda", "ref"),
+}
+
+
+def preference(op, device):
+    """The implementations of `op` on `device` in the order CHOICE tries them."""
+    return CHOICE.get((device, op), CHOICE.get((device, "*"), ("ref",)))
 
 
 @dataclass
@@ -91,7 +102,7 @@ def resolve(op, device="cpu", impl=None):
         if not ok:
             raise RuntimeError(f"kernel {op}/{explicit} was asked for but is unavailable: {reason}")
         return kernel
-    for name in OP_PREFERENCE.get((op, device), PREFERENCE.get(device, ("ref",))):
+    for name in preference(op, device):
         kernel = kernels.get(name)
         if kernel is None or device not in kernel.devices:
             continue

@@ -482,9 +482,15 @@ def embedding(indices, weight):
     return getitem(weight, indices)
 
 
-def _channel_view(t, ndim):
-    """A per-channel vector (C,) shaped to broadcast over (N, C, ...)."""
-    return reshape(t, (1, -1) + (1,) * (ndim - 2))
+def _normalized(x, mean_, var_, eps, weight, bias, per_channel):
+    """(x - mean) / sqrt(var + eps), times weight, plus bias: every normalization's last
+    steps. With per_channel, weight and bias are (C,) vectors for an (N, C, ...) input."""
+    y = (x - mean_) / sqrt(var_ + eps)
+    if weight is not None:
+        y = y * (ops.norm.per_channel(weight, x.ndim) if per_channel else weight)
+    if bias is not None:
+        y = y + (ops.norm.per_channel(bias, x.ndim) if per_channel else bias)
+    return y
 
 
 def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, training=True, momentum=0.1,
@@ -517,13 +523,8 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
         return y
     if running_mean is None:
         raise ValueError("batch_norm in eval mode needs running_mean and running_var")
-    mean_, var_ = _channel_view(running_mean.detach(), x.ndim), _channel_view(running_var.detach(), x.ndim)
-    y = (x - mean_) / sqrt(var_ + eps)
-    if weight is not None:
-        y = y * _channel_view(weight, x.ndim)
-    if bias is not None:
-        y = y + _channel_view(bias, x.ndim)
-    return y
+    return _normalized(x, ops.norm.per_channel(running_mean.detach(), x.ndim),
+                       ops.norm.per_channel(running_var.detach(), x.ndim), eps, weight, bias, per_channel=True)
 
 
 def instance_norm(x, weight=None, bias=None, eps=1e-5):
@@ -531,12 +532,8 @@ def instance_norm(x, weight=None, bias=None, eps=1e-5):
     if x.ndim < 3:
         raise ValueError(f"instance_norm expects (N, C, ...) input with spatial axes, got shape {x.shape}")
     axes = tuple(range(2, x.ndim))
-    y = (x - mean(x, axes, keepdims=True)) / sqrt(var(x, axes, keepdims=True) + eps)
-    if weight is not None:
-        y = y * _channel_view(weight, x.ndim)
-    if bias is not None:
-        y = y + _channel_view(bias, x.ndim)
-    return y
+    return _normalized(x, mean(x, axes, keepdims=True), var(x, axes, keepdims=True), eps, weight, bias,
+                       per_channel=True)
 
 
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
@@ -545,12 +542,8 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     if x.shape[x.ndim - len(normalized_shape):] != normalized_shape:
         raise ValueError(f"layer_norm: input shape {x.shape} does not end in {normalized_shape}")
     axes = tuple(range(x.ndim - len(normalized_shape), x.ndim))
-    y = (x - mean(x, axes, keepdims=True)) / sqrt(var(x, axes, keepdims=True) + eps)
-    if weight is not None:
-        y = y * weight
-    if bias is not None:
-        y = y + bias
-    return y
+    return _normalized(x, mean(x, axes, keepdims=True), var(x, axes, keepdims=True), eps, weight, bias,
+                       per_channel=False)
 
 
 def dropout(x, p=0.5, training=True, generator=None):

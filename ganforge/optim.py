@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from . import dispatch, native
+from . import dispatch
 from .autograd import no_grad
 from .backend import device_of, to_device, xp_of
 
@@ -105,43 +105,17 @@ class SGD(Optimizer):
         return h["lr"] * grad
 
 
-# Adam's step is a dozen passes over every parameter in NumPy, so it is a kernel: `ref`
-# below (NumPy or CuPy, in place, with one temporary) and `cpp`, one pass in
-# csrc/gan_kernels.cpp that does the same float operations in the same order, so that the
-# two agree bit for bit. `scalars` are the step's Python floats, which both round to the
-# parameters' dtype as NumPy does: (beta1, 1 - beta1, beta2, 1 - beta2,
-# sqrt(1 - beta2^step), eps, lr / (1 - beta1^step)).
-
-def adam_scalars(lr, beta1, beta2, eps, step):
-    return (beta1, 1 - beta1, beta2, 1 - beta2, math.sqrt(1 - beta2 ** step), eps, lr / (1 - beta1 ** step))
-
-
-def adam_step_ref(param, grad, exp_avg, exp_avg_sq, scalars):
-    beta1, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_root, eps, step_size = scalars
-    xp = xp_of(grad)
-    exp_avg *= beta1
-    exp_avg += one_minus_beta1 * grad
-    exp_avg_sq *= beta2
-    exp_avg_sq += one_minus_beta2 * xp.square(grad)
-    # step_size m_hat / (sqrt(v_hat) + eps), with one temporary worked on in place
-    update = xp.sqrt(exp_avg_sq)
-    update /= bias_correction2_root
-    update += eps
-    xp.divide(exp_avg, update, out=update)
-    update *= step_size
-    xp.subtract(param, update, out=param)
-
-
-def adam_step_cpp(param, grad, exp_avg, exp_avg_sq, scalars):
-    arrays = (param, grad, exp_avg, exp_avg_sq)
-    if param.dtype not in (np.float32, np.float64) or any(
-            a.dtype != param.dtype or a.shape != param.shape or not a.flags.c_contiguous for a in arrays):
-        return adam_step_ref(param, grad, exp_avg, exp_avg_sq, scalars)
-    native.module().adam_step(param, grad, exp_avg, exp_avg_sq, scalars)
+def adam_step_ref(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, step):
+    """One step of Adam (Kingma & Ba, Algorithm 1), updating param and both moments in place.
+    A kernel of the registry: backends/cpu/kernels.py has it as one pass in C++."""
+    exp_avg[...] = beta1 * exp_avg + (1 - beta1) * grad
+    exp_avg_sq[...] = beta2 * exp_avg_sq + (1 - beta2) * grad * grad
+    m_hat = exp_avg / (1 - beta1 ** step)
+    v_hat = exp_avg_sq / (1 - beta2 ** step)
+    param -= lr * m_hat / (xp_of(grad).sqrt(v_hat) + eps)
 
 
 dispatch.register("adam_step", "ref", adam_step_ref, ("cpu", "cuda"))
-dispatch.register("adam_step", "cpp", adam_step_cpp, ("cpu",), native.available)
 
 
 class Adam(Optimizer):
@@ -160,9 +134,9 @@ class Adam(Optimizer):
             state["step"] = 0
             state["exp_avg"], state["exp_avg_sq"] = np.zeros_like(grad), np.zeros_like(grad)
         state["step"] += 1
-        scalars = adam_scalars(h["lr"], *h["betas"], h["eps"], state["step"])
         p._inplace(lambda param: dispatch.call("adam_step", param, grad, state["exp_avg"], state["exp_avg_sq"],
-                                               scalars, device=device_of(param)))
+                                               h["lr"], *h["betas"], h["eps"], state["step"],
+                                               device=device_of(param)))
 
 
 class RMSprop(Optimizer):

@@ -4,7 +4,8 @@ import sys
 
 import pytest
 
-from ganforge import cli, native
+from ganforge import cli
+from ganforge.backends.cpu import native
 
 
 def test_info_reports_versions_and_kernel_choices(capsys):

@@ -1,4 +1,4 @@
-"""The Triton and CUDA kernels of kernels/ against their `ref` twins.
+"""The Triton and CUDA kernels of ganforge/backends/gpu/ against their `ref` twins.
 
 Without a GPU (CI), the Triton kernels run in Triton's interpreter on NumPy arrays
 (tests/conftest.py sets TRITON_INTERPRET=1 before Triton is first imported); every CUDA
@@ -19,7 +19,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import ganforge as gf
-from ganforge import backend, dispatch, kernels
+from ganforge import backend, dispatch
+from ganforge.backends.gpu import runtime as kernels
 from ganforge import functional as F
 from ganforge.ops import conv, penalty, spectral
 from ganforge.testing import gradcheck, gradgradcheck
@@ -174,7 +175,7 @@ def test_triton_convolutions_take_large_tiles_only_where_they_were_faster():
 
 
 def test_gpu_float32_convolutions_are_plain_float32_unless_tf32_is_asked_for():
-    from ganforge import gpu_kernels
+    from ganforge.backends.gpu import kernels as gpu_kernels
     assert not backend.tf32_enabled() and gpu_kernels._conv_precision() == "ieee"
     try:
         backend.set_tf32(True)
@@ -322,7 +323,7 @@ def test_the_triton_kernels_run_without_pytorch():
         "loss = F.mean(D(fake)) + gradient_penalty(D, real, fake)\n"
         "loss.backward()\n"
         "y = F.conv_transpose2d(gf.randn(1, 2, 3, 3), gf.randn(2, 1, 2, 2), stride=2)\n"
-        "from ganforge import kernels\n"
+        "from ganforge.backends.gpu import runtime as kernels\n"
         "assert set(kernels._triton_modules) == {'conv', 'spectral_norm', 'grad_penalty'}, kernels._triton_modules\n"
         "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)\n"
         "print('ok')\n")
@@ -430,7 +431,7 @@ def test_cuda_source_compiles_with_nvrtc_as_cupy_compiles_it(source, arch):
 
 
 def test_cuda_entry_points_exist_for_both_precisions():
-    """Every name gpu_kernels.py launches is an extern "C" kernel of its source."""
+    """Every name backends/gpu/kernels.py launches is an extern "C" kernel of its source."""
     import re
     wanted = {"conv": ["conv2d_forward", "conv_transpose2d_forward", "conv_transpose2d_phase", "conv2d_weight_grad"],
               "spectral_norm": ["transposed_product", "product", "normalize"],
@@ -468,7 +469,7 @@ def emulated_cuda(emulated_libraries):
 @given(g=conv_geometry(), split_target=st.sampled_from([1, 264]))
 @settings(max_examples=6)
 def test_emulated_cuda_convolutions_match_the_reference(emulated_cuda, dtype, g, split_target):
-    from ganforge import gpu_kernels
+    from ganforge.backends.gpu import kernels as gpu_kernels
     rng, x, w = conv_arrays(g, dtype)
     _, _, wt = conv_arrays(g, dtype, transposed=True)
     geometry = (g["stride"], g["padding"], g["dilation"], g["groups"])
@@ -489,7 +490,7 @@ def test_emulated_cuda_convolutions_match_the_reference(emulated_cuda, dtype, g,
 @given(rows=st.integers(1, 70), cols=st.integers(1, 300), iterations=st.integers(1, 2), seed=st.integers(0, 999))
 @settings(max_examples=6)
 def test_emulated_cuda_spectral_norm_matches_the_reference(emulated_cuda, dtype, rows, cols, iterations, seed):
-    from ganforge import gpu_kernels
+    from ganforge.backends.gpu import kernels as gpu_kernels
     rng = np.random.default_rng(seed)
     w, u = rng.standard_normal((rows, cols)).astype(dtype), rng.standard_normal(rows).astype(dtype)
     u /= np.linalg.norm(u)
@@ -505,7 +506,7 @@ def test_emulated_cuda_spectral_norm_matches_the_reference(emulated_cuda, dtype,
 @given(data=st.data(), one_sided=st.booleans())
 @settings(max_examples=6)
 def test_emulated_cuda_gradient_penalty_matches_the_reference(emulated_cuda, dtype, data, one_sided):
-    from ganforge import gpu_kernels
+    from ganforge.backends.gpu import kernels as gpu_kernels
     g = data.draw(penalty_arrays(dtype))
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else TOL[dtype]
     value, norms = gpu_kernels.gradient_penalty_cuda(g, 0.5, one_sided)
@@ -635,25 +636,21 @@ def test_the_gpu_picks_its_fastest_kernels(monkeypatch):
 
 # --- packaging -----------------------------------------------------------------------------
 
-def test_an_installed_package_carries_the_kernel_sources(tmp_path):
-    """CMake's install step (what a wheel contains) puts kernels/ under ganforge/_kernels,
-    where kernels.source_dir looks first."""
-    from pathlib import Path
-    builds = sorted(Path(__file__).resolve().parent.parent.glob("build/*/CMakeCache.txt"))
-    if not builds:
-        assert not IN_CI, "CI installs ganforge with its CMake build; no build/ directory was found"
-        pytest.skip("ganforge was not built from this checkout")
-    cmake = shutil.which("cmake")
-    result = subprocess.run([cmake, "--install", str(builds[-1].parent), "--prefix", str(tmp_path)],
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    package = tmp_path / "ganforge"
-    found = kernels.source_dir(package)
-    assert found == package / "_kernels"
-    for source in kernels.source_dir().rglob("*"):
-        if source.suffix in (".py", ".cu", ".cuh"):
-            installed = found / source.relative_to(kernels.source_dir())
-            assert installed.read_bytes() == source.read_bytes(), installed
+def test_a_wheel_carries_the_kernel_sources(tmp_path):
+    """The GPU kernels' sources are package data: the wheel holds every one of them."""
+    import zipfile
+    if not IN_CI:
+        pytest.skip("builds a wheel (a minute); CI runs it")
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w",
+                           str(tmp_path), str(root)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    wheel, = tmp_path.glob("ganforge-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    sources = [s for s in kernels.source_dir().rglob("*") if s.suffix in (".py", ".cu", ".cuh")]
+    assert len(sources) >= 7
+    for source in sources:
+        assert source.relative_to(root).as_posix() in names, source
 
 
 # --- bench/gpu_check.py: what can be checked without a GPU ---------------------------------

@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 
 import ganforge as gf
-from ganforge import native, nn, optim
+from ganforge import nn, optim
+from ganforge.backends.cpu import native
+from ganforge.backends.cpu.kernels import adam_step as cpp_adam_step
 
 
 def train_steps(model, opt, steps, seed):
@@ -229,18 +231,18 @@ def test_adam_runs_compiled_only_on_contiguous_arrays_of_one_float_dtype(monkeyp
             if name != "adam_step":
                 return getattr(compiled, name)
             return lambda *args: calls.append(name) or compiled.adam_step(*args)
-    monkeypatch.setattr(optim.native, "module", lambda: Counting())
+    monkeypatch.setattr(native, "module", lambda: Counting())
     rng = np.random.default_rng(0)
-    scalars = optim.adam_scalars(1e-2, 0.5, 0.999, 1e-8, 3)
+    hyper = (1e-2, 0.5, 0.999, 1e-8, 3)
 
     def step(dtype, grad_dtype=None, transposed=False):
         param, grad = rng.standard_normal((4, 4)).astype(dtype), rng.standard_normal((4, 4)).astype(grad_dtype or dtype)
         grad = grad.T if transposed else grad
         m, v = np.full((4, 4), 0.1, dtype), np.full((4, 4), 0.2, dtype)
         expected = [a.copy() for a in (param, grad, m, v)]
-        optim.adam_step_ref(*expected[:1], expected[1], expected[2], expected[3], scalars)
+        optim.adam_step_ref(*expected[:1], expected[1], expected[2], expected[3], *hyper)
         calls.clear()
-        optim.adam_step_cpp(param, grad, m, v, scalars)
+        cpp_adam_step(param, grad, m, v, *hyper)
         for got, want in zip((param, m, v), (expected[0], expected[2], expected[3])):
             np.testing.assert_allclose(got, want, rtol=1e-6)
         return bool(calls)

@@ -87,7 +87,7 @@ def test_flops_are_counted_from_the_operand_shapes():
 
 
 def test_the_blas_note_flags_narrow_kernels_on_a_wide_cpu(monkeypatch):
-    from ganforge import cpu
+    from ganforge.backends.cpu import runtime as cpu
     monkeypatch.setattr(cpu, "openblas_core", lambda: "Haswell")
     monkeypatch.setattr(cpu, "cpu_flags", lambda: cpu.AVX512_FLAGS | {"avx2"})
     assert "this CPU has AVX-512" in cpu.blas_kernel_note()
@@ -100,7 +100,7 @@ def test_the_blas_note_flags_narrow_kernels_on_a_wide_cpu(monkeypatch):
 def test_hold_freed_memory_sets_glibcs_two_thresholds(monkeypatch):
     import ctypes
 
-    from ganforge import cpu
+    from ganforge.backends.cpu import runtime as cpu
     calls = []
 
     class FakeLibc:
@@ -135,7 +135,7 @@ def test_training_steps_reuse_freed_memory_once_it_is_held():
     import sys
     code = (
         "import resource\n"
-        "from ganforge import benchmarks, cpu\n"
+        "from ganforge import benchmarks\nfrom ganforge.backends.cpu import runtime as cpu\n"
         "assert cpu.hold_freed_memory()\n"
         "step = benchmarks.build('dcgan28')[2]\n"
         "for _ in range(10): step()\n"

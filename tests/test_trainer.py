@@ -557,7 +557,7 @@ class Block:  # every optional package, and ganforge's compiled module, refuse t
 sys.meta_path.insert(0, Block())
 import warnings
 warnings.simplefilter("ignore")
-from ganforge import native
+from ganforge.backends.cpu import native
 from ganforge.gan import generate
 samples, model = generate(sys.argv[1], 5, labels=3)
 print(model.name, samples.shape, float(abs(samples).max()) <= 1.0, native.available()[0])

@@ -3,7 +3,7 @@
 The interpreter (tests/test_gpu_kernels.py) checks what the kernels compute, but it is
 more lenient than the compiler: a kernel can pass there and still fail to compile. Triton
 compiles for a named target with no device present, so this runs each wrapper in
-kernels/triton with a launcher that records the launches instead of running them, turns
+ganforge/backends/gpu/triton with a launcher that records the launches instead of running them, turns
 each recorded launch into a signature, and compiles it to a cubin for sm_80 and sm_90.
 
     python -m tests.triton_compile        (prints one JSON line per compiled kernel)
@@ -24,10 +24,10 @@ LAUNCH_OPTIONS = ("num_warps", "num_stages")
 
 
 class RecordingLaunch:
-    """Stands in for ganforge.kernels.TritonLaunch: records each launch, runs nothing."""
+    """Stands in for ganforge.backends.gpu.runtime.TritonLaunch: records each launch, runs nothing."""
 
     def __init__(self, name):
-        from ganforge import kernels
+        from ganforge.backends.gpu import runtime as kernels
         self.xp, self.module, self.launches = np, kernels.triton_module(name), []
 
     def __call__(self, kernel, grid, *args, **meta):
@@ -86,7 +86,7 @@ def compile_one(job):
     import triton
     from triton.backends.compiler import GPUTarget
 
-    from ganforge import kernels
+    from ganforge.backends.gpu import runtime as kernels
     module, name, signature, constexprs, options, arch = job
     kernel = getattr(kernels.triton_module(module), name)
     source = triton.compiler.ASTSource(fn=kernel, signature=signature, constexprs=constexprs)

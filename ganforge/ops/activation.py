@@ -2,7 +2,7 @@
 second derivative of ReLU-like ops is zero, as it is almost everywhere."""
 import numpy as np
 
-from .. import dispatch, native
+from .. import dispatch
 from .. import functional as F
 from ..autograd import Function
 from ..backend import device_of, xp_of
@@ -34,22 +34,8 @@ def leaky_relu_backward_ref(x, gy, slope):
     return gy * slope_mask(x, slope)
 
 
-def leaky_relu_cpp(x, slope):
-    if x.ndim == 0 or x.dtype not in (np.float32, np.float64):
-        return leaky_relu_ref(x, slope)
-    return native.module().leaky_relu(np.ascontiguousarray(x), slope)
-
-
-def leaky_relu_backward_cpp(x, gy, slope):
-    if x.ndim == 0 or x.dtype not in (np.float32, np.float64) or gy.dtype != x.dtype:
-        return leaky_relu_backward_ref(x, gy, slope)
-    return native.module().leaky_relu(np.ascontiguousarray(x), slope, np.ascontiguousarray(gy))
-
-
 dispatch.register("leaky_relu", "ref", leaky_relu_ref, ("cpu", "cuda"))
-dispatch.register("leaky_relu", "cpp", leaky_relu_cpp, ("cpu",), native.available)
 dispatch.register("leaky_relu_backward", "ref", leaky_relu_backward_ref, ("cpu", "cuda"))
-dispatch.register("leaky_relu_backward", "cpp", leaky_relu_backward_cpp, ("cpu",), native.available)
 
 
 class LeakyReLU(Function):

@@ -1,19 +1,17 @@
-"""Sliding windows: unfold (im2col) and fold (col2im), each the other's gradient.
+"""Convolution: sliding windows (unfold/im2col, fold/col2im) and the three convolutions
+built on them, each one's gradient written with the three.
 
-A convolution is unfold followed by one matrix product, so these two kernels are the
-ones every convolution stands on. Both go through the kernel registry: `ref` is the
-NumPy/CuPy code below, `cpp` the compiled one in csrc/im2col.cpp.
+A convolution is im2col followed by one matrix product; that is what the `ref` kernels
+below do, in NumPy or CuPy. The fast implementations of the same registry ops live in
+ganforge/backends/ (cpu/conv.py, gpu/kernels.py); ganforge/dispatch.py chooses.
 """
-import functools
-
 import numpy as np
 
-from .. import dispatch, native
+from .. import dispatch
 from .. import functional as F
 from ..autograd import Function
 from ..backend import device_of, xp_of
-from . import conv_gathered
-from .gemm import NativeGemm, ReferenceGemm
+from .norm import per_channel
 
 
 def pair(value, name):
@@ -47,22 +45,20 @@ def _window(start, count, stride):
 
 
 def im2col_ref(x, kernel_size, stride, padding, dilation, batch_in_columns=False):
-    """(N, C, H, W) -> (N, C*KH*KW, OH*OW): one strided copy per kernel offset.
-    With batch_in_columns, (C*KH*KW, N*OH*OW): every sample's columns side by side."""
+    """(N, C, H, W) -> (N, C*KH*KW, OH*OW): column l is the window under output position l,
+    a row per channel and kernel tap. With batch_in_columns, (C*KH*KW, N*OH*OW): the
+    samples' columns side by side (a layout the CPU kernels multiply faster)."""
     xp = xp_of(x)
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
     oh, ow = output_size((h, w), kernel_size, stride, padding, dilation)
     padded = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    cols = xp.empty((c, kh, kw, n, oh, ow) if batch_in_columns else (n, c, kh, kw, oh, ow), dtype=x.dtype)
+    cols = xp.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
     for i in range(kh):
-        for j in range(kw):
-            window = padded[:, :, _window(i * dh, oh, sh), _window(j * dw, ow, sw)]
-            if batch_in_columns:
-                cols[:, i, j] = window.transpose(1, 0, 2, 3)
-            else:
-                cols[:, :, i, j] = window
-    return cols.reshape(c * kh * kw, n * oh * ow) if batch_in_columns else cols.reshape(n, c * kh * kw, oh * ow)
+        for j in range(kw):  # tap (i, j) of every window at once: a strided slice
+            cols[:, :, i, j] = padded[:, :, _window(i * dh, oh, sh), _window(j * dw, ow, sw)]
+    cols = cols.reshape(n, c * kh * kw, oh * ow)
+    return cols.transpose(1, 0, 2).reshape(c * kh * kw, n * oh * ow) if batch_in_columns else cols
 
 
 def col2im_ref(cols, channels, image_size, kernel_size, stride, padding, dilation, batch_in_columns=False):
@@ -71,34 +67,19 @@ def col2im_ref(cols, channels, image_size, kernel_size, stride, padding, dilatio
     (h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw) = image_size, kernel_size, stride, padding, dilation
     oh, ow = output_size(image_size, kernel_size, stride, padding, dilation)
     if batch_in_columns:
-        n = cols.shape[1] // (oh * ow)
-        cols = cols.reshape(channels, kh, kw, n, oh, ow).transpose(3, 0, 1, 2, 4, 5)
-    else:
-        n = cols.shape[0]
-        cols = cols.reshape(n, channels, kh, kw, oh, ow)
+        cols = cols.reshape(cols.shape[0], -1, oh * ow).transpose(1, 0, 2)
+    n = cols.shape[0]
+    cols = cols.reshape(n, channels, kh, kw, oh, ow)
     padded = xp.zeros((n, channels, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
     for i in range(kh):
         for j in range(kw):
-            # Within one kernel offset the windows never overlap, so += is a true scatter-add.
+            # Within one kernel tap the windows never overlap, so += is a true scatter-add.
             padded[:, :, _window(i * dh, oh, sh), _window(j * dw, ow, sw)] += cols[:, :, i, j]
     return padded[:, :, ph:ph + h, pw:pw + w]
 
 
-def im2col_cpp(x, kernel_size, stride, padding, dilation, batch_in_columns=False):
-    return native.module().im2col(np.ascontiguousarray(x), kernel_size, stride, padding, dilation, batch_in_columns)
-
-
-def col2im_cpp(cols, channels, image_size, kernel_size, stride, padding, dilation, batch_in_columns=False):
-    positions = np.prod(output_size(image_size, kernel_size, stride, padding, dilation))
-    batch = cols.shape[1] // positions if batch_in_columns else cols.shape[0]
-    return native.module().col2im(np.ascontiguousarray(cols), batch, channels, image_size, kernel_size, stride,
-                                  padding, dilation, batch_in_columns)
-
-
 dispatch.register("im2col", "ref", im2col_ref, ("cpu", "cuda"))
 dispatch.register("col2im", "ref", col2im_ref, ("cpu", "cuda"))
-dispatch.register("im2col", "cpp", im2col_cpp, ("cpu",), native.available)
-dispatch.register("col2im", "cpp", col2im_cpp, ("cpu",), native.available)
 
 
 # --- the ops --------------------------------------------------------------------------
@@ -153,6 +134,45 @@ class Fold(Function):
 # so gradients of any order of any conv net stay inside these three (stylegan2-ada's
 # conv2d_gradfix idea). Each is an im2col/col2im plus one batched matrix product per group.
 
+def conv2d_ref(x, w, stride, padding, dilation, groups):
+    """y[n, o] = sum over c and the taps of w[o, c, tap] * x[n, c] under the window:
+    im2col, then (O/G, C/G*KH*KW) @ (C/G*KH*KW, OH*OW) per sample and group."""
+    n, g = x.shape[0], groups
+    o, _, kh, kw = w.shape
+    oh, ow = output_size(x.shape[2:], (kh, kw), stride, padding, dilation)
+    cols = im2col_ref(x, (kh, kw), stride, padding, dilation)
+    y = w.reshape(g, o // g, -1) @ cols.reshape(n, g, -1, oh * ow)  # (N, G, O/G, OH*OW)
+    return y.reshape(n, o, oh, ow)
+
+
+def conv_transpose2d_ref(x, w, out_size, stride, padding, dilation, groups):
+    """conv2d's adjoint: each input pixel spreads w's taps over its window (cols = W^T x),
+    and col2im adds the overlapping windows up."""
+    n, c, h, wd = x.shape
+    _, o_per_group, kh, kw = w.shape
+    g = groups
+    w_t = w.reshape(g, c // g, o_per_group * kh * kw).transpose(0, 2, 1)
+    cols = w_t @ x.reshape(n, g, c // g, h * wd)  # (N, G, O/G*KH*KW, H*W)
+    return col2im_ref(cols.reshape(n, -1, h * wd), g * o_per_group, out_size, (kh, kw), stride, padding, dilation)
+
+
+def conv2d_weight_grad_ref(x, gy, weight_shape, stride, padding, dilation, groups):
+    """dL/dW for y = conv2d(x, W): gy times the window each output saw, summed over samples
+    and positions, which is one matrix product once those two share an axis."""
+    n, g = x.shape[0], groups
+    o = weight_shape[0]
+    cols = im2col_ref(x, weight_shape[2:], stride, padding, dilation)
+    positions = cols.shape[2]
+    gy_rows = gy.reshape(n, g, o // g, positions).transpose(1, 2, 0, 3).reshape(g, o // g, n * positions)
+    cols_rows = cols.reshape(n, g, -1, positions).transpose(1, 0, 3, 2).reshape(g, n * positions, -1)
+    return (gy_rows @ cols_rows).reshape(weight_shape)
+
+
+for _op, _ref in (("conv2d", conv2d_ref), ("conv_transpose2d", conv_transpose2d_ref),
+                  ("conv2d_weight_grad", conv2d_weight_grad_ref)):
+    dispatch.register(_op, "ref", _ref, ("cpu", "cuda"))
+
+
 def transposed_output_size(size, kernel_size, stride, padding, dilation, output_padding):
     return tuple((n - 1) * s - 2 * p + d * (k - 1) + op + 1
                  for n, k, s, p, d, op in zip(size, kernel_size, stride, padding, dilation, output_padding))
@@ -165,48 +185,12 @@ def output_padding_for(image_size, out_size, kernel_size, stride, padding, dilat
     return tuple(n - b for n, b in zip(image_size, base))
 
 
-# Two ways to run a convolution's GEMMs over a batch. With many output positions per
-# sample, one GEMM per sample (NumPy's broadcasting matmul) is efficient and its results
-# land in (N, C, L) layout directly. With few (a 7x7 map is a 49-column GEMM), such
-# GEMMs are too thin for BLAS to run well, so the columns of the whole batch are laid
-# side by side, (C*KH*KW, N*L), and one large GEMM per group does the work, at the price
-# of transposing the other operand or the result between (N, C, L) and (C, N*L).
-BATCH_IN_COLUMNS_BELOW = 128  # output positions per sample (measured: bench/test_conv.py)
-
-
-def batch_major(a, groups):
-    """(N, G*A, L) -> (G, A, N*L): the samples of each channel side by side."""
-    n, channels, positions = a.shape
-    return a.reshape(n, groups, channels // groups, positions).transpose(1, 2, 0, 3).reshape(
-        groups, channels // groups, n * positions)
-
-
-def sample_major(a, n, spatial):
-    """(G, A, N*L) -> contiguous (N, G*A, *spatial): batch_major's inverse."""
-    g, per_group, _ = a.shape
-    xp = xp_of(a)
-    return xp.ascontiguousarray(a.reshape(g * per_group, n, -1).transpose(1, 0, 2)).reshape((n, g * per_group) + spatial)
-
-
-def covers_whole_image(image_size, kernel_size, padding, dilation, groups):
-    """True when the only window is the whole unpadded image (DCGAN's first and last
-    layers): im2col is then a reshape, and the convolution a plain matrix product."""
-    return groups == 1 and tuple(image_size) == tuple(kernel_size) and padding == (0, 0) and dilation == (1, 1)
-
-
-def columns_outer_sum(a, cols, gemm):
-    """a (N, G, A, L) and cols (N, G, B, L) -> (G, A, B): the sum over samples and positions
-    of a times cols^T, per group (the weight gradient)."""
-    return xp_of(cols).stack([gemm.sum_of_products(a[:, group], cols[:, group].transpose(0, 2, 1))
-                              for group in range(cols.shape[1])])
-
-
 def plus_bias(y, bias):
     """y + bias per channel. In place: y is the convolution's own new array (a kernel
     never returns one of its inputs), so the sum needs no second output-sized array."""
     if bias is None:
         return y
-    bias = bias.reshape(1, -1, 1, 1)
+    bias = per_channel(bias, y.ndim)
     if bias.dtype != y.dtype:
         return y + bias
     y += bias
@@ -235,83 +219,6 @@ class _Convolution(Function):
         """The arguments the gradient convolutions share with this one."""
         return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups,
                     impl=self.impl)
-
-
-# --- the convolutions as im2col/col2im and GEMMs ---------------------------------------
-#
-# The registry ops `conv2d`, `conv_transpose2d` and `conv2d_weight_grad` take arrays and
-# the geometry. Here, `ref` (both devices) runs the NumPy/CuPy unfold kernels above and
-# NumPy's/CuPy's matmul. `cpp` runs, in float32 on a CPU with AVX-512, one GEMM of
-# ganforge's own straight over the images (ops/conv_gathered.py), and otherwise the C++
-# unfold kernels with NumPy's matmul (ops/gemm.py); `triton` and `cuda` (implicit GEMMs, kernels/)
-# register in ganforge/gpu_kernels.py.
-
-def conv2d_ref(x, w, stride, padding, dilation, groups, unfold="ref", gemm=ReferenceGemm):
-    n = x.shape[0]
-    o, c_per_group, kh, kw = w.shape
-    g = groups
-    geometry = ((kh, kw), stride, padding, dilation)
-    oh, ow = output_size(x.shape[2:], *geometry)
-    if covers_whole_image(x.shape[2:], (kh, kw), padding, dilation, g):
-        return gemm.matmul(x.reshape(n, -1), w.reshape(o, -1).T).reshape(n, o, 1, 1)
-    if gemm.gathers(x, w, dims=(o // g, c_per_group * kh * kw, n * oh * ow)):
-        return conv_gathered.conv2d(x, w, stride, padding, dilation, groups)
-    w = w.reshape(g, o // g, c_per_group * kh * kw)
-    folded = oh * ow < BATCH_IN_COLUMNS_BELOW
-    cols = dispatch.call("im2col", x, *geometry, batch_in_columns=folded, device=device_of(x), impl=unfold)
-    if folded:
-        y = gemm.matmul(w, cols.reshape(g, c_per_group * kh * kw, n * oh * ow))
-        return sample_major(y, n, (oh, ow))
-    y = gemm.matmul(w, cols.reshape(n, g, c_per_group * kh * kw, oh * ow))  # (N, G, O/G, L)
-    return y.reshape(n, o, oh, ow)
-
-
-def conv_transpose2d_ref(x, w, out_size, stride, padding, dilation, groups, unfold="ref", gemm=ReferenceGemm):
-    n, c, h, wd = x.shape
-    _, o_per_group, kh, kw = w.shape
-    g = groups
-    if covers_whole_image(out_size, (kh, kw), padding, dilation, g) and (h, wd) == (1, 1):
-        return gemm.matmul(x.reshape(n, c), w.reshape(c, -1)).reshape(n, o_per_group, kh, kw)
-    if gemm.gathers(x, w, dims=(o_per_group * kh * kw, c // g, n * h * wd)):
-        return conv_gathered.conv_transpose2d(x, w, out_size, stride, padding, dilation, groups)
-    # Each input pixel spreads W's taps over its window: columns = W^T x, then col2im adds them up.
-    w_t = w.reshape(g, c // g, o_per_group * kh * kw).transpose(0, 2, 1)
-    folded = h * wd < BATCH_IN_COLUMNS_BELOW
-    if folded:
-        cols = gemm.matmul(w_t, batch_major(x.reshape(n, c, h * wd), g))
-        cols = cols.reshape(g * o_per_group * kh * kw, n * h * wd)
-    else:
-        cols = gemm.matmul(w_t, x.reshape(n, g, c // g, h * wd))  # (N, G, O/G*KH*KW, H*W)
-        cols = cols.reshape(n, g * o_per_group * kh * kw, h * wd)
-    return dispatch.call("col2im", cols, g * o_per_group, out_size, (kh, kw), stride, padding, dilation,
-                         batch_in_columns=folded, device=device_of(x), impl=unfold)
-
-
-def conv2d_weight_grad_ref(x, gy, weight_shape, stride, padding, dilation, groups, unfold="ref",
-                           gemm=ReferenceGemm):
-    n = x.shape[0]
-    o, c_per_group, kh, kw = weight_shape
-    g = groups
-    positions = gy.shape[2] * gy.shape[3]
-    if covers_whole_image(x.shape[2:], (kh, kw), padding, dilation, g):
-        return gemm.matmul(gy.reshape(n, o).T, x.reshape(n, -1)).reshape(weight_shape)
-    if gemm.gathers(x, gy, dims=(o // g, n * positions, c_per_group * kh * kw)):
-        return conv_gathered.conv2d_weight_grad(x, gy, weight_shape, stride, padding, dilation, groups)
-    folded = positions < BATCH_IN_COLUMNS_BELOW
-    cols = dispatch.call("im2col", x, (kh, kw), stride, padding, dilation, batch_in_columns=folded,
-                         device=device_of(x), impl=unfold)
-    if folded:
-        cols = cols.reshape(g, c_per_group * kh * kw, n * positions)
-        gw = gemm.matmul(batch_major(gy.reshape(n, o, positions), g), cols.transpose(0, 2, 1))
-    else:
-        gw = columns_outer_sum(gy.reshape(n, g, o // g, -1), cols.reshape(n, g, c_per_group * kh * kw, -1), gemm)
-    return gw.reshape(weight_shape)
-
-
-for _op, _gemm in (("conv2d", conv2d_ref), ("conv_transpose2d", conv_transpose2d_ref),
-                  ("conv2d_weight_grad", conv2d_weight_grad_ref)):
-    dispatch.register(_op, "ref", _gemm, ("cpu", "cuda"))
-    dispatch.register(_op, "cpp", functools.partial(_gemm, unfold="cpp", gemm=NativeGemm), ("cpu",), native.available)
 
 
 # --- the ops ----------------------------------------------------------------------------

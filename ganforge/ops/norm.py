@@ -16,7 +16,7 @@ norm), the backward instead differentiates the same normalization written in ops
 """
 import numpy as np
 
-from .. import dispatch, native
+from .. import dispatch
 from .. import functional as F
 from ..autograd import Function, enable_grad, grad, is_grad_enabled
 from ..backend import device_of, xp_of
@@ -27,6 +27,7 @@ def channel_axes(ndim):
 
 
 def per_channel(vector, ndim):
+    """A per-channel vector (C,), array or Tensor, shaped to broadcast over (N, C, ...)."""
     return vector.reshape((1, -1) + (1,) * (ndim - 2))
 
 
@@ -62,28 +63,8 @@ def batch_norm_backward_ref(x, gy, weight, mean, inv_std):
     return gx, ggamma.ravel(), gbeta.ravel()
 
 
-def _same_dtype(x, *others):
-    return all(a is None or a.dtype == x.dtype for a in others)
-
-
-def batch_norm_cpp(x, weight, bias, eps):
-    if not _same_dtype(x, weight, bias):  # mixed precision promotes, as NumPy does
-        return batch_norm_ref(x, weight, bias, eps)
-    contiguous = [None if a is None else np.ascontiguousarray(a) for a in (x, weight, bias)]
-    return native.module().batch_norm_forward(*contiguous, eps)
-
-
-def batch_norm_backward_cpp(x, gy, weight, mean, inv_std):
-    if not _same_dtype(x, gy, weight, mean, inv_std):
-        return batch_norm_backward_ref(x, gy, weight, mean, inv_std)
-    contiguous = [None if a is None else np.ascontiguousarray(a) for a in (x, gy, weight, mean, inv_std)]
-    return native.module().batch_norm_backward(*contiguous)
-
-
 dispatch.register("batch_norm", "ref", batch_norm_ref, ("cpu", "cuda"))
-dispatch.register("batch_norm", "cpp", batch_norm_cpp, ("cpu",), native.available)
 dispatch.register("batch_norm_backward", "ref", batch_norm_backward_ref, ("cpu", "cuda"))
-dispatch.register("batch_norm_backward", "cpp", batch_norm_backward_cpp, ("cpu",), native.available)
 
 
 def batch_norm_in_ops(x, weight=None, bias=None, eps=1e-5):

@@ -2,7 +2,7 @@
 (||g_i|| - target)^2, or only its part above the target when one-sided (Petzka et al.).
 
 Three registry ops make it up, each fused into one or two kernels on the GPU
-(kernels/triton/grad_penalty.py, kernels/cuda/grad_penalty.cu):
+(backends/gpu/triton/grad_penalty.py, backends/gpu/cuda/grad_penalty.cu):
 
     gradient_penalty_interpolate   x_hat = fake + eps_i (real - fake)
     gradient_penalty               (mean_i excess_i^2, ||g_i||)
@@ -13,7 +13,7 @@ is written in ops, so the penalty can sit inside a graph that is differentiated 
 """
 import numpy as np
 
-from .. import dispatch, native
+from .. import dispatch
 from .. import functional as F
 from ..autograd import Function
 from ..backend import device_of, xp_of
@@ -35,11 +35,6 @@ def penalty_ref(grad, target, one_sided):
     return penalty_of(xp_of(grad).sqrt((grad * grad).sum(axis=1)), target, one_sided, grad.dtype)
 
 
-def penalty_cpp(grad, target, one_sided):
-    # C++ sums each row in double (csrc/gan_kernels.cpp); the rest is N numbers.
-    return penalty_of(native.module().per_sample_norms(np.ascontiguousarray(grad)), target, one_sided, grad.dtype)
-
-
 def penalty_backward_ref(grad, norms, gy, target, one_sided):
     """d penalty / d grad, scaled by the incoming gradient gy (a 0-d array)."""
     xp = xp_of(grad)
@@ -55,7 +50,6 @@ def interpolate_ref(real, fake, eps):
 
 
 dispatch.register("gradient_penalty", "ref", penalty_ref, ("cpu", "cuda"))
-dispatch.register("gradient_penalty", "cpp", penalty_cpp, ("cpu",), native.available)
 dispatch.register("gradient_penalty_backward", "ref", penalty_backward_ref, ("cpu", "cuda"))
 dispatch.register("gradient_penalty_interpolate", "ref", interpolate_ref, ("cpu", "cuda"))
 

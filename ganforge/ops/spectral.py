@@ -3,11 +3,11 @@ singular value by power iteration (Miyato et al. 2018), with u and v held consta
 the gradient as PyTorch does. The module-level hook is in ganforge/nn/spectral.py.
 
 The registry op `spectral_norm` runs the power iteration and the division: `ref` and
-`cpp` here, and fused kernels on the GPU (kernels/triton, kernels/cuda).
+`cpp` here, and fused kernels on the GPU (backends/gpu/).
 """
 import numpy as np
 
-from .. import dispatch, native
+from .. import dispatch
 from .. import functional as F
 from ..autograd import Function
 from ..backend import device_of, xp_of
@@ -24,11 +24,6 @@ def power_iteration_ref(weight_matrix, u, n_iterations, eps):
     return u, v
 
 
-def power_iteration_cpp(weight_matrix, u, n_iterations, eps):
-    return native.module().power_iteration(np.ascontiguousarray(weight_matrix), np.ascontiguousarray(u),
-                                           n_iterations, eps)
-
-
 def spectral_norm_with(power_iteration):
     """The registry op `spectral_norm`: (W, u, n, eps) -> (u, v, sigma, W / sigma) after n
     power-iteration steps, sigma = u^T W v, built on a (u, v) power iteration."""
@@ -39,9 +34,8 @@ def spectral_norm_with(power_iteration):
     return spectral_norm_step
 
 
-# The fused GPU kernels (kernels/triton, kernels/cuda) register in ganforge/gpu_kernels.py.
+# The fast kernels (C++, and fused ones on the GPU) register from ganforge/backends/.
 dispatch.register("spectral_norm", "ref", spectral_norm_with(power_iteration_ref), ("cpu", "cuda"))
-dispatch.register("spectral_norm", "cpp", spectral_norm_with(power_iteration_cpp), ("cpu",), native.available)
 
 
 def weight_matrix(weight, dim):

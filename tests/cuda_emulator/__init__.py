@@ -1,7 +1,7 @@
 """Run ganforge's CUDA kernels on the CPU (see emulate.h), through the same Python
-wrappers that launch them with CuPy (ganforge/gpu_kernels.py).
+wrappers that launch them with CuPy (ganforge/backends/gpu/kernels.py).
 
-`compile_source(name, directory)` builds kernels/cuda/<name>.cu with g++ into a shared
+`compile_source(name, directory)` builds ganforge/backends/gpu/cuda/<name>.cu with g++ into a shared
 library; `EmulatedKernel` is called as a CuPy RawKernel is, `kernel(grid, block, args)`,
 and insists on the argument types CuPy would need: NumPy arrays for pointers and NumPy
 scalars (np.int32, np.float32, ...) of the kernel's parameter types for the rest, since
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ganforge import kernels
+from ganforge.backends.gpu import runtime as kernels
 
 HERE = Path(__file__).resolve().parent
 

@@ -1,4 +1,4 @@
-// Just enough of CUDA to run ganforge's kernels (kernels/cuda/*.cu) on the CPU, so that
+// Just enough of CUDA to run ganforge's kernels (ganforge/backends/gpu/cuda/*.cu) on the CPU, so that
 // a machine with no GPU can check their logic against the reference: each block of a
 // launch runs as blockDim.x std::threads (blocks one after another), __syncthreads is a
 // barrier over the block, a warp shuffle a barrier over 32 threads, and __shared__

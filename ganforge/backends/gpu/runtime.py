@@ -1,20 +1,19 @@
-"""The GPU kernels in `kernels/`: where their sources are, how they load, how arrays reach them.
+"""The GPU kernels beside this file: where their sources are, how they load, how arrays reach them.
 
 Two families, the same three kernels in each (transposed convolution and its gradient
 convolutions, the spectral-norm power-iteration step, the fused gradient penalty):
 
-- `kernels/triton/*.py`, loaded as modules. Triton decides when `triton.language` is
-  first imported whether kernels are compiled for the GPU or run by its NumPy
-  interpreter (TRITON_INTERPRET=1), so that is a choice for the whole process: compiled,
-  the kernels take CuPy arrays; interpreted, NumPy arrays (how the tests run them without
-  a GPU). Neither needs PyTorch: arrays are passed through the small adapters below,
-  which give Triton the `data_ptr()` and `dtype` it asks of an argument.
-- `kernels/cuda/*.cu`, plain `extern "C" __global__` functions compiled at run time by
-  CuPy's RawModule (NVRTC). CMake also compiles them with nvcc when it is present, so a
-  compile error fails the build on a machine with no GPU.
+- `triton/*.py`, loaded as modules. Triton decides when `triton.language` is first
+  imported whether kernels are compiled for the GPU or run by its NumPy interpreter
+  (TRITON_INTERPRET=1), so that is a choice for the whole process: compiled, the kernels
+  take CuPy arrays; interpreted, NumPy arrays (how the tests run them without a GPU).
+  Neither needs PyTorch: arrays are passed through the small adapters below, which give
+  Triton the `data_ptr()` and `dtype` it asks of an argument.
+- `cuda/*.cu`, plain `extern "C" __global__` functions compiled at run time by CuPy's
+  RawModule (NVRTC). CMake also compiles them with nvcc when it is present, so a compile
+  error fails the build on a machine with no GPU.
 
-In a wheel the sources sit in `ganforge/_kernels/` (CMakeLists.txt installs them there);
-in a source checkout or an editable install they are read from the repository's `kernels/`.
+The sources are package data: a wheel, an editable install and a checkout read them here.
 """
 import contextlib
 import importlib.util
@@ -22,20 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backend
+from ... import backend
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
-
-
-def source_dir(package_dir=_PACKAGE_DIR):
-    """The directory that holds triton/ and cuda/, for the package installed at package_dir."""
-    package_dir = Path(package_dir)
-    candidates = (package_dir / "_kernels", package_dir.parent / "kernels")
-    for candidate in candidates:
-        if (candidate / "triton").is_dir() and (candidate / "cuda").is_dir():
-            return candidate
-    raise FileNotFoundError(f"ganforge's GPU kernel sources are missing: looked in {candidates[0]} and "
-                            f"{candidates[1]}; reinstall ganforge")
+def source_dir():
+    """The directory that holds triton/ and cuda/."""
+    return Path(__file__).resolve().parent
 
 
 def cuda_sources():
@@ -65,7 +55,7 @@ _triton_modules = {}
 
 
 def triton_module(name):
-    """kernels/triton/<name>.py, loaded once."""
+    """triton/<name>.py, loaded once."""
     if name not in _triton_modules:
         path = source_dir() / "triton" / f"{name}.py"
         spec = importlib.util.spec_from_file_location(f"ganforge_triton_{name}", path)
@@ -177,7 +167,7 @@ def launching_on(driver, current_stream):
 
 
 class TritonLaunch:
-    """What a wrapper in kernels/triton needs to run on the arrays it was given: `xp`
+    """What a wrapper in triton/ needs to run on the arrays it was given: `xp`
     (numpy or cupy), the kernel module, and a call that launches a kernel with the arrays
     among its arguments passed through the adapter that suits them."""
 
@@ -225,7 +215,7 @@ def nvrtc_options():
 
 
 def cuda_function(source, name, dtype):
-    """The `extern "C"` kernel `name` for `dtype` from kernels/cuda/<source>.cu, compiled by NVRTC once."""
+    """The `extern "C"` kernel `name` for `dtype` from cuda/<source>.cu, compiled by NVRTC once."""
     dtype = np.dtype(dtype)
     if dtype not in CUDA_SUFFIX:
         raise TypeError(f"the CUDA kernel {name} runs on float32 and float64 arrays, not {dtype}")

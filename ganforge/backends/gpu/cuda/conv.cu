@@ -1,5 +1,5 @@
 // Convolution as an implicit GEMM, in CUDA: conv2d, conv_transpose2d and the weight
-// gradient (the twins of kernels/triton/conv.py; the index algebra is written out there).
+// gradient (the twins of triton/conv.py; the index algebra is written out there).
 // A transposed convolution's backward is conv2d (input gradient) and conv2d_weight_grad
 // (weight gradient), so these three kernels serve it whole.
 //

@@ -21,7 +21,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from .. import native
+from . import native
 
 
 def _table(base, y=0, x=0):

@@ -1,4 +1,4 @@
-"""The Triton and CUDA kernels of kernels/, registered beside their `ref` twins.
+"""The Triton and CUDA kernels (triton/, cuda/), registered beside their `ref` twins.
 
 Each function below takes the same arrays as the registry op's `ref` implementation
 (ganforge/ops/conv.py, ops/spectral.py, ops/penalty.py), makes them contiguous,
@@ -11,11 +11,12 @@ import math
 
 import numpy as np
 
-from . import dispatch, kernels
-from .backend import tf32_enabled, xp_of
-from .ops.conv import output_size
+from ... import dispatch
+from ...backend import tf32_enabled, xp_of
+from ...ops.conv import output_size
+from . import runtime
 
-# The CUDA kernels' launch shape (kernels/cuda/*.cu are written for it).
+# The CUDA kernels' launch shape (cuda/*.cu are written for it).
 THREADS = 256
 CONV_TILE = 64
 
@@ -40,7 +41,7 @@ def _conv_precision():
 
 def conv2d_triton(x, w, stride, padding, dilation, groups):
     x, w = _prepared("conv2d", x, w)
-    launch = kernels.TritonLaunch("conv", x)
+    launch = runtime.TritonLaunch("conv", x)
     out_size = output_size(x.shape[2:], w.shape[2:], stride, padding, dilation)
     return launch.module.conv2d(launch, x, w, out_size, stride, padding, dilation, groups,
                                 precision=_conv_precision())
@@ -48,39 +49,39 @@ def conv2d_triton(x, w, stride, padding, dilation, groups):
 
 def conv_transpose2d_triton(x, w, out_size, stride, padding, dilation, groups):
     x, w = _prepared("conv_transpose2d", x, w)
-    launch = kernels.TritonLaunch("conv", x)
+    launch = runtime.TritonLaunch("conv", x)
     return launch.module.conv_transpose2d(launch, x, w, out_size, stride, padding, dilation, groups,
                                           precision=_conv_precision())
 
 
 def conv2d_weight_grad_triton(x, gy, weight_shape, stride, padding, dilation, groups):
     x, gy = _prepared("conv2d_weight_grad", x, gy)
-    launch = kernels.TritonLaunch("conv", x)
+    launch = runtime.TritonLaunch("conv", x)
     return launch.module.conv2d_weight_grad(launch, x, gy, tuple(weight_shape), stride, padding, dilation, groups,
                                             precision=_conv_precision())
 
 
 def spectral_norm_triton(weight_matrix, u, n_iterations, eps):
     weight_matrix, u = _prepared("spectral_norm", weight_matrix, u)
-    launch = kernels.TritonLaunch("spectral_norm", weight_matrix)
+    launch = runtime.TritonLaunch("spectral_norm", weight_matrix)
     return launch.module.power_iteration(launch, weight_matrix, u, n_iterations, eps, scale=True)
 
 
 def gradient_penalty_triton(grad, target, one_sided):
     grad, = _prepared("gradient_penalty", grad)
-    launch = kernels.TritonLaunch("grad_penalty", grad)
+    launch = runtime.TritonLaunch("grad_penalty", grad)
     return launch.module.penalty(launch, grad, target, one_sided)
 
 
 def gradient_penalty_backward_triton(grad, norms, gy, target, one_sided):
     grad, norms, gy = _prepared("gradient_penalty_backward", grad, norms, gy.astype(grad.dtype, copy=False))
-    launch = kernels.TritonLaunch("grad_penalty", grad)
+    launch = runtime.TritonLaunch("grad_penalty", grad)
     return launch.module.backward(launch, grad, norms, gy, target, one_sided)
 
 
 def gradient_penalty_interpolate_triton(real, fake, eps):
     real, fake, eps = _prepared("gradient_penalty_interpolate", real, fake, eps.astype(real.dtype, copy=False))
-    launch = kernels.TritonLaunch("grad_penalty", real)
+    launch = runtime.TritonLaunch("grad_penalty", real)
     return launch.module.interpolate(launch, real, fake, eps)
 
 
@@ -101,7 +102,7 @@ def conv2d_cuda(x, w, stride, padding, dilation, groups):
     out_size = output_size(x.shape[2:], kernel_size, stride, padding, dilation)
     y = xp_of(x).empty((x.shape[0], o) + out_size, dtype=x.dtype)
     grid = (math.ceil(x.shape[0] * out_size[0] * out_size[1] / CONV_TILE), math.ceil(o // groups / CONV_TILE), groups)
-    kernels.cuda_function("conv", "conv2d_forward", x.dtype)(
+    runtime.cuda_function("conv", "conv2d_forward", x.dtype)(
         grid, (THREADS,), (x, w, y, *_shape_args(x.shape, o, out_size, kernel_size, stride, padding, dilation, groups)))
     return y
 
@@ -116,10 +117,10 @@ def conv_transpose2d_cuda(x, w, out_size, stride, padding, dilation, groups):
         (sh, sw), (oh, ow) = stride, out_size
         rows = x.shape[0] * math.ceil(oh / sh) * math.ceil(ow / sw)
         grid = (math.ceil(rows / CONV_TILE), math.ceil(o_per_group / CONV_TILE), groups * sh * sw)
-        kernels.cuda_function("conv", "conv_transpose2d_phase", x.dtype)(grid, (THREADS,), args)
+        runtime.cuda_function("conv", "conv_transpose2d_phase", x.dtype)(grid, (THREADS,), args)
         return y
     grid = (math.ceil(x.shape[0] * out_size[0] * out_size[1] / CONV_TILE), math.ceil(o_per_group / CONV_TILE), groups)
-    kernels.cuda_function("conv", "conv_transpose2d_forward", x.dtype)(grid, (THREADS,), args)
+    runtime.cuda_function("conv", "conv_transpose2d_forward", x.dtype)(grid, (THREADS,), args)
     return y
 
 
@@ -131,7 +132,7 @@ def conv2d_weight_grad_cuda(x, gy, weight_shape, stride, padding, dilation, grou
     split = max(1, min(target_blocks // tiles, slices // 4))  # fill the GPU; at least 4 slices per block
     gw = (xp_of(x).zeros if split > 1 else xp_of(x).empty)(tuple(weight_shape), dtype=x.dtype)
     grid = (math.ceil(o // groups / CONV_TILE), math.ceil(c_per_group * kh * kw / CONV_TILE), groups * split)
-    kernels.cuda_function("conv", "conv2d_weight_grad", x.dtype)(
+    runtime.cuda_function("conv", "conv2d_weight_grad", x.dtype)(
         grid, (THREADS,), (x, gy, gw, *_shape_args(x.shape, o, gy.shape[2:], (kh, kw), stride, padding, dilation,
                                                     groups), np.int32(split)))
     return gw
@@ -146,13 +147,13 @@ def spectral_norm_cuda(weight_matrix, u, n_iterations, eps):
     u = u.copy()
     size = (np.int32(rows), np.int32(cols))
     for i in range(n_iterations):
-        kernels.cuda_function("spectral_norm", "transposed_product", dtype)(
+        runtime.cuda_function("spectral_norm", "transposed_product", dtype)(
             _blocks(cols), (THREADS,), (weight_matrix, u, t, *size))
-        kernels.cuda_function("spectral_norm", "product", dtype)(
+        runtime.cuda_function("spectral_norm", "product", dtype)(
             _blocks(rows, THREADS // 32), (THREADS,), (weight_matrix, t, v, s, *size, dtype.type(eps)))
         last = i == n_iterations - 1
         # W / sigma only after the last step; a null pointer (0) tells the kernel to skip it.
-        kernels.cuda_function("spectral_norm", "normalize", dtype)(
+        runtime.cuda_function("spectral_norm", "normalize", dtype)(
             _blocks(rows * cols if last else rows), (THREADS,),
             (weight_matrix, s, u, sigma, normalized if last else np.uintp(0), *size, dtype.type(eps)))
     return u, v, sigma, normalized
@@ -163,8 +164,8 @@ def gradient_penalty_cuda(grad, target, one_sided):
     xp, dtype = xp_of(grad), grad.dtype
     n, features = grad.shape
     norms, value = xp.empty(n, dtype), xp.empty((), dtype)
-    kernels.cuda_function("grad_penalty", "norms", dtype)((n,), (THREADS,), (grad, norms, np.int64(features)))
-    kernels.cuda_function("grad_penalty", "penalty", dtype)(
+    runtime.cuda_function("grad_penalty", "norms", dtype)((n,), (THREADS,), (grad, norms, np.int64(features)))
+    runtime.cuda_function("grad_penalty", "penalty", dtype)(
         (1,), (THREADS,), (norms, value, np.int32(n), dtype.type(target), np.int32(one_sided)))
     return value, norms
 
@@ -173,7 +174,7 @@ def gradient_penalty_backward_cuda(grad, norms, gy, target, one_sided):
     grad, norms, gy = _prepared("gradient_penalty_backward", grad, norms, gy.astype(grad.dtype, copy=False))
     n, features = grad.shape
     out = xp_of(grad).empty_like(grad)
-    kernels.cuda_function("grad_penalty", "backward", grad.dtype)(
+    runtime.cuda_function("grad_penalty", "backward", grad.dtype)(
         _blocks(grad.size), (THREADS,),
         (grad, norms, gy, out, np.int64(n), np.int64(features), grad.dtype.type(target), np.int32(one_sided)))
     return out
@@ -182,7 +183,7 @@ def gradient_penalty_backward_cuda(grad, norms, gy, target, one_sided):
 def gradient_penalty_interpolate_cuda(real, fake, eps):
     real, fake, eps = _prepared("gradient_penalty_interpolate", real, fake, eps.astype(real.dtype, copy=False))
     out = xp_of(real).empty_like(real)
-    kernels.cuda_function("grad_penalty", "interpolate", real.dtype)(
+    runtime.cuda_function("grad_penalty", "interpolate", real.dtype)(
         _blocks(real.size), (THREADS,), (real, fake, eps, out, np.int64(real.shape[0]), np.int64(real[0].size)))
     return out
 
@@ -201,5 +202,5 @@ GPU_KERNELS = {
 }
 
 for _op, (_triton, _cuda) in GPU_KERNELS.items():
-    dispatch.register(_op, "triton", _triton, ("cuda", "cpu"), kernels.triton_available)
-    dispatch.register(_op, "cuda", _cuda, ("cuda",), kernels.cuda_available)
+    dispatch.register(_op, "triton", _triton, ("cuda", "cpu"), runtime.triton_available)
+    dispatch.register(_op, "cuda", _cuda, ("cuda",), runtime.cuda_available)

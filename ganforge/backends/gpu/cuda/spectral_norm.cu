@@ -1,5 +1,5 @@
 // One step of spectral normalization's power iteration, fused, in CUDA (the twin of
-// kernels/triton/spectral_norm.py, whose header gives the algebra):
+// triton/spectral_norm.py, whose header gives the algebra):
 //
 //   transposed_product   t = W^T u                      one thread per column of W
 //   product              v = t / max(|t|, eps), s = W v  one warp per row of W

@@ -1,4 +1,4 @@
-// WGAN-GP's gradient penalty, fused, in CUDA (the twin of kernels/triton/grad_penalty.py,
+// WGAN-GP's gradient penalty, fused, in CUDA (the twin of triton/grad_penalty.py,
 // whose header gives the algebra). Sums run in a fixed order: no atomics.
 //
 //   interpolate   x_hat = fake + eps_i (real - fake)          one thread per value

@@ -1,35 +1,21 @@
-"""The matrix products under the convolutions, in two versions.
+"""The matrix products under the CPU convolutions (conv.py).
 
-`ReferenceGemm` is NumPy's/CuPy's matmul. `NativeGemm` runs float32 products on
-ganforge's own AVX-512 GEMM (csrc/gemm.cpp), which reads its operands through their
-strides, so a transposed or broadcast view costs no copy; anything else (float64, a CPU
-without AVX-512) goes to NumPy. The convolutions' `cpp` implementation uses the second.
+`NativeGemm` runs float32 products on ganforge's own AVX-512 GEMM (csrc/gemm.cpp), which
+reads its operands through their strides, so a transposed or broadcast view costs no
+copy; anything else (float64, a CPU without AVX-512) goes to NumPy.
 """
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .. import native
-from ..backend import xp_of
+from . import native
 
 
-class ReferenceGemm:
-    @staticmethod
-    def gathers(*arrays, dims):
-        """Whether a convolution should run as one GEMM over gathered operands
-        (ops/conv_gathered.py) instead of unfolding: never for NumPy's matmul."""
-        return False
-
-    @staticmethod
-    def matmul(a, b):
-        return xp_of(a).matmul(a, b)
-
-    @staticmethod
-    def sum_of_products(a, b):
-        """sum over i of a[i] @ b[i]."""
-        total = a[0] @ b[0]
-        for a_i, b_i in zip(a[1:], b[1:]):
-            total += a_i @ b_i
-        return total
+def numpy_sum_of_products(a, b):
+    """sum over i of a[i] @ b[i], on NumPy's BLAS."""
+    total = a[0] @ b[0]
+    for a_i, b_i in zip(a[1:], b[1:]):
+        total += a_i @ b_i
+    return total
 
 
 def _merged_batch(arrays):
@@ -71,7 +57,7 @@ class NativeGemm:
     @classmethod
     def gathers(cls, *arrays, dims):
         """Whether a convolution whose GEMM is dims = (M, K, N) should run as one GEMM over
-        gathered operands (ops/conv_gathered.py) rather than unfold and multiply."""
+        gathered operands (gathered.py) rather than unfold and multiply."""
         return cls.usable(*arrays) and dims[0] >= cls.GATHER_FROM
 
     @staticmethod
@@ -105,7 +91,7 @@ class NativeGemm:
         """sum over i of a[i] @ b[i] for a (B, M, K), b (B, K, N): the GEMM accumulates
         into one (M, N) output whose batch stride is 0."""
         if not cls.usable(a, b) or cls._thin(a, b):
-            return ReferenceGemm.sum_of_products(a, b)
+            return numpy_sum_of_products(a, b)
         out = np.empty((a.shape[1], b.shape[2]), dtype=np.float32)
         native.module().gemm(a, b, as_strided(out, (a.shape[0],) + out.shape, (0,) + out.strides))
         return out

@@ -1,0 +1,110 @@
+"""The `cpp` implementations of the registry ops: thin wrappers that hand NumPy arrays to
+the compiled module (csrc/, built as ganforge._C) and fall back to the op's `ref` for
+what the C++ does not take (another dtype, mixed dtypes, a 0-d array).
+
+Each computes what its `ref` in ganforge/ops/ (or optim.py) computes; the tests hold the
+two together (tests/test_kernels.py).
+"""
+import math
+
+import numpy as np
+
+from ... import dispatch
+from ...ops.activation import leaky_relu_backward_ref, leaky_relu_ref
+from ...ops.norm import batch_norm_backward_ref, batch_norm_ref
+from ...ops.penalty import penalty_of
+from ...ops.spectral import spectral_norm_with
+from . import conv, native
+
+FLOATS = (np.float32, np.float64)
+
+
+def leaky_relu(x, slope):
+    if x.ndim == 0 or x.dtype not in FLOATS:
+        return leaky_relu_ref(x, slope)
+    return native.module().leaky_relu(np.ascontiguousarray(x), slope)
+
+
+def leaky_relu_backward(x, gy, slope):
+    if x.ndim == 0 or x.dtype not in FLOATS or gy.dtype != x.dtype:
+        return leaky_relu_backward_ref(x, gy, slope)
+    return native.module().leaky_relu(np.ascontiguousarray(x), slope, np.ascontiguousarray(gy))
+
+
+def _same_dtype(x, *others):
+    return all(a is None or a.dtype == x.dtype for a in others)
+
+
+def batch_norm(x, weight, bias, eps):
+    if not _same_dtype(x, weight, bias):  # mixed precision promotes, as NumPy does
+        return batch_norm_ref(x, weight, bias, eps)
+    contiguous = [None if a is None else np.ascontiguousarray(a) for a in (x, weight, bias)]
+    return native.module().batch_norm_forward(*contiguous, eps)
+
+
+def batch_norm_backward(x, gy, weight, mean, inv_std):
+    if not _same_dtype(x, gy, weight, mean, inv_std):
+        return batch_norm_backward_ref(x, gy, weight, mean, inv_std)
+    contiguous = [None if a is None else np.ascontiguousarray(a) for a in (x, gy, weight, mean, inv_std)]
+    return native.module().batch_norm_backward(*contiguous)
+
+
+def gradient_penalty(grad, target, one_sided):
+    # C++ sums each row in double (csrc/gan_kernels.cpp); the rest is N numbers.
+    return penalty_of(native.module().per_sample_norms(np.ascontiguousarray(grad)), target, one_sided, grad.dtype)
+
+
+def power_iteration(weight_matrix, u, n_iterations, eps):
+    return native.module().power_iteration(np.ascontiguousarray(weight_matrix), np.ascontiguousarray(u),
+                                           n_iterations, eps)
+
+
+def adam_scalars(lr, beta1, beta2, eps, step):
+    """The step's numbers as the C++ pass takes them: (beta1, 1 - beta1, beta2, 1 - beta2,
+    sqrt(1 - beta2^step), eps, lr / (1 - beta1^step)), so that per element it computes
+    param -= step_size * m / (sqrt(v) / sqrt(1 - beta2^step) + eps), the paper's update."""
+    return (beta1, 1 - beta1, beta2, 1 - beta2, math.sqrt(1 - beta2 ** step), eps, lr / (1 - beta1 ** step))
+
+
+def adam_step(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, step):
+    scalars = adam_scalars(lr, beta1, beta2, eps, step)
+    arrays = (param, grad, exp_avg, exp_avg_sq)
+    if param.dtype not in FLOATS or any(
+            a.dtype != param.dtype or a.shape != param.shape or not a.flags.c_contiguous for a in arrays):
+        return adam_step_numpy(param, grad, exp_avg, exp_avg_sq, scalars)
+    native.module().adam_step(param, grad, exp_avg, exp_avg_sq, scalars)
+
+
+def adam_step_numpy(param, grad, exp_avg, exp_avg_sq, scalars):
+    """The C++ pass's arithmetic in NumPy, in place with one temporary, for the arrays the
+    kernel does not take (another dtype, a strided gradient such as a Linear weight's)."""
+    beta1, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_root, eps, step_size = scalars
+    exp_avg *= beta1
+    exp_avg += one_minus_beta1 * grad
+    exp_avg_sq *= beta2
+    exp_avg_sq += one_minus_beta2 * np.square(grad)
+    update = np.sqrt(exp_avg_sq)
+    update /= bias_correction2_root
+    update += eps
+    np.divide(exp_avg, update, out=update)
+    update *= step_size
+    np.subtract(param, update, out=param)
+
+
+CPP_KERNELS = {
+    "im2col": conv.im2col,
+    "col2im": conv.col2im,
+    "conv2d": conv.conv2d,
+    "conv_transpose2d": conv.conv_transpose2d,
+    "conv2d_weight_grad": conv.conv2d_weight_grad,
+    "leaky_relu": leaky_relu,
+    "leaky_relu_backward": leaky_relu_backward,
+    "batch_norm": batch_norm,
+    "batch_norm_backward": batch_norm_backward,
+    "gradient_penalty": gradient_penalty,
+    "spectral_norm": spectral_norm_with(power_iteration),
+    "adam_step": adam_step,
+}
+
+for _op, _kernel in CPP_KERNELS.items():
+    dispatch.register(_op, "cpp", _kernel, ("cpu",), native.available)
