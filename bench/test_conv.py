@@ -62,8 +62,8 @@ def group(layer):
 @pytest.mark.parametrize("impl", ["ref", "cpp"])
 @pytest.mark.parametrize("layer", layer_params())
 def test_ganforge_conv(benchmark, timed_after_warm_up, layer, impl, ceiling_gflops):
-    if impl == "cpp" and not gf.native.available()[0]:
-        pytest.skip(gf.native.available()[1])
+    if impl == "cpp" and not gf.backends.cpu.native.available()[0]:
+        pytest.skip(gf.backends.cpu.native.available()[1])
     x_shape, w_shape, _ = shapes(layer)
     transposed, stride, padding = layer[1], layer[5], layer[6]
     rng = np.random.default_rng(0)

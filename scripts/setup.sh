@@ -31,4 +31,4 @@ python3 -m pip install -q --disable-pip-version-check -e ".[${extras}]"
 case "$extras" in
   *test*|*bench*) python3 -m pip install -q --disable-pip-version-check torch==2.13.0 ;;
 esac
-python3 -c "import ganforge, sys; ok, why = ganforge.native.available(); print('setup: ganforge', ganforge.__version__, '- compiled kernels', 'loaded' if ok else 'MISSING: ' + why); sys.exit(0 if ok else 1)"
+python3 -c "import ganforge, sys; from ganforge.backends.cpu import native; ok, why = native.available(); print('setup: ganforge', ganforge.__version__, '- compiled kernels', 'loaded' if ok else 'MISSING: ' + why); sys.exit(0 if ok else 1)"

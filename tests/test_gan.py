@@ -8,6 +8,8 @@ from ganforge import functional as F
 from ganforge import nn
 from ganforge.gan import (LOSSES, clip_weights_, discriminator_loss, dragan_penalty, generator_loss,
                           gradient_penalty, r1_penalty)
+from ganforge.gan.penalties import r2_penalty
+from ganforge.gan.steps import discriminator_penalty, frozen
 from ganforge.testing import gradcheck
 
 rng = np.random.default_rng(0)
@@ -106,3 +108,95 @@ def test_weight_clipping_and_shape_checks():
     assert max(np.abs(p.numpy()).max() for p in critic.parameters()) <= 0.01
     with pytest.raises(ValueError, match="real \\(4, 3\\) and fake \\(5, 3\\) batches differ"):
         gradient_penalty(critic, gf.randn(4, 3, dtype="float64"), gf.randn(5, 3, dtype="float64"))
+
+
+# --- the penalties against NumPy, with their papers' defaults ----------------------------
+#
+# The critic is D(x) = sum_j c_j x_j^2, whose input gradient 2 c x is known in closed form,
+# so each penalty can be written out in NumPy from the same random draws.
+
+C = np.array([0.3, 0.1, 0.6])
+
+
+def quadratic_critic(x):
+    return F.sum(x * x * gf.tensor(C), axis=-1)
+
+
+def penalty_of_norms(norms, one_sided=False):
+    excess = norms - 1
+    return np.mean(np.maximum(excess, 0) ** 2 if one_sided else excess ** 2)
+
+
+def penalty_data():
+    rng = np.random.default_rng(3)
+    real, fake = rng.uniform(-2, 2, (6, 3)), rng.uniform(-2, 2, (6, 3))
+    return real, fake
+
+
+def test_gradient_penalty_is_wgan_gps_formula_at_weight_10():
+    real, fake = penalty_data()
+    eps = gf.Generator(5).uniform((6, 1), np.float64)
+    norms = np.linalg.norm(2 * C * (fake + eps * (real - fake)), axis=1)
+    assert norms.min() < 1 < norms.max()  # so one-sided and two-sided differ
+    for one_sided in (False, True):
+        ours = gradient_penalty(quadratic_critic, gf.tensor(real), gf.tensor(fake), one_sided=one_sided,
+                                generator=gf.Generator(5))
+        assert ours.item() == pytest.approx(10 * penalty_of_norms(norms, one_sided), rel=1e-12)
+
+
+def test_r1_and_r2_are_gamma_half_the_mean_squared_norm():
+    real, fake = penalty_data()
+    for data, penalty in ((real, r1_penalty), (fake, r2_penalty)):
+        squared = (np.linalg.norm(2 * C * data, axis=1) ** 2).mean()
+        assert penalty(quadratic_critic, gf.tensor(data)).item() == pytest.approx(5 * squared, rel=1e-12)
+        assert penalty(quadratic_critic, gf.tensor(data), gamma=3.0).item() == pytest.approx(1.5 * squared,
+                                                                                            rel=1e-12)
+
+
+def test_dragan_penalizes_the_gradient_near_the_real_data():
+    real, _ = penalty_data()
+    draws = gf.Generator(7)
+    noise = draws.uniform(real.shape, np.float64)
+    alpha = draws.uniform((6, 1), np.float64)
+    noisy = real + 0.5 * real.std() * noise
+    norms = np.linalg.norm(2 * C * (real + alpha * (noisy - real)), axis=1)
+    ours = dragan_penalty(quadratic_critic, gf.tensor(real), generator=gf.Generator(7))
+    assert ours.item() == pytest.approx(10 * penalty_of_norms(norms), rel=1e-12)
+
+
+def test_weight_clipping_clamps_every_parameter_to_the_papers_001():
+    layer = nn.Linear(3, 4).double()
+    before = [p.numpy().copy() for p in layer.parameters()]
+    clip_weights_(layer)
+    for p, original in zip(layer.parameters(), before):
+        np.testing.assert_array_equal(p.numpy(), np.clip(original, -0.01, 0.01))
+
+
+def test_the_penalty_refuses_batches_of_different_shapes_either_way():
+    for real, fake in (((4, 3), (4, 2)), ((4, 2), (4, 3))):
+        with pytest.raises(ValueError, match="batches differ in shape"):
+            gradient_penalty(quadratic_critic, gf.randn(*real, dtype="float64"), gf.randn(*fake, dtype="float64"))
+
+
+def test_discriminator_penalty_picks_the_penalty_named():
+    real, fake = penalty_data()
+    real, fake = gf.tensor(real), gf.tensor(fake)
+    for name, expected in (("gp", gradient_penalty(quadratic_critic, real, fake, 2.0, False, gf.Generator(1))),
+                           ("gp_one_sided", gradient_penalty(quadratic_critic, real, fake, 2.0, True,
+                                                             gf.Generator(1))),
+                           ("r1", r1_penalty(quadratic_critic, real, 2.0))):
+        ours = discriminator_penalty(name, quadratic_critic, real, fake, 2.0, gf.Generator(1))
+        assert ours.item() == expected.item(), name
+    assert discriminator_penalty("none", quadratic_critic, real, fake, 2.0) is None
+    with pytest.raises(ValueError, match="unknown penalty 'r2'"):
+        discriminator_penalty("r2", quadratic_critic, real, fake, 2.0)
+
+
+def test_frozen_networks_get_no_gradients_and_thaw_afterwards():
+    G, D = nn.Linear(2, 3).double(), nn.Linear(3, 1).double()
+    with frozen(D):
+        assert not any(p.requires_grad for p in D.parameters())
+        D(G(gf.randn(4, 2, dtype="float64"))).sum().backward()
+    assert all(p.grad is None for p in D.parameters())
+    assert all(p.grad is not None for p in G.parameters())
+    assert all(p.requires_grad for p in D.parameters())
