@@ -22,7 +22,7 @@ yardstick), it
        - the fused gradient penalty (interpolation, norms, penalty, backward) against
          the same arithmetic in eager PyTorch, at wgangp28's and dcgan64's input sizes;
   6. times a WGAN-GP critic step of wgangp28, and whole training steps, against PyTorch
-     (shared/peer/torch_steps.py, or --peer); each step also with the CUDA convolutions
+     (bench/torch_steps.py, or --peer); each step also with the CUDA convolutions
      and with TF32, and how long the GPU is busy in it (the rest is Python on the host);
 and prints one table of ratios (ganforge time / PyTorch time: below 1 is faster) with
 achieved TFLOP/s or TB/s. Everything measured is also written to --out as JSON.
@@ -505,8 +505,7 @@ def table(rows):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=os.environ.get("OUT", "bench/results"))
-    parser.add_argument("--peer", default=os.environ.get("GANFORGE_PEER", str(ROOT.parent / "shared" / "peer" /
-                                                                                "torch_steps.py")))
+    parser.add_argument("--peer", default=os.environ.get("GANFORGE_PEER", str(ROOT / "bench" / "torch_steps.py")))
     parser.add_argument("--skip-tests", action="store_true")
     parser.add_argument("--sweep-tiles", type=float, default=0, metavar="SECONDS",
                         help="also time every tile shape of the Triton convolutions, for up to SECONDS")

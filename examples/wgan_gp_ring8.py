@@ -5,7 +5,7 @@ the gradient penalty (which differentiates through a gradient, create_graph=True
 mode-coverage metric come from ganforge.data, ganforge.gan and ganforge.metrics.
 It writes the generator's samples (samples.npy), a scatter plot over the mixture
 (samples.png, with Pillow installed) and prints mode coverage by the VEEGAN/PacGAN
-protocol of shared/BENCH_MODELS.md.
+protocol of bench/BENCH_MODELS.md.
 
     python examples/wgan_gp_ring8.py --out runs/ring8
 """
