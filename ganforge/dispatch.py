@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 # Which implementation runs an op when nothing is asked for: the first available one of
 # its row, the op's own row if it has one, else its device's "*" row. Measured on an H100
-# (docs/benchmarks.md, "GPU kernels"): the Triton convolutions ran 1.6-4.2x faster than the
+# (docs/benchmarks.md, "Results on the GPU"): the Triton convolutions ran 1.6-4.2x faster than the
 # CUDA ones at dcgan28's and dcgan64's large layers, the CUDA spectral norm and gradient
 # penalty were the faster of theirs.
 CHOICE = {
