@@ -1,8 +1,8 @@
 """The gradient penalty of WGAN-GP (Gulrajani et al.): mean over samples of
 (||g_i|| - target)^2, or only its part above the target when one-sided (Petzka et al.).
 
-Three registry ops make it up, each fused into one or two kernels on the GPU
-(backends/gpu/triton/grad_penalty.py, backends/gpu/cuda/grad_penalty.cu):
+Three registry ops make it up, each fused into one or two CUDA kernels on the GPU
+(backends/gpu/cuda/grad_penalty.cu):
 
     gradient_penalty_interpolate   x_hat = fake + eps_i (real - fake)
     gradient_penalty               (mean_i excess_i^2, ||g_i||)
