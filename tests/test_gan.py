@@ -185,11 +185,13 @@ def test_discriminator_penalty_picks_the_penalty_named():
                            ("gp_one_sided", gradient_penalty(quadratic_critic, real, fake, 2.0, True,
                                                              gf.Generator(1))),
                            ("r1", r1_penalty(quadratic_critic, real, 2.0))):
-        ours = discriminator_penalty(name, quadratic_critic, real, fake, 2.0, gf.Generator(1))
+        as_read = "".join(list(name))  # a name read from a command line is another string object
+        ours = discriminator_penalty(as_read, quadratic_critic, real, fake, 2.0, gf.Generator(1))
         assert ours.item() == expected.item(), name
     assert discriminator_penalty("none", quadratic_critic, real, fake, 2.0) is None
-    with pytest.raises(ValueError, match="unknown penalty 'r2'"):
-        discriminator_penalty("r2", quadratic_critic, real, fake, 2.0)
+    for unknown in ("r2", "dragan"):  # either side of "r1"
+        with pytest.raises(ValueError, match=f"unknown penalty '{unknown}'"):
+            discriminator_penalty(unknown, quadratic_critic, real, fake, 2.0)
 
 
 def test_frozen_networks_get_no_gradients_and_thaw_afterwards():
