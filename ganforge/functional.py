@@ -431,19 +431,6 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
                      impl=None):
     """Transposed convolution (PyTorch's conv_transpose2d): x (N, C, H, W), weight (C, O/groups, KH, KW)."""
     _check_conv_args("conv_transpose2d", x, weight, weight.shape[0] if weight.ndim == 4 else None, groups)
-    stride_, dilation_ = ops.conv.pair(stride, "stride"), ops.conv.pair(dilation, "dilation")
-    for extra, s in zip(ops.conv.pair(output_padding, "output_padding"), stride_):
-        # (PyTorch also allows output_padding up to the dilation; those extra rows lie out of
-        # every window's reach and are always zero, so ganforge does not support them.)
-        if not 0 <= extra < s:
-            raise ValueError(f"conv_transpose2d: output_padding {output_padding} must be non-negative and "
-                             f"smaller than the stride {stride}")
-    out = ops.conv.transposed_output_size(x.shape[2:], weight.shape[2:], stride_, ops.conv.pair(padding, "padding"),
-                                          dilation_, ops.conv.pair(output_padding, "output_padding"))
-    if builtins.min(out) < 1:
-        raise ValueError(f"conv_transpose2d: an input of size {x.shape[2:]} with kernel {weight.shape[2:]}, "
-                         f"stride {stride}, padding {padding} and dilation {dilation} gives an output of "
-                         f"size {out}; use less padding")
     return ops.conv.ConvTranspose2d(stride, padding, output_padding, dilation, groups, impl)(
         *_with_bias(x, weight, bias, weight.shape[1] * groups, "conv_transpose2d"))
 

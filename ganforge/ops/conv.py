@@ -249,10 +249,20 @@ class ConvTranspose2d(_Convolution):
     def __init__(self, stride=1, padding=0, output_padding=0, dilation=1, groups=1, impl=None):
         super().__init__(stride, padding, dilation, groups, impl)
         self.output_padding = pair(output_padding, "output_padding")
+        for extra, s in zip(self.output_padding, self.stride):
+            # (PyTorch also allows output_padding up to the dilation; those extra rows lie out of
+            # every window's reach and are always zero, so ganforge does not support them.)
+            if not 0 <= extra < s:
+                raise ValueError(f"conv_transpose2d: output_padding {extra} must be non-negative and smaller "
+                                 f"than the stride {s}")
 
     def forward(self, x, w, bias=None):
         out = transposed_output_size(x.shape[2:], w.shape[2:], self.stride, self.padding, self.dilation,
                                      self.output_padding)
+        if min(out) < 1:
+            raise ValueError(f"conv_transpose2d: an input of size {x.shape[2:]} with kernel {w.shape[2:]}, "
+                             f"stride {self.stride}, padding {self.padding} and dilation {self.dilation} gives "
+                             f"an output of size {out}; use less padding")
         return plus_bias(dispatch.call("conv_transpose2d", x, w, out, self.stride, self.padding, self.dilation,
                                        self.groups, device=device_of(x), impl=self.impl), bias)
 
