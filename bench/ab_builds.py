@@ -73,7 +73,7 @@ def workload(what):
     conv:LAYER (a layer of bench/test_conv.py, its name with a dash: dcgan28-G2)."""
     kind, _, arg = what.partition(":")
     if kind == "step":
-        from ganforge import benchmarks
+        from ganforge.gan import benchmarks
         return benchmarks.build(arg)[2]
     if kind == "gemm":
         from ganforge.backends.cpu import native

@@ -308,7 +308,8 @@ def step_rows(peer_path, models=("wgangp28", "dcgan28", "sngan28", "dcgan64"), r
     kernel choices."""
     import cupy as cp
     import torch
-    from ganforge import benchmarks, optim
+    from ganforge import optim
+    from ganforge.gan import benchmarks
     from ganforge import functional as F
     from ganforge.gan.penalties import gradient_penalty
     from ganforge.tensor import Generator, rand, randn

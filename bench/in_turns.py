@@ -41,7 +41,7 @@ def in_turns(first, second, blocks):
 
 
 def steps(torch, blocks):
-    from ganforge import benchmarks
+    from ganforge.gan import benchmarks
     from test_train_step import MODELS, peer_module
     peer = peer_module()
     for model in MODELS:

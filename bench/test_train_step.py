@@ -23,7 +23,7 @@ import sys
 
 import pytest
 
-from ganforge import benchmarks
+from ganforge.gan import benchmarks
 from ganforge.profiler import Profile
 
 MODELS = ["dcgan28", "wgangp28", "sngan28"]
@@ -57,7 +57,7 @@ if framework == "torch":
     spec.loader.exec_module(peer)
     build = lambda: peer.step_fn(model, *peer.make(model, "cpu"), "cpu")
 else:
-    from ganforge import benchmarks
+    from ganforge.gan import benchmarks
     build = lambda: benchmarks.build(model)[2]
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # forget the imports' high-water mark

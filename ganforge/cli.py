@@ -134,7 +134,7 @@ def evaluate(args):
 def profile(args):
     import tempfile
 
-    from ganforge import benchmarks
+    from ganforge.gan import benchmarks
     from ganforge.profiler import Profile
     if args.model in benchmarks.MODELS:
         G, D, step, _ = benchmarks.build(args.model)

@@ -637,7 +637,8 @@ def _gpu_check():
 
 
 def test_gpu_check_times_every_transposed_convolution_of_the_benchmark_models():
-    from ganforge import benchmarks, nn
+    from ganforge import nn
+    from ganforge.gan import benchmarks
     check = _gpu_check()
     listed = {(name.split()[0], batch, c, o, k, s, p, size) for name, batch, c, o, k, s, p, size in
               check.CONV_TRANSPOSE_LAYERS}

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 import ganforge as gf
-from ganforge import benchmarks, cli, nn
+from ganforge import cli, nn
+from ganforge.gan import benchmarks
 from ganforge import functional as F
 from ganforge.autograd import Function
 from ganforge.nn.module import Module
@@ -135,7 +136,7 @@ def test_training_steps_reuse_freed_memory_once_it_is_held():
     import sys
     code = (
         "import resource\n"
-        "from ganforge import benchmarks\nfrom ganforge.backends.cpu import runtime as cpu\n"
+        "from ganforge.gan import benchmarks\nfrom ganforge.backends.cpu import runtime as cpu\n"
         "assert cpu.hold_freed_memory()\n"
         "step = benchmarks.build('dcgan28')[2]\n"
         "for _ in range(10): step()\n"

@@ -5,11 +5,11 @@ and `ganforge profile MODEL` shows where their time goes. Each step is exactly t
 a discriminator update on a real batch and a detached fake batch, then a generator update
 through a fresh discriminator pass over the same fake batch.
 """
-from . import functional as F
-from . import nn, optim
-from .gan.nets import dcgan_discriminator, dcgan_generator
-from .gan.penalties import gradient_penalty
-from .tensor import Generator, manual_seed, ones_like, rand, randn, zeros_like
+from .. import functional as F
+from .. import nn, optim
+from ..tensor import Generator, manual_seed, ones_like, rand, randn, zeros_like
+from .nets import dcgan_discriminator, dcgan_generator
+from .penalties import gradient_penalty
 
 MODELS = {  # name: (loss, D with batch norm, D with spectral norm, channels, resolution, batch)
     "dcgan28": ("bce", True, False, 1, 28, 64),
