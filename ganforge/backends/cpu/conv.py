@@ -21,10 +21,12 @@ from .gemm import NativeGemm
 
 
 def im2col(x, kernel_size, stride, padding, dilation, batch_in_columns=False):
+    """ops/conv.py's im2col_ref in C++ (csrc/im2col.cpp)."""
     return native.module().im2col(np.ascontiguousarray(x), kernel_size, stride, padding, dilation, batch_in_columns)
 
 
 def col2im(cols, channels, image_size, kernel_size, stride, padding, dilation, batch_in_columns=False):
+    """ops/conv.py's col2im_ref in C++."""
     positions = np.prod(output_size(image_size, kernel_size, stride, padding, dilation))
     batch = cols.shape[1] // positions if batch_in_columns else cols.shape[0]
     return native.module().col2im(np.ascontiguousarray(cols), batch, channels, image_size, kernel_size, stride,
@@ -63,10 +65,11 @@ def columns_outer_sum(a, cols):
     """a (N, G, A, L) and cols (N, G, B, L) -> (G, A, B): the sum over samples and positions
     of a times cols^T, per group (the weight gradient)."""
     return np.stack([NativeGemm.sum_of_products(a[:, group], cols[:, group].transpose(0, 2, 1))
-                              for group in range(cols.shape[1])])
+                     for group in range(cols.shape[1])])
 
 
 def conv2d(x, w, stride, padding, dilation, groups):
+    """ops/conv.py's conv2d_ref, by the route the table above picks."""
     n = x.shape[0]
     o, c_per_group, kh, kw = w.shape
     g = groups
@@ -87,6 +90,7 @@ def conv2d(x, w, stride, padding, dilation, groups):
 
 
 def conv_transpose2d(x, w, out_size, stride, padding, dilation, groups):
+    """ops/conv.py's conv_transpose2d_ref, by the route the table above picks."""
     n, c, h, wd = x.shape
     _, o_per_group, kh, kw = w.shape
     g = groups
@@ -107,6 +111,7 @@ def conv_transpose2d(x, w, out_size, stride, padding, dilation, groups):
 
 
 def conv2d_weight_grad(x, gy, weight_shape, stride, padding, dilation, groups):
+    """ops/conv.py's conv2d_weight_grad_ref, by the route the table above picks."""
     n = x.shape[0]
     o, c_per_group, kh, kw = weight_shape
     g = groups
