@@ -133,3 +133,58 @@ def test_the_discriminator_update_adds_the_penalty(monkeypatch):
     batches = iter(lambda: {"x": gf.randn(8, 2)}, None)
     loss_d, penalty, _, _ = model.discriminator_step(next(batches))
     assert seen == [pytest.approx(loss_d.item() + 5.0)] and penalty.item() == 5.0
+
+
+def test_data_info_is_immutable():
+    """A model's DataInfo is what its checkpoints record: it cannot change under a run."""
+    import dataclasses
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        FASHION.name = "other"
+
+
+def test_a_checkpoints_schedules_must_be_this_runs():
+    with_decay = build("gan", RING, lr_decay=True, steps=10)
+    with_decay.setup_optimizers()
+    saved = with_decay.state_dict()
+    assert set(saved["schedules"]) == {"G", "D"}
+    without = build("gan", RING)
+    without.setup_optimizers()
+    for state, model in ((saved, without), (without.state_dict(), with_decay),
+                         ({"schedules": {"G": saved["schedules"]["G"]}}, with_decay)):
+        with pytest.raises(ValueError, match="learning-rate schedules"):
+            model.load_state_dict(state)
+    with_decay.load_state_dict(saved)
+
+
+def test_only_named_model_classes_register():
+    from ganforge.gan.model import register_model
+
+    class NotAModel:
+        name = "not-a-model"
+
+    class Unnamed(Model):
+        pass
+    for cls in (NotAModel, Unnamed, "gan"):
+        with pytest.raises(TypeError, match="a Model subclass with a name"):
+            register_model(cls)
+    assert "not-a-model" not in MODELS
+
+
+def test_cgan_samples_the_classes_in_turn_by_default():
+    cgan = build("cgan", FASHION)
+    np.testing.assert_array_equal(cgan.sample(12), cgan.sample(12, labels=np.arange(12) % 10))
+
+
+def test_mlp_generators_end_in_tanh_for_images_only():
+    assert isinstance(list(build("gan", FLAT_FASHION).nets["G"].modules())[-1], nn.Tanh)
+    assert not layers(build("gan", RING).nets["G"], nn.Tanh)
+
+
+def test_sngan_and_wgan_critics():
+    """SNGAN: spectral norm on every layer of D and no batch norm (Miyato et al.); WGAN:
+    no batch norm in the critic, whose Lipschitz bound comes from clipping each layer."""
+    sngan = build("sngan", FASHION)
+    weighted = layers(sngan.nets["D"], (nn.Conv2d, nn.Linear))
+    assert weighted and all(hasattr(m, "weight_orig") for m in weighted)
+    assert not layers(sngan.nets["D"], nn.BatchNorm2d)
+    assert not layers(build("wgan", FASHION).nets["D"], nn.BatchNorm2d)
