@@ -5,6 +5,7 @@
 #   scripts/mutation.sh                 every group
 #   scripts/mutation.sh optim losses    some groups
 #   JOBS=2 scripts/mutation.sh nn       two workers, each with its own copy (default: nproc)
+#   TORCH=1 scripts/mutation.sh optim   again with PyTorch visible (its parity tests run too)
 # Sessions and reports land in build/mutation/; a rerun continues an unfinished session
 # (rm -rf build/mutation to start afresh).
 set -euo pipefail
@@ -24,25 +25,35 @@ for ((worker = 0; worker < jobs; worker++)); do
   done < <(git ls-files -z --cached --others --exclude-standard)
   cp "$native" "$tree/ganforge/"
 done
+# With PyTorch visible the suite is the same tests plus the parity ones, so a mutant killed
+# without it is killed with it: that session starts as a copy of the other, its survivors
+# to be run again.
+torch_hidden=1 suffix=""
+if [ "${TORCH:-0}" = 1 ]; then torch_hidden=0 suffix="-torch"; fi
 groups=("$@")
 [ ${#groups[@]} -gt 0 ] || groups=($(ls mutation/*.toml | xargs -n1 basename | sed 's/\.toml$//'))
 # one BLAS thread per worker: the workers already fill the cores
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 for group in "${groups[@]}"; do
   config="mutation/$group.toml"
-  session="$out/$group.sqlite"
+  session="$out/$group$suffix.sqlite"
   python3 "$shards" merge "$session"  # what an interrupted run finished
+  if [ -n "$suffix" ] && [ ! -f "$session" ]; then
+    [ -f "$out/$group.sqlite" ] || { echo "mutation: run $group without TORCH=1 first" >&2; exit 1; }
+    python3 "$shards" survivors-again "$out/$group.sqlite" "$session"
+  fi
   if [ ! -f "$session" ]; then
     (cd "$out/tree0" && cosmic-ray init "$config" "$session" && cr-filter-operators "$session" "$config")
   fi
   python3 "$shards" split "$session" "$jobs"
   for ((worker = 0; worker < jobs; worker++)); do
     tree="$out/tree$worker"
-    (cd "$tree" && PYTHONPATH="$tree/mutation/site:$tree/mutation/no_torch:$tree" \
-      cosmic-ray exec "$config" "$session.$worker") &
+    hide="$tree/mutation/no_torch:"
+    [ "$torch_hidden" = 1 ] || hide=""
+    (cd "$tree" && PYTHONPATH="$tree/mutation/site:$hide$tree" cosmic-ray exec "$config" "$session.$worker") &
   done
   wait
   python3 "$shards" merge "$session"
-  cr-report "$session" --show-pending > "$out/$group.txt"
-  echo "mutation: $group: $(tail -n 3 "$out/$group.txt" | tr '\n' ' ')"
+  cr-report "$session" --show-pending > "$out/$group$suffix.txt"
+  echo "mutation: $group$suffix: $(tail -n 3 "$out/$group$suffix.txt" | tr '\n' ' ')"
 done

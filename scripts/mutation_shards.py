@@ -6,6 +6,7 @@ copy of the session, in which the jobs of the other workers are marked as done.
 
     python scripts/mutation_shards.py split SESSION N   # SESSION.0 ... SESSION.N-1
     python scripts/mutation_shards.py merge SESSION     # their results into SESSION
+    python scripts/mutation_shards.py survivors-again SESSION COPY   # COPY: SESSION, survivors pending
 """
 import glob
 import os
@@ -53,11 +54,20 @@ def merge(session):
         os.remove(shard)
 
 
+def survivors_again(session, copy):
+    shutil.copyfile(session, copy)
+    with sqlite3.connect(copy) as db:
+        again = db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'").rowcount
+    print(f"mutation: {again} survivors of {session} to run again")
+
+
 if __name__ == "__main__":
     command, session, *rest = sys.argv[1:]
     if command == "split":
         split(session, int(rest[0]))
     elif command == "merge":
         merge(session)
+    elif command == "survivors-again":
+        survivors_again(session, rest[0])
     else:
-        sys.exit(f"mutation_shards: unknown command {command!r}; use split or merge")
+        sys.exit(f"mutation_shards: unknown command {command!r}; use split, merge or survivors-again")
