@@ -469,7 +469,7 @@ def embedding(indices, weight):
     return getitem(weight, indices)
 
 
-def _normalized(x, mean_, var_, eps, weight, bias, per_channel):
+def normalized(x, mean_, var_, eps, weight, bias, per_channel):
     """(x - mean) / sqrt(var + eps), times weight, plus bias: every normalization's last
     steps. With per_channel, weight and bias are (C,) vectors for an (N, C, ...) input."""
     y = (x - mean_) / sqrt(var_ + eps)
@@ -510,7 +510,7 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
         return y
     if running_mean is None:
         raise ValueError("batch_norm in eval mode needs running_mean and running_var")
-    return _normalized(x, ops.norm.per_channel(running_mean.detach(), x.ndim),
+    return normalized(x, ops.norm.per_channel(running_mean.detach(), x.ndim),
                        ops.norm.per_channel(running_var.detach(), x.ndim), eps, weight, bias, per_channel=True)
 
 
@@ -519,7 +519,7 @@ def instance_norm(x, weight=None, bias=None, eps=1e-5):
     if x.ndim < 3:
         raise ValueError(f"instance_norm expects (N, C, ...) input with spatial axes, got shape {x.shape}")
     axes = tuple(range(2, x.ndim))
-    return _normalized(x, mean(x, axes, keepdims=True), var(x, axes, keepdims=True), eps, weight, bias,
+    return normalized(x, mean(x, axes, keepdims=True), var(x, axes, keepdims=True), eps, weight, bias,
                        per_channel=True)
 
 
@@ -529,7 +529,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     if x.shape[x.ndim - len(normalized_shape):] != normalized_shape:
         raise ValueError(f"layer_norm: input shape {x.shape} does not end in {normalized_shape}")
     axes = tuple(range(x.ndim - len(normalized_shape), x.ndim))
-    return _normalized(x, mean(x, axes, keepdims=True), var(x, axes, keepdims=True), eps, weight, bias,
+    return normalized(x, mean(x, axes, keepdims=True), var(x, axes, keepdims=True), eps, weight, bias,
                        per_channel=False)
 
 

@@ -292,3 +292,103 @@ def test_initializers_have_the_right_spread():
     np.testing.assert_allclose(w.numpy() @ w.numpy().T, np.eye(256), atol=1e-5)
     with pytest.raises(ValueError, match="unknown nonlinearity 'swish'"):
         nn.init.calculate_gain("swish")
+
+
+# --- initialization and the Module API against PyTorch's documented values ------------------
+
+def test_gains_are_pytorchs():
+    gains = {"linear": 1.0, "conv2d": 1.0, "conv_transpose2d": 1.0, "sigmoid": 1.0, "tanh": 5 / 3,
+             "relu": np.sqrt(2), "selu": 3 / 4}
+    for name, gain in gains.items():
+        assert nn.init.calculate_gain(name) == pytest.approx(gain, rel=1e-15), name
+    assert nn.init.calculate_gain("leaky_relu") == pytest.approx(np.sqrt(2 / (1 + 0.01 ** 2)))
+    assert nn.init.calculate_gain("leaky_relu", 0.2) == pytest.approx(np.sqrt(2 / 1.04))
+
+
+def spread(init, shape=(300, 400), **kwargs):
+    w = gf.zeros(*shape, dtype="float64")
+    init(w, generator=gf.Generator(0), **kwargs)
+    return w.numpy()
+
+
+def test_each_initializer_has_its_documented_distribution():
+    fan_in, fan_out = 400, 300
+    assert spread(nn.init.normal_).mean() == pytest.approx(0, abs=0.01)
+    assert spread(nn.init.normal_).std() == pytest.approx(1, rel=0.01)
+    assert spread(nn.init.xavier_normal_).std() == pytest.approx(np.sqrt(2 / (fan_in + fan_out)), rel=0.01)
+    bound = np.sqrt(6 / (fan_in + fan_out))
+    w = spread(nn.init.xavier_uniform_)
+    assert -bound <= w.min() < -0.99 * bound and 0.99 * bound < w.max() <= bound
+    for mode, fan in (("fan_in", fan_in), ("fan_out", fan_out)):
+        std = np.sqrt(2) / np.sqrt(fan)
+        assert spread(nn.init.kaiming_normal_, mode=mode, nonlinearity="relu").std() == pytest.approx(std, rel=0.01)
+        w = spread(nn.init.kaiming_uniform_, mode=mode, nonlinearity="relu")
+        assert w.max() == pytest.approx(np.sqrt(3) * std, rel=0.01) and w.min() == pytest.approx(-np.sqrt(3) * std,
+                                                                                                  rel=0.01)
+
+
+def test_default_biases_are_uniform_in_plus_minus_one_over_root_fan_in():
+    gf.manual_seed(0)
+    # (a transposed convolution's weight is (in, out, kh, kw): its fan_in is out * kh * kw)
+    for layer, fan_in in ((nn.Linear(16, 4000), 16), (nn.Conv2d(4, 4000, 2), 16), (nn.ConvTranspose2d(2, 4000, 1), 4000)):
+        bias, bound = layer.bias.numpy(), 1 / np.sqrt(fan_in)
+        assert -bound <= bias.min() < -0.9 * bound and 0.9 * bound < bias.max() <= bound, type(layer).__name__
+
+
+def test_reprs_read_like_pytorchs():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, dilation=2, bias=False), nn.ReLU(), nn.Conv2d(4, 2, 3))
+    assert repr(net) == ("Sequential(\n"
+                         "  (0): Conv2d(1, 4, kernel_size=(3, 3), stride=(1, 1), dilation=(2, 2), bias=False)\n"
+                         "  (1): ReLU()\n"
+                         "  (2): Conv2d(4, 2, kernel_size=(3, 3), stride=(1, 1))\n"
+                         ")")
+    assert repr(nn.Sequential()) == "Sequential()"
+
+
+def test_reflection_padding_takes_an_int_for_all_four_sides():
+    x = gf.tensor(np.arange(16.0).reshape(1, 1, 4, 4))
+    np.testing.assert_array_equal(nn.ReflectionPad2d(1)(x).numpy(), np.pad(x.numpy(), ((0, 0), (0, 0), (1, 1), (1, 1)),
+                                                                         mode="reflect"))
+
+
+def test_zero_grad_keeps_zeroed_gradients_when_asked():
+    layer = nn.Linear(3, 2)
+    layer(gf.randn(4, 3)).sum().backward()
+    layer.zero_grad(set_to_none=False)
+    for p in layer.parameters():
+        assert p.grad is not None and not p.grad.numpy().any()
+    layer.zero_grad()
+    assert all(p.grad is None for p in layer.parameters())
+
+
+def test_spectral_norm_refuses_a_second_hook_on_the_same_parameter_only():
+    layer = nn.spectral_norm(nn.Linear(3, 2), name="weight")
+    nn.spectral_norm(layer, name="bias", dim=0)  # another parameter: allowed, as in PyTorch
+    with pytest.raises(RuntimeError, match="already applied"):
+        nn.spectral_norm(layer, name="weight")
+
+
+def test_equalized_layers_store_weights_scaled_up_by_the_lr_multiplier():
+    """Karras et al.: weights drawn from N(0, 1/lr_multiplier^2), multiplied back at run time."""
+    gf.manual_seed(0)
+    layer = nn.EqualizedLinear(300, 400, lr_multiplier=0.01)
+    assert layer.weight.numpy().std() == pytest.approx(100, rel=0.02)
+
+
+def test_modulated_conv_checks_channels_and_styles():
+    layer = nn.ModulatedConv2d(3, 2, 3, style_dim=4)
+    with pytest.raises(ValueError, match="expected \\(N, 3, H, W\\)"):
+        layer(gf.randn(2, 5, 4, 4), gf.randn(2, 4))  # wrong channels, right batch
+    with pytest.raises(ValueError, match="expected \\(N, 3, H, W\\)"):
+        layer(gf.randn(2, 3, 4, 4), gf.randn(3, 4))  # right channels, a style per another batch
+
+
+def test_injected_noise_is_one_image_per_sample_shared_by_the_channels():
+    layer = nn.NoiseInjection(3)
+    with gf.no_grad():
+        layer.weight.copy_(np.array([1.0, 2.0, -1.0]))
+    x = gf.zeros(2, 3, 4, 5)
+    added = layer(x).numpy()
+    np.testing.assert_allclose(added[:, 1], 2 * added[:, 0])
+    np.testing.assert_allclose(added[:, 2], -added[:, 0])
+    assert not np.allclose(added[0, 0], added[1, 0])

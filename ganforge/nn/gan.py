@@ -7,6 +7,7 @@ import numpy as np
 
 from .. import functional as F
 from ..autograd import no_grad
+from ..ops.norm import per_channel
 from ..tensor import get_default_dtype, randn
 from . import init
 from .module import Module, Parameter
@@ -146,7 +147,7 @@ class NoiseInjection(Module):
     def forward(self, x, noise=None):
         if noise is None:
             noise = randn(x.shape[0], 1, x.shape[2], x.shape[3], dtype=x.dtype, device=x.device)
-        return x + F.reshape(self.weight, (1, -1, 1, 1)) * noise
+        return x + per_channel(self.weight, x.ndim) * noise
 
 
 class AdaIN(Module):

@@ -70,12 +70,8 @@ dispatch.register("batch_norm_backward", "ref", batch_norm_backward_ref, ("cpu",
 def batch_norm_in_ops(x, weight=None, bias=None, eps=1e-5):
     """The same normalization as a chain of ops, every dependence on x in the graph."""
     axes = channel_axes(x.ndim)
-    y = (x - F.mean(x, axes, keepdims=True)) / F.sqrt(F.var(x, axes, keepdims=True) + eps)
-    if weight is not None:
-        y = y * F.reshape(weight, (1, -1) + (1,) * (x.ndim - 2))
-    if bias is not None:
-        y = y + F.reshape(bias, (1, -1) + (1,) * (x.ndim - 2))
-    return y
+    return F.normalized(x, F.mean(x, axes, keepdims=True), F.var(x, axes, keepdims=True), eps, weight, bias,
+                        per_channel=True)
 
 
 class BatchNorm(Function):
