@@ -392,3 +392,44 @@ def test_injected_noise_is_one_image_per_sample_shared_by_the_channels():
     np.testing.assert_allclose(added[:, 1], 2 * added[:, 0])
     np.testing.assert_allclose(added[:, 2], -added[:, 0])
     assert not np.allclose(added[0, 0], added[1, 0])
+
+
+def test_default_weights_are_uniform_in_plus_minus_one_over_root_fan_in():
+    """PyTorch's default: kaiming_uniform_ with a = sqrt(5), which is U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    gf.manual_seed(0)
+    for layer, fan_in in ((nn.Linear(50, 400), 50), (nn.Conv2d(8, 400, 3), 72), (nn.ConvTranspose2d(400, 8, 3), 72)):
+        weight, bound = layer.weight.numpy(), 1 / np.sqrt(fan_in)
+        assert -bound <= weight.min() < -0.99 * bound and 0.99 * bound < weight.max() <= bound, type(layer).__name__
+
+
+def test_orthogonal_init_flattens_a_conv_weight():
+    w = gf.zeros(8, 4, 3, 3)
+    nn.init.orthogonal_(w)
+    flat = w.numpy().reshape(8, -1)
+    np.testing.assert_allclose(flat @ flat.T, np.eye(8), atol=1e-5)
+
+
+def test_linear_takes_a_single_vector_and_batch_norm_any_channel_count():
+    assert nn.Linear(3, 2)(gf.randn(3)).shape == (2,)
+    assert nn.BatchNorm2d(300)(gf.randn(2, 300, 2, 2)).shape == (2, 300, 2, 2)  # beyond CPython's small ints
+
+
+def test_a_conv_repr_names_its_padding_and_groups():
+    assert repr(nn.Conv2d(4, 4, 3, padding=1, groups=2)) == \
+        "Conv2d(4, 4, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), groups=2)"
+
+
+def test_a_dtype_change_drops_the_old_gradients():
+    layer = nn.Linear(3, 2)
+    layer(gf.randn(4, 3)).sum().backward()
+    layer.double()
+    assert all(p.grad is None for p in layer.parameters())
+    layer(gf.randn(4, 3, dtype="float64")).sum().backward()
+    layer.to(dtype="float64")  # no change: the gradients stay
+    assert all(p.grad is not None for p in layer.parameters())
+
+
+def test_module_list_slices_are_module_lists():
+    items = nn.ModuleList([nn.ReLU(), nn.Tanh(), nn.Sigmoid()])
+    assert isinstance(items[1:], nn.ModuleList) and [type(m) for m in items[1:]] == [nn.Tanh, nn.Sigmoid]
+    assert isinstance(items[0], nn.ReLU)

@@ -219,7 +219,7 @@ class Module:
             if device is not None:
                 array = backend.to_device(array, device)
             if dtype is not None and array.dtype.kind == "f":
-                array = array.astype(dtype)
+                array = array.astype(dtype, copy=False)  # the same dtype: no copy, a no-op
             if array is not t._data:
                 t._data = array
                 t._version += 1
