@@ -433,3 +433,45 @@ def test_module_list_slices_are_module_lists():
     items = nn.ModuleList([nn.ReLU(), nn.Tanh(), nn.Sigmoid()])
     assert isinstance(items[1:], nn.ModuleList) and [type(m) for m in items[1:]] == [nn.Tanh, nn.Sigmoid]
     assert isinstance(items[0], nn.ReLU)
+
+
+def test_layers_default_to_pytorchs_arguments():
+    x = gf.tensor(np.linspace(-3, 3, 2 * 3 * 4 * 5).reshape(2, 3, 4, 5))
+    assert nn.Flatten()(x).shape == (2, 60)
+    np.testing.assert_allclose(nn.Softplus()(x).numpy(), np.logaddexp(0, x.numpy()), rtol=1e-6)
+    np.testing.assert_allclose(nn.ELU()(x).numpy(), np.where(x.numpy() > 0, x.numpy(), np.expm1(x.numpy())),
+                               rtol=1e-6, atol=1e-7)
+    w = spread(nn.init.kaiming_normal_)  # a = 0: the gain of a ReLU
+    assert w.std() == pytest.approx(np.sqrt(2 / 400), rel=0.01)
+    layer = nn.Linear(2, 2).requires_grad_(False).requires_grad_()
+    assert all(p.requires_grad for p in layer.parameters())
+
+
+def test_gan_layers_defaults_and_checks():
+    md = nn.MinibatchDiscrimination(6, 4)  # Salimans et al.: 5 dimensions per kernel
+    assert md.T.shape == (6, 20) and md(gf.randn(3, 6)).shape == (3, 10)
+    with pytest.raises(ValueError, match="expected an \\(N, 6\\) input"):
+        md(gf.randn(3, 5))
+    assert nn.MinibatchStdDev()(gf.randn(4, 3, 2, 2)).shape == (4, 4, 2, 2)  # one std channel
+    for k in (1, 3, 5):  # "same" padding for odd kernels
+        assert nn.ModulatedConv2d(2, 3, k, style_dim=4)(gf.randn(2, 2, 6, 7), gf.randn(2, 4)).shape == (2, 3, 6, 7)
+
+
+def test_dropout_probability_must_be_below_one():
+    for p in (1.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match="Dropout probability must be in \\[0, 1\\)"):
+            nn.Dropout(p)
+
+
+def test_parameters_and_their_shapes():
+    p = nn.Parameter(np.zeros(2))
+    assert repr(p).startswith("Parameter(") and repr(p).endswith(")")
+    assert nn.ConvTranspose2d(4, 6, 3, groups=2).weight.shape == (4, 3, 3, 3)
+    layer = nn.Linear(2, 2)
+    layer.bias = None  # as in PyTorch, the layer no longer has a bias parameter
+    assert [name for name, _ in layer.named_parameters()] == ["weight"] and "bias" not in layer.state_dict()
+
+
+def test_a_dtype_change_leaves_integer_buffers_alone():
+    bn = nn.BatchNorm2d(2).double()
+    assert bn.running_mean.dtype == np.float64 and bn.num_batches_tracked.dtype.kind == "i"
