@@ -475,3 +475,32 @@ def test_parameters_and_their_shapes():
 def test_a_dtype_change_leaves_integer_buffers_alone():
     bn = nn.BatchNorm2d(2).double()
     assert bn.running_mean.dtype == np.float64 and bn.num_batches_tracked.dtype.kind == "i"
+
+
+def test_more_defaults_checks_and_reprs():
+    assert nn.LeakyReLU()(gf.tensor(np.array([-1.0, 2.0]))).numpy().tolist() == pytest.approx([-0.01, 2.0])
+    for channels in ((4, 6), (6, 4)):  # either side not divisible by the groups
+        with pytest.raises(ValueError, match="groups"):
+            nn.Conv2d(*channels, 3, groups=4)
+    assert repr(nn.BatchNorm2d(3)) == "BatchNorm2d(3, eps=1e-05, momentum=0.1, affine=True)"
+    assert repr(nn.BatchNorm2d(3, affine=False)).endswith("affine=False)")
+
+
+def test_spectral_norm_starts_from_unit_vectors():
+    layer = nn.spectral_norm(nn.Linear(3, 40))
+    for name in ("weight_u", "weight_v"):
+        assert np.linalg.norm(getattr(layer, name).numpy()) == pytest.approx(1.0, rel=1e-6)
+
+
+def test_load_state_dict_strictness():
+    source, target = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1)), nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1))
+    state = source.state_dict()
+    missing_first = {k: v for k, v in state.items() if k != "0.weight"}
+    with pytest.raises(KeyError, match="missing keys \\['0.weight'\\]"):
+        target.load_state_dict(missing_first)
+    with pytest.raises(KeyError, match="unexpected keys \\['2.weight'\\]"):
+        target.load_state_dict({**state, "2.weight": state["0.weight"]})
+    missing, unexpected = target.load_state_dict(missing_first, strict=False)
+    assert missing == ["0.weight"] and unexpected == []
+    for key in missing_first:  # every key after the missing one is loaded too
+        np.testing.assert_array_equal(target.state_dict()[key].numpy(), state[key].numpy())
