@@ -504,3 +504,30 @@ def test_load_state_dict_strictness():
     assert missing == ["0.weight"] and unexpected == []
     for key in missing_first:  # every key after the missing one is loaded too
         np.testing.assert_array_equal(target.state_dict()[key].numpy(), state[key].numpy())
+
+
+def test_registration_and_removal():
+    layer = nn.Linear(2, 2)
+    layer.register_parameter("extra", None)
+    layer.register_buffer("scratch", None)
+    layer.register_buffer("cache", gf.zeros(2), persistent=False)
+    layer.register_buffer("count", gf.zeros(1))
+    assert sorted(layer.state_dict()) == ["bias", "count", "weight"]
+    del layer.weight
+    assert [name for name, _ in layer.named_parameters()] == ["bias"]
+    net = nn.Sequential(nn.ReLU(), nn.Tanh(), nn.Sigmoid())
+    assert isinstance(net[1:], nn.Sequential) and len(net[1:]) == 2 and isinstance(net[0], nn.ReLU)
+
+
+def test_more_layer_defaults_checks_and_reprs():
+    assert not list(nn.InstanceNorm2d(3).parameters())  # PyTorch's default: affine=False
+    with pytest.raises(ValueError, match="expected an \\(N, 1, H, W\\) input"):
+        nn.Conv2d(1, 1, 3)(gf.randn(1, 1, 1, 5, 5))
+    assert repr(nn.Upsample(scale_factor=2)) == "Upsample(scale_factor=2, mode='nearest')"
+    assert repr(nn.Upsample(size=(4, 4), mode="bilinear")) == "Upsample(size=(4, 4), mode='bilinear')"
+    mode = "".join(["re", "flect"])  # read from a config file: equal to "reflect", another object
+    x = gf.tensor(np.arange(16.0).reshape(1, 1, 4, 4))
+    reflect = nn.Conv2d(1, 1, 3, padding=1, padding_mode=mode, bias=False)
+    zeros = nn.Conv2d(1, 1, 3, padding=1, bias=False)
+    zeros.weight = reflect.weight
+    assert not np.allclose(reflect(x).numpy(), zeros(x).numpy())
