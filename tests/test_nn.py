@@ -531,3 +531,12 @@ def test_more_layer_defaults_checks_and_reprs():
     zeros = nn.Conv2d(1, 1, 3, padding=1, bias=False)
     zeros.weight = reflect.weight
     assert not np.allclose(reflect(x).numpy(), zeros(x).numpy())
+
+
+def test_dropout_and_spectral_norm_defaults():
+    assert nn.Dropout().p == 0.5
+    layer = nn.spectral_norm(nn.Linear(3, 2))
+    hook, = layer._forward_pre_hooks
+    assert (hook.eps, hook.n_power_iterations) == (1e-12, 1)  # PyTorch's
+    with pytest.raises(RuntimeError, match="already applied"):
+        nn.spectral_norm(layer, name="".join(["wei", "ght"]))  # the name as another string object
