@@ -540,3 +540,26 @@ def test_dropout_and_spectral_norm_defaults():
     assert (hook.eps, hook.n_power_iterations) == (1e-12, 1)  # PyTorch's
     with pytest.raises(RuntimeError, match="already applied"):
         nn.spectral_norm(layer, name="".join(["wei", "ght"]))  # the name as another string object
+
+
+def test_small_initializers_and_their_checks():
+    w = gf.ones(3, 4)
+    nn.init.zeros_(w)
+    assert not w.numpy().any()
+    nn.init.ones_(w)
+    assert (w.numpy() == 1).all()
+    with pytest.raises(ValueError, match="at least 2 dimensions"):
+        nn.init.xavier_uniform_(gf.zeros(5))
+
+
+def test_parameters_are_listed_once_and_none_never():
+    shared = nn.Linear(2, 2)
+    net = nn.Sequential(shared, nn.ReLU(), shared)
+    net.register_parameter("unused", None)
+    assert len(list(net.parameters())) == 2
+
+
+def test_spectral_norm_needs_at_least_one_power_iteration():
+    with pytest.raises(ValueError, match="at least one power iteration, got 0"):
+        nn.spectral_norm(nn.Linear(2, 2), n_power_iterations=0)
+    assert nn.spectral_norm(nn.Linear(2, 2), n_power_iterations=2)(gf.randn(3, 2)).shape == (3, 2)
