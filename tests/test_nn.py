@@ -563,3 +563,52 @@ def test_spectral_norm_needs_at_least_one_power_iteration():
     with pytest.raises(ValueError, match="at least one power iteration, got 0"):
         nn.spectral_norm(nn.Linear(2, 2), n_power_iterations=0)
     assert nn.spectral_norm(nn.Linear(2, 2), n_power_iterations=2)(gf.randn(3, 2)).shape == (3, 2)
+
+
+def test_gan_layer_initializations_and_defaults():
+    gf.manual_seed(0)
+    T = nn.MinibatchDiscrimination(200, 100).T.numpy()  # Salimans et al.'s T ~ N(0, 0.1^2)
+    assert abs(T.mean()) < 0.005 and T.std() == pytest.approx(0.1, rel=0.02)
+    weight = nn.EqualizedLinear(300, 400, lr_multiplier=0.01).weight.numpy()
+    assert abs(weight.mean()) < 1.0
+    assert nn.ModulatedConv2d(2, 2, 3, style_dim=2).demodulate  # StyleGAN2's default
+    assert nn.ModulatedConv2d(300, 1, 1, style_dim=2)(gf.randn(1, 300, 2, 2), gf.randn(1, 2)).shape == (1, 1, 2, 2)
+    with pytest.raises(ValueError, match="expected an \\(N, 6\\) input"):
+        nn.MinibatchDiscrimination(6, 4)(gf.randn(6))
+    same = gf.ones(4, 2, 3, 3)  # a group of identical samples: their std is sqrt(eps), about 0
+    assert np.abs(nn.MinibatchStdDev()(same).numpy()[:, 2]).max() < 1e-3
+
+
+def test_initializer_shapes_and_ranges():
+    assert nn.init.fan_in_and_fan_out(gf.zeros(4, 3, 5)) == (15, 20)
+    assert nn.init.fan_in_and_fan_out(gf.zeros(4, 3, 5, 5)) == (75, 100)
+    w = spread(nn.init.uniform_)
+    assert 0 <= w.min() < 0.01 and 0.99 < w.max() < 1
+    assert abs(spread(nn.init.xavier_normal_).mean()) < 0.001
+    mode = "".join(["fan", "_in"])  # read at run time: equal, not the same object
+    assert spread(nn.init.kaiming_normal_, mode=mode).std() == pytest.approx(np.sqrt(2 / 400), rel=0.01)
+    with pytest.raises(ValueError, match="at least 2 dimensions"):
+        nn.init.orthogonal_(gf.zeros(5))
+    tall = gf.zeros(8, 3)
+    nn.init.orthogonal_(tall)
+    np.testing.assert_allclose(tall.numpy().T @ tall.numpy(), np.eye(3), atol=1e-5)
+
+
+def test_layers_refuse_more_channels_and_more_axes():
+    with pytest.raises(ValueError, match="expected an \\(N, 3, H, W\\) input"):
+        nn.Conv2d(3, 2, 3)(gf.randn(1, 2, 5, 5))
+    with pytest.raises(ValueError, match="expected input with 2 channels"):
+        nn.BatchNorm2d(2)(gf.randn(2, 3, 3, 3))
+    with pytest.raises(ValueError, match="expected input with 2 channels"):
+        nn.BatchNorm2d(2)(gf.randn(2, 2, 3, 3, 1))
+    with pytest.raises(ValueError, match="shape"):
+        nn.Linear(2, 2).load_state_dict({"weight": np.zeros((3, 3)), "bias": np.zeros(2)})
+
+
+def test_a_dtype_change_leaves_boolean_buffers_alone_and_spectral_norm_takes_any_order():
+    layer = nn.Linear(2, 2)
+    layer.register_buffer("mask", gf.tensor(np.array([True, False])))
+    layer.double()
+    assert layer.mask.dtype == np.bool_
+    layer = nn.spectral_norm(nn.Linear(3, 2), name="bias", dim=0)
+    nn.spectral_norm(layer, name="weight")  # "bias" first, then "weight": both allowed
