@@ -132,7 +132,10 @@ class Adam(Optimizer):
             grad = grad + h["weight_decay"] * p._data
         if "exp_avg" not in state:
             state["step"] = 0
-            state["exp_avg"], state["exp_avg_sq"] = np.zeros_like(grad), np.zeros_like(grad)
+            # C-ordered even when the gradient is a transposed view (a Linear weight's), so that
+            # the compiled step takes them
+            xp = xp_of(grad)
+            state["exp_avg"], state["exp_avg_sq"] = xp.zeros(grad.shape, grad.dtype), xp.zeros(grad.shape, grad.dtype)
         state["step"] += 1
         p._inplace(lambda param: dispatch.call("adam_step", param, grad, state["exp_avg"], state["exp_avg_sq"],
                                                h["lr"], *h["betas"], h["eps"], state["step"],

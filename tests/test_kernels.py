@@ -963,12 +963,16 @@ def test_adam_runs_the_cpp_step_and_falls_back_for_what_it_cannot_take(monkeypat
     p.grad = gf.Tensor(np.ones((3, 4), np.float32))
     gf.optim.Adam([p]).step()
     assert len(calls) == 1
-    # a non-contiguous gradient (or a dtype the kernel lacks) takes the reference, still right
+    # non-contiguous moments (or a dtype the kernel lacks) take the reference, still right
     param, grad = np.ones((4, 3), np.float32), np.arange(12, dtype=np.float32).reshape(3, 4).T
-    m, v = np.zeros_like(param), np.zeros_like(param)
+    m, v = np.zeros((3, 4), np.float32).T, np.zeros((3, 4), np.float32).T
     adam_step(param, grad, m, v, 0.01, 0.9, 0.999, 1e-8, 1)
     assert len(calls) == 1
     np.testing.assert_allclose(m, 0.1 * grad, rtol=1e-6)
+    # a transposed gradient (a Linear weight's) is only read: the kernel takes a copy
+    adam_step(param, grad, np.zeros_like(param, order="C"), np.zeros_like(param, order="C"),
+              0.01, 0.9, 0.999, 1e-8, 1)
+    assert len(calls) == 2
 
 
 @needs_cpp

@@ -222,8 +222,9 @@ def test_linear_decay_starts_at_once_by_default():
 
 @pytest.mark.skipif(not native.available()[0], reason=native.available()[1])
 def test_adam_runs_compiled_only_on_contiguous_arrays_of_one_float_dtype(monkeypatch):
-    """The C++ Adam takes float32 or float64 arrays, all of one dtype and shape and
-    C-contiguous; anything else goes to the NumPy step, with the same numbers."""
+    """The C++ Adam takes float32 or float64 arrays, all of one dtype and shape, the
+    parameter and moments C-contiguous (a strided gradient is copied); anything else goes
+    to the NumPy step, with the same numbers."""
     calls, compiled = [], native.module()
 
     class Counting:
@@ -235,10 +236,11 @@ def test_adam_runs_compiled_only_on_contiguous_arrays_of_one_float_dtype(monkeyp
     rng = np.random.default_rng(0)
     hyper = (1e-2, 0.5, 0.999, 1e-8, 3)
 
-    def step(dtype, grad_dtype=None, transposed=False):
+    def step(dtype, grad_dtype=None, transposed=False, moments_transposed=False):
         param, grad = rng.standard_normal((4, 4)).astype(dtype), rng.standard_normal((4, 4)).astype(grad_dtype or dtype)
         grad = grad.T if transposed else grad
         m, v = np.full((4, 4), 0.1, dtype), np.full((4, 4), 0.2, dtype)
+        m, v = (m.T, v.T) if moments_transposed else (m, v)
         expected = [a.copy() for a in (param, grad, m, v)]
         optim.adam_step_ref(*expected[:1], expected[1], expected[2], expected[3], *hyper)
         calls.clear()
@@ -249,4 +251,5 @@ def test_adam_runs_compiled_only_on_contiguous_arrays_of_one_float_dtype(monkeyp
     assert step(np.float32) and step(np.float64)
     assert not step(np.float16)
     assert not step(np.float32, grad_dtype=np.float64) and not step(np.float64, grad_dtype=np.float32)
-    assert not step(np.float32, transposed=True)
+    assert step(np.float32, transposed=True)
+    assert not step(np.float32, moments_transposed=True)

@@ -14,6 +14,7 @@ from ...ops.activation import leaky_relu_backward_ref, leaky_relu_ref
 from ...ops.norm import batch_norm_backward_ref, batch_norm_ref
 from ...ops.penalty import penalty_of
 from ...ops.spectral import spectral_norm_with
+from ...optim import adam_step_ref
 from . import conv, native
 
 FLOATS = (np.float32, np.float64)
@@ -67,28 +68,14 @@ def adam_scalars(lr, beta1, beta2, eps, step):
 
 
 def adam_step(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, step):
-    scalars = adam_scalars(lr, beta1, beta2, eps, step)
-    arrays = (param, grad, exp_avg, exp_avg_sq)
-    if param.dtype not in FLOATS or any(
-            a.dtype != param.dtype or a.shape != param.shape or not a.flags.c_contiguous for a in arrays):
-        return adam_step_numpy(param, grad, exp_avg, exp_avg_sq, scalars)
-    native.module().adam_step(param, grad, exp_avg, exp_avg_sq, scalars)
-
-
-def adam_step_numpy(param, grad, exp_avg, exp_avg_sq, scalars):
-    """The C++ pass's arithmetic in NumPy, in place with one temporary, for the arrays the
-    kernel does not take (another dtype, a strided gradient such as a Linear weight's)."""
-    beta1, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_root, eps, step_size = scalars
-    exp_avg *= beta1
-    exp_avg += one_minus_beta1 * grad
-    exp_avg_sq *= beta2
-    exp_avg_sq += one_minus_beta2 * np.square(grad)
-    update = np.sqrt(exp_avg_sq)
-    update /= bias_correction2_root
-    update += eps
-    np.divide(exp_avg, update, out=update)
-    update *= step_size
-    np.subtract(param, update, out=param)
+    # The kernel updates param and the moments in place, so those must be C-contiguous; the
+    # gradient (a Linear weight's is a transposed view) is only read, so a copy will do.
+    if param.dtype not in FLOATS or any(a.dtype != param.dtype or a.shape != param.shape
+                                        for a in (grad, exp_avg, exp_avg_sq)) or \
+            not all(a.flags.c_contiguous for a in (param, exp_avg, exp_avg_sq)):
+        return adam_step_ref(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, step)
+    native.module().adam_step(param, np.ascontiguousarray(grad), exp_avg, exp_avg_sq,
+                              adam_scalars(lr, beta1, beta2, eps, step))
 
 
 CPP_KERNELS = {
