@@ -327,12 +327,17 @@ def test_each_initializer_has_its_documented_distribution():
                                                                                                   rel=0.01)
 
 
+def assert_fills_plus_minus_one_over_root(values, fan_in, near, what):
+    """Uniform in +-1/sqrt(fan_in): inside the bounds, and reaching within `near` of both."""
+    bound = 1 / np.sqrt(fan_in)
+    assert -bound <= values.min() < -near * bound and near * bound < values.max() <= bound, what
+
+
 def test_default_biases_are_uniform_in_plus_minus_one_over_root_fan_in():
     gf.manual_seed(0)
     # (a transposed convolution's weight is (in, out, kh, kw): its fan_in is out * kh * kw)
     for layer, fan_in in ((nn.Linear(16, 4000), 16), (nn.Conv2d(4, 4000, 2), 16), (nn.ConvTranspose2d(2, 4000, 1), 4000)):
-        bias, bound = layer.bias.numpy(), 1 / np.sqrt(fan_in)
-        assert -bound <= bias.min() < -0.9 * bound and 0.9 * bound < bias.max() <= bound, type(layer).__name__
+        assert_fills_plus_minus_one_over_root(layer.bias.numpy(), fan_in, 0.9, type(layer).__name__)
 
 
 def test_reprs_read_like_pytorchs():
@@ -398,8 +403,7 @@ def test_default_weights_are_uniform_in_plus_minus_one_over_root_fan_in():
     """PyTorch's default: kaiming_uniform_ with a = sqrt(5), which is U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
     gf.manual_seed(0)
     for layer, fan_in in ((nn.Linear(50, 400), 50), (nn.Conv2d(8, 400, 3), 72), (nn.ConvTranspose2d(400, 8, 3), 72)):
-        weight, bound = layer.weight.numpy(), 1 / np.sqrt(fan_in)
-        assert -bound <= weight.min() < -0.99 * bound and 0.99 * bound < weight.max() <= bound, type(layer).__name__
+        assert_fills_plus_minus_one_over_root(layer.weight.numpy(), fan_in, 0.99, type(layer).__name__)
 
 
 def test_orthogonal_init_flattens_a_conv_weight():

@@ -10,6 +10,7 @@ from .. import nn, optim
 from ..tensor import Generator, manual_seed, ones_like, rand, randn, zeros_like
 from .nets import dcgan_discriminator, dcgan_generator
 from .penalties import gradient_penalty
+from .steps import frozen, update
 
 MODELS = {  # name: (loss, D with batch norm, D with spectral norm, channels, resolution, batch)
     "dcgan28": ("bce", True, False, 1, 28, 64),
@@ -68,16 +69,11 @@ def build(name, seed=0, device="cpu"):
         else:
             loss_d = F.mean(D(fake.detach())) - F.mean(D(real)) + gradient_penalty(D, real, fake, 10.0,
                                                                                     generator=noise)
-        opt_d.zero_grad()
-        loss_d.backward()
-        opt_d.step()
-        D.requires_grad_(False)  # the peer computes D's weight gradients here and throws them away
-        out = D(fake)
-        loss_g = F.binary_cross_entropy_with_logits(out, ones_like(out)) if loss == "bce" else -F.mean(out)
-        opt_g.zero_grad()
-        loss_g.backward()
-        opt_g.step()
-        D.requires_grad_(True)
+        update(opt_d, loss_d)
+        with frozen(D):  # the peer computes D's weight gradients here and throws them away
+            out = D(fake)
+            loss_g = F.binary_cross_entropy_with_logits(out, ones_like(out)) if loss == "bce" else -F.mean(out)
+            update(opt_g, loss_g)
         return loss_d.item(), loss_g.item()
 
     return G, D, step, batch

@@ -9,7 +9,7 @@ from ..backend import device_of, xp_of
 
 
 # ReLU and LeakyReLU share two kernels: `ref` in NumPy/CuPy below, `cpp` in
-# csrc/gan_kernels.cpp (one pass, both cores, AVX-512 for float32).
+# backends/cpu/kernels.py over csrc/gan_kernels.cpp (one pass, both cores, AVX-512 for float32).
 
 def leaky_relu_ref(x, slope):
     xp, slope = xp_of(x), x.dtype.type(slope)

@@ -31,8 +31,8 @@ def per_channel(vector, ndim):
     return vector.reshape((1, -1) + (1,) * (ndim - 2))
 
 
-# --- the kernels: `ref` in NumPy/CuPy, `cpp` in csrc/gan_kernels.cpp (both passes of each
-# direction per channel, channels split between threads, sums in double) ---------------
+# --- the kernels: `ref` in NumPy/CuPy; `cpp` (backends/cpu/kernels.py, csrc/gan_kernels.cpp)
+# does both passes of each direction per channel, channels split between threads, sums in double
 
 def batch_norm_ref(x, weight, bias, eps):
     """(y, mean, var, inv_std), the statistics per channel."""

@@ -2,8 +2,8 @@
 singular value by power iteration (Miyato et al. 2018), with u and v held constant in
 the gradient as PyTorch does. The module-level hook is in ganforge/nn/spectral.py.
 
-The registry op `spectral_norm` runs the power iteration and the division: `ref` and
-`cpp` here, and fused kernels on the GPU (backends/gpu/).
+The registry op `spectral_norm` runs the power iteration and the division: `ref` here,
+`cpp` in backends/cpu/kernels.py, and fused kernels on the GPU (backends/gpu/).
 """
 import numpy as np
 
