@@ -111,9 +111,12 @@ def evaluate(args):
 
     import numpy as np
 
-    from ganforge.gan import generate
+    from ganforge.gan import load_model
     from ganforge.metrics.fashion_classifier import fashion_mnist_report
-    samples, model = generate(args.run, args.n, seed=args.seed, use_ema=not args.no_ema)
+    model = load_model(args.run, use_ema=not args.no_ema)
+    if model.data_kind == "unpaired":
+        return _evaluate_translation(args, model)
+    samples = model.sample(args.n, seed=args.seed)
     if samples.shape[1:] != (1, 28, 28):
         raise ValueError(f"evaluate measures 28x28 grey Fashion-MNIST generators; {args.run} makes samples of shape "
                          f"{samples.shape[1:]} (for 2-D mixtures see ganforge.metrics.mode_coverage)")
@@ -123,12 +126,67 @@ def evaluate(args):
     names = list(next(iter(report.values())))
     print(f"{model.name} at step {model.step}, {args.n} samples against {args.n} Fashion-MNIST test images "
           "(features of ganforge's frozen classifier)")
-    print(f"{'':14s}" + "".join(f"{name:>15s}" for name in names))
-    for row, values in report.items():
-        print(f"{row:14s}" + "".join(f"{values[name]:15.4f}" for name in names))
+    _print_table(report, names)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"run": args.run, "step": model.step, "n": args.n, **report}, f, indent=1)
+
+
+def _evaluate_translation(args, model):
+    """A CycleGAN trained on fashion-edges against the test set's true pairs."""
+    import json
+
+    from ganforge.metrics.translation import identity_translation, translation_scores
+    if model.data.name != "fashion-edges":
+        raise ValueError(f"evaluate measures translations against the fashion-edges test pairs; {args.run} was "
+                         f"trained on {model.data.name}, which has no true pairs (look at its samples instead)")
+    rows = {}
+    for name, translate in (("identity", identity_translation), (model.name, model.translate)):
+        for direction, scores in translation_scores(translate, args.n, args.data_path).items():
+            rows[f"{name}: {direction}"] = scores
+    print(f"{model.name} at step {model.step}, {args.n} fashion-edges test pairs (L1 and PSNR on [0, 1] pixels; "
+          "class accuracy of ganforge's Fashion-MNIST classifier on the translated garments)")
+    _print_table(rows, ["l1", "psnr", "class_accuracy"])
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"run": args.run, "step": model.step, "n": args.n, **rows}, f, indent=1)
+
+
+def _print_table(rows, names):
+    width = max(14, *(len(row) + 2 for row in rows))
+    print(f"{'':{width}s}" + "".join(f"{name:>15s}" for name in names))
+    for row, values in rows.items():
+        print(f"{row:{width}s}" + "".join(f"{values[name]:15.4f}" if name in values else f"{'-':>15s}"
+                                            for name in names))
+
+
+def translate(args):
+    import numpy as np
+
+    from ganforge import io
+    from ganforge.data.folder import list_images, read_image
+    from ganforge.gan import load_model
+    model = load_model(args.run)
+    if model.data_kind != "unpaired":
+        raise ValueError(f"{args.run} holds a {model.name} run, which does not translate images; train cyclegan")
+    channels = model.data.shape[0]
+    if os.path.isdir(args.input):
+        inputs = list_images(args.input)
+        outputs = [os.path.join(args.out, os.path.splitext(os.path.relpath(p, args.input))[0] + ".png")
+                   for p in inputs]
+    elif os.path.isfile(args.input):
+        if os.path.isdir(args.out):
+            raise ValueError(f"--input is one image, so --out must be a file name, not the folder {args.out}")
+        inputs, outputs = [args.input], [args.out]
+    else:
+        raise FileNotFoundError(f"--input {args.input} is neither an image nor a folder")
+    for source, target in zip(inputs, outputs):
+        image = read_image(source, channels)  # each at its own size, so one at a time
+        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+        io.save_image(target, model.translate(image[None], args.direction)[0])
+    names = {"ab": "A -> B", "ba": "B -> A"}
+    print(f"translated {len(inputs)} image{'s' if len(inputs) != 1 else ''} {names[args.direction]} with "
+          f"{model.name} (step {model.step}) into {args.out}")
 
 
 def profile(args):
@@ -236,6 +294,12 @@ def main(argv=None):
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--no-ema", action="store_true", help="use the raw generator weights, not their EMA")
     e.add_argument("--json", help="also write the numbers to this JSON file")
+    tr = commands.add_parser("translate", help="translate images with a trained CycleGAN run")
+    tr.add_argument("run", help="a run folder (or a checkpoint folder)")
+    tr.add_argument("--input", required=True, help="an image, or a folder of images (any size)")
+    tr.add_argument("--out", required=True, help="the translated image's file, or a folder for a folder's")
+    tr.add_argument("--direction", choices=["ab", "ba"], default="ab",
+                    help="ab: from --data's domain to --data-b's (fashion-edges: edges -> garment); ba: back")
     p = commands.add_parser("profile", help="where a training step's time goes, per op and per layer")
     p.add_argument("model", help="a benchmark model (dcgan28, wgangp28, sngan28, dcgan64) or a model of `ganforge list`")
     p.add_argument("--steps", type=int, default=5)
@@ -246,7 +310,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     from ganforge.backends.cpu import runtime
     runtime.hold_freed_memory()  # the command line owns its process (see backends/cpu/runtime.py)
-    handlers = {"profile": profile, "info": lambda a: info(), "list": list_models, "train": train, "sample": sample, "evaluate": evaluate}
+    handlers = {"profile": profile, "info": lambda a: info(), "list": list_models, "train": train, "sample": sample,
+                "evaluate": evaluate, "translate": translate}
     from ganforge.backend import env_flag
     debug = args.debug or env_flag("GANFORGE_DEBUG")
     try:

@@ -148,6 +148,11 @@ def _pillow():
     return Image, ImageDraw
 
 
+def to_pixels(images):
+    """Values in [-1, 1] as uint8 pixel values 0..255."""
+    return np.clip((images + 1) * 127.5, 0, 255).round().astype(np.uint8)
+
+
 def image_grid(images, rows=None, padding=2):
     """(N, C, H, W) images in [-1, 1] tiled into one uint8 array (H', W', C) for display."""
     images = np.asarray(images, dtype=np.float32)
@@ -157,7 +162,7 @@ def image_grid(images, rows=None, padding=2):
     cols = rows if rows else int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
     grid = np.full((rows * (h + padding) + padding, cols * (w + padding) + padding, c), 255, dtype=np.uint8)
-    pixels = np.clip((images + 1) * 127.5, 0, 255).round().astype(np.uint8).transpose(0, 2, 3, 1)
+    pixels = to_pixels(images).transpose(0, 2, 3, 1)
     for i in range(n):
         r, q = divmod(i, cols)
         top, left = padding + r * (h + padding), padding + q * (w + padding)
@@ -170,6 +175,16 @@ def save_image_grid(path, images, rows=None, scale=2):
     grid = image_grid(images, rows)
     picture = Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid)
     picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST).save(path)
+
+
+def save_image(path, image):
+    """One (C, H, W) image in [-1, 1] as a PNG (or any format Pillow knows by the extension)."""
+    Image, _ = _pillow()
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 3 or image.shape[0] not in (1, 3):
+        raise ValueError(f"save_image expects a (1 or 3, H, W) image, got shape {image.shape}")
+    pixels = to_pixels(image).transpose(1, 2, 0)
+    Image.fromarray(pixels[..., 0] if image.shape[0] == 1 else pixels).save(path)
 
 
 def save_scatter(path, points, means=None, extent=None, size=480):

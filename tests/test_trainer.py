@@ -30,7 +30,7 @@ def tiny_fashion(tmp_path_factory):
 def small(name, tiny_fashion, **extra):
     data = MODELS[name].defaults["data"]
     options = dict(QUICK, **extra)
-    if data == "fashion-mnist":
+    if data in ("fashion-mnist", "fashion-edges"):
         options["data_path"] = tiny_fashion
     return options
 
@@ -42,10 +42,11 @@ def state_of(trainer):
 @pytest.fixture(autouse=True)
 def small_fashion_split(monkeypatch):
     """The trainer asks for the official 60000 images; the stand-in has 64."""
+    from ganforge.data import fashion_edges
     from ganforge.gan import trainer as trainer_module
     real = trainer_module.load_fashion_mnist
-    monkeypatch.setattr(trainer_module, "load_fashion_mnist",
-                        lambda root, split: real(root, split, expected_count=0))
+    for module in (trainer_module, fashion_edges):
+        monkeypatch.setattr(module, "load_fashion_mnist", lambda root, split: real(root, split, expected_count=0))
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -57,7 +58,8 @@ def test_every_model_trains_and_changes_its_weights(name, tiny_fashion, tmp_path
     assert trainer.step == 3 and len(history) == 3
     assert all(np.isfinite(v) for entry in history for v in entry.values())
     changed = [k for k in before if before[k].dtype.kind == "f" and not np.array_equal(before[k], after[k])]
-    assert any(k.startswith("G.") for k in changed) and any(k.startswith("D.") for k in changed)
+    for net in trainer.model.nets:  # G and D, or G_ab, G_ba, D_a and D_b
+        assert any(k.startswith(net + ".") for k in changed), net
     assert os.path.exists(tmp_path / "latest") and os.path.exists(tmp_path / "samples" / "latest.png")
     assert os.path.exists(tmp_path / "losses.png") and os.path.exists(tmp_path / "log.csv")
 

@@ -30,25 +30,48 @@ def list_images(root):
     return paths
 
 
-def load_image(path, resolution, channels):
-    """One image as float32 (channels, resolution, resolution) in [-1, 1]."""
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
+def folder_channels(root):
+    """1 when every image under `root` is grey, else 3 (read from the headers only)."""
+    Image = _pillow()
+    for path in list_images(root):
+        try:
+            with Image.open(path) as image:
+                if image.mode not in GREY_MODES:
+                    return 3
+        except OSError as exc:
+            raise ValueError(f"{path}: cannot be read as an image ({exc})") from None
+    return 1
+
+
+def read_image(path, channels, resolution=None):
+    """One image as float32 (channels, H, W) in [-1, 1]: at its own size, or with
+    `resolution` resized so that its shorter side is that and center-cropped to a square."""
     Image = _pillow()
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
     try:
         with Image.open(path) as image:
             image = image.convert("L" if channels == 1 else "RGB")
-            width, height = image.size
-            scale = resolution / min(width, height)
-            size = (max(resolution, round(width * scale)), max(resolution, round(height * scale)))
-            image = image.resize(size, Image.BICUBIC)
-            left, top = (size[0] - resolution) // 2, (size[1] - resolution) // 2
-            image = image.crop((left, top, left + resolution, top + resolution))
+            if resolution:
+                width, height = image.size
+                scale = resolution / min(width, height)
+                size = (max(resolution, round(width * scale)), max(resolution, round(height * scale)))
+                image = image.resize(size, Image.BICUBIC)
+                left, top = (size[0] - resolution) // 2, (size[1] - resolution) // 2
+                image = image.crop((left, top, left + resolution, top + resolution))
             array = np.asarray(image, dtype=np.float32)
     except OSError as exc:  # Pillow's error for unreadable or truncated files
         raise ValueError(f"{path}: cannot be read as an image ({exc})") from None
     array = array[None] if channels == 1 else array.transpose(2, 0, 1)
     return array / 127.5 - 1.0
+
+
+def load_image(path, resolution, channels):
+    """One image as float32 (channels, resolution, resolution) in [-1, 1]."""
+    return read_image(path, channels, resolution)
 
 
 def load_image_folder(root, resolution, channels=3):

@@ -53,6 +53,7 @@ class Model:
     options = {}    # the model's own hyper-parameters and their defaults (command-line flags)
     ema = ("G",)    # networks that keep an EMA copy, which pictures and inference use
     data_kind = "images"  # its batches: images (x, label), unpaired (a, b) or paired (lr, hr)
+    lr_constant = 0.0  # with lr_decay: the fraction of the steps before the learning rates start to fall
 
     def __init__(self, config, data, noise=None):
         self.config, self.data = config, data
@@ -74,11 +75,12 @@ class Model:
 
     def setup_optimizers(self):
         """What the trainer calls once the networks are on their device: the optimizers, and
-        with `lr_decay` in the config a LinearDecayLR for each (the step calls
-        `self.step_schedules()` at its end)."""
+        with `lr_decay` in the config a LinearDecayLR for each, constant for the first
+        `lr_constant` of the steps (the step calls `self.step_schedules()` at its end)."""
         self.optimizers = self.build_optimizers()
         if self.config.get("lr_decay"):
-            self.schedules = {name: optim.LinearDecayLR(opt, self.config["steps"])
+            steps = self.config["steps"]
+            self.schedules = {name: optim.LinearDecayLR(opt, steps, start=int(self.lr_constant * steps))
                               for name, opt in self.optimizers.items()}
 
     def step_schedules(self):
@@ -111,6 +113,10 @@ class Model:
     def sample(self, n, labels=None, seed=0, batch_size=500):
         """n samples drawn from noise, for the models that make them (`ganforge sample`)."""
         raise ValueError(f"{self.name} does not draw samples from noise (see `ganforge list` for what it does)")
+
+    def translate(self, images, direction="ab", batch_size=16):
+        """Images of one domain translated to the other, for translation models (`ganforge translate`)."""
+        raise ValueError(f"{self.name} does not translate images; train cyclegan for that")
 
     def using(self, nets):
         """This model with some networks replaced (the trainer's EMA copies, for pictures)."""

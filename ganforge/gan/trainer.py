@@ -19,7 +19,8 @@ import numpy as np
 from .. import __version__
 from .. import io, optim
 from ..backend import to_device
-from ..data import DataLoader, load_fashion_mnist, load_image_folder, mixture, resize_bicubic, sample_mixture
+from ..data import (DataLoader, folder_channels, load_fashion_edges, load_fashion_mnist, load_image_folder,
+                    load_size, mixture, resize_bicubic, sample_mixture)
 from ..data.fashion_mnist import CLASSES
 from ..tensor import Generator, Tensor, default_generator, manual_seed
 from . import models  # noqa: F401  (registers the models)
@@ -48,20 +49,44 @@ def _images(config, name):
                      "PNG/JPEG images")
 
 
+def _unpaired(config):
+    """(domain A, domain B, the (C, H, W) the model trains on) for unpaired translation:
+    the built-in fashion-edges, or two folders loaded a little larger than --resolution
+    (the model crops them at random) with one channel count (grey converted to RGB)."""
+    if config["data"] == "fashion-edges":
+        a, b = load_fashion_edges(config["data_path"], "train")
+        return a, b, tuple(a.shape[1:])
+    if not config["data"] or not config["data_b"]:
+        raise ValueError("unpaired translation needs two image sets: --data FOLDER_A --data-b FOLDER_B, or "
+                         "--data fashion-edges")
+    folders = config["data"], config["data_b"]
+    for folder in folders:
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"image folder {folder} does not exist (--data and --data-b take folders of "
+                                    "PNG/JPEG images, or --data fashion-edges)")
+    channels = config["channels"]
+    if not channels:
+        found = [folder_channels(folder) for folder in folders]
+        channels = max(found)
+        if found[0] != found[1]:
+            grey = folders[found.index(1)]
+            print(f"ganforge: {grey} holds grey images and the other folder colour ones: the grey images are "
+                  "converted to RGB", flush=True)
+    resolution = config["resolution"] or 64
+    a, b = (load_image_folder(folder, load_size(resolution), channels) for folder in folders)
+    return a, b, (channels, resolution, resolution)
+
+
 def load_data(config, kind="images"):
     """The data a model of this `kind` trains on: ({loader: {batch key: array}}, DataInfo).
     Each loader shuffles its own arrays; a batch holds one draw of every loader.
       images    x (and label, for a labelled set): a 2-D mixture, Fashion-MNIST or a folder
-      unpaired  a and b: two folders (--data and --data-b), drawn independently
+      unpaired  a and b: two folders (--data and --data-b) or fashion-edges, drawn independently
       paired    hr and lr: the images and their bicubic downscales by --scale"""
     name = config["data"]
     if kind == "unpaired":
-        if not config["data_b"]:
-            raise ValueError("unpaired translation needs two image sets: --data FOLDER_A --data-b FOLDER_B")
-        a, b = _images(config, name)[0], _images(config, config["data_b"])[0]
-        if a.shape[1] != b.shape[1]:
-            raise ValueError(f"the two domains have {a.shape[1]} and {b.shape[1]} channels: pass --channels")
-        return {"a": {"a": a}, "b": {"b": b}}, DataInfo(name, tuple(a.shape[1:]), tuple(a.shape[1:]))
+        a, b, shape = _unpaired(config)
+        return {"a": {"a": a}, "b": {"b": b}}, DataInfo(name, shape, shape)
     if kind == "paired":
         hr, scale = _images(config, name)[0], config["scale"]
         height, width = hr.shape[2:]

@@ -1,2 +1,3 @@
 """Quality measures for generators."""
 from .mode_coverage import mode_coverage  # noqa: F401
+from .similarity import mean_absolute_error, psnr  # noqa: F401

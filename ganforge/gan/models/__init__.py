@@ -1,6 +1,7 @@
 """The models, one file each: its networks, optimizers and training step."""
 from ..model import MODELS, register_model
 from .cgan import CGAN
+from .cyclegan import CycleGAN
 from .dcgan import DCGAN
 from .gan import GAN
 from .lsgan import LSGAN
@@ -8,7 +9,7 @@ from .sngan import SNGAN
 from .wgan import WGAN
 from .wgan_gp import WGANGP
 
-for _model in (GAN, CGAN, DCGAN, WGAN, WGANGP, SNGAN, LSGAN):
+for _model in (GAN, CGAN, DCGAN, WGAN, WGANGP, SNGAN, LSGAN, CycleGAN):
     register_model(_model)
 
-__all__ = ["MODELS", "GAN", "CGAN", "DCGAN", "WGAN", "WGANGP", "SNGAN", "LSGAN"]
+__all__ = ["MODELS", "GAN", "CGAN", "DCGAN", "WGAN", "WGANGP", "SNGAN", "LSGAN", "CycleGAN"]

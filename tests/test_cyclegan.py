@@ -1,0 +1,242 @@
+"""CycleGAN: its networks, image pool, crops, data, step, resume, inference and bad input.
+(Its layers' gradients are checked with the other layers'; the PyTorch twin's parity is
+in test_torch_parity.py.)"""
+import os
+
+import numpy as np
+import pytest
+
+import ganforge as gf
+from ganforge import cli, io
+from ganforge.data import edge_maps, random_crop_flip
+from ganforge.data.fashion_edges import sobel_magnitude
+from ganforge.gan import Trainer, load_model, resume_or_start
+from ganforge.gan.models.cyclegan import ImagePool, patch_discriminator, resnet_generator
+from ganforge.metrics import mean_absolute_error, psnr
+from ganforge.tensor import Generator
+
+from .conftest import import_reference
+from .test_trainer import QUICK, small_fashion_split, state_of, tiny_fashion  # noqa: F401  (fixtures)
+
+TINY = dict(QUICK, batch_size=2, width=4, blocks=1, pool_size=3)
+
+
+def test_the_generator_keeps_the_image_shape_and_the_discriminator_scores_patches():
+    gf.manual_seed(0)
+    G = resnet_generator(3, width=4, blocks=2)
+    x = gf.randn(2, 3, 32, 36)
+    y = G(x)
+    assert y.shape == x.shape and float(abs(y.numpy()).max()) <= 1.0  # tanh
+    # 70x70 PatchGAN (3 strided layers): 64 -> 32 -> 16 -> 8, then two 4x4 stride-1 convs: 7, 6
+    assert patch_discriminator(3, 4, 3)(gf.randn(1, 3, 64, 64)).shape == (1, 1, 6, 6)
+    # the small-image variant, one strided layer fewer: 28 -> 14 -> 7 -> 6 -> 5
+    assert patch_discriminator(1, 4, 2)(gf.randn(1, 1, 28, 28)).shape == (1, 1, 5, 5)
+    # the paper's initialization: N(0, 0.02) weights, zero biases
+    first = G._modules["1"]
+    assert abs(float(first.weight.numpy().std()) - 0.02) < 0.004 and not first.bias.numpy().any()
+
+
+def test_a_residual_block_adds_its_input():
+    gf.manual_seed(0)
+    G = resnet_generator(1, width=2, blocks=1)
+    block = G._modules["10"]
+    x = gf.randn(1, 8, 6, 6)
+    np.testing.assert_allclose(block(x).numpy(), x.numpy() + block.body(x).numpy(), rtol=1e-6)
+
+
+def test_the_image_pool_fills_then_swaps_half_the_time():
+    pool, noise = ImagePool(size=4), Generator(0)
+    first = gf.Tensor(np.arange(4, dtype=np.float32).reshape(4, 1, 1, 1))
+    np.testing.assert_array_equal(pool.query(first, noise).numpy(), first.numpy())  # filling: back as they came
+    swapped = 0
+    for step in range(200):
+        new = gf.Tensor(np.full((1, 1, 1, 1), 100.0 + step, dtype=np.float32))
+        before = [image.copy() for image in pool.images]
+        out = pool.query(new, noise).numpy()
+        if out[0, 0, 0, 0] != 100.0 + step:  # an older image came out, and the new one took its place
+            swapped += 1
+            assert any(np.array_equal(out[0], image) for image in before)
+            assert sum(np.array_equal(image, new.numpy()[0]) for image in pool.images) == 1
+        else:
+            assert all(np.array_equal(a, b) for a, b in zip(before, pool.images))
+        assert len(pool.images) == 4
+    assert 70 < swapped < 130  # probability 1/2
+    restored = ImagePool(size=9)
+    restored.load_state_dict(pool.state_dict())
+    assert restored.size == 4 and all(np.array_equal(a, b) for a, b in zip(restored.images, pool.images))
+
+
+def test_random_crops_and_flips_are_pieces_of_the_image():
+    images = np.random.default_rng(0).standard_normal((64, 2, 9, 7)).astype(np.float32)
+    crops = random_crop_flip(gf.Tensor(images), 5, Generator(1)).numpy()
+    assert crops.shape == (64, 2, 5, 5)
+    flipped, corners = 0, set()
+    for image, crop in zip(images, crops):
+        found = [(top, left, flip) for top in range(5) for left in range(3) for flip in (False, True)
+                 if np.array_equal(crop, (lambda c: c[:, :, ::-1] if flip else c)(image[:, top:top + 5, left:left + 5]))]
+        assert len(found) == 1
+        flipped += found[0][2]
+        corners.add(found[0][:2])
+    assert 16 < flipped < 48 and len(corners) > 8
+    with pytest.raises(ValueError, match="images of 9x7 cannot be cropped to 8x8"):
+        random_crop_flip(gf.Tensor(images), 8, Generator(1))
+
+
+def test_edge_maps_mark_steep_gradients_dark_on_white():
+    image = -np.ones((1, 1, 6, 6), dtype=np.float32)
+    image[..., 3:] = 1.0  # a vertical step from black to white
+    magnitude = sobel_magnitude((image + 1) / 2)
+    np.testing.assert_allclose(magnitude[0, 0, :, 2:4], 4.0)  # [1 2 1] across a unit step
+    np.testing.assert_allclose(magnitude[0, 0, :, [0, 1, 4, 5]], 0.0)
+    edges = edge_maps(image)
+    assert edges.dtype == np.float32
+    np.testing.assert_array_equal(edges[0, 0, 0], [1, 1, -1, -1, 1, 1])
+
+
+def test_psnr_and_l1_on_the_unit_scale():
+    reference = np.zeros((2, 1, 4, 4), dtype=np.float32)
+    shifted = reference + 0.2  # 0.1 on the [0, 1] scale: MSE 0.01, 20 dB
+    assert psnr(shifted, reference) == pytest.approx(20.0)
+    assert mean_absolute_error(shifted, reference) == pytest.approx(0.1)
+    assert psnr(reference, reference) == 100.0
+    with pytest.raises(ValueError, match="cannot be compared"):
+        psnr(reference, reference[:1])
+
+
+@pytest.fixture()
+def edges_run(tiny_fashion, tmp_path):  # noqa: F811
+    trainer = Trainer("cyclegan", str(tmp_path / "run"), **dict(TINY, data_path=tiny_fashion, steps=4))
+    trainer.train()
+    return trainer
+
+
+def test_a_step_trains_all_four_networks_and_the_schedule_halves_then_falls(edges_run):
+    assert set(edges_run.model.nets) == {"G_ab", "G_ba", "D_a", "D_b"}
+    assert set(edges_run.model.optimizers) == {"G", "D"}
+    assert {"loss_g", "loss_cycle", "loss_identity", "loss_d_a", "loss_d_b"} <= set(edges_run.history[-1])
+    # constant for the first half (2 of 4 steps), then linearly to 0
+    schedule = edges_run.model.schedules["G"]
+    assert [schedule.factor(s) for s in range(5)] == [1.0, 1.0, 1.0, 0.5, 0.0]
+    assert edges_run.model.optimizers["G"].lr == 0.0
+    assert len(edges_run.model.pools["a"].images) == 3  # full: 4 steps of 2 images, 3 kept
+
+
+def test_the_preview_shows_input_translation_and_reconstruction(edges_run):
+    pictures, columns = edges_run.preview()
+    model = edges_run.model
+    a = model.preview_batch["a"].numpy()
+    assert columns == 6 and pictures.shape == (6 * len(a), 1, 28, 28)
+    rows = pictures.reshape(len(a), 6, 1, 28, 28)
+    np.testing.assert_array_equal(rows[:, 0], a)
+    np.testing.assert_allclose(rows[:, 1], model.translate(a, "ab"), atol=1e-6)
+    np.testing.assert_allclose(rows[:, 2], model.translate(model.translate(a, "ab"), "ba"), atol=1e-6)
+    assert os.path.exists(os.path.join(edges_run.out_dir, "samples", "latest.png"))
+
+
+def test_a_resumed_cyclegan_continues_exactly(tiny_fashion, tmp_path):  # noqa: F811
+    options = dict(TINY, data_path=tiny_fashion, steps=6)
+    straight = Trainer("cyclegan", str(tmp_path / "straight"), **options)
+    straight.train()
+    first = Trainer("cyclegan", str(tmp_path / "resumed"), **options)
+    first.train(steps=3)
+    first.save()
+    del first
+    resumed = resume_or_start("cyclegan", str(tmp_path / "resumed"), resume=True)
+    assert resumed.step == 3 and len(resumed.model.pools["a"].images) == 3
+    resumed.train()
+    for key, value in state_of(straight).items():
+        np.testing.assert_array_equal(value, state_of(resumed)[key], err_msg=key)
+    for domain in "ab":
+        for x, y in zip(straight.model.pools[domain].images, resumed.model.pools[domain].images):
+            np.testing.assert_array_equal(x, y)
+    assert straight.history == resumed.history
+    assert [o.lr for o in straight.model.optimizers.values()] == [o.lr for o in resumed.model.optimizers.values()]
+
+
+def test_translate_takes_any_size_and_refuses_the_wrong_channels(edges_run):
+    model = load_model(edges_run.out_dir)
+    odd = np.random.default_rng(0).uniform(-1, 1, (2, 1, 30, 33)).astype(np.float32)
+    out = model.translate(odd, "ba")
+    assert out.shape == odd.shape and np.isfinite(out).all()
+    # padding by reflection reaches past the crop only through the receptive field: the
+    # top-left corner matches a translation of the image padded by hand
+    padded = np.pad(odd, ((0, 0), (0, 0), (0, 2), (0, 3)), mode="reflect")
+    np.testing.assert_allclose(out, model.translate(padded, "ba")[:, :, :30, :33], atol=1e-6)
+    with pytest.raises(ValueError, match=r"translate takes \(N, 1, H, W\) images"):
+        model.translate(np.zeros((1, 3, 8, 8), np.float32))
+    with pytest.raises(ValueError, match="direction must be 'ab' or 'ba'"):
+        model.translate(odd, "ac")
+
+
+def test_the_translate_command_writes_one_image_per_input(edges_run, tmp_path, capsys):
+    import_reference("PIL", "pip install pillow")
+    inputs = tmp_path / "in"
+    os.makedirs(inputs / "sub")
+    io.save_image(inputs / "one.png", np.ones((1, 28, 28), np.float32))
+    io.save_image(inputs / "sub" / "two.png", -np.ones((3, 20, 24), np.float32))  # RGB: converted to grey
+    run = edges_run.out_dir
+    assert cli.main(["translate", run, "--input", str(inputs), "--out", str(tmp_path / "out")]) == 0
+    from PIL import Image
+    assert Image.open(tmp_path / "out" / "sub" / "two.png").size == (24, 20)
+    assert Image.open(tmp_path / "out" / "one.png").mode == "L"
+    assert cli.main(["translate", run, "--input", str(inputs / "one.png"), "--out", str(tmp_path / "b.png"),
+                     "--direction", "ba"]) == 0
+    assert "translated 1 image B -> A" in capsys.readouterr().out
+
+
+def test_translate_on_a_run_that_is_not_a_cyclegan_says_so(tiny_fashion, tmp_path, capsys):  # noqa: F811
+    Trainer("dcgan", str(tmp_path / "dcgan"), **dict(QUICK, data_path=tiny_fashion)).train()
+    io.save_image(tmp_path / "x.png", np.zeros((1, 28, 28), np.float32))
+    assert cli.main(["translate", str(tmp_path / "dcgan"), "--input", str(tmp_path / "x.png"),
+                     "--out", str(tmp_path / "y.png")]) == 1
+    assert "holds a dcgan run, which does not translate images; train cyclegan" in capsys.readouterr().err
+
+
+@pytest.fixture()
+def folders(tmp_path):
+    Image = import_reference("PIL.Image", "pip install pillow")
+    rng = np.random.default_rng(0)
+
+    def folder(name, count, mode, size=(40, 36)):
+        os.makedirs(tmp_path / name)
+        for i in range(count):
+            shape = (size[1], size[0]) + ((3,) if mode == "RGB" else ())
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(tmp_path / name / f"{i}.png")
+        return str(tmp_path / name)
+    return folder
+
+
+def test_two_folders_train_at_the_resolution_from_slightly_larger_images(folders, tmp_path):
+    a, b = folders("a", 3, "RGB"), folders("b", 4, "RGB")
+    trainer = Trainer("cyclegan", str(tmp_path / "run"), **dict(TINY, data=a, data_b=b, resolution=32))
+    assert trainer.data.shape == (3, 32, 32)
+    assert trainer.loaders["a"][1].arrays[0].shape == (3, 3, 36, 36)  # 32 * 286/256, to a multiple of 4
+    trainer.train()
+    assert trainer.model.pools["b"].images[0].shape == (3, 32, 32)
+
+
+def test_a_grey_folder_against_an_rgb_one_is_converted_and_said_once(folders, tmp_path, capsys):
+    a, b = folders("grey", 3, "L"), folders("rgb", 3, "RGB")
+    trainer = Trainer("cyclegan", str(tmp_path / "run"), **dict(TINY, data=a, data_b=b, resolution=32))
+    assert trainer.data.shape == (3, 32, 32) and trainer.loaders["a"][1].arrays[0].shape[1] == 3
+    said = capsys.readouterr().out
+    assert said.count("converted to RGB") == 1 and a in said
+
+
+def test_bad_folders_get_one_line_errors(folders, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    os.makedirs(empty)
+    good = folders("good", 2, "RGB")
+    assert cli.main(["train", "cyclegan", "--data", str(empty), "--data-b", good, "--out", str(tmp_path / "r")]) == 1
+    assert f"no PNG or JPEG images found under {empty}" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    os.makedirs(broken)
+    (broken / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    assert cli.main(["train", "cyclegan", "--data", good, "--data-b", str(broken), "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert f"{broken / 'bad.png'}: cannot be read as an image" in err and len(err.strip().splitlines()) == 1
+    assert cli.main(["train", "cyclegan", "--data", good, "--data-b", str(tmp_path / "nowhere"),
+                     "--out", str(tmp_path / "r")]) == 1
+    assert "image folder" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="whose sides are multiples of 4"):
+        Trainer("cyclegan", str(tmp_path / "r"), **dict(TINY, data=good, data_b=good, resolution=30))
