@@ -12,6 +12,7 @@ the timed steps.
 
     python bench/in_turns.py steps          one training step of dcgan28, wgangp28, sngan28
     python bench/in_turns.py conv [--slow]  the conv layers of dcgan28 (and dcgan64)
+    python bench/in_turns.py cyclegan       one CycleGAN step at 64 px, batch 1 and 4
 """
 import argparse
 import os
@@ -50,6 +51,19 @@ def steps(torch, blocks):
         ours = benchmarks.build(model)[2]
         ours_s, theirs_s = in_turns(ours, theirs, blocks)
         print(f"{model:10s} ganforge {ours_s * 1e3:7.1f} ms   torch {theirs_s * 1e3:7.1f} ms   "
+              f"ratio {ours_s / theirs_s:.2f}", flush=True)
+
+
+def cyclegan_steps(torch, blocks):
+    """ganforge's CycleGAN step against bench/torch_cyclegan.py's, at 64 px."""
+    import torch_cyclegan
+    from ganforge.gan import benchmarks
+    for batch in (1, 4):
+        torch.manual_seed(0)
+        theirs = torch_cyclegan.step_fn(batch)
+        _, ours = benchmarks.cyclegan(batch)
+        ours_s, theirs_s = in_turns(ours, theirs, blocks)
+        print(f"cyclegan64 batch {batch}  ganforge {ours_s * 1e3:7.1f} ms   torch {theirs_s * 1e3:7.1f} ms   "
               f"ratio {ours_s / theirs_s:.2f}", flush=True)
 
 
@@ -95,7 +109,7 @@ def conv(torch, blocks, slow):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["steps", "conv"])
+    parser.add_argument("what", choices=["steps", "conv", "cyclegan"])
     parser.add_argument("--blocks", type=int, default=6, help="blocks of %d timed steps per framework" % BLOCK)
     parser.add_argument("--slow", action="store_true", help="conv: dcgan64's layers too")
     args = parser.parse_args()
@@ -109,6 +123,8 @@ def main():
           f"PyTorch on {torch.get_num_threads()} threads")
     if args.what == "steps":
         steps(torch, args.blocks)
+    elif args.what == "cyclegan":
+        cyclegan_steps(torch, args.blocks)
     else:
         conv(torch, args.blocks, args.slow)
 

@@ -616,3 +616,73 @@ def test_a_dtype_change_leaves_boolean_buffers_alone_and_spectral_norm_takes_any
     assert layer.mask.dtype == np.bool_
     layer = nn.spectral_norm(nn.Linear(3, 2), name="bias", dim=0)
     nn.spectral_norm(layer, name="weight")  # "bias" first, then "weight": both allowed
+
+
+def test_initializers_draw_from_the_generator_they_are_given():
+    """normal_ is mean + std * the generator's standard normals (a sign flip would keep the
+    distribution and change every weight of a seeded run)."""
+    w = spread(nn.init.normal_, shape=(3, 4), mean=0.5, std=2.0)
+    np.testing.assert_allclose(w, 0.5 + 2.0 * np.random.default_rng(0).standard_normal((3, 4)))
+    kaiming = spread(nn.init.kaiming_uniform_)  # PyTorch's defaults: a = 0, leaky_relu gain sqrt(2)
+    assert np.abs(kaiming).max() == pytest.approx(np.sqrt(6 / 400), rel=0.01)
+    assert abs(spread(nn.init.kaiming_normal_).mean()) < 0.001
+
+
+def test_gan_layer_defaults_equalized_modulated_and_stddev():
+    gf.manual_seed(0)
+    linear = nn.EqualizedLinear(300, 400)
+    assert abs(linear.weight.numpy().mean()) < 0.01 and linear.weight.numpy().std() == pytest.approx(1, rel=0.02)
+    assert not linear.bias.numpy().any()  # bias_init 0
+    assert nn.EqualizedConv2d(2, 3, 3)(gf.randn(1, 2, 5, 5)).shape == (1, 3, 3, 3)  # no padding by default
+    modulated = nn.ModulatedConv2d(2, 3, 3, style_dim=4)
+    np.testing.assert_array_equal(modulated.affine.bias.numpy(), 1.0)  # styles start at 1: the plain conv
+    with pytest.raises(ValueError, match="expected \\(N, 2, H, W\\)"):
+        modulated(gf.randn(2, 1, 4, 4), gf.randn(2, 4))  # fewer channels
+    with pytest.raises(ValueError, match="expected \\(N, 2, H, W\\)"):
+        modulated(gf.randn(2, 2, 4, 4), gf.randn(1, 4))  # fewer styles than samples
+    assert nn.MinibatchStdDev().group_size == 4
+    x = gf.randn(8, 2, 2, 2)
+    stds = nn.MinibatchStdDev()(x).numpy()[:, 2, 0, 0]
+    assert len(set(np.round(stds, 6))) == 2  # groups of 4: two values over 8 samples
+    with pytest.raises(ValueError, match="the batch 4 must be divisible by the group size 3"):
+        nn.MinibatchStdDev(group_size=3)(gf.randn(4, 2, 2, 2))
+    with pytest.raises(ValueError, match="expected an \\(N, 6\\) input"):
+        nn.MinibatchDiscrimination(6, 4)(gf.randn(2, 6, 1))
+
+
+def test_layers_refuse_inputs_of_the_wrong_rank_or_width():
+    with pytest.raises(ValueError, match="in_features"):
+        nn.Linear(3, 2)(gf.randn(4, 2))
+    with pytest.raises(ValueError, match="expected an \\(N, 2, H, W\\) input"):
+        nn.Conv2d(2, 3, 1)(gf.randn(2, 4, 4))
+    norm = nn.InstanceNorm2d(3)
+    for shape in ((2, 2, 4, 4), (2, 4, 4, 4), (2, 3, 4), (2, 3, 4, 4, 1)):
+        with pytest.raises(ValueError, match="expected an \\(N, 3, H, W\\) input"):
+            norm(gf.randn(*shape))
+    assert nn.BatchNorm1d(3)(gf.randn(4, 3, 5)).shape == (4, 3, 5)  # (N, C, L) as in PyTorch
+    assert "bias=False" in repr(nn.Linear(2, 3, bias=False)) and "bias=True" in repr(nn.Linear(2, 3))
+
+
+def test_batch_norm_in_eval_leaves_its_counters_alone():
+    bn = nn.BatchNorm2d(2)
+    bn(gf.randn(4, 2, 3, 3))
+    bn.eval()
+    bn(gf.randn(4, 2, 3, 3))
+    assert bn.num_batches_tracked.numpy().item() == 1
+
+
+def test_buffers_take_tensors_or_none_only():
+    bn = nn.BatchNorm2d(2)
+    with pytest.raises(TypeError, match="buffer 'running_mean' must be a Tensor or None, got ndarray"):
+        bn.running_mean = np.zeros(2)
+    bn.running_mean = gf.ones(2)
+    np.testing.assert_array_equal(bn.running_mean.numpy(), 1.0)
+    bn.running_mean = None
+    assert bn.running_mean is None
+
+
+def test_load_state_dict_checks_every_shape_and_names_the_layer():
+    net = nn.Sequential(nn.Sequential(nn.Linear(2, 3)))
+    with pytest.raises(ValueError, match="'0.0.bias' \\(in 0.0\\) has shape \\(4,\\)"):
+        net.load_state_dict({"0.0.bias": np.zeros(4)}, strict=False)  # the weight missing, then a longer bias
+    assert len(nn.ModuleList().extend([nn.ReLU(), nn.Tanh()])) == 2

@@ -168,3 +168,41 @@ def test_gradient_clipping_matches_pytorch():
     gf.optim.clip_grad_value_([a, b], 0.1)
     torch.nn.utils.clip_grad_value_([ta, tb], 0.1)
     assert_close(b.grad, tb.grad, "value-clipped grad")
+
+
+def _torch_cyclegan():
+    """bench/torch_cyclegan.py: CycleGAN's networks in PyTorch, keyed as ganforge's are."""
+    import importlib.util
+    import os
+    path = os.path.join(os.path.dirname(__file__), "..", "bench", "torch_cyclegan.py")
+    spec = importlib.util.spec_from_file_location("torch_cyclegan", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("net", ["generator", "discriminator"])
+def test_cyclegan_networks_match_pytorch(net):
+    """Reflection padding, instance norm, residual blocks, transposed convolutions and the
+    PatchGAN head: same weights and input, same output and gradients (to the input and to
+    the first and last weights)."""
+    from ganforge.gan.models import cyclegan
+    twin = _torch_cyclegan()
+    args = (3, 4, 2)  # channels, width, residual blocks (generator) or strided layers (discriminator)
+    make = "resnet_generator" if net == "generator" else "patch_discriminator"
+    ours, theirs = getattr(cyclegan, make)(*args).double(), getattr(twin, make)(*args).double()
+    assert set(ours.state_dict()) == set(theirs.state_dict())
+    with torch.no_grad():
+        for key, value in theirs.state_dict().items():
+            value.copy_(torch.tensor(ours.state_dict()[key].numpy()))
+    rng = np.random.default_rng(2)
+    x, tx = both((2, 3, 20, 24), rng)
+    y, ty = ours(x), theirs(tx)
+    assert_close(y, ty, "forward")
+    gy = rng.standard_normal(y.shape)
+    params = list(ours.parameters())
+    tparams = list(theirs.parameters())
+    grads = gf.grad(y, [x, params[0], params[-1]], gf.tensor(gy))
+    tgrads = torch.autograd.grad(ty, [tx, tparams[0], tparams[-1]], torch.tensor(gy))
+    for g, tg, name in zip(grads, tgrads, ["x", "first weight", "last bias"]):
+        assert_close(g, tg, f"d/d{name}")

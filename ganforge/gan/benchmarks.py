@@ -77,3 +77,29 @@ def build(name, seed=0, device="cpu"):
         return loss_d.item(), loss_g.item()
 
     return G, D, step, batch
+
+
+def cyclegan(batch, resolution=64, channels=3, seed=0, device="cpu"):
+    """(model, step): CycleGAN's own train_step (models/cyclegan.py, at the paper's widths:
+    64, 6 residual blocks at 64 px) on random images loaded at 286/256 of `resolution`,
+    as bench/torch_cyclegan.py's twin step does."""
+    from ..data.augment import load_size
+    from .model import DataInfo
+    from .models.cyclegan import CycleGAN
+    manual_seed(seed)
+    config = {**CycleGAN.defaults, **CycleGAN.options, "seed": seed, "device": device, "steps": 10**6}
+    shape = (channels, resolution, resolution)
+    model = CycleGAN(config, DataInfo("random", shape, shape))
+    for net in model.nets.values():
+        net.to(device)
+    model.setup_optimizers()
+    noise = Generator(seed + 3)
+    size = load_size(resolution)
+    images = {k: rand(batch, channels, size, size, generator=noise).to(device) * 2 - 1 for k in "ab"}
+
+    def batches():
+        while True:
+            yield images
+
+    stream = batches()
+    return model, lambda: model.train_step(stream)
