@@ -70,7 +70,16 @@ def _gemm_note():
 
 
 def train(args):
-    from ganforge.gan import resume_or_start
+    from ganforge.gan import get_model, resume_or_start
+    from ganforge.gan.trainer import DEFAULTS
+    model_options = {"cycle_weight", "identity_weight", "pool_size", "width", "blocks", "unrolled_steps", "n_critic",
+                     "penalty", "penalty_weight", "clip_grad_norm", "minibatch_discrimination"}
+    unused = [name for name in sorted(model_options) if getattr(args, name) not in (None, False)
+              and name not in set(DEFAULTS) | set(get_model(args.model).options)]
+    if unused:
+        flags = ", ".join("--" + name.replace("_", "-") for name in unused)
+        raise ValueError(f"{flags} do{'es' if len(unused) == 1 else ''} not apply to {args.model} "
+                         "(`ganforge list` shows what each model is)")
     trainer = resume_or_start(args.model, args.out or os.path.join("runs", args.model), resume=args.resume,
                               data=args.data, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                               device=args.device, rollback=args.rollback, sample_every=args.sample_every,
@@ -80,7 +89,9 @@ def train(args):
                               betas=args.betas, n_critic=args.n_critic, penalty=args.penalty,
                               penalty_weight=args.penalty_weight, lr_decay=args.lr_decay or None,
                               unrolled_steps=args.unrolled_steps, clip_grad_norm=args.clip_grad_norm,
-                              minibatch_discrimination=args.minibatch_discrimination or None)
+                              minibatch_discrimination=args.minibatch_discrimination or None,
+                              cycle_weight=args.cycle_weight, identity_weight=args.identity_weight,
+                              pool_size=args.pool_size, width=args.width, blocks=args.blocks)
     start = time.time()
     trainer.train()
     samples = os.path.join(trainer.out_dir, "samples", "latest.png")
@@ -161,8 +172,6 @@ def _print_table(rows, names):
 
 
 def translate(args):
-    import numpy as np
-
     from ganforge import io
     from ganforge.data.folder import list_images, read_image
     from ganforge.gan import load_model
@@ -247,7 +256,8 @@ def main(argv=None):
     commands.add_parser("list", help="the GAN models and what each is for")
     t = commands.add_parser("train", help="train a GAN model and write samples, curves and checkpoints")
     t.add_argument("model", help="see `ganforge list`")
-    t.add_argument("--data", help="ring8, grid25, fashion-mnist, or a folder of images (default: the model's)")
+    t.add_argument("--data", help="ring8, grid25, fashion-mnist, fashion-edges (cyclegan), or a folder of images "
+                                   "(default: the model's)")
     t.add_argument("--data-path", help="the Fashion-MNIST folder (default: GANFORGE_DATA, then "
                                        "/usr/share/datasets/fashion-mnist)")
     t.add_argument("--data-b", help="the second image folder, for unpaired translation (--data is the first)")
@@ -255,7 +265,8 @@ def main(argv=None):
                                              "super-resolution data (default 4)")
     t.add_argument("--steps", type=int, help="training steps (default: the model's)")
     t.add_argument("--batch-size", type=int)
-    t.add_argument("--resolution", type=int, help="image size for image folders (28, 32 or 64)")
+    t.add_argument("--resolution", type=int, help="image size for image folders (28, 32 or 64; "
+                                                     "cyclegan: any multiple of 4, default 64)")
     t.add_argument("--out", help="run folder (default: runs/VARIANT)")
     t.add_argument("--device", choices=["cpu", "cuda"])
     t.add_argument("--seed", type=int)
@@ -279,6 +290,14 @@ def main(argv=None):
                           help="give D minibatch-discrimination features ahead of its score")
     remedies.add_argument("--clip-grad-norm", type=float, metavar="MAX",
                           help="clip each network's gradient norm to MAX before its update")
+    translation = t.add_argument_group("translation (cyclegan)")
+    translation.add_argument("--cycle-weight", type=float, help="lambda of the cycle-consistency L1 (default 10)")
+    translation.add_argument("--identity-weight", type=float,
+                             help="the identity L1's weight as a fraction of --cycle-weight (default 0.5)")
+    translation.add_argument("--pool-size", type=int, help="generated images kept for the discriminators (default 50)")
+    translation.add_argument("--width", type=int, help="channels of the first layer (default 64, 32 below 64 px)")
+    translation.add_argument("--blocks", type=int,
+                             help="residual blocks of the generators (default 9 at 128 px and up, 6 at 64, 4 below)")
     s = commands.add_parser("sample", help="draw samples from a trained run")
     s.add_argument("run", help="a run folder (or a checkpoint folder)")
     s.add_argument("--n", type=int, default=64)

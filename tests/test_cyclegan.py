@@ -240,3 +240,11 @@ def test_bad_folders_get_one_line_errors(folders, tmp_path, capsys):
     assert "image folder" in capsys.readouterr().err
     with pytest.raises(ValueError, match="whose sides are multiples of 4"):
         Trainer("cyclegan", str(tmp_path / "r"), **dict(TINY, data=good, data_b=good, resolution=30))
+
+
+def test_a_translation_flag_on_another_model_is_one_line(capsys):
+    assert cli.main(["train", "dcgan", "--width", "8", "--blocks", "2", "--out", "unused"]) == 1
+    assert capsys.readouterr().err.strip() == ("ganforge: error: --blocks, --width do not apply to dcgan "
+                                               "(`ganforge list` shows what each model is)")
+    assert cli.main(["train", "cyclegan", "--n-critic", "2", "--out", "unused"]) == 1
+    assert "--n-critic does not apply to cyclegan" in capsys.readouterr().err
