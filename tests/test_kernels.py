@@ -1023,3 +1023,35 @@ def test_ab_builds_loads_two_copies_that_share_no_state(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
 
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_few_output_channels_run_without_unfolding(dtype, monkeypatch):
+    """An image generator's last layer (many channels -> 3 through a 7x7 window) and its two
+    gradients take backends/cpu/few_outputs.py's route, and agree with the references,
+    odd sizes, padding and a batch included."""
+    from ganforge.backends.cpu import few_outputs
+    taken = []
+    for name in ("conv2d", "conv2d_weight_grad"):
+        monkeypatch.setattr(few_outputs, name, (lambda fn, name: lambda *a: taken.append(name) or fn(*a))(
+            getattr(few_outputs, name), name))
+    rng = np.random.default_rng(3)
+    for n, c, o, kernel, size, padding in ((1, 64, 3, (7, 7), (22, 20), (0, 0)), (2, 12, 3, (3, 5), (7, 9), (1, 2)),
+                                           (3, 8, 1, (2, 2), (5, 4), (1, 0))):
+        x = rng.standard_normal((n, c) + size).astype(dtype)
+        w = rng.standard_normal((o, c) + kernel).astype(dtype)
+        geometry = ((1, 1), padding, (1, 1), 1)
+        taken.clear()
+        y = dispatch.call("conv2d", x, w, *geometry, impl="cpp")
+        gy = rng.standard_normal(y.shape).astype(dtype)
+        results = {"conv2d": (y, dispatch.call("conv2d", x, w, *geometry, impl="ref")),
+                   "weight": (dispatch.call("conv2d_weight_grad", x, gy, w.shape, *geometry, impl="cpp"),
+                              dispatch.call("conv2d_weight_grad", x, gy, w.shape, *geometry, impl="ref")),
+                   "input": (dispatch.call("conv_transpose2d", gy, w, size, *geometry, impl="cpp"),
+                             dispatch.call("conv_transpose2d", gy, w, size, *geometry, impl="ref"))}
+        assert taken == ["conv2d", "conv2d_weight_grad"], taken
+        for what, (got, expected) in results.items():
+            np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max(), err_msg=what)
+    assert not few_outputs.applies(3, 64, (7, 7), (2, 2), (1, 1), 1)  # strided: the other routes
+    assert not few_outputs.applies(3, 8, (3, 3), (1, 1), (1, 1), 1)  # not few enough
+    assert not few_outputs.applies(1, 8, (3, 3), (1, 1), (1, 1), 1, padding=(3, 0))  # no full convolution

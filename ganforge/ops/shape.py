@@ -151,6 +151,49 @@ class PadConstant(Function):
         return F.getitem(gy, index)
 
 
+class PadReflect(Function):
+    """Pad by reflection (the edge is not repeated: [a b c] -> [c b | a b c | b a]);
+    `pad_width` is ((before, after),) per axis, each smaller than its axis."""
+    needs_inputs = False
+
+    def __init__(self, pad_width):
+        self.pad_width = tuple(pad_width)
+
+    def forward(self, x):
+        return xp_of(x).pad(x, self.pad_width, mode="reflect")
+
+    def backward(self, gy):
+        return PadReflectGrad(self.pad_width)(gy)
+
+
+class PadReflectGrad(Function):
+    """The adjoint of PadReflect: the padded gradient folded back, each border added onto
+    the entries it mirrors. Linear, so its own gradient is PadReflect again."""
+    needs_inputs = False
+
+    def __init__(self, pad_width):
+        self.pad_width = tuple(pad_width)
+
+    def forward(self, gy):
+        for axis, (before, after) in enumerate(self.pad_width):
+            if not before and not after:
+                continue
+            size = gy.shape[axis] - before - after
+
+            def at(start, stop, step=1):
+                return (slice(None),) * axis + (slice(start, stop, step),)
+            gx = gy[at(before, before + size)].copy()
+            if before:  # padded entries 0..before-1 mirror entries before..1
+                gx[at(1, before + 1)] += gy[at(before - 1, None, -1)]
+            if after:  # padded entries past the end mirror entries size-2 down to size-1-after
+                gx[at(size - 1 - after, size - 1)] += gy[at(before + size + after - 1, before + size - 1, -1)]
+            gy = gx
+        return gy
+
+    def backward(self, ggx):
+        return PadReflect(self.pad_width)(ggx)
+
+
 class Flip(Function):
     needs_inputs = False
 

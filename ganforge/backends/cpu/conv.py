@@ -7,6 +7,8 @@ product, col2im), by the fastest route measured for each shape (bench/test_conv.
 | case                                                  | route                                  |
 |-------------------------------------------------------|----------------------------------------|
 | the window is the whole unpadded image (DCGAN's ends) | one matrix product, no unfolding       |
+| stride 1, far fewer output than input channels        | few_outputs.py: the taps, then shifted |
+| (an image-producing last layer, its input gradient)   | sums; no unfolded copy of the input    |
 | float32, AVX-512, a GEMM of 8 or more rows            | gathered.py: straight over the images  |
 | fewer than 128 output positions per sample            | C++ unfold, the batch side by side     |
 | otherwise                                             | C++ unfold, one GEMM per sample        |
@@ -16,7 +18,7 @@ The GEMMs run on ganforge's own AVX-512 kernel for float32, NumPy's BLAS otherwi
 import numpy as np
 
 from ...ops.conv import output_size
-from . import gathered, native
+from . import few_outputs, gathered, native
 from .gemm import NativeGemm
 
 
@@ -77,6 +79,8 @@ def conv2d(x, w, stride, padding, dilation, groups):
     oh, ow = output_size(x.shape[2:], *geometry)
     if covers_whole_image(x.shape[2:], (kh, kw), padding, dilation, g):
         return NativeGemm.matmul(x.reshape(n, -1), w.reshape(o, -1).T).reshape(n, o, 1, 1)
+    if few_outputs.applies(o, c_per_group, (kh, kw), stride, dilation, g):
+        return few_outputs.conv2d(x, w, padding)
     if NativeGemm.gathers(x, w, dims=(o // g, c_per_group * kh * kw, n * oh * ow)):
         return gathered.conv2d(x, w, stride, padding, dilation, groups)
     w = w.reshape(g, o // g, c_per_group * kh * kw)
@@ -96,6 +100,9 @@ def conv_transpose2d(x, w, out_size, stride, padding, dilation, groups):
     g = groups
     if covers_whole_image(out_size, (kh, kw), padding, dilation, g) and (h, wd) == (1, 1):
         return NativeGemm.matmul(x.reshape(n, c), w.reshape(c, -1)).reshape(n, o_per_group, kh, kw)
+    if few_outputs.applies(c, o_per_group, (kh, kw), stride, dilation, g, padding):  # such a conv's input gradient
+        return conv2d(x, few_outputs.as_convolution(w), (1, 1), few_outputs.full_padding((kh, kw), padding),
+                      (1, 1), 1)
     if NativeGemm.gathers(x, w, dims=(o_per_group * kh * kw, c // g, n * h * wd)):
         return gathered.conv_transpose2d(x, w, out_size, stride, padding, dilation, groups)
     # Each input pixel spreads W's taps over its window: columns = W^T x, then col2im adds them up.
@@ -118,6 +125,8 @@ def conv2d_weight_grad(x, gy, weight_shape, stride, padding, dilation, groups):
     positions = gy.shape[2] * gy.shape[3]
     if covers_whole_image(x.shape[2:], (kh, kw), padding, dilation, g):
         return NativeGemm.matmul(gy.reshape(n, o).T, x.reshape(n, -1)).reshape(weight_shape)
+    if few_outputs.applies(o, c_per_group, (kh, kw), stride, dilation, g):
+        return few_outputs.conv2d_weight_grad(x, gy, (kh, kw), padding)
     if NativeGemm.gathers(x, gy, dims=(o // g, n * positions, c_per_group * kh * kw)):
         return gathered.conv2d_weight_grad(x, gy, weight_shape, stride, padding, dilation, groups)
     folded = positions < BATCH_IN_COLUMNS_BELOW
