@@ -248,3 +248,24 @@ def test_a_translation_flag_on_another_model_is_one_line(capsys):
                                                "(`ganforge list` shows what each model is)")
     assert cli.main(["train", "cyclegan", "--n-critic", "2", "--out", "unused"]) == 1
     assert "--n-critic does not apply to cyclegan" in capsys.readouterr().err
+
+
+def test_translation_scores_measure_each_direction_against_the_true_pairs(monkeypatch):
+    from ganforge.metrics import translation
+    rng = np.random.default_rng(0)
+    garments = rng.uniform(-1, 1, (6, 1, 28, 28)).astype(np.float32)
+    edges = edge_maps(garments)
+    labels = np.arange(6) % 10
+    monkeypatch.setattr(translation, "load_fashion_edges", lambda root, split: (edges, garments, labels))
+    perfect = translation.translation_scores(lambda x, d: garments if d == "ab" else edges)
+    assert perfect["edges -> garment"]["l1"] == 0 and perfect["garment -> edges"]["psnr"] == 100.0
+    floor = translation.translation_scores(translation.identity_translation)
+    assert floor["edges -> garment"]["l1"] == pytest.approx(mean_absolute_error(edges, garments))
+    assert 0 <= floor["edges -> garment"]["class_accuracy"] <= 1
+
+
+def test_evaluate_refuses_a_cyclegan_without_true_pairs(folders, tmp_path, capsys):
+    a, b = folders("a", 2, "RGB"), folders("b", 2, "RGB")
+    Trainer("cyclegan", str(tmp_path / "run"), **dict(TINY, data=a, data_b=b, resolution=16, steps=1)).train()
+    assert cli.main(["evaluate", str(tmp_path / "run")]) == 1
+    assert "has no true pairs" in capsys.readouterr().err
