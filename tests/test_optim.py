@@ -110,6 +110,14 @@ def test_optimizer_argument_errors():
         opt.load_state_dict({"hyperparameters": {}, "step_count": 0, "state": [{}, {}]})
     with pytest.raises(ValueError, match="the state has 0 parameters, this optimizer 1"):
         opt.load_state_dict({"hyperparameters": {}, "step_count": 0, "state": []})
+    assert optim.SGD([p], lr=0.0).lr == 0.0  # a frozen optimizer is legal, as in PyTorch
+    p.grad = gf.ones(2)
+    opt.step()
+    for wrong in ((1,), (3,)):  # a moment of another shape, smaller or larger
+        state = opt.state_dict()
+        state["state"][0]["exp_avg"] = np.zeros(wrong, dtype=np.float32)
+        with pytest.raises(ValueError, match="shape"):
+            optim.Adam([p]).load_state_dict(state)
 
 
 def test_clip_grad_norm_refuses_non_finite_gradients():

@@ -110,8 +110,10 @@ def test_sgd_follows_its_update_rule(seed, steps, lr, momentum, dampening, weigh
                               sgd_reference(params, gradients, **options))
 
 
-@given(seed=seeds, steps=st.integers(1, 6), lr=st.floats(1e-4, 0.1), beta1=unit, beta2=st.floats(0.5, 0.9999),
-       eps=st.sampled_from([1e-8, 1e-3]), weight_decay=st.sampled_from([0.0, 0.01, 0.3]))
+# beta2 below 1/2 and a large eps are legal (PyTorch takes any beta in [0, 1) and eps > 0), and
+# only they tell 1 - beta2 from 1 % beta2, or sqrt(v_hat) + eps from sqrt(v_hat) - eps
+@given(seed=seeds, steps=st.integers(1, 6), lr=st.floats(1e-4, 0.1), beta1=unit, beta2=st.floats(0.05, 0.9999),
+       eps=st.sampled_from([1e-8, 1e-3, 0.5]), weight_decay=st.sampled_from([0.0, 0.01, 0.3]))
 def test_adam_follows_its_update_rule(seed, steps, lr, beta1, beta2, eps, weight_decay):
     params = [np.random.default_rng(seed + 1).standard_normal(s) for s in SHAPES]
     gradients = random_gradients(seed, SHAPES, steps)
@@ -125,14 +127,18 @@ ADAM_KERNELS = [name for name, kernel in dispatch.implementations("adam_step").i
 
 
 @pytest.mark.parametrize("impl", ADAM_KERNELS)
-def test_every_adam_kernel_in_float32_follows_the_update_rule(impl, monkeypatch):
-    """The compiled kernel against the paper's update, not against the NumPy kernel."""
+@pytest.mark.parametrize("beta1, beta2, eps", [(0.5, 0.999, 1e-8), (0.9, 0.3, 0.5)])  # a GAN's; unusual ones
+def test_every_adam_kernel_follows_the_update_rule(impl, beta1, beta2, eps, monkeypatch):
+    """Each kernel (the compiled one and the NumPy `ref`) against the paper's update, in
+    float32 and float64, not against each other."""
     monkeypatch.setenv("GANFORGE_KERNELS", f"adam_step={impl}")
     params = [np.random.default_rng(1).standard_normal(s) for s in [(37, 5), (64,)]]
     gradients = random_gradients(2, [(37, 5), (64,)], 5)
-    ours = run_optimizer(lambda p: optim.Adam(p, lr=1e-2, betas=(0.5, 0.999)), params, gradients, np.float32)
-    assert_trajectories_match(ours, adam_reference(params, gradients, 1e-2, 0.5, 0.999, 1e-8, 0.0),
-                              rtol=1e-4, atol=1e-5)
+    expected = adam_reference(params, gradients, 1e-2, beta1, beta2, eps, 0.0)
+    for dtype, tolerance in ((np.float32, dict(rtol=1e-4, atol=1e-5)), (np.float64, {})):
+        ours = run_optimizer(lambda p: optim.Adam(p, lr=1e-2, betas=(beta1, beta2), eps=eps), params, gradients,
+                             dtype)
+        assert_trajectories_match(ours, expected, **tolerance)
 
 
 @given(seed=seeds, steps=st.integers(1, 6), lr=st.floats(1e-4, 0.1), alpha=st.floats(0.1, 0.999),
