@@ -269,3 +269,156 @@ def test_evaluate_refuses_a_cyclegan_without_true_pairs(folders, tmp_path, capsy
     Trainer("cyclegan", str(tmp_path / "run"), **dict(TINY, data=a, data_b=b, resolution=16, steps=1)).train()
     assert cli.main(["evaluate", str(tmp_path / "run")]) == 1
     assert "has no true pairs" in capsys.readouterr().err
+
+
+# --- the paper's settings, written out: what the mutation run found unpinned ---------------
+
+def tiny_model(channels=1, size=8, **options):
+    from ganforge.gan.model import DataInfo
+    from ganforge.gan.models.cyclegan import CycleGAN
+    from ganforge.gan.trainer import DEFAULTS
+    config = {**DEFAULTS, **CycleGAN.defaults, **CycleGAN.options, "width": 4, "blocks": 1, "pool_size": 3,
+              "steps": 10, **options}
+    shape = (channels, size, size) if isinstance(size, int) else (channels,) + size
+    model = CycleGAN(config, DataInfo("test", shape, shape))
+    model.setup_optimizers()
+    return model
+
+
+def test_the_papers_settings():
+    from ganforge.gan.models.cyclegan import CycleGAN
+    assert CycleGAN.options == {"lr": 2e-4, "betas": (0.5, 0.999), "lr_decay": True, "cycle_weight": 10.0,
+                                "identity_weight": 0.5, "pool_size": 50, "width": None, "blocks": None}
+    assert CycleGAN.defaults == {"data": "fashion-edges", "steps": 20000, "batch_size": 1, "lr_decay": True}
+    assert CycleGAN.lr_constant == 0.5 and CycleGAN.ema == () and ImagePool().size == 50
+
+
+def layer_table(net):
+    """(kind, out channels, kernel, stride, padding) of each layer with weights, and the rest by name."""
+    rows = []
+    for module in net.modules():
+        if isinstance(module, (gf.nn.Conv2d, gf.nn.ConvTranspose2d)):
+            out = module.out_channels
+            rows.append((type(module).__name__, out, module.kernel_size[0], module.stride[0], module.padding[0]))
+        elif isinstance(module, (gf.nn.ReflectionPad2d, gf.nn.InstanceNorm2d, gf.nn.LeakyReLU, gf.nn.Tanh)):
+            rows.append((type(module).__name__, getattr(module, "num_features", None) or
+                         getattr(module, "negative_slope", None) or getattr(module, "padding", (None,))[0]))
+    return rows
+
+
+def test_the_networks_are_the_papers_layer_by_layer():
+    conv, convt, norm, pad = "Conv2d", "ConvTranspose2d", "InstanceNorm2d", "ReflectionPad2d"
+    block = [(pad, 1), (conv, 32, 3, 1, 0), (norm, 32), (pad, 1), (conv, 32, 3, 1, 0), (norm, 32)]
+    assert layer_table(resnet_generator(3, 8, 2)) == [  # c7s1-8, d16, d32, R32 x 2, u16, u8, c7s1-3
+        (pad, 3), (conv, 8, 7, 1, 0), (norm, 8), (conv, 16, 3, 2, 1), (norm, 16), (conv, 32, 3, 2, 1), (norm, 32),
+        *block, *block, (convt, 16, 3, 2, 1), (norm, 16), (convt, 8, 3, 2, 1), (norm, 8),
+        (pad, 3), (conv, 3, 7, 1, 0), ("Tanh", None)]
+    assert [m.output_padding for m in resnet_generator(3, 8, 1).modules() if isinstance(m, gf.nn.ConvTranspose2d)] \
+        == [(1, 1), (1, 1)]
+    assert layer_table(patch_discriminator(3, 8, 3)) == [  # C8 (no norm) - C16 - C32 - C64 (stride 1) - 1
+        (conv, 8, 4, 2, 1), ("LeakyReLU", 0.2), (conv, 16, 4, 2, 1), (norm, 16), ("LeakyReLU", 0.2),
+        (conv, 32, 4, 2, 1), (norm, 32), ("LeakyReLU", 0.2), (conv, 64, 4, 1, 1), (norm, 64), ("LeakyReLU", 0.2),
+        (conv, 1, 4, 1, 1)]
+    assert [row[1] for row in layer_table(patch_discriminator(1, 2, 5)) if row[0] == conv] == [2, 4, 8, 16, 16, 16, 1]
+    gf.manual_seed(0)
+    weight = resnet_generator(3, 64, 1)._modules["4"].weight.numpy()
+    assert abs(weight.mean()) < 0.001 and weight.std() == pytest.approx(0.02, rel=0.02)
+
+
+@pytest.mark.parametrize("size, width, blocks, strided", [(28, 32, 4, 2), (60, 32, 4, 2), (64, 64, 6, 3),
+                                                          (96, 64, 6, 3), (124, 64, 6, 3), (128, 64, 9, 3),
+                                                          (132, 64, 9, 3)])
+def test_the_widths_and_depths_follow_the_resolution(size, width, blocks, strided):
+    model = tiny_model(size=size, width=None, blocks=None)
+    G, D = model.nets["G_ab"], model.nets["D_a"]
+    assert G._modules["1"].out_channels == width
+    assert sum(type(m).__name__ == "ResidualBlock" for m in G.modules()) == blocks
+    assert sum(isinstance(m, gf.nn.Conv2d) and m.stride == (2, 2) for m in D.modules()) == strided
+    assert tiny_model(size=size, width=6, blocks=2).nets["G_ba"]._modules["1"].out_channels == 6
+    with pytest.raises(ValueError, match="whose sides are multiples of 4"):
+        tiny_model(size=(size, size + 2))  # one side off is enough
+
+
+def test_one_step_is_the_papers_objective_and_adams_first_update(monkeypatch):
+    """The losses a step reports, and the parameters it moves, recomputed from the networks
+    as they were: the least-squares GAN terms, cycle and identity L1 with weights 10 and 5,
+    D's loss halved on the pooled fakes, and Adam's first step (lr * g / (|g| + eps))."""
+    import copy
+
+    from ganforge.gan.models import cyclegan
+    gf.manual_seed(0)
+    model = tiny_model(size=16)
+    before = {name: copy.deepcopy(net) for name, net in model.nets.items()}
+    crops = []
+    monkeypatch.setattr(cyclegan, "random_crop_flip", lambda *args: crops.append(random_crop_flip(*args)) or crops[-1])
+    rng = np.random.default_rng(0)
+    batch = {k: gf.Tensor(rng.uniform(-1, 1, (2, 1, 16, 16)).astype(np.float32)) for k in "ab"}
+    losses = model.train_step(iter([batch]))
+    real_a, real_b = crops
+    G_ab, G_ba, D_a, D_b = (before[k] for k in ("G_ab", "G_ba", "D_a", "D_b"))
+
+    def l1(x, y):
+        return (x - y).abs().mean()
+
+    def lsq(scores, target):
+        return ((scores - target) ** 2).mean()
+    fake_b, fake_a = G_ab(real_a), G_ba(real_b)
+    gan = lsq(D_b(fake_b), 1) + lsq(D_a(fake_a), 1)
+    cycle = l1(G_ba(fake_b), real_a) + l1(G_ab(fake_a), real_b)
+    identity = l1(G_ab(real_b), real_b) + l1(G_ba(real_a), real_a)
+    # the pool is empty before the first step, so the discriminators see the fakes themselves
+    d_a = 0.5 * (lsq(D_a(real_a), 1) + lsq(D_a(fake_a.detach()), 0))
+    d_b = 0.5 * (lsq(D_b(real_b), 1) + lsq(D_b(fake_b.detach()), 0))
+    expected = {"loss_g": gan, "loss_cycle": cycle, "loss_identity": identity, "loss_d_a": d_a, "loss_d_b": d_b}
+    for name, value in expected.items():
+        assert losses[name] == pytest.approx(value.item(), rel=1e-5), name
+    for nets, loss in ((("G_ab", "G_ba"), gan + 10 * cycle + 5 * identity), (("D_a", "D_b"), d_a + d_b)):
+        params = [p for name in nets for p in before[name].parameters()]
+        grads = gf.grad(loss, params)
+        moved = [p for name in nets for p in model.nets[name].parameters()]
+        for old, new, g in zip(params, moved, grads):
+            g = g.numpy()
+            step = 2e-4 * g / (np.abs(g) + 1e-8)
+            np.testing.assert_allclose(old.numpy() - new.numpy(), step, rtol=1e-3, atol=1e-7)
+
+
+def test_the_pool_swaps_by_its_draws():
+    """Replaying the generator's draws: after the pool is full, a draw u < 1/2 returns the
+    stored image at int(u' * size) and keeps the new one in its place."""
+    pool, noise = ImagePool(size=3), Generator(5)
+    replay = np.random.default_rng(5)
+    stored = []
+    for step in range(40):
+        images = np.full((2, 1, 1, 1), step, dtype=np.float32) + np.array([0.0, 0.5], np.float32)[:, None, None, None]
+        out = pool.query(gf.Tensor(images), noise).numpy()
+        draws = replay.random((2, 2))
+        for image, got, (u_swap, u_index) in zip(images, out, draws):
+            if len(stored) < 3:
+                stored.append(image)
+                expected = image
+            elif u_swap < 0.5:
+                i = int(u_index * 3)
+                expected, stored[i] = stored[i], image
+            else:
+                expected = image
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_translate_pads_only_the_sides_that_need_it_and_checks_its_input():
+    gf.manual_seed(0)
+    model = tiny_model(channels=3)
+    rng = np.random.default_rng(1)
+    for height, width in ((31, 20), (20, 29), (17, 18)):
+        image = rng.uniform(-1, 1, (1, 3, height, width)).astype(np.float32)
+        padded = np.pad(image, ((0, 0), (0, 0), (0, -height % 4), (0, -width % 4)), mode="reflect")
+        np.testing.assert_allclose(model.translate(image, "ab"), model.translate(padded, "ab")[..., :height, :width],
+                                   atol=1e-6)
+    for shape in ((3, 8, 8), (1, 3, 8, 8, 1), (1, 1, 8, 8), (1, 4, 8, 8)):
+        with pytest.raises(ValueError, match=r"translate takes \(N, 3, H, W\) images"):
+            model.translate(np.zeros(shape, np.float32))
+
+
+def test_the_preview_crops_the_centre():
+    model = tiny_model(size=32)
+    images = np.arange(40 * 36, dtype=np.float32).reshape(1, 1, 40, 36)
+    np.testing.assert_array_equal(model.center_crop(images), images[:, :, 4:36, 2:34])

@@ -651,10 +651,11 @@ def test_gan_layer_defaults_equalized_modulated_and_stddev():
 
 
 def test_layers_refuse_inputs_of_the_wrong_rank_or_width():
-    with pytest.raises(ValueError, match="in_features"):
+    with pytest.raises(ValueError, match="Linear.* should end in 3 features"):  # the layer's words
         nn.Linear(3, 2)(gf.randn(4, 2))
-    with pytest.raises(ValueError, match="expected an \\(N, 2, H, W\\) input"):
-        nn.Conv2d(2, 3, 1)(gf.randn(2, 4, 4))
+    for shape in ((2, 4, 4), (3, 2, 4)):  # 3-D: the wrong channels, or the right ones in the wrong place
+        with pytest.raises(ValueError, match="expected an \\(N, 2, H, W\\) input"):
+            nn.Conv2d(2, 3, 1)(gf.randn(*shape))
     norm = nn.InstanceNorm2d(3)
     for shape in ((2, 2, 4, 4), (2, 4, 4, 4), (2, 3, 4), (2, 3, 4, 4, 1)):
         with pytest.raises(ValueError, match="expected an \\(N, 3, H, W\\) input"):
