@@ -413,7 +413,7 @@ def test_translate_pads_only_the_sides_that_need_it_and_checks_its_input():
         padded = np.pad(image, ((0, 0), (0, 0), (0, -height % 4), (0, -width % 4)), mode="reflect")
         np.testing.assert_allclose(model.translate(image, "ab"), model.translate(padded, "ab")[..., :height, :width],
                                    atol=1e-6)
-    for shape in ((3, 8, 8), (1, 3, 8, 8, 1), (1, 1, 8, 8), (1, 4, 8, 8)):
+    for shape in ((3, 8, 8), (1, 3, 8), (1, 3, 8, 8, 1), (1, 1, 8, 8), (1, 4, 8, 8)):
         with pytest.raises(ValueError, match=r"translate takes \(N, 3, H, W\) images"):
             model.translate(np.zeros(shape, np.float32))
 
@@ -422,3 +422,5 @@ def test_the_preview_crops_the_centre():
     model = tiny_model(size=32)
     images = np.arange(40 * 36, dtype=np.float32).reshape(1, 1, 40, 36)
     np.testing.assert_array_equal(model.center_crop(images), images[:, :, 4:36, 2:34])
+    large = np.arange(80 * 72, dtype=np.float32).reshape(1, 1, 80, 72)  # more than twice the size
+    np.testing.assert_array_equal(model.center_crop(large), large[:, :, 24:56, 20:52])
