@@ -687,3 +687,9 @@ def test_load_state_dict_checks_every_shape_and_names_the_layer():
     with pytest.raises(ValueError, match="'0.0.bias' \\(in 0.0\\) has shape \\(4,\\)"):
         net.load_state_dict({"0.0.bias": np.zeros(4)}, strict=False)  # the weight missing, then a longer bias
     assert len(nn.ModuleList().extend([nn.ReLU(), nn.Tanh()])) == 2
+
+
+def test_layers_take_numpy_integers_for_their_sizes():
+    """Sizes read from arrays (np.int64) are compared by value, not identity."""
+    assert nn.Linear(np.int64(3), 2)(gf.randn(4, 3)).shape == (4, 2)
+    assert nn.InstanceNorm2d(np.int64(3))(gf.randn(2, 3, 4, 4)).shape == (2, 3, 4, 4)
