@@ -261,3 +261,15 @@ def test_adam_runs_compiled_only_on_contiguous_arrays_of_one_float_dtype(monkeyp
     assert not step(np.float32, grad_dtype=np.float64) and not step(np.float64, grad_dtype=np.float32)
     assert step(np.float32, transposed=True)
     assert not step(np.float32, moments_transposed=True)
+
+
+def test_a_state_of_many_parameters_loads():
+    """More than 256 tensors: their count is compared by value (CPython caches only small ints)."""
+    params = [gf.zeros(1, requires_grad=True) for _ in range(300)]
+    opt = optim.Adam(params)
+    for p in params:
+        p.grad = gf.ones(1)
+    opt.step()
+    again = optim.Adam(params)
+    again.load_state_dict(opt.state_dict())
+    assert again.step_count == 1
