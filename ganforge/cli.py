@@ -70,12 +70,11 @@ def _gemm_note():
 
 
 def train(args):
-    from ganforge.gan import get_model, resume_or_start
-    from ganforge.gan.trainer import DEFAULTS
-    model_options = {"cycle_weight", "identity_weight", "pool_size", "width", "blocks", "unrolled_steps", "n_critic",
-                     "penalty", "penalty_weight", "clip_grad_norm", "minibatch_discrimination"}
-    unused = [name for name in sorted(model_options) if getattr(args, name) not in (None, False)
-              and name not in set(DEFAULTS) | set(get_model(args.model).options)]
+    from ganforge.gan import MODELS, get_model, resume_or_start
+    # a model's own flag given to a model that does not take it: one line, not a TypeError
+    flags = {name for model in MODELS.values() for name in model.options if hasattr(args, name)}
+    unused = [name for name in sorted(flags - set(get_model(args.model).options))
+              if getattr(args, name) not in (None, False)]
     if unused:
         flags = ", ".join("--" + name.replace("_", "-") for name in unused)
         raise ValueError(f"{flags} do{'es' if len(unused) == 1 else ''} not apply to {args.model} "

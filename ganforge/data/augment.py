@@ -24,4 +24,4 @@ def random_crop_flip(images, size, noise):
         top, left = int(u_top * (height - size + 1)), int(u_left * (width - size + 1))
         crop = image[:, top:top + size, left:left + size]
         crops.append(crop[:, :, ::-1] if u_flip < 0.5 else crop)
-    return Tensor(xp.ascontiguousarray(xp.stack(crops)))
+    return Tensor(xp.stack(crops))

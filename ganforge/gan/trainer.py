@@ -60,10 +60,6 @@ def _unpaired(config):
         raise ValueError("unpaired translation needs two image sets: --data FOLDER_A --data-b FOLDER_B, or "
                          "--data fashion-edges")
     folders = config["data"], config["data_b"]
-    for folder in folders:
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(f"image folder {folder} does not exist (--data and --data-b take folders of "
-                                    "PNG/JPEG images, or --data fashion-edges)")
     channels = config["channels"]
     if not channels:
         found = [folder_channels(folder) for folder in folders]
