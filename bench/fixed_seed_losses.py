@@ -1,4 +1,4 @@
-"""Losses of short fixed-seed training runs (dcgan and sngan on Fashion-MNIST, wgan-gp on
+"""Losses of short fixed-seed training runs (dcgan and sngan on Fashion-MNIST, wgan-gp and gan on
 ring8), to check that an optimization changes results only by float32 rounding:
 
     OPENBLAS_NUM_THREADS=1 python bench/fixed_seed_losses.py --out before.json   (on the old commit)
@@ -12,7 +12,7 @@ import argparse
 import json
 import tempfile
 
-RUNS = [("dcgan", "fashion-mnist"), ("wgan-gp", "ring8"), ("sngan", "fashion-mnist")]
+RUNS = [("dcgan", "fashion-mnist"), ("wgan-gp", "ring8"), ("sngan", "fashion-mnist"), ("gan", "ring8")]
 
 
 def losses(steps):

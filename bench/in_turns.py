@@ -13,6 +13,7 @@ the timed steps.
     python bench/in_turns.py steps          one training step of dcgan28, wgangp28, sngan28
     python bench/in_turns.py conv [--slow]  the conv layers of dcgan28 (and dcgan64)
     python bench/in_turns.py cyclegan       one CycleGAN step at 64 px, batch 1 and 4
+    python bench/in_turns.py mlp            one step of the `gan` variant's MLPs, batch 64 and 256
 """
 import argparse
 import os
@@ -67,6 +68,19 @@ def cyclegan_steps(torch, blocks):
               f"ratio {ours_s / theirs_s:.2f}", flush=True)
 
 
+def mlp_steps(torch, blocks):
+    """The `gan` variant's train_step against bench/torch_steps.py's mlp_gan twin."""
+    import torch_steps
+    from ganforge.gan import benchmarks
+    for batch in (64, 256):
+        torch.manual_seed(0)
+        theirs = torch_steps.mlp_gan_step_fn(batch)
+        _, ours = benchmarks.mlp_gan(batch)
+        ours_s, theirs_s = in_turns(ours, theirs, blocks)
+        print(f"gan mlp batch {batch:3d}  ganforge {ours_s * 1e3:7.2f} ms   torch {theirs_s * 1e3:7.2f} ms   "
+              f"ratio {ours_s / theirs_s:.2f}", flush=True)
+
+
 def conv_step(layer, rng, torch=None):
     """(ganforge's, PyTorch's) forward plus both gradients of a bench/test_conv.py layer,
     on the same random input and weights; PyTorch's is None without torch."""
@@ -109,7 +123,7 @@ def conv(torch, blocks, slow):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["steps", "conv", "cyclegan"])
+    parser.add_argument("what", choices=["steps", "conv", "cyclegan", "mlp"])
     parser.add_argument("--blocks", type=int, default=6, help="blocks of %d timed steps per framework" % BLOCK)
     parser.add_argument("--slow", action="store_true", help="conv: dcgan64's layers too")
     args = parser.parse_args()
@@ -125,6 +139,8 @@ def main():
         steps(torch, args.blocks)
     elif args.what == "cyclegan":
         cyclegan_steps(torch, args.blocks)
+    elif args.what == "mlp":
+        mlp_steps(torch, args.blocks)
     else:
         conv(torch, args.blocks, args.slow)
 

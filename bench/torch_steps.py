@@ -86,6 +86,35 @@ def step_fn(name, G, D, shape, batch, dev):
     return step
 
 
+def mlp(z_dim, out_dim, activation, hidden=256, depth=3):
+    layers, width = [], z_dim
+    for _ in range(depth):
+        layers += [nn.Linear(width, hidden), activation()]
+        width = hidden
+    return nn.Sequential(*layers, nn.Linear(width, out_dim))
+
+
+def mlp_gan_step_fn(batch, z_dim=2, dev="cpu"):
+    """The `gan` variant's step (ganforge/gan/models/gan.py) on a fixed batch of 2-D points:
+    MLPs of three 256-wide hidden layers, Adam(1e-3, (0.5, 0.999)), the non-saturating loss."""
+    G = mlp(z_dim, 2, nn.ReLU).to(dev)
+    D = mlp(2, 1, lambda: nn.LeakyReLU(0.2)).to(dev)
+    og = torch.optim.Adam(G.parameters(), 1e-3, betas=(0.5, 0.999))
+    od = torch.optim.Adam(D.parameters(), 1e-3, betas=(0.5, 0.999))
+    real = torch.randn(batch, 2, device=dev)
+
+    def step():
+        fake = G(torch.randn(batch, z_dim, device=dev))
+        ld = F.softplus(-D(real)).mean() + F.softplus(D(fake.detach())).mean()
+        od.zero_grad(set_to_none=True); ld.backward(); od.step()
+        D.requires_grad_(False)
+        lg = F.softplus(-D(fake)).mean()
+        og.zero_grad(set_to_none=True); lg.backward(); og.step()
+        D.requires_grad_(True)
+        return ld.item(), lg.item()
+    return step
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="dcgan28,wgangp28,sngan28")

@@ -203,13 +203,16 @@ def profile(args):
     from ganforge.gan import benchmarks
     from ganforge.profiler import Profile
     if args.model in benchmarks.MODELS:
+        if args.batch_size is not None:
+            raise SystemExit(f"ganforge profile: {args.model} is a benchmark model with a fixed batch "
+                             f"(bench/BENCH_MODELS.md); --batch-size is for the models of `ganforge list`")
         G, D, step, _ = benchmarks.build(args.model)
         nets = {"G": G, "D": D}
         what = f"benchmark model {args.model} (bench/BENCH_MODELS.md)"
     else:
         from ganforge.gan import Trainer
         trainer = Trainer(args.model, tempfile.mkdtemp(prefix="ganforge-profile-"), data=args.data,
-                          data_path=args.data_path, progress=False)
+                          data_path=args.data_path, batch_size=args.batch_size, progress=False)
         nets, step = trainer.model.nets, trainer.train_step
         what = f"model {args.model} on {trainer.config['data']} (batch {trainer.config['batch_size']})"
     for _ in range(args.warmup):
@@ -325,6 +328,7 @@ def main(argv=None):
     p.add_argument("--top", type=int, default=15, help="rows per table")
     p.add_argument("--data", help="for a model: its data set (default: the model's)")
     p.add_argument("--data-path", help="the Fashion-MNIST folder")
+    p.add_argument("--batch-size", type=int, help="for a model: its batch size (default: the model's)")
     args = parser.parse_args(argv)
     from ganforge.backends.cpu import runtime
     runtime.hold_freed_memory()  # the command line owns its process (see backends/cpu/runtime.py)

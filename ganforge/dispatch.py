@@ -45,6 +45,9 @@ class Kernel:
 
 _registry = {}
 _warned = set()
+# What resolve() chose, by (op, device, impl, GANFORGE_KERNELS): every op call asks, and
+# on the small tensors of an MLP the asking cost as much as a kernel. register() clears it.
+_resolved = {}
 
 
 def register(op, impl, fn, devices, available=None):
@@ -52,6 +55,7 @@ def register(op, impl, fn, devices, available=None):
     devices = (devices,) if isinstance(devices, str) else tuple(devices)
     available = available or (lambda: (True, ""))
     _registry.setdefault(op, {})[impl] = Kernel(op, impl, fn, devices, available)
+    _resolved.clear()
 
 
 def ops():
@@ -117,7 +121,11 @@ def resolve(op, device="cpu", impl=None):
 
 
 def call(op, *args, device="cpu", impl=None, **kwargs):
-    return resolve(op, device, impl).fn(*args, **kwargs)
+    key = (op, device, impl, os.environ.get("GANFORGE_KERNELS"))
+    kernel = _resolved.get(key)
+    if kernel is None:
+        kernel = _resolved[key] = resolve(op, device, impl)
+    return kernel.fn(*args, **kwargs)
 
 
 def table():

@@ -445,8 +445,9 @@ def linear(x, weight, bias=None):
     if weight.ndim != 2 or x.ndim < 1 or x.shape[-1] != weight.shape[1]:
         raise ValueError(f"linear: input shape {x.shape} does not end in in_features={weight.shape[-1]} "
                          f"(weight shape {weight.shape})")
-    y = matmul(x, transpose(weight))
-    return y if bias is None else y + bias
+    if bias is None:
+        return ops.linalg.Linear()(x, weight)
+    return ops.linalg.Linear()(x, weight, bias)
 
 
 def embedding(indices, weight):

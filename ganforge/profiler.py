@@ -10,7 +10,7 @@ its own, and those count for their own ops, not twice. Each Function remembers t
 innermost module whose forward created it, so its backward (and the ops that backward
 creates) is charged to that layer too.
 The rest of the step's wall time (graph bookkeeping, Python glue) is reported as such.
-FLOPs are counted for the GEMM-shaped ops (matmul and the three convolutions), from their
+FLOPs are counted for the GEMM-shaped ops (matmul, linear and the three convolutions), from their
 operand shapes, so an op's GFLOP/s column says how close it runs to the BLAS ceiling.
 Profiling adds its own overhead of a few microseconds per op.
 """
@@ -26,9 +26,8 @@ from .nn.module import Module
 def _gemm_flops(fn, xs, y):
     """2 x multiply-adds of the GEMM-shaped ops, from their operand shapes."""
     name = type(fn).__name__
-    if name == "MatMul":
-        a, b = xs
-        return 2 * y.size * a.shape[-1]
+    if name in ("MatMul", "Linear"):  # every output element sums the operands' shared axis
+        return 2 * y.size * xs[1].shape[-1 if name == "Linear" else -2]
     if name == "Conv2d":  # every output element sums C/groups * KH * KW products
         return 2 * y.size * math.prod(xs[1].shape[1:])
     if name == "ConvTranspose2d":  # every input element spreads over O/groups * KH * KW outputs
@@ -146,7 +145,7 @@ class Profile:
         self._patched = []
 
     def total_flops(self):
-        """FLOPs counted in GEMM-shaped ops (matmul and the three convolutions)."""
+        """FLOPs counted in GEMM-shaped ops (matmul, linear and the three convolutions)."""
         return sum(self.flops.values())
 
     def report(self, steps=1, top=15):

@@ -541,11 +541,12 @@ def conv2d_weight_grad_ref(x, gy, weight_shape, stride, padding, dilation, group
 
 
 @st.composite
-def linear_case(draw):
+def linear_case(draw, bias=True):
     batch = draw(hnp.array_shapes(min_dims=0, max_dims=2, min_side=1, max_side=3))
     n_in, n_out = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     seed = draw(seeds)
-    return [uniform(seed, batch + (n_in,)), uniform(seed + 1, (n_out, n_in)), uniform(seed + 2, (n_out,))], {}
+    arrays = [uniform(seed, batch + (n_in,)), uniform(seed + 1, (n_out, n_in))]
+    return arrays + [uniform(seed + 2, (n_out,))] * bias, {}
 
 
 @st.composite
@@ -776,6 +777,7 @@ SPECS = [
            lambda x, w, b, **p: F.conv_transpose2d(x, w, b, **p), conv_transpose2d_ref, variant="bias"),
     OpSpec("conv2d_weight_grad", weight_grad_case(), F.conv2d_weight_grad, conv2d_weight_grad_ref),
     OpSpec("linear", linear_case(), F.linear, lambda x, w, b: x @ w.T + b),
+    OpSpec("linear", linear_case(bias=False), F.linear, lambda x, w: x @ w.T, variant="no_bias"),
     OpSpec("embedding", embedding_case(), lambda w, indices: F.embedding(indices, w), lambda w, indices: w[indices]),
     OpSpec("batch_norm", norm_layer_case("batch"), batch_norm_fn, batch_norm_ref, variant="train"),
     OpSpec("batch_norm", norm_layer_case("batch", training=False), batch_norm_fn, batch_norm_ref, variant="eval"),

@@ -29,7 +29,8 @@ def test_the_compiled_module_is_built_in_ci():
 def test_registry_picks_cpp_on_the_cpu_when_it_is_built(monkeypatch):
     monkeypatch.delenv("GANFORGE_KERNELS", raising=False)
     for op in ("im2col", "col2im", "conv2d", "conv_transpose2d", "conv2d_weight_grad", "spectral_norm",
-               "gradient_penalty", "batch_norm", "batch_norm_backward", "leaky_relu", "leaky_relu_backward"):
+               "gradient_penalty", "batch_norm", "batch_norm_backward", "leaky_relu", "leaky_relu_backward",
+               "matmul"):
         assert dispatch.resolve(op, "cpu").impl == "cpp", op
     assert dispatch.resolve("im2col", "cuda").impl == "ref"  # the GPU runs whole convolutions instead
 
@@ -922,6 +923,27 @@ def test_cpp_leaky_relu_matches_the_reference(dtype, slope, size):
                                   activation.leaky_relu_backward_ref(x, gy, slope))
     shaped = x.reshape(1, -1, 1)
     assert cpp.leaky_relu(shaped, slope).shape == shaped.shape
+
+
+@needs_cpp
+@pytest.mark.parametrize("shapes", [((256, 1), (1, 256)), ((64, 2), (2, 256)), ((40, 33), (33, 50)),
+                                    ((256, 256), (256, 1)), ((3, 8, 5), (5, 7)), ((300, 300), (300, 300))])
+@pytest.mark.parametrize("layout", ["C", "transposed"])
+def test_cpp_matmul_matches_numpy_on_every_route(monkeypatch, shapes, layout):
+    """Small float32 products (an MLP's outer products among them) run on ganforge's GEMM,
+    the rest on NumPy's: both give NumPy's product, for transposed operands too."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal(shape).astype(np.float32) for shape in shapes)
+    if layout == "transposed" and a.ndim == 2:
+        a, b = np.ascontiguousarray(a.T).T, np.ascontiguousarray(b.T).T
+    calls = []
+    monkeypatch.setattr(native.module(), "gemm", lambda *args, gemm=native.module().gemm: calls.append(1) or gemm(*args))
+    got = cpp.matmul(a, b)
+    np.testing.assert_allclose(got, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+    assert got.shape == np.matmul(a, b).shape and got.dtype == np.float32
+    small = a.ndim == 2 and 2 * a.shape[0] * a.shape[1] * b.shape[1] < cpp.ONE_THREAD_FLOPS
+    assert bool(calls) == (small and a.shape[0] >= 8 and b.shape[1] >= 32), shapes
+    np.testing.assert_array_equal(cpp.matmul(a.astype(np.float64), b), np.matmul(a.astype(np.float64), b))
 
 
 @needs_cpp

@@ -71,9 +71,9 @@ def test_dcgan64_has_the_benchmark_shapes():
 
 
 def test_profile_command(capsys):
-    assert cli.main(["profile", "gan", "--steps", "1", "--warmup", "0", "--top", "3"]) == 0
+    assert cli.main(["profile", "gan", "--steps", "1", "--warmup", "0", "--top", "3", "--batch-size", "64"]) == 0
     out = capsys.readouterr().out
-    assert "profile of model gan on ring8" in out and "MatMul" in out
+    assert "profile of model gan on ring8 (batch 64)" in out and "Linear" in out
 
 
 def test_flops_are_counted_from_the_operand_shapes():
@@ -82,9 +82,11 @@ def test_flops_are_counted_from_the_operand_shapes():
         y = gf.conv2d(x, w)                          # 2 * (2*4*3*3 outputs) * (3*3*3) products
         gf.grad(F.sum(y * y), [x, w])                 # conv_transpose2d + conv2d_weight_grad, the same size
         gf.randn(6, 7) @ gf.randn(7, 8)
+        F.linear(gf.randn(2, 6, 7), gf.randn(8, 7), gf.randn(8))  # 2*6 rows of 8 outputs of 7 products
     assert prof.flops["Conv2d"] == 2 * 72 * 27
     assert prof.flops["ConvTranspose2d"] == 2 * 72 * 27 and prof.flops["Conv2dWeightGrad"] == 2 * 72 * 27
-    assert prof.flops["MatMul"] == 2 * 6 * 7 * 8 and prof.total_flops() == 3 * 2 * 72 * 27 + 2 * 336
+    assert prof.flops["MatMul"] == 2 * 6 * 7 * 8 and prof.flops["Linear"] == 2 * 12 * 8 * 7
+    assert prof.total_flops() == 3 * 2 * 72 * 27 + 2 * 336 + 2 * 672
 
 
 def test_the_blas_note_flags_narrow_kernels_on_a_wide_cpu(monkeypatch):

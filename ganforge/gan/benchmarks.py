@@ -103,3 +103,25 @@ def cyclegan(batch, resolution=64, channels=3, seed=0, device="cpu"):
 
     stream = batches()
     return model, lambda: model.train_step(stream)
+
+
+def mlp_gan(batch, seed=0, device="cpu"):
+    """(model, step): the `gan` variant's own train_step (MLPs of three 256-wide hidden
+    layers, z of 2, Adam on both, the non-saturating loss) on a fixed batch of random 2-D
+    points, as bench/torch_steps.py's mlp_gan twin does."""
+    from .model import DataInfo
+    from .models.gan import GAN
+    manual_seed(seed)
+    config = {**GAN.defaults, **GAN.options, "seed": seed, "device": device, "batch_size": batch}
+    model = GAN(config, DataInfo("random", (2,)))
+    for net in model.nets.values():
+        net.to(device)
+    model.setup_optimizers()
+    real = {"x": randn(batch, 2, generator=Generator(seed + 3)).to(device)}
+
+    def batches():
+        while True:
+            yield real
+
+    stream = batches()
+    return model, lambda: model.train_step(stream)
