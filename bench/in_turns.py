@@ -55,30 +55,29 @@ def steps(torch, blocks):
               f"ratio {ours_s / theirs_s:.2f}", flush=True)
 
 
+def model_steps(torch, blocks, label, batches, theirs_for, ours_for):
+    """A model's own train_step against its PyTorch twin's, at each batch size; the twin
+    is built first, right after seeding PyTorch."""
+    for batch in batches:
+        torch.manual_seed(0)
+        theirs = theirs_for(batch)
+        ours_s, theirs_s = in_turns(ours_for(batch)[1], theirs, blocks)
+        print(f"{label} batch {batch:3d}  ganforge {ours_s * 1e3:7.2f} ms   torch {theirs_s * 1e3:7.2f} ms   "
+              f"ratio {ours_s / theirs_s:.2f}", flush=True)
+
+
 def cyclegan_steps(torch, blocks):
     """ganforge's CycleGAN step against bench/torch_cyclegan.py's, at 64 px."""
     import torch_cyclegan
     from ganforge.gan import benchmarks
-    for batch in (1, 4):
-        torch.manual_seed(0)
-        theirs = torch_cyclegan.step_fn(batch)
-        _, ours = benchmarks.cyclegan(batch)
-        ours_s, theirs_s = in_turns(ours, theirs, blocks)
-        print(f"cyclegan64 batch {batch}  ganforge {ours_s * 1e3:7.1f} ms   torch {theirs_s * 1e3:7.1f} ms   "
-              f"ratio {ours_s / theirs_s:.2f}", flush=True)
+    model_steps(torch, blocks, "cyclegan64", (1, 4), torch_cyclegan.step_fn, benchmarks.cyclegan)
 
 
 def mlp_steps(torch, blocks):
     """The `gan` variant's train_step against bench/torch_steps.py's mlp_gan twin."""
     import torch_steps
     from ganforge.gan import benchmarks
-    for batch in (64, 256):
-        torch.manual_seed(0)
-        theirs = torch_steps.mlp_gan_step_fn(batch)
-        _, ours = benchmarks.mlp_gan(batch)
-        ours_s, theirs_s = in_turns(ours, theirs, blocks)
-        print(f"gan mlp batch {batch:3d}  ganforge {ours_s * 1e3:7.2f} ms   torch {theirs_s * 1e3:7.2f} ms   "
-              f"ratio {ours_s / theirs_s:.2f}", flush=True)
+    model_steps(torch, blocks, "gan mlp", (64, 256), torch_steps.mlp_gan_step_fn, benchmarks.mlp_gan)
 
 
 def conv_step(layer, rng, torch=None):

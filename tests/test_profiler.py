@@ -63,6 +63,17 @@ def test_benchmark_models_train(model):
         benchmarks.build("dcgan7")
 
 
+@pytest.mark.parametrize("batch", [64, 256])
+def test_mlp_gan_benchmark_runs_the_gan_variants_own_step(batch):
+    model, step = benchmarks.mlp_gan(batch)
+    G, D = model.nets["G"], model.nets["D"]
+    assert G[0].in_features == 2 and D[0].in_features == 2 and G[2].out_features == 256  # z of 2, 256 wide
+    before = [p.numpy().copy() for p in list(G.parameters()) + list(D.parameters())]
+    losses = step()
+    assert set(losses) == {"loss_d", "loss_g"} and all(np.isfinite(list(losses.values())))
+    assert all(not np.array_equal(a, p.numpy()) for a, p in zip(before, list(G.parameters()) + list(D.parameters())))
+
+
 def test_dcgan64_has_the_benchmark_shapes():
     G, D, _, batch = benchmarks.build("dcgan64")
     assert batch == 128
