@@ -9,6 +9,7 @@ the editable install's import hook is bypassed so that each process imports its 
 Prints the median step time of each model per tree and their ratio (new / old).
 """
 import argparse
+import glob
 import json
 import os
 import statistics
@@ -50,6 +51,10 @@ def main():
     parser.add_argument("--models", nargs="+", default=["dcgan", "wgan-gp", "gan"])
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    for tree in (args.old, args.new):  # without its own, a tree would time the `ref` kernels, unnoticed
+        if not glob.glob(os.path.join(tree, "ganforge", "_C*.so")):
+            sys.exit(f"{tree}/ganforge has no compiled module: copy ganforge/_C*.so in (the editable "
+                     f"install keeps it in site-packages/ganforge/)")
     env = {**os.environ, "PYTHONPATH": ""}
     for model in args.models:
         times = {"old": [], "new": []}
