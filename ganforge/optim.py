@@ -132,8 +132,8 @@ class Adam(Optimizer):
             grad = grad + h["weight_decay"] * p._data
         if "exp_avg" not in state:
             state["step"] = 0
-            # C-ordered even when the gradient is a transposed view (a Linear weight's), so that
-            # the compiled step takes them
+            # C-ordered even when the gradient is a transposed view (of a weight used as
+            # x @ w.T), so that the compiled step takes them
             xp = xp_of(grad)
             state["exp_avg"], state["exp_avg_sq"] = xp.zeros(grad.shape, grad.dtype), xp.zeros(grad.shape, grad.dtype)
         state["step"] += 1

@@ -26,8 +26,8 @@ from .nn.module import Module
 def _gemm_flops(fn, xs, y):
     """2 x multiply-adds of the GEMM-shaped ops, from their operand shapes."""
     name = type(fn).__name__
-    if name in ("MatMul", "Linear"):  # every output element sums the operands' shared axis
-        return 2 * y.size * xs[1].shape[-1 if name == "Linear" else -2]
+    if name in ("MatMul", "Linear"):  # every output element sums over the first operand's last axis
+        return 2 * y.size * xs[0].shape[-1]
     if name == "Conv2d":  # every output element sums C/groups * KH * KW products
         return 2 * y.size * math.prod(xs[1].shape[1:])
     if name == "ConvTranspose2d":  # every input element spreads over O/groups * KH * KW outputs

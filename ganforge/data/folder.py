@@ -69,11 +69,6 @@ def read_image(path, channels, resolution=None):
     return array / 127.5 - 1.0
 
 
-def load_image(path, resolution, channels):
-    """One image as float32 (channels, resolution, resolution) in [-1, 1]."""
-    return read_image(path, channels, resolution)
-
-
 def load_image_folder(root, resolution, channels=3):
     """All images under `root` as float32 (N, channels, resolution, resolution) in [-1, 1]."""
-    return np.stack([load_image(p, resolution, channels) for p in list_images(root)])
+    return np.stack([read_image(p, channels, resolution) for p in list_images(root)])

@@ -27,7 +27,7 @@ class MatMul(Function):
 
 class Linear(Function):
     """x @ weight.T + bias, over x's last axis (nn.Linear): one op where matmul, transpose
-    and add would be three, with three more in their backward. For the small MLPs of 2-D
+    and add would be three, with six more in their backward. For the small MLPs of 2-D
     GANs, the per-op bookkeeping of those costs as much as the products."""
 
     def forward(self, x, weight, bias=None):

@@ -61,7 +61,7 @@ class NativeGemm:
         return cls.usable(*arrays) and dims[0] >= cls.GATHER_FROM
 
     @staticmethod
-    def thin(a, b):
+    def _thin(a, b):
         """Fewer rows or columns than one 8 x 32 register tile (a matrix-vector product, a
         16-tap weight gradient): most of the tile would be wasted, and NumPy's BLAS has
         kernels for such shapes."""
@@ -70,8 +70,12 @@ class NativeGemm:
     @classmethod
     def matmul(cls, a, b):
         """a @ b with NumPy's broadcasting of leading axes."""
-        if not cls.usable(a, b) or a.ndim < 2 or b.ndim < 2 or cls.thin(a, b):
+        if not cls.usable(a, b) or a.ndim < 2 or b.ndim < 2 or cls._thin(a, b):
             return np.matmul(a, b)
+        if a.ndim == b.ndim == 2:  # no leading axes to broadcast (their machinery costs ~10 us a call)
+            out = np.empty((1, a.shape[0], b.shape[1]), dtype=np.float32)
+            native.module().gemm(a[None], b[None], out)
+            return out[0]
         lead = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) or (1,)
         out = np.empty(lead + (a.shape[-2], b.shape[-1]), dtype=np.float32)
         cls._into(np.broadcast_to(a, lead + a.shape[-2:]), np.broadcast_to(b, lead + b.shape[-2:]), out)
@@ -90,7 +94,7 @@ class NativeGemm:
     def sum_of_products(cls, a, b):
         """sum over i of a[i] @ b[i] for a (B, M, K), b (B, K, N): the GEMM accumulates
         into one (M, N) output whose batch stride is 0."""
-        if not cls.usable(a, b) or cls.thin(a, b):
+        if not cls.usable(a, b) or cls._thin(a, b):
             return numpy_sum_of_products(a, b)
         out = np.empty((a.shape[1], b.shape[2]), dtype=np.float32)
         native.module().gemm(a, b, as_strided(out, (a.shape[0],) + out.shape, (0,) + out.strides))

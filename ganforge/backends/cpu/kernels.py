@@ -44,11 +44,8 @@ def matmul(a, b):
     its own loop took 82 us for a 256 x 256 one against 12.5 here. The rest, and batched
     or broadcast operands, go to NumPy's BLAS; its threads and ganforge's own GEMM threads
     were measured to slow each other down when both are kept busy in one step."""
-    if a.ndim == 2 and b.ndim == 2 and 2 * a.shape[0] * a.shape[1] * b.shape[1] < ONE_THREAD_FLOPS \
-            and NativeGemm.usable(a, b) and not NativeGemm.thin(a, b):
-        out = np.empty((1, a.shape[0], b.shape[1]), dtype=np.float32)
-        native.module().gemm(a[None], b[None], out)
-        return out[0]
+    if a.ndim == b.ndim == 2 and 2 * a.shape[0] * a.shape[1] * b.shape[1] < ONE_THREAD_FLOPS:
+        return NativeGemm.matmul(a, b)  # (NumPy's for what that GEMM does not take)
     return np.matmul(a, b)
 
 
@@ -89,7 +86,7 @@ def adam_scalars(lr, beta1, beta2, eps, step):
 
 def adam_step(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, step):
     # The kernel updates param and the moments in place, so those must be C-contiguous; the
-    # gradient (a Linear weight's is a transposed view) is only read, so a copy will do.
+    # gradient (a transposed view, for a weight used as x @ w.T) is only read, so a copy will do.
     if param.dtype not in FLOATS or any(a.dtype != param.dtype or a.shape != param.shape
                                         for a in (grad, exp_avg, exp_avg_sq)) or \
             not all(a.flags.c_contiguous for a in (param, exp_avg, exp_avg_sq)):
@@ -105,8 +102,8 @@ CPP_KERNELS = {
     "conv_transpose2d": conv.conv_transpose2d,
     "conv2d_weight_grad": conv.conv2d_weight_grad,
     "leaky_relu": leaky_relu,
-    "matmul": matmul,
     "leaky_relu_backward": leaky_relu_backward,
+    "matmul": matmul,
     "batch_norm": batch_norm,
     "batch_norm_backward": batch_norm_backward,
     "gradient_penalty": gradient_penalty,
