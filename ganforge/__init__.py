@@ -16,6 +16,6 @@ from . import ops  # noqa: F401,E402  (the Functions and their `ref` kernels)
 from . import backends  # noqa: F401,E402  (the kernels' fast twins: C++, Triton, CUDA)
 from .functional import *  # noqa: F401,F403,E402  (gf.exp, gf.matmul, gf.cat, ... as in torch)
 from .functional import cat, constant, expand  # noqa: F401,E402
-from . import data, gan, io, metrics, nn, optim  # noqa: F401,E402
+from . import data, distributed, gan, io, metrics, nn, optim  # noqa: F401,E402
 
 float32, float64, int32, int64, bool_ = "float32", "float64", "int32", "int64", "bool"

@@ -274,7 +274,23 @@ def backward(tensor, gradient=None, retain_graph=None, create_graph=False, input
     for leaf, g in captured.values():
         if not create_graph:
             g = g.detach()
+            buffer = getattr(leaf, "grad_buffer", None)
+            if buffer is not None:
+                _accumulate_into(buffer, leaf, g)
+                continue
         leaf.grad = g if leaf.grad is None else leaf.grad + g
+
+
+def _accumulate_into(buffer, leaf, g):
+    """leaf.grad (+)= g, with the gradient kept in `buffer`, the leaf's own array for it."""
+    if leaf.grad is None:
+        buffer[...] = g._data
+    elif leaf.grad._data is buffer:
+        buffer += g._data
+    else:
+        buffer[...] = leaf.grad._data + g._data
+    if leaf.grad is None or leaf.grad._data is not buffer:
+        leaf.grad = Tensor._wrap(buffer)
 
 
 def grad(outputs, inputs, grad_outputs=None, create_graph=False, retain_graph=None, allow_unused=False):

@@ -2,6 +2,7 @@
 import argparse
 import os
 import platform
+import subprocess
 import sys
 import time
 
@@ -79,7 +80,12 @@ def train(args):
         flags = ", ".join("--" + name.replace("_", "-") for name in unused)
         raise ValueError(f"{flags} do{'es' if len(unused) == 1 else ''} not apply to {args.model} "
                          "(`ganforge list` shows what each model is)")
+    world = None
+    if args.distributed:  # one rank of `mpirun -np N ganforge train ... --distributed`
+        from ganforge.distributed import World
+        world = args.world = World.from_mpi()
     trainer = resume_or_start(args.model, args.out or os.path.join("runs", args.model), resume=args.resume,
+                              world=world, sync_batch_norm=False if args.no_sync_batch_norm else None,
                               data=args.data, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                               device=args.device, rollback=args.rollback, sample_every=args.sample_every,
                               checkpoint_every=args.checkpoint_every, data_path=args.data_path, data_b=args.data_b,
@@ -93,6 +99,8 @@ def train(args):
                               pool_size=args.pool_size, width=args.width, blocks=args.blocks)
     start = time.time()
     trainer.train()
+    if world is not None and not world.is_root:
+        return
     samples = os.path.join(trainer.out_dir, "samples", "latest.png")
     print(f"trained {trainer.model.name} to step {trainer.step} in {time.time() - start:.0f} s; "
           f"samples: {samples}; losses: {os.path.join(trainer.out_dir, 'losses.png')}; "
@@ -277,6 +285,13 @@ def main(argv=None):
     t.add_argument("--sample-every", type=int)
     t.add_argument("--checkpoint-every", type=int)
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parallel = t.add_argument_group("data parallel (MPI; docs/distributed.md)")
+    parallel.add_argument("--nproc", type=int, metavar="N",
+                          help="train on N processes of this machine: starts mpirun for you (--batch-size is per process)")
+    parallel.add_argument("--distributed", action="store_true",
+                          help="this process is one rank of `mpirun -np N ganforge train ...`")
+    parallel.add_argument("--no-sync-batch-norm", action="store_true",
+                          help="batch norm over each rank's own batch, not over all of theirs")
     recipe = t.add_argument_group("recipe", "replace the model's own settings (see `ganforge list`)")
     recipe.add_argument("--lr", type=float, help="learning rate of both networks")
     recipe.add_argument("--betas", type=float, nargs=2, metavar=("BETA1", "BETA2"), help="Adam's betas")
@@ -329,7 +344,10 @@ def main(argv=None):
     p.add_argument("--data", help="for a model: its data set (default: the model's)")
     p.add_argument("--data-path", help="the Fashion-MNIST folder")
     p.add_argument("--batch-size", type=int, help="for a model: its batch size (default: the model's)")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    if args.command == "train" and args.nproc:
+        return launch(args.nproc, argv, args.out or os.path.join("runs", args.model))
     from ganforge.backends.cpu import runtime
     runtime.hold_freed_memory()  # the command line owns its process (see backends/cpu/runtime.py)
     handlers = {"profile": profile, "info": lambda a: info(), "list": list_models, "train": train, "sample": sample,
@@ -347,9 +365,44 @@ def main(argv=None):
         # Expected failures (bad input, missing data, a diverged run) get one line, not a traceback.
         # A RuntimeError may also be a bug in a kernel, so say how to see where it came from.
         hint = " (rerun with --debug for the traceback)" if isinstance(exc, RuntimeError) else ""
-        print(f"ganforge: error: {exc}{hint}", file=sys.stderr)
-        return 1
+        print(f"ganforge: error{_rank_of(args)}: {exc}{hint}", file=sys.stderr)
+        return _stop_ranks(args, 1)
+    except Exception:
+        if getattr(args, "world", None) is None:
+            raise
+        import traceback
+        traceback.print_exc()
+        return _stop_ranks(args, 1)
     return 0
+
+
+def _rank_of(args):
+    world = getattr(args, "world", None)
+    return f" on rank {world.rank}" if world is not None and world.size > 1 else ""
+
+
+def _stop_ranks(args, code):
+    """A failed rank ends the whole run: the others would wait for it in their next Allreduce."""
+    world = getattr(args, "world", None)
+    if world is not None:
+        sys.stderr.flush()
+        world.abort(code)
+    return code
+
+
+def launch(nproc, argv, out_dir):
+    """`ganforge train ... --nproc N`: the same command on N ranks, under mpirun."""
+    from ganforge.distributed import mpirun_command
+    argv = [a for i, a in enumerate(argv)
+            if not (a == "--nproc" or a.startswith("--nproc=") or (i and argv[i - 1] == "--nproc"))]
+    command = mpirun_command(nproc) + [sys.executable, "-m", "ganforge.cli", *argv, "--distributed"]
+    print("ganforge: " + " ".join(command), flush=True)
+    code = subprocess.call(command)
+    if code:
+        resume = (f"; its last checkpoint is {os.path.join(out_dir, 'latest')}: continue with the same command and "
+                  "--resume") if os.path.exists(os.path.join(out_dir, "latest")) else ""
+        print(f"ganforge: the run on {nproc} processes stopped (mpirun exit status {code}){resume}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

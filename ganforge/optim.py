@@ -30,6 +30,9 @@ class Optimizer:
             raise ValueError(f"learning rate must be non-negative, got {self.hyper['lr']}")
         self.state = [dict() for _ in self.params]
         self.step_count = 0
+        # Data-parallel training (distributed.py) sets this: it averages the gradients over the ranks
+        self.gradient_sync = None
+        self._synchronized = False
 
     @property
     def lr(self):
@@ -43,9 +46,19 @@ class Optimizer:
         for p in self.params:
             p.grad = None if set_to_none or p.grad is None else p.grad * 0
 
+    def synchronize(self):
+        """Make the gradients final before they are read: in data-parallel training, average
+        them over the ranks (once per update); in one process, nothing. step() calls it, and
+        so does whatever reads the gradients before the step (gan/steps.py's clipping)."""
+        if self.gradient_sync is not None and not self._synchronized:
+            self.gradient_sync()
+            self._synchronized = True
+
     @no_grad()
     def step(self):
         """One update of every parameter that has a gradient, in place."""
+        self.synchronize()
+        self._synchronized = False  # the next backward brings new gradients
         self.step_count += 1
         for p, state in zip(self.params, self.state):
             if p.grad is None:

@@ -42,7 +42,10 @@ class Tensor:
     Ops on tensors that require grad record a graph (unless inside `no_grad()`).
     """
 
-    __slots__ = ("_data", "grad", "_requires_grad", "creator", "_version", "_retains_grad", "__weakref__")
+    # grad_buffer (unset unless given): an array that backward() accumulates this leaf's
+    # gradient into, a view of data-parallel training's flat buffer (distributed.py)
+    __slots__ = ("_data", "grad", "_requires_grad", "creator", "_version", "_retains_grad", "grad_buffer",
+                 "__weakref__")
     __array_priority__ = 1000  # so that ndarray + Tensor calls Tensor.__radd__
 
     def __init__(self, data, requires_grad=False, dtype=None, device=None):

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Everything a fresh Debian/Ubuntu machine needs for ganforge: a C++ compiler and CMake
-# for the compiled kernels, the Fashion-MNIST data set, then ganforge itself (editable)
-# with the extras asked for.
+# for the compiled kernels, the Fashion-MNIST data set, Open MPI for the dist and test
+# extras, then ganforge itself (editable) with the extras asked for.
 #   scripts/setup.sh test        -> tests (and PyTorch CPU, their reference)
 #   scripts/setup.sh viz         -> the example's PNG output
+#   scripts/setup.sh dist        -> data-parallel training (Open MPI, mpi4py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,10 @@ command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 # Fashion-MNIST, from Debian's package (GANFORGE_DATA or --data point elsewhere).
 [ -d /usr/share/datasets/fashion-mnist ] || [ -n "${GANFORGE_DATA:-}" ] || missing+=(dataset-fashion-mnist)
+# Open MPI for data-parallel training (mpi4py, in the dist and test extras, loads its library)
+case "$extras" in
+  *test*|*dist*) command -v mpirun >/dev/null 2>&1 || missing+=(openmpi-bin libopenmpi-dev) ;;
+esac
 if ((${#missing[@]})); then
   if ! command -v apt-get >/dev/null 2>&1; then
     echo "setup: please install ${missing[*]} with your system's package manager" >&2

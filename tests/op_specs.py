@@ -587,6 +587,12 @@ def batch_norm_fn(x, w, b, training, running=None):
     return F.batch_norm(x, rm, rv, w, b, training=training)
 
 
+def synchronized_batch_norm_fn(x, w, b, training):
+    """Batch norm over every rank's samples (distributed.py), here with one rank: the
+    Allreduces are the identity, the rest must be batch norm."""
+    return gf.distributed.batch_norm(x, None, None, w, b, 0.1, 1e-5, gf.distributed.World())
+
+
 def batch_norm_ref(x, w, b, training, running=None, eps=1e-5):
     axes = (0,) + tuple(range(2, x.ndim))
     view = (1, -1) + (1,) * (x.ndim - 2)
@@ -781,6 +787,7 @@ SPECS = [
     OpSpec("embedding", embedding_case(), lambda w, indices: F.embedding(indices, w), lambda w, indices: w[indices]),
     OpSpec("batch_norm", norm_layer_case("batch"), batch_norm_fn, batch_norm_ref, variant="train"),
     OpSpec("batch_norm", norm_layer_case("batch", training=False), batch_norm_fn, batch_norm_ref, variant="eval"),
+    OpSpec("synchronized_batch_norm", norm_layer_case("batch"), synchronized_batch_norm_fn, batch_norm_ref),
     OpSpec("instance_norm", norm_layer_case("instance"), F.instance_norm, instance_norm_ref),
     OpSpec("layer_norm", norm_layer_case("layer"), lambda x, w, b, normalized_shape: F.layer_norm(x, normalized_shape, w, b),
            layer_norm_ref),

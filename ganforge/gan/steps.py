@@ -15,6 +15,7 @@ def update(optimizer, loss, clip_grad_norm=None):
     optimizer.zero_grad()
     loss.backward()
     if clip_grad_norm:
+        optimizer.synchronize()  # clip the gradient every rank steps with, not this rank's own
         optim.clip_grad_norm_(optimizer.params, clip_grad_norm)
     optimizer.step()
 

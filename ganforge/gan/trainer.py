@@ -17,7 +17,7 @@ import shutil
 import numpy as np
 
 from .. import __version__
-from .. import io, optim
+from .. import distributed, io, optim
 from ..backend import to_device
 from ..data import (DataLoader, folder_channels, load_fashion_edges, load_fashion_mnist, load_image_folder,
                     load_size, mixture, resize_bicubic, sample_mixture)
@@ -28,7 +28,8 @@ from .model import DataInfo, get_model
 
 DEFAULTS = {"steps": 3000, "batch_size": 64, "seed": 0, "device": "cpu", "data": None, "data_path": None,
             "data_b": None, "scale": 4, "resolution": None, "channels": None, "flatten": False, "sample_every": 500, "checkpoint_every": 500,
-            "log_every": 50, "ema_decay": 0.999, "rollback": False, "progress": True}
+            "log_every": 50, "ema_decay": 0.999, "rollback": False, "progress": True,
+            "sync_batch_norm": True}  # with several ranks: batch norm over all their samples
 CHECKPOINT_FORMAT = 2  # 1: before models owned their step (one G and one D); _upgrade reads it
 PREVIEW_ITEMS = 8
 MIXTURE_POINTS = 100_000  # 2-D data sets are drawn once, from the run's seed, then batched like images
@@ -107,7 +108,14 @@ def load_data(config, kind="images"):
 
 
 class Trainer:
-    def __init__(self, model, out_dir, **overrides):
+    """Trains a model (a name of `ganforge list` or a Model class) into the run folder `out_dir`.
+
+    With a `world` of several ranks (distributed.World, under mpirun) each rank trains on
+    its own shard of the data with its own noise; gradients are averaged before every
+    optimizer step, so the weights stay the same on every rank. Rank 0 alone writes logs,
+    pictures and checkpoints (which hold every rank's data position and random state)."""
+
+    def __init__(self, model, out_dir, world=None, **overrides):
         model_class = get_model(model)
         overrides = {k: v for k, v in overrides.items() if v is not None}
         unknown = set(overrides) - set(DEFAULTS) - set(model_class.options)
@@ -117,18 +125,31 @@ class Trainer:
         self.config = cfg = {**DEFAULTS, **model_class.defaults, **model_class.options,
                              **overrides}
         self.out_dir = out_dir
+        self.world = world = world or distributed.World()
         sources, self.data = load_data(cfg, model_class.data_kind)
         manual_seed(cfg["seed"])  # the networks' initial weights
-        self.noise = Generator(cfg["seed"] + 1, cfg["device"])  # every random number of the steps
+        # every random number of the steps: one stream per rank (rank 0's is a single process's)
+        self.noise = Generator(distributed.rank_seed(cfg["seed"] + 1, world.rank), cfg["device"])
         self.model = model_class(cfg, self.data, self.noise)
         for net in self.model.nets.values():
             net.to(cfg["device"])
+            world.broadcast_module(net)
+        if world.rank:  # what the layers draw while training (dropout, crops): the rank's own stream
+            default_generator(cfg["device"]).manual_seed(distributed.rank_seed(cfg["seed"], world.rank))
         self.model.setup_optimizers()
         self.ema = {name: optim.EMA(self.model.nets[name], cfg["ema_decay"]) for name in self.model.ema}
         self.ema_nets = {name: copy.deepcopy(self.model.nets[name]).eval() for name in self.model.ema}
-        # the first loader's seed is the run's, as before there were several (results unchanged)
-        self.loaders = {name: (list(arrays), DataLoader(*arrays.values(), batch_size=cfg["batch_size"],
-                                                        seed=cfg["seed"] + 100 * i))
+        if world.size > 1:
+            for optimizer in self.model.optimizers.values():
+                distributed.average_gradients(world, optimizer)
+            if cfg["sync_batch_norm"]:
+                for net in self.model.nets.values():
+                    distributed.synchronize_batch_norm(net, world)
+        # Each rank draws from its shard (every size-th item), shuffled by its own seed; the
+        # first loader's seed is the run's, as before there were several (results unchanged)
+        self.loaders = {name: (list(arrays), DataLoader(*(a[world.rank::world.size] for a in arrays.values()),
+                                                        batch_size=cfg["batch_size"],
+                                                        seed=distributed.rank_seed(cfg["seed"] + 100 * i, world.rank)))
                         for i, (name, arrays) in enumerate(sources.items())}
         self.batches = self._batches()
         # the first few items of every data source, for pictures of translations and upscalings
@@ -147,12 +168,13 @@ class Trainer:
             yield batch
 
     def train_step(self):
-        """One step of the model, then its EMA copies; returns the losses."""
+        """One step of the model, then its EMA copies; returns the losses (averaged over the
+        ranks, so that every rank's NaN guard decides alike)."""
         losses = self.model.train_step(self.batches)
         for ema in self.ema.values():
             ema.update()
         self.step += 1
-        return losses
+        return self.world.average(losses)
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -160,8 +182,10 @@ class Trainer:
         """Train until `steps` (default: the configured number) training steps are done."""
         cfg = self.config
         target = steps or cfg["steps"]
-        os.makedirs(self.out_dir, exist_ok=True)
-        bar = _progress(target, self.step, cfg["progress"])
+        root = self.world.is_root  # rank 0 alone logs, shows progress and writes files
+        if root:
+            os.makedirs(self.out_dir, exist_ok=True)
+        bar = _progress(target, self.step, cfg["progress"] and root)
         rollbacks = 0
         while self.step < target:
             losses = self.train_step()
@@ -174,14 +198,14 @@ class Trainer:
                 print(f"ganforge: {message}; rolling back to the last checkpoint ({rollbacks}/3)", flush=True)
                 self.load(self.out_dir)
                 continue
-            if self.step % cfg["log_every"] == 0 or self.step == target:
+            if (self.step % cfg["log_every"] == 0 or self.step == target) and root:
                 self._log(losses)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix_str(_format(losses))
-            elif self.step % cfg["log_every"] == 0:
+            elif self.step % cfg["log_every"] == 0 and root:
                 print(f"step {self.step}/{target}  {_format(losses)}", flush=True)
-            if self.step % cfg["sample_every"] == 0 or self.step == target:
+            if (self.step % cfg["sample_every"] == 0 or self.step == target) and root:
                 self.save_samples()
             if self.step % cfg["checkpoint_every"] == 0 or self.step == target:
                 self.save()
@@ -234,21 +258,37 @@ class Trainer:
 
     # --- checkpoints ----------------------------------------------------------------------------
 
+    def _rank_state(self, tensors, prefix=""):
+        """What differs between the ranks: data position, random streams, the model's own
+        state (an image pool holds the rank's own images). Arrays go into `tensors`."""
+        return {"loaders": {name: loader.state_dict() for name, (_, loader) in self.loaders.items()},
+                "noise": self.noise.get_state(),
+                "default_generator": default_generator(self.config["device"]).get_state(),
+                "model_state": _arrays_to(tensors, prefix + "model", self.model.state_dict())}
+
     def save(self):
-        tensors = {}
+        """Write a checkpoint (rank 0 writes it; the other ranks send it their state)."""
+        if self.world.size > 1:
+            own = {}
+            prefix = f"rank{self.world.rank}." if self.world.rank else ""
+            ranks = self.world.gather((own, self._rank_state(own, prefix)))
+            if not self.world.is_root:
+                return None
+            tensors = {k: v for rank_tensors, _ in ranks for k, v in rank_tensors.items()}
+            state = ranks[0][1]
+            state.update(world_size=self.world.size, other_ranks=[rank_state for _, rank_state in ranks[1:]])
+        else:
+            tensors = {}
+            state = self._rank_state(tensors)
         for name, net in self.model.nets.items():
             tensors.update({f"{name}.{k}": t.numpy() for k, t in net.state_dict().items()})
         for name, ema in self.ema.items():
             tensors.update({f"{name}_ema.{k}": to_device(a, "cpu") for k, a in ema.shadow.items()})
-        state = {"ganforge": __version__, "format": CHECKPOINT_FORMAT, "model": self.model.name,
-                 "config": self.config, "step": self.step, "data": self.data.to_json(), "history": self.history,
-                 "loaders": {name: loader.state_dict() for name, (_, loader) in self.loaders.items()},
-                 "noise": self.noise.get_state(),
-                 "default_generator": default_generator(self.config["device"]).get_state(),
-                 "ema": {name: ema.updates for name, ema in self.ema.items()},
-                 "optimizers": {name: _arrays_to(tensors, f"opt.{name}", opt.state_dict())
-                                for name, opt in self.model.optimizers.items()},
-                 "model_state": _arrays_to(tensors, "model", self.model.state_dict())}
+        state.update({"ganforge": __version__, "format": CHECKPOINT_FORMAT, "model": self.model.name,
+                      "config": self.config, "step": self.step, "data": self.data.to_json(), "history": self.history,
+                      "ema": {name: ema.updates for name, ema in self.ema.items()},
+                      "optimizers": {name: _arrays_to(tensors, f"opt.{name}", opt.state_dict())
+                                     for name, opt in self.model.optimizers.items()}})
         return io.save_checkpoint(self.out_dir, f"checkpoint-{self.step:06d}", tensors, state)
 
     def load(self, path):
@@ -256,6 +296,12 @@ class Trainer:
         tensors, state = read_checkpoint(path)
         if state["model"] != self.model.name:
             raise io.CheckpointError(f"{path} holds a {state['model']!r} run, not {self.model.name!r}")
+        saved_size = state.get("world_size", 1)
+        if saved_size != self.world.size:
+            raise io.CheckpointError(f"{path} was trained on {saved_size} rank(s), this run has {self.world.size}: "
+                                     f"resume it on {saved_size} (mpirun -np {saved_size} ... --distributed, or "
+                                     f"--nproc {saved_size})")
+        own = state if self.world.rank == 0 else state["other_ranks"][self.world.rank - 1]
         try:
             for name, net in self.model.nets.items():
                 net.load_state_dict(_prefixed(tensors, name))
@@ -267,13 +313,13 @@ class Trainer:
                 raise ValueError(f"optimizers {sorted(saved)} saved, {sorted(self.model.optimizers)} built")
             for name, opt in self.model.optimizers.items():
                 opt.load_state_dict(_arrays_from(tensors, saved[name]))
-            self.model.load_state_dict(_arrays_from(tensors, state["model_state"]))
+            self.model.load_state_dict(_arrays_from(tensors, own["model_state"]))
         except (KeyError, ValueError) as exc:
             raise io.CheckpointError(f"{path} does not fit this model ({exc}); was it made with other options?") from None
         for name, (_, loader) in self.loaders.items():
-            loader.load_state_dict(state["loaders"][name])
-        self.noise.set_state(state["noise"])
-        default_generator(self.config["device"]).set_state(state["default_generator"])
+            loader.load_state_dict(own["loaders"][name])
+        self.noise.set_state(own["noise"])
+        default_generator(self.config["device"]).set_state(own["default_generator"])
         self.step, self.history = state["step"], state["history"]
         return self
 
@@ -346,19 +392,21 @@ def _progress(total, start, enabled):
     return tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
 
 
-def resume_or_start(model, out_dir, resume=False, **config):
+def resume_or_start(model, out_dir, resume=False, world=None, **config):
     """A Trainer for `out_dir`: restored from its latest checkpoint when `resume` is set
-    (the saved options, with any given here in their place)."""
+    (the saved options, with any given here in their place); `world`: the ranks of a
+    data-parallel run (distributed.World), None for one process."""
     if resume:
         _, state = read_checkpoint(out_dir)
         model_class = get_model(state["model"] if isinstance(model, str) or model is None else model)
         known = set(DEFAULTS) | set(model_class.options)
         saved = {k: v for k, v in state["config"].items() if k in known}
-        trainer = Trainer(model_class, out_dir, **{**saved, **{k: v for k, v in config.items() if v is not None}})
+        trainer = Trainer(model_class, out_dir, world,
+                          **{**saved, **{k: v for k, v in config.items() if v is not None}})
         return trainer.load(out_dir)
     if os.path.exists(os.path.join(out_dir, "latest")):
         raise FileExistsError(f"{out_dir} already holds a run: pass --resume to continue it, or choose another --out")
-    return Trainer(model, out_dir, **config)
+    return Trainer(model, out_dir, world, **config)
 
 
 def load_model(run_dir, use_ema=True):

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from .. import distributed
 from .. import functional as F
 from ..autograd import no_grad
 from ..ops.conv import pair
@@ -127,6 +128,7 @@ class _BatchNorm(Module):
             self.register_buffer("num_batches_tracked", zeros(1, dtype=np.int64))
         else:
             self.running_mean = self.running_var = None
+        self.world = None  # the ranks whose samples it normalizes over (distributed.synchronize_batch_norm)
 
     def forward(self, x):
         if x.ndim not in self.expected_ndim or x.shape[1] != self.num_features:
@@ -135,6 +137,9 @@ class _BatchNorm(Module):
         if self.training and self.track_running_stats:
             with no_grad():
                 self.num_batches_tracked.add_(1)
+        if self.training and self.world is not None:
+            return distributed.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                                          self.momentum, self.eps, self.world)
         # Batch statistics while training (or when no running ones are kept), running ones in eval.
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
                             training=self.training or not self.track_running_stats, momentum=self.momentum,
