@@ -44,6 +44,7 @@ def info(out=None):
         "cupy       " + (f"{backend.cupy().__version__}, GPU available" if cupy_reason is None
                          else f"not available ({cupy_reason})"),
         f"triton     {_optional_version('triton')}",
+        "mpi        " + _mpi_note(),
         "tf32       " + ("on: float32 convolutions on the GPU use TF32 tensor cores" if backend.tf32_enabled() else
                          "off: float32 convolutions on the GPU stay float32 (GANFORGE_TF32=1 turns TF32 on)"),
         "",
@@ -55,6 +56,17 @@ def info(out=None):
         others = ", ".join(f"{impl}: {'yes' if ok else 'no (' + why + ')'}" for impl, (ok, why) in statuses.items())
         lines.append(f"  {op:{width}s} {device:5s} -> {chosen:6s} [{others}]")
     print("\n".join(lines), file=out or sys.stdout)
+
+
+def _mpi_note():
+    import shutil
+    try:
+        from mpi4py import MPI
+        library = MPI.Get_library_version().splitlines()[0].split(",")[0]
+    except Exception as exc:
+        return f"not available ({type(exc).__name__}): scripts/setup.sh dist installs Open MPI and mpi4py"
+    launcher = "ganforge train --nproc N" if shutil.which("mpirun") else "no mpirun on PATH"
+    return f"mpi4py {_optional_version('mpi4py')}, {library} (data parallel: {launcher})"
 
 
 def _gemm_note():

@@ -25,8 +25,10 @@ import time
 
 import numpy as np
 
-from . import backend
-from .autograd import Function, no_grad
+from . import backend, dispatch
+from .autograd import Function, enable_grad, grad, is_grad_enabled, no_grad
+from .backend import xp_of
+from .ops.norm import channel_axes, per_channel
 from .tensor import Tensor
 
 BUCKET_BYTES = 64 << 20  # one Allreduce moves at most this much (MPI counts are 32-bit ints)
@@ -218,25 +220,103 @@ class AllReduceSum(Function):
         return AllReduceSum(self.world)(gy)
 
 
-def batch_norm(x, running_mean, running_var, weight, bias, momentum, eps, world):
-    """Training-mode batch norm with statistics over the samples of every rank (each rank's
-    batch the same size): the per-channel sums are Allreduced, forward and backward, so
-    N ranks of batch B normalize as one process with batch N x B would. Written in ops,
-    and so differentiable to any order."""
+class SyncBatchNorm(Function):
+    """Training-mode batch norm whose statistics cover the samples of every rank; inputs
+    (x, weight, bias). Each rank's batch must be the same size (the trainer's are). The
+    math is `batch_norm_in_ops` below; this is it with the batch-norm kernels of the
+    registry (ops/norm.py) doing the passes over the activations:
+
+    Forward: each rank's mean and variance (the kernel's), combined over the ranks with
+    Chan et al.'s rule: the global mean, then sum_r m (var_r + (mean_r - mean)^2) / M,
+    with m values per channel on a rank and M on all of them; the kernel's output, x
+    normalized by the rank's own statistics, is then rescaled and shifted to the global ones.
+    Backward: the textbook gradient, with its two sums taken over all ranks (PyTorch's
+    SyncBatchNorm does the same):
+
+        gbeta = sum_all(gy)      ggamma = sum_all(gy x_hat)
+        gx    = gamma / (M std) (M gy - gbeta - x_hat ggamma)
+
+    The kernel computes it with this rank's sums over m; the other ranks' samples then move
+    the two subtracted means, which one correction per channel, linear in x, puts right.
+    The gradients of weight and bias are this rank's own sums: the optimizer's Allreduce
+    adds the other ranks'. Under create_graph the backward differentiates
+    `batch_norm_in_ops` instead, as ops.norm.BatchNorm does, for higher orders."""
+
+    def __init__(self, world, eps=1e-5):
+        self.world, self.eps = world, eps
+
+    def forward(self, x, weight, bias):
+        xp, device = xp_of(x), backend.device_of(x)
+        # y normalized by this rank's statistics, then moved to the global ones in place:
+        # y = (x - mean) inv_std gamma + beta = y_rank (rank_std inv_std gamma) + (rank_mean - mean) inv_std gamma + beta
+        y, rank_mean, rank_var, rank_inv_std = dispatch.call("batch_norm", x, None, None, self.eps, device=device)
+        self.per_rank = x.size // x.shape[1]
+        self.count = self.per_rank * self.world.size
+        self.mean = self.world.allreduce_sum_(rank_mean * self.per_rank) / self.count
+        squares = self.per_rank * (rank_var + (rank_mean - self.mean) ** 2)
+        self.var = self.world.allreduce_sum_(squares) / self.count
+        self.inv_std = 1 / xp.sqrt(self.var + self.eps)
+        scale = weight * self.inv_std
+        planes = _planes(y)  # (N, C, H*W): NumPy's per-channel loops run over whole planes, not rows
+        planes *= (scale / rank_inv_std)[:, None]
+        planes += ((rank_mean - self.mean) * scale + bias)[:, None]
+        return y
+
+    def backward(self, gy):
+        if is_grad_enabled():
+            targets = [t for t, needed in zip(self.inputs, self.needs_input_grad) if needed]
+            with enable_grad():
+                y = batch_norm_in_ops(*self.inputs, self.eps, self.world)
+                grads = iter(grad(y, targets, gy, create_graph=True, allow_unused=True))
+            return tuple(next(grads) if needed else None for needed in self.needs_input_grad)
+        x, weight = self.inputs[0]._data, self.inputs[1]._data
+        gx, gweight, gbias = dispatch.call("batch_norm_backward", x, gy._data, weight, self.mean, self.inv_std,
+                                           device=backend.device_of(x))
+        both = self.world.allreduce_sum_(xp_of(x).concatenate([gbias, gweight]))
+        gbeta, ggamma = both[:len(gbias)], both[len(gbias):]
+        # gx - kernel's gx = gamma inv_std ((gbias/m - gbeta/M) + x_hat (gweight/m - ggamma/M)) = x a + b
+        a = weight * self.inv_std ** 2 * (gweight / self.per_rank - ggamma / self.count)
+        b = weight * self.inv_std * (gbias / self.per_rank - gbeta / self.count) - self.mean * a
+        planes = _planes(gx)
+        planes += _planes(x) * a[:, None]
+        planes += b[:, None]
+        return Tensor._wrap(gx), Tensor._wrap(gweight), Tensor._wrap(gbias)
+
+
+def _planes(array):
+    """An (N, C, ...) array as (N, C, rest), a view where it can be."""
+    return array.reshape(array.shape[0], array.shape[1], -1)
+
+
+def batch_norm_in_ops(x, weight, bias, eps, world):
+    """SyncBatchNorm's output written in ops (AllReduceSum for the sums over the ranks):
+    the same math, differentiable to any order."""
     from . import functional as F
-    from .ops.norm import channel_axes, per_channel
     axes = channel_axes(x.ndim)
     count = (x.size // x.shape[1]) * world.size
-    if count < 2:
-        raise ValueError(f"batch_norm in training needs more than one value per channel, got input shape {x.shape}")
     mean = AllReduceSum(world)(F.sum(x, axis=axes)) / count
     centered = x - per_channel(mean, x.ndim)
     var = AllReduceSum(world)(F.sum(centered * centered, axis=axes)) / count
+    return F.normalized(x, per_channel(mean, x.ndim), per_channel(var, x.ndim), eps, weight, bias, per_channel=True)
+
+
+def batch_norm(x, running_mean, running_var, weight, bias, momentum, eps, world):
+    """Training-mode batch norm over every rank's samples: N ranks of batch B normalize as
+    one process with batch N x B would; the running statistics (when given) are updated
+    with those statistics, so they too are the same on every rank."""
+    from .functional import constant
+    count = (x.size // x.shape[1]) * world.size
+    if x.ndim < 2 or count < 2:
+        raise ValueError(f"batch_norm in training needs more than one value per channel, got input shape {x.shape}")
+    channels = x.shape[1]  # the op takes both or neither: a missing one is the identity scale or shift
+    fn = SyncBatchNorm(world, eps)
+    y = fn(x, weight if weight is not None else constant(np.ones(channels), x.dtype, x.device),
+           bias if bias is not None else constant(np.zeros(channels), x.dtype, x.device))
     if running_mean is not None:
         with no_grad():
-            running_mean.copy_((1 - momentum) * running_mean._data + momentum * mean._data)
-            running_var.copy_((1 - momentum) * running_var._data + momentum * var._data * count / (count - 1))
-    return F.normalized(x, per_channel(mean, x.ndim), per_channel(var, x.ndim), eps, weight, bias, per_channel=True)
+            running_mean.copy_((1 - momentum) * running_mean._data + momentum * fn.mean)
+            running_var.copy_((1 - momentum) * running_var._data + momentum * fn.var * count / (count - 1))
+    return y
 
 
 def synchronize_batch_norm(net, world):
