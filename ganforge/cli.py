@@ -61,12 +61,13 @@ def info(out=None):
 def _mpi_note():
     import shutil
     try:
-        from mpi4py import MPI
-        library = MPI.Get_library_version().splitlines()[0].split(",")[0]
-    except Exception as exc:
-        return f"not available ({type(exc).__name__}): scripts/setup.sh dist installs Open MPI and mpi4py"
-    launcher = "ganforge train --nproc N" if shutil.which("mpirun") else "no mpirun on PATH"
-    return f"mpi4py {_optional_version('mpi4py')}, {library} (data parallel: {launcher})"
+        import mpi4py  # the package alone: importing mpi4py.MPI would start MPI
+    except ImportError:
+        return "not available: scripts/setup.sh dist installs Open MPI and mpi4py"
+    mpirun = shutil.which("mpirun")
+    if mpirun is None:
+        return f"mpi4py {mpi4py.__version__}, but no mpirun on PATH: scripts/setup.sh dist installs Open MPI"
+    return f"mpi4py {mpi4py.__version__}, {mpirun} (data parallel: ganforge train --nproc N)"
 
 
 def _gemm_note():

@@ -20,11 +20,11 @@ import pytest
 
 import ganforge as gf
 from ganforge import distributed, nn, optim
-from ganforge.data import write_idx
 from ganforge.gan.steps import update
 from ganforge.gan.trainer import read_checkpoint
 
 from .conftest import IN_CI
+from .test_trainer import tiny_fashion  # noqa: F401  (a fixture: 64 random images as Fashion-MNIST IDX files)
 
 TESTS = Path(__file__).resolve().parent
 MPI_READY = shutil.which("mpirun") is not None and importlib.util.find_spec("mpi4py") is not None
@@ -131,15 +131,6 @@ def test_mpirun_command_shares_the_cores_and_keeps_a_users_thread_setting(monkey
 
 # --- real ranks under mpirun -------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def tiny_fashion(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("fashion")
-    rng = np.random.default_rng(0)
-    write_idx(os.path.join(folder, "train-images-idx3-ubyte.gz"), rng.integers(0, 256, (128, 28, 28), dtype=np.uint8))
-    write_idx(os.path.join(folder, "train-labels-idx1-ubyte.gz"), rng.integers(0, 10, 128, dtype=np.uint8))
-    return str(folder)
-
-
 def mpirun(nproc, *args, env=None, timeout=300):
     command = distributed.mpirun_command(nproc, threads_per_rank=1) + [sys.executable, *map(str, args)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=TESTS.parent,
@@ -226,7 +217,9 @@ def rank_one_pid(out_dir, timeout=60):
 def wait_for(path, process, timeout=120):
     deadline = time.time() + timeout
     while not path.exists():
-        assert process.poll() is None, process.communicate()[1][-2000:]
+        if process.poll() is not None:
+            out, err = process.communicate()
+            raise AssertionError(f"the run ended first: {out[-2000:]}\n{err[-3000:]}")
         assert time.time() < deadline, f"{path} never appeared"
         time.sleep(0.02)
 
