@@ -91,6 +91,11 @@ def main(scenario, model, out, steps, data_path):
                           sync_batch_norm=scenario == "global-batch")
         trainer.model.noise = RowsOfGlobalDraw(11, world)
         trainer.batches = global_batches(trainer, world)
+        # Adam's first steps are lr x sign(gradient): a gradient that is 0 up to rounding (a
+        # bias feeding batch norm) would step by +-lr at rounding's whim. A large eps makes
+        # the step lr x gradient there, so that the runs differ by rounding, not by its signs.
+        for optimizer in trainer.model.optimizers.values():
+            optimizer.hyper["eps"] = 1.0
         trainer.train_step()
         first = {k + ".first": v for k, v in weights_and_grads(trainer).items() if k.endswith(".grad")}
         for _ in range(steps - 1):
