@@ -359,16 +359,16 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, help="for a model: its batch size (default: the model's)")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
-    if args.command == "train" and args.nproc:
-        return launch(args.nproc, argv, args.out or os.path.join("runs", args.model))
     from ganforge.backends.cpu import runtime
     runtime.hold_freed_memory()  # the command line owns its process (see backends/cpu/runtime.py)
     handlers = {"profile": profile, "info": lambda a: info(), "list": list_models, "train": train, "sample": sample,
                 "evaluate": evaluate, "translate": translate}
+    if args.command == "train" and args.nproc is not None:  # this process only starts mpirun, whose ranks train
+        handlers["train"] = lambda a: launch(a, argv)
     from ganforge.backend import env_flag
     debug = args.debug or env_flag("GANFORGE_DEBUG")
     try:
-        handlers[args.command](args)
+        code = handlers[args.command](args)
     except KeyboardInterrupt:
         print("ganforge: interrupted; resume with --resume", file=sys.stderr)
         return 130
@@ -386,7 +386,7 @@ def main(argv=None):
         import traceback
         traceback.print_exc()
         return _stop_ranks(args, 1)
-    return 0
+    return code or 0
 
 
 def _rank_of(args):
@@ -403,17 +403,20 @@ def _stop_ranks(args, code):
     return code
 
 
-def launch(nproc, argv, out_dir):
+def launch(args, argv):
     """`ganforge train ... --nproc N`: the same command on N ranks, under mpirun."""
     from ganforge.distributed import mpirun_command
+    from ganforge.gan import get_model
+    get_model(args.model)  # an unknown model: one line here, not one per rank
+    nproc, out_dir = args.nproc, args.out or os.path.join("runs", args.model)
     argv = [a for i, a in enumerate(argv)
             if not (a == "--nproc" or a.startswith("--nproc=") or (i and argv[i - 1] == "--nproc"))]
     command = mpirun_command(nproc) + [sys.executable, "-m", "ganforge.cli", *argv, "--distributed"]
     print("ganforge: " + " ".join(command), flush=True)
     code = subprocess.call(command)
     if code:
-        resume = (f"; its last checkpoint is {os.path.join(out_dir, 'latest')}: continue with the same command and "
-                  "--resume") if os.path.exists(os.path.join(out_dir, "latest")) else ""
+        resume = (f"; its last checkpoint is {os.path.join(out_dir, 'latest')}: continue with the same command"
+                  + ("" if "--resume" in argv else " and --resume")) if os.path.exists(os.path.join(out_dir, "latest")) else ""
         print(f"ganforge: the run on {nproc} processes stopped (mpirun exit status {code}){resume}", file=sys.stderr)
     return code
 

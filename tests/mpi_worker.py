@@ -17,13 +17,15 @@ import sys
 import numpy as np
 
 from ganforge import distributed
+from ganforge.data import fashion_edges
 from ganforge.gan import trainer as trainer_module
 from ganforge.gan.trainer import Trainer, load_data
 from ganforge.tensor import Generator, Tensor
 
 # the tests hand a small stand-in for Fashion-MNIST (tests/test_trainer.py does the same)
 _load_fashion_mnist = trainer_module.load_fashion_mnist
-trainer_module.load_fashion_mnist = lambda root, split: _load_fashion_mnist(root, split, expected_count=0)
+for _module in (trainer_module, fashion_edges):
+    _module.load_fashion_mnist = lambda root, split: _load_fashion_mnist(root, split, expected_count=0)
 
 GLOBAL_BATCH = 64
 

@@ -129,6 +129,16 @@ def test_mpirun_command_shares_the_cores_and_keeps_a_users_thread_setting(monkey
         distributed.mpirun_command(0)
 
 
+def test_nproc_refuses_bad_input_in_one_line_before_starting_mpi(tmp_path, capsys):
+    from ganforge import cli
+    for argv, message in ((["train", "gan", "--nproc", "0"], "--nproc must be at least 1, got 0"),
+                          (["train", "nosuch", "--nproc", "2"], "unknown model 'nosuch'")):
+        assert cli.main(argv + ["--out", str(tmp_path / "run")]) == 1
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
 # --- real ranks under mpirun -------------------------------------------------------------------------
 
 def mpirun(nproc, *args, env=None, timeout=300):
@@ -153,12 +163,13 @@ def assert_ranks_identical(arrays):
 
 
 @needs_mpi
-@pytest.mark.parametrize("model", ["gan", "dcgan", "sngan"])
+@pytest.mark.parametrize("model", ["gan", "dcgan", "sngan", "cyclegan"])
 def test_every_rank_holds_the_same_weights_bit_for_bit(model, tiny_fashion, tmp_path):
     """Weights, gradients and buffers (batch-norm statistics, spectral-norm vectors) after
-    3 steps on 2 ranks, each on its own data and noise; rank 0 alone writes the files."""
+    3 steps on 2 ranks, each on its own data and noise; rank 0 alone writes the files,
+    and its checkpoint holds each rank's own state (CycleGAN's image pools)."""
     arrays = worker(2, "same-weights", model, tmp_path, 3, tiny_fashion)
-    if model == "gan":  # no buffers: only weights and gradients to compare
+    if model in ("gan", "cyclegan"):  # no buffers: only weights and gradients to compare
         keys = [k[2:] for k in arrays.files if k.startswith("0/")]
         assert all(np.array_equal(arrays["0/" + k], arrays["1/" + k]) for k in keys)
     else:
@@ -166,10 +177,14 @@ def test_every_rank_holds_the_same_weights_bit_for_bit(model, tiny_fashion, tmp_
     assert sorted(os.listdir(tmp_path)) == ["checkpoint-000003", "latest", "log.csv", "log.jsonl", "losses.png",
                                            "ranks.npz", "samples"]
     assert [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
-    _, state = read_checkpoint(str(tmp_path))
+    tensors, state = read_checkpoint(str(tmp_path))
     assert state["world_size"] == 2 and len(state["other_ranks"]) == 1
     assert state["other_ranks"][0]["noise"] != state["noise"]  # each rank its own noise
-    assert state["other_ranks"][0]["loaders"]["x"]["order"] != state["loaders"]["x"]["order"]
+    source = next(iter(state["loaders"]))
+    assert state["other_ranks"][0]["loaders"][source]["order"] != state["loaders"][source]["order"]
+    if model == "cyclegan":
+        pools = sorted(k for k in tensors if k.startswith("rank1.model"))
+        assert pools and not np.array_equal(tensors[pools[0]], tensors[pools[0][len("rank1."):]])
 
 
 def scaled_error(a, b, prefix, suffix):
