@@ -108,19 +108,26 @@ class World:
         """NCCL's communicator for these ranks (made once, its unique id sent over MPI), or
         None where CuPy has no NCCL: then device arrays are staged through the host."""
         if self._nccl is None:
+            from mpi4py import MPI
             try:
                 from cupy.cuda import nccl
-                unique_id = nccl.get_unique_id() if self.is_root else None
-                self._nccl = nccl.NcclCommunicator(self.size, self.comm.bcast(unique_id, root=0), self.rank)
+                available = nccl.get_version() > 0
             except Exception:  # no NCCL in this CuPy (or the stand-in CuPy of the tests)
+                available = False
+            # every rank takes the same path, or one would wait for the others in a collective forever
+            if not self.comm.allreduce(available, op=MPI.LAND):
                 self._nccl = False
+                return None
+            unique_id = nccl.get_unique_id() if self.is_root else None
+            self._nccl = nccl.NcclCommunicator(self.size, self.comm.bcast(unique_id, root=0), self.rank)
         return self._nccl or None
 
     def _nccl_allreduce(self, array):
-        from cupy.cuda import Stream, nccl
+        import cupy
+        from cupy.cuda import nccl
         kinds = {np.dtype(np.float32): nccl.NCCL_FLOAT32, np.dtype(np.float64): nccl.NCCL_FLOAT64}
         self._nccl.allReduce(array.data.ptr, array.data.ptr, array.size, kinds[np.dtype(array.dtype)],
-                             nccl.NCCL_SUM, Stream.null.ptr)
+                             nccl.NCCL_SUM, cupy.cuda.get_current_stream().ptr)
 
     # --- collectives on Python values ----------------------------------------------------------
 
