@@ -109,7 +109,7 @@ def train(args):
                               unrolled_steps=args.unrolled_steps, clip_grad_norm=args.clip_grad_norm,
                               minibatch_discrimination=args.minibatch_discrimination or None,
                               cycle_weight=args.cycle_weight, identity_weight=args.identity_weight,
-                              pool_size=args.pool_size, width=args.width, blocks=args.blocks)
+                              pool_size=args.pool_size, width=args.width, blocks=args.blocks, init=args.init)
     start = time.time()
     trainer.train()
     if world is not None and not world.is_root:
@@ -313,6 +313,9 @@ def main(argv=None):
                                                              "one-sided), R1 on real data, or none")
     recipe.add_argument("--penalty-weight", type=float, help="lambda of the gradient penalty, gamma of R1")
     recipe.add_argument("--lr-decay", action="store_true", help="decay both learning rates linearly to 0")
+    recipe.add_argument("--init", choices=["dcgan", "default"],
+                        help="dcgan and cgan weights: the DCGAN paper's N(0, 0.02) (their default) or the layers' own, "
+                             "as PyTorch's are")
     remedies = t.add_argument_group("mode-collapse remedies")
     remedies.add_argument("--unrolled-steps", type=int, metavar="K",
                           help="unrolled GAN: score the generator against D after K look-ahead updates")

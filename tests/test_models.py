@@ -25,9 +25,9 @@ SETTINGS = {
     "gan": ({"data": "ring8", "steps": 5000, "batch_size": 256, "flatten": True},
             {"z_dim": 2, "lr": 1e-3, **ADAM_GAN}),
     # Radford et al. 2016: z of 100, Adam lr 2e-4, beta1 0.5
-    "dcgan": ({"data": "fashion-mnist", "steps": 3000, "batch_size": 64}, {"z_dim": 100, "lr": 2e-4, **ADAM_GAN}),
+    "dcgan": ({"data": "fashion-mnist", "steps": 3000, "batch_size": 64}, {"z_dim": 100, "lr": 2e-4, "init": "dcgan", **ADAM_GAN}),
     # Miyato & Koyama 2018 (projection discriminator, hinge loss): DCGAN's optimizer
-    "cgan": ({"data": "fashion-mnist", "steps": 3000, "batch_size": 64}, {"z_dim": 100, "lr": 2e-4, **ADAM_GAN}),
+    "cgan": ({"data": "fashion-mnist", "steps": 3000, "batch_size": 64}, {"z_dim": 100, "lr": 2e-4, "init": "dcgan", **ADAM_GAN}),
     # Mao et al. 2017: Adam lr 2e-4, beta1 0.5
     "lsgan": ({"data": "fashion-mnist", "steps": 3000, "batch_size": 64}, {"z_dim": 100, "lr": 2e-4, **ADAM_GAN}),
     # Miyato et al. 2018 (hinge loss): Adam lr 2e-4, beta1 0.5, one D step
@@ -188,3 +188,22 @@ def test_sngan_and_wgan_critics():
     assert weighted and all(hasattr(m, "weight_orig") for m in weighted)
     assert not layers(sngan.nets["D"], nn.BatchNorm2d)
     assert not layers(build("wgan", FASHION).nets["D"], nn.BatchNorm2d)
+
+
+@pytest.mark.parametrize("model", ["dcgan", "cgan"])
+def test_init_chooses_the_dcgan_papers_weights_or_the_layers_own(model):
+    """--init dcgan: conv weights ~ N(0, 0.02), as the DCGAN paper has them; --init
+    default: the layers' own (PyTorch's kaiming-uniform), whose spread is not 0.02.
+    Looked at on G's first transposed convolution."""
+    from ganforge.gan import get_model
+    data = DataInfo("fashion-mnist", (1, 28, 28), (1, 28, 28), tuple(str(i) for i in range(10)))
+    stds = {}
+    for init in ("dcgan", "default"):
+        config = {**get_model(model).options, "seed": 0, "init": init}
+        G = get_model(model)(config, data).nets["G"]
+        weight = next(p for name, p in G.named_parameters() if name.endswith("weight") and p.ndim == 4).numpy()
+        stds[init] = weight.std()
+    assert abs(stds["dcgan"] - 0.02) < 0.001
+    assert abs(stds["default"] - 0.02) > 0.005
+    with pytest.raises(ValueError, match="unknown initialization 'xavier'"):
+        get_model(model)({**get_model(model).options, "seed": 0, "init": "xavier"}, data)

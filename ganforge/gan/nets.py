@@ -34,6 +34,16 @@ def _check_resolution(resolution):
                          "images (image folders are resized to --resolution)")
 
 
+INITS = ("dcgan", "default")
+
+
+def initialized(net, init):
+    """`net` initialized the DCGAN paper's way (dcgan_init) or left as its layers made it."""
+    if init not in INITS:
+        raise ValueError(f"unknown initialization {init!r}: use one of {', '.join(INITS)}")
+    return net.apply(dcgan_init) if init == "dcgan" else net
+
+
 def dcgan_init(module):
     """The DCGAN paper's initialization: conv weights ~ N(0, 0.02), batch-norm scales ~
     N(1, 0.02), biases 0. With PyTorch's default initialization instead, the
@@ -48,7 +58,7 @@ def dcgan_init(module):
         nn.init.zeros_(module.bias)
 
 
-def dcgan_generator(z_dim, channels, resolution, base=64):
+def dcgan_generator(z_dim, channels, resolution, base=64, init="dcgan"):
     """z (N, z_dim, 1, 1) -> images (N, channels, resolution, resolution) in [-1, 1]."""
     _check_resolution(resolution)
     if resolution == 28:  # dcgan28 of bench/BENCH_MODELS.md: 7x7, 14x14, 28x28
@@ -60,10 +70,10 @@ def dcgan_generator(z_dim, channels, resolution, base=64):
     for cin, cout in zip(widths[:-1], widths[1:]):
         layers += [nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
     layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
-    return nn.Sequential(*layers).apply(dcgan_init)
+    return initialized(nn.Sequential(*layers), init)
 
 
-def dcgan_features(channels, resolution, base=64, batchnorm=True, spectral=False):
+def dcgan_features(channels, resolution, base=64, batchnorm=True, spectral=False, init="dcgan"):
     """The convolutional trunk of the DCGAN discriminator: images -> feature maps."""
     _check_resolution(resolution)
     wrap = nn.spectral_norm if spectral else (lambda m: m)
@@ -76,23 +86,23 @@ def dcgan_features(channels, resolution, base=64, batchnorm=True, spectral=False
         layers.append(nn.LeakyReLU(0.2))
         cin = cout
     final = 7 if resolution == 28 else 4
-    return nn.Sequential(*layers).apply(dcgan_init), cin, final
+    return initialized(nn.Sequential(*layers), init), cin, final
 
 
-def dcgan_discriminator(channels, resolution, base=64, batchnorm=True, spectral=False):
+def dcgan_discriminator(channels, resolution, base=64, batchnorm=True, spectral=False, init="dcgan"):
     """images -> one logit per image, shape (N, 1)."""
-    features, width, final = dcgan_features(channels, resolution, base, batchnorm, spectral)
-    head = nn.Conv2d(width, 1, final).apply(dcgan_init)
+    features, width, final = dcgan_features(channels, resolution, base, batchnorm, spectral, init)
+    head = initialized(nn.Conv2d(width, 1, final), init)
     return nn.Sequential(features, nn.spectral_norm(head) if spectral else head, nn.Flatten())
 
 
 class ConditionalGenerator(nn.Module):
     """A DCGAN generator fed with z and a learned embedding of the class label."""
 
-    def __init__(self, z_dim, channels, resolution, num_classes, embed_dim=32, base=64):
+    def __init__(self, z_dim, channels, resolution, num_classes, embed_dim=32, base=64, init="dcgan"):
         super().__init__()
         self.embed = nn.Embedding(num_classes, embed_dim)
-        self.net = dcgan_generator(z_dim + embed_dim, channels, resolution, base)
+        self.net = dcgan_generator(z_dim + embed_dim, channels, resolution, base, init)
 
     def forward(self, z, labels):
         e = F.reshape(self.embed(labels), (z.shape[0], -1, 1, 1))
@@ -106,9 +116,10 @@ class ProjectionDiscriminator(nn.Module):
     trunk's map throws away where things are, and its generator then collapses (seen at
     28 pixels: every sample of a class alike)."""
 
-    def __init__(self, channels, resolution, num_classes, base=64, spectral=True):
+    def __init__(self, channels, resolution, num_classes, base=64, spectral=True, init="dcgan"):
         super().__init__()
-        self.features, width, final = dcgan_features(channels, resolution, base, batchnorm=False, spectral=spectral)
+        self.features, width, final = dcgan_features(channels, resolution, base, batchnorm=False, spectral=spectral,
+                                                     init=init)
         wrap = nn.spectral_norm if spectral else (lambda m: m)
         self.head = wrap(nn.Linear(width * final * final, 1))
         self.embed = wrap(nn.Embedding(num_classes, width * final * final))
@@ -118,8 +129,10 @@ class ProjectionDiscriminator(nn.Module):
         return self.head(phi) + F.sum(self.embed(labels) * phi, axis=1, keepdims=True)
 
 
-def networks_for(data_shape, z_dim, *, spectral=False, batchnorm=True, num_classes=None, hidden=256):
-    """(G, D) for data of `data_shape`: MLPs for vectors, DCGAN nets for (C, H, W) images."""
+def networks_for(data_shape, z_dim, *, spectral=False, batchnorm=True, num_classes=None, hidden=256, init="dcgan"):
+    """(G, D) for data of `data_shape`: MLPs for vectors, DCGAN nets for (C, H, W) images,
+    initialized as the DCGAN paper does (init="dcgan") or by the layers themselves, as
+    PyTorch's are (init="default")."""
     if len(data_shape) == 1:
         if num_classes:
             raise ValueError("conditional models are built for images; use an image data set")
@@ -129,10 +142,10 @@ def networks_for(data_shape, z_dim, *, spectral=False, batchnorm=True, num_class
     if height != width:
         raise ValueError(f"DCGAN networks need square images, got {height}x{width}")
     if num_classes:
-        return (ConditionalGenerator(z_dim, channels, height, num_classes),
-                ProjectionDiscriminator(channels, height, num_classes, spectral=spectral))
-    return (dcgan_generator(z_dim, channels, height),
-            dcgan_discriminator(channels, height, batchnorm=batchnorm, spectral=spectral))
+        return (ConditionalGenerator(z_dim, channels, height, num_classes, init=init),
+                ProjectionDiscriminator(channels, height, num_classes, spectral=spectral, init=init))
+    return (dcgan_generator(z_dim, channels, height, init=init),
+            dcgan_discriminator(channels, height, batchnorm=batchnorm, spectral=spectral, init=init))
 
 
 

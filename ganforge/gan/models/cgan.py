@@ -14,13 +14,15 @@ class CGAN(GAN):
     name = "cgan"
     summary = "class-conditional DCGAN with a projection discriminator (sample with --label)"
     defaults = {"data": "fashion-mnist", "steps": 3000, "batch_size": 64}
-    options = {**GAN.options, "z_dim": 100, "lr": 2e-4}
+    options = {**GAN.options, "z_dim": 100, "lr": 2e-4, "init": "dcgan"}
     loss = "hinge"
 
     def generator_and_discriminator(self):
         if not self.data.num_classes:
             raise ValueError("cgan is class-conditional and needs a labelled data set (fashion-mnist)")
-        return networks_for(self.data.shape, self.config["z_dim"], spectral=True, num_classes=self.data.num_classes)
+        # runs saved before --init existed were initialized the dcgan way
+        return networks_for(self.data.shape, self.config["z_dim"], spectral=True, num_classes=self.data.num_classes,
+                            init=self.config.get("init", "dcgan"))
 
     def condition(self, batch):
         return (batch["label"],)

@@ -9,9 +9,10 @@ class DCGAN(GAN):
     name = "dcgan"
     summary = "DCGAN: conv nets with batch norm, non-saturating loss (28, 32 or 64 pixels)"
     defaults = {"data": "fashion-mnist", "steps": 3000, "batch_size": 64}
-    options = {**GAN.options, "z_dim": 100, "lr": 2e-4}
+    options = {**GAN.options, "z_dim": 100, "lr": 2e-4, "init": "dcgan"}
 
     def generator_and_discriminator(self):
         if len(self.data.shape) != 3:
             raise ValueError("dcgan needs image data (fashion-mnist or an image folder); for 2-D data use gan")
-        return networks_for(self.data.shape, self.config["z_dim"])
+        # runs saved before --init existed were initialized the dcgan way
+        return networks_for(self.data.shape, self.config["z_dim"], init=self.config.get("init", "dcgan"))
