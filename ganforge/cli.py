@@ -418,8 +418,10 @@ def launch(args, argv):
     print("ganforge: " + " ".join(command), flush=True)
     code = subprocess.call(command)
     if code:
-        resume = (f"; its last checkpoint is {os.path.join(out_dir, 'latest')}: continue with the same command"
-                  + ("" if "--resume" in argv else " and --resume")) if os.path.exists(os.path.join(out_dir, "latest")) else ""
+        latest, resume = os.path.join(out_dir, "latest"), ""
+        if os.path.exists(latest):
+            resume = f"; its last checkpoint is {latest}: continue with the same command"
+            resume += "" if "--resume" in argv else " and --resume"
         print(f"ganforge: the run on {nproc} processes stopped (mpirun exit status {code}){resume}", file=sys.stderr)
     return code
 

@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from . import backend, dispatch
-from .autograd import Function, enable_grad, grad, is_grad_enabled, no_grad
+from .autograd import Function, enable_grad, grad, is_grad_enabled
 from .backend import xp_of
 from .ops.norm import channel_axes, per_channel
 from .tensor import Tensor
@@ -311,18 +311,13 @@ def batch_norm(x, running_mean, running_var, weight, bias, momentum, eps, world)
     """Training-mode batch norm over every rank's samples: N ranks of batch B normalize as
     one process with batch N x B would; the running statistics (when given) are updated
     with those statistics, so they too are the same on every rank."""
-    from .functional import constant
+    from . import functional as F
     count = (x.size // x.shape[1]) * world.size
     if x.ndim < 2 or count < 2:
         raise ValueError(f"batch_norm in training needs more than one value per channel, got input shape {x.shape}")
-    channels = x.shape[1]  # the op takes both or neither: a missing one is the identity scale or shift
     fn = SyncBatchNorm(world, eps)
-    y = fn(x, weight if weight is not None else constant(np.ones(channels), x.dtype, x.device),
-           bias if bias is not None else constant(np.zeros(channels), x.dtype, x.device))
-    if running_mean is not None:
-        with no_grad():
-            running_mean.copy_((1 - momentum) * running_mean._data + momentum * fn.mean)
-            running_var.copy_((1 - momentum) * running_var._data + momentum * fn.var * count / (count - 1))
+    y = fn(x, *F.scale_and_shift(x, weight, bias))
+    F.update_running_statistics(running_mean, running_var, fn.mean, fn.var, momentum, count)
     return y
 
 

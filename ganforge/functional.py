@@ -472,6 +472,24 @@ def normalized(x, mean_, var_, eps, weight, bias, per_channel):
     return y
 
 
+def scale_and_shift(x, weight, bias):
+    """(weight, bias) for the batch-norm ops, which take both or neither: a missing one is
+    the identity scale or shift."""
+    channels = x.shape[1]
+    return (weight if weight is not None else constant(np.ones(channels), x.dtype, x.device),
+            bias if bias is not None else constant(np.zeros(channels), x.dtype, x.device))
+
+
+def update_running_statistics(running_mean, running_var, mean, var, momentum, count):
+    """PyTorch's running averages: the batch mean and the unbiased batch variance (over
+    `count` values per channel), weighted by `momentum`, in place; nothing without them."""
+    if running_mean is None:
+        return
+    with no_grad():
+        running_mean.copy_((1 - momentum) * running_mean._data + momentum * mean)
+        running_var.copy_((1 - momentum) * running_var._data + momentum * var * count / (count - 1))
+
+
 def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, training=True, momentum=0.1,
                eps=1e-5):
     """Normalize each channel by the batch's statistics (training) or the running ones (eval).
@@ -487,18 +505,8 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
             raise ValueError(f"batch_norm in training needs more than one value per channel, got input "
                              f"shape {x.shape}")
         fn = ops.norm.BatchNorm(eps)
-        if weight is None and bias is None:
-            y = fn(x)
-        else:  # the op takes both or neither: a missing one is the identity scale or shift
-            channels = x.shape[1]
-            y = fn(x, weight if weight is not None else constant(np.ones(channels), x.dtype, x.device),
-                   bias if bias is not None else constant(np.zeros(channels), x.dtype, x.device))
-        batch_mean, batch_var = fn.mean, fn.var
-        if running_mean is not None:
-            with no_grad():
-                running_mean.copy_((1 - momentum) * running_mean._data + momentum * batch_mean)
-                running_var.copy_((1 - momentum) * running_var._data
-                                  + momentum * batch_var * count / (count - 1))
+        y = fn(x) if weight is None and bias is None else fn(x, *scale_and_shift(x, weight, bias))
+        update_running_statistics(running_mean, running_var, fn.mean, fn.var, momentum, count)
         return y
     if running_mean is None:
         raise ValueError("batch_norm in eval mode needs running_mean and running_var")

@@ -268,18 +268,12 @@ class Trainer:
 
     def save(self):
         """Write a checkpoint (rank 0 writes it; the other ranks send it their state)."""
-        if self.world.size > 1:
-            own = {}
-            prefix = f"rank{self.world.rank}." if self.world.rank else ""
-            ranks = self.world.gather((own, self._rank_state(own, prefix)))
-            if not self.world.is_root:
-                return None
-            tensors = {k: v for rank_tensors, _ in ranks for k, v in rank_tensors.items()}
-            state = ranks[0][1]
-            state.update(world_size=self.world.size, other_ranks=[rank_state for _, rank_state in ranks[1:]])
-        else:
-            tensors = {}
-            state = self._rank_state(tensors)
+        own = {}
+        ranks = self.world.gather((own, self._rank_state(own, f"rank{self.world.rank}." if self.world.rank else "")))
+        if not self.world.is_root:
+            return None
+        tensors = {k: v for rank_tensors, _ in ranks for k, v in rank_tensors.items()}
+        state = {**ranks[0][1], "world_size": self.world.size, "other_ranks": [s for _, s in ranks[1:]]}
         for name, net in self.model.nets.items():
             tensors.update({f"{name}.{k}": t.numpy() for k, t in net.state_dict().items()})
         for name, ema in self.ema.items():
