@@ -4,7 +4,7 @@
 # Each one installs what it needs first.
 PYTHON ?= python3
 
-.PHONY: demo example test test-all bench bench-steps mutation info
+.PHONY: demo example photos test test-all bench bench-steps mutation info
 
 DEMO_RUN = runs/dcgan-fashion-mnist
 
@@ -16,6 +16,10 @@ demo:  # a second `make demo` continues the run (an interrupted one too) instead
 example:  # WGAN-GP on the ring of 8 Gaussians, written with the core alone
 	scripts/setup.sh viz
 	$(PYTHON) examples/wgan_gp_ring8.py --out runs/wgan_gp_ring8
+
+photos:  # real photographs for super-resolution (scikit-image's samples): data/photos/train and test
+	scripts/setup.sh viz,photos
+	$(PYTHON) -m ganforge.data.photos data/photos
 
 test:
 	scripts/setup.sh test

@@ -14,6 +14,7 @@ the timed steps.
     python bench/in_turns.py conv [--slow]  the conv layers of dcgan28 (and dcgan64)
     python bench/in_turns.py cyclegan       one CycleGAN step at 64 px, batch 1 and 4
     python bench/in_turns.py mlp            one step of the `gan` variant's MLPs, batch 64 and 256
+    python bench/in_turns.py srgan          one SRGAN step, batch 16: 96 px photos and Fashion-MNIST, x4
 """
 import argparse
 import os
@@ -80,6 +81,16 @@ def mlp_steps(torch, blocks):
     model_steps(torch, blocks, "gan mlp", (64, 256), torch_steps.mlp_gan_step_fn, benchmarks.mlp_gan)
 
 
+def srgan_steps(torch, blocks):
+    """ganforge's SRGAN step against bench/torch_srgan.py's, batch 16 x4: the paper's 96 px
+    RGB crops, and Fashion-MNIST's 28 px grey images."""
+    import torch_srgan
+    from ganforge.gan import benchmarks
+    for label, size, channels in (("srgan 96px rgb", 96, 3), ("srgan fashion28", 28, 1)):
+        model_steps(torch, blocks, label, (16,), lambda b: torch_srgan.step_fn(b, size, 4, channels),
+                    lambda b: benchmarks.srgan(b, size, 4, channels))
+
+
 def conv_step(layer, rng, torch=None):
     """(ganforge's, PyTorch's) forward plus both gradients of a bench/test_conv.py layer,
     on the same random input and weights; PyTorch's is None without torch."""
@@ -122,7 +133,7 @@ def conv(torch, blocks, slow):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["steps", "conv", "cyclegan", "mlp"])
+    parser.add_argument("what", choices=["steps", "conv", "cyclegan", "mlp", "srgan"])
     parser.add_argument("--blocks", type=int, default=6, help="blocks of %d timed steps per framework" % BLOCK)
     parser.add_argument("--slow", action="store_true", help="conv: dcgan64's layers too")
     args = parser.parse_args()
@@ -138,6 +149,8 @@ def main():
         steps(torch, args.blocks)
     elif args.what == "cyclegan":
         cyclegan_steps(torch, args.blocks)
+    elif args.what == "srgan":
+        srgan_steps(torch, args.blocks)
     elif args.what == "mlp":
         mlp_steps(torch, args.blocks)
     else:

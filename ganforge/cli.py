@@ -109,7 +109,9 @@ def train(args):
                               unrolled_steps=args.unrolled_steps, clip_grad_norm=args.clip_grad_norm,
                               minibatch_discrimination=args.minibatch_discrimination or None,
                               cycle_weight=args.cycle_weight, identity_weight=args.identity_weight,
-                              pool_size=args.pool_size, width=args.width, blocks=args.blocks, init=args.init)
+                              pool_size=args.pool_size, width=args.width, blocks=args.blocks, init=args.init,
+                              content_only=args.content_only or None, content=args.content,
+                              adversarial_weight=args.adversarial_weight, init_from=args.init_from)
     start = time.time()
     trainer.train()
     if world is not None and not world.is_root:
@@ -147,6 +149,8 @@ def evaluate(args):
     model = load_model(args.run, use_ema=not args.no_ema)
     if model.data_kind == "unpaired":
         return _evaluate_translation(args, model)
+    if model.data_kind == "paired":
+        return _evaluate_upscaling(args, model)
     samples = model.sample(args.n, seed=args.seed)
     if samples.shape[1:] != (1, 28, 28):
         raise ValueError(f"evaluate measures 28x28 grey Fashion-MNIST generators; {args.run} makes samples of shape "
@@ -183,6 +187,33 @@ def _evaluate_translation(args, model):
             json.dump({"run": args.run, "step": model.step, "n": args.n, **rows}, f, indent=1)
 
 
+def _evaluate_upscaling(args, model):
+    """A super-resolution run against bicubic interpolation on held-out images: the
+    Fashion-MNIST test set, or the photographs of --data."""
+    import json
+
+    from ganforge.data import load_fashion_mnist
+    from ganforge.data.folder import list_images, read_image
+    from ganforge.metrics import upscaling_report
+    if model.data.name == "fashion-mnist" and not args.data:
+        images, labels = load_fashion_mnist(args.data_path, "test")
+        originals, labels, what = images[:args.n], labels[:args.n], f"{min(args.n, len(images))} Fashion-MNIST test images"
+    elif args.data:
+        paths = list_images(args.data)
+        originals, labels, what = [read_image(p, model.channels) for p in paths], None, f"{len(paths)} images of {args.data}"
+    else:
+        raise ValueError(f"{args.run} was trained on {model.data.name}: name held-out images with --data FOLDER")
+    report = upscaling_report(model.upscale, originals, model.scale, labels)
+    name = "srresnet" if model.config["content_only"] else model.name
+    rows = {name if key == "model" else key: value for key, value in report.items()}
+    print(f"{model.name} x{model.scale} at step {model.step}, {what}: PSNR (dB) and SSIM on the luma with "
+          f"{model.scale} border pixels cropped" + (", and the Fashion-MNIST classifier's accuracy" if labels is not None else ""))
+    _print_table(rows, ["psnr", "ssim", "class_accuracy"] if labels is not None else ["psnr", "ssim"])
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"run": args.run, "step": model.step, "scale": model.scale, "images": what, **rows}, f, indent=1)
+
+
 def _print_table(rows, names):
     width = max(14, *(len(row) + 2 for row in rows))
     print(f"{'':{width}s}" + "".join(f"{name:>15s}" for name in names))
@@ -193,22 +224,13 @@ def _print_table(rows, names):
 
 def translate(args):
     from ganforge import io
-    from ganforge.data.folder import list_images, read_image
+    from ganforge.data.folder import read_image
     from ganforge.gan import load_model
     model = load_model(args.run)
     if model.data_kind != "unpaired":
         raise ValueError(f"{args.run} holds a {model.name} run, which does not translate images; train cyclegan")
     channels = model.data.shape[0]
-    if os.path.isdir(args.input):
-        inputs = list_images(args.input)
-        outputs = [os.path.join(args.out, os.path.splitext(os.path.relpath(p, args.input))[0] + ".png")
-                   for p in inputs]
-    elif os.path.isfile(args.input):
-        if os.path.isdir(args.out):
-            raise ValueError(f"--input is one image, so --out must be a file name, not the folder {args.out}")
-        inputs, outputs = [args.input], [args.out]
-    else:
-        raise FileNotFoundError(f"--input {args.input} is neither an image nor a folder")
+    inputs, outputs = _image_files(args.input, args.out)
     for source, target in zip(inputs, outputs):
         image = read_image(source, channels)  # each at its own size, so one at a time
         os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
@@ -216,6 +238,45 @@ def translate(args):
     names = {"ab": "A -> B", "ba": "B -> A"}
     print(f"translated {len(inputs)} image{'s' if len(inputs) != 1 else ''} {names[args.direction]} with "
           f"{model.name} (step {model.step}) into {args.out}")
+
+
+def _image_files(source, out):
+    """(inputs, outputs): the images of a file or a folder, and where each one's result goes."""
+    from ganforge.data.folder import list_images
+    if os.path.isdir(source):
+        inputs = list_images(source)
+        return inputs, [os.path.join(out, os.path.splitext(os.path.relpath(p, source))[0] + ".png") for p in inputs]
+    if os.path.isfile(source):
+        if os.path.isdir(out):
+            raise ValueError(f"--input is one image, so --out must be a file name, not the folder {out}")
+        return [source], [out]
+    raise FileNotFoundError(f"--input {source} is neither an image nor a folder")
+
+
+def _super_resolution_model(run, scale=None):
+    from ganforge.gan import load_model
+    model = load_model(run)
+    if model.data_kind != "paired":
+        raise ValueError(f"{run} holds a {model.name} run, which does not upscale images; train srgan for that")
+    if scale is not None and scale != model.scale:
+        raise ValueError(f"{run} upscales by {model.scale}, not by --scale {scale}: train a x{scale} run "
+                         f"(ganforge train srgan --scale {scale})")
+    return model
+
+
+def upscale(args):
+    from ganforge import io
+    from ganforge.data.folder import read_image
+    model = _super_resolution_model(args.run, args.scale)
+    if args.tile < 1:
+        raise ValueError(f"--tile {args.tile}: give a positive number of pixels")
+    inputs, outputs = _image_files(args.input, args.out)
+    for source, target in zip(inputs, outputs):
+        image = read_image(source, model.channels)  # each at its own size, so one at a time
+        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+        io.save_image(target, model.upscale(image[None], tile=args.tile)[0])
+    print(f"upscaled {len(inputs)} image{'s' if len(inputs) != 1 else ''} x{model.scale} with {model.name} "
+          f"(step {model.step}) into {args.out}")
 
 
 def profile(args):
@@ -328,9 +389,20 @@ def main(argv=None):
     translation.add_argument("--identity-weight", type=float,
                              help="the identity L1's weight as a fraction of --cycle-weight (default 0.5)")
     translation.add_argument("--pool-size", type=int, help="generated images kept for the discriminators (default 50)")
-    translation.add_argument("--width", type=int, help="channels of the first layer (default 64, 32 below 64 px)")
+    translation.add_argument("--width", type=int, help="channels of the first layer (cyclegan: 64, 32 below 64 px; "
+                                                        "srgan: 64)")
     translation.add_argument("--blocks", type=int,
-                             help="residual blocks of the generators (default 9 at 128 px and up, 6 at 64, 4 below)")
+                             help="residual blocks of the generators (cyclegan: 9 at 128 px and up, 6 at 64, 4 below; "
+                                  "srgan: 16)")
+    sr = t.add_argument_group("super-resolution (srgan; docs/srgan.md)")
+    sr.add_argument("--content-only", action="store_true",
+                    help="train the generator alone on the pixels' MSE: the paper's SRResNet, SRGAN's first phase")
+    sr.add_argument("--content", choices=["mse", "features"],
+                    help="SRGAN's content loss: the pixels' MSE (default) or the MSE of the Fashion-MNIST "
+                         "classifier's feature maps (28x28 grey only)")
+    sr.add_argument("--adversarial-weight", type=float, help="weight of the adversarial loss (default 1e-3)")
+    t.add_argument("--init-from", metavar="RUN",
+                   help="start the networks this run shares with RUN from RUN's weights (srgan from an SRResNet run)")
     s = commands.add_parser("sample", help="draw samples from a trained run")
     s.add_argument("run", help="a run folder (or a checkpoint folder)")
     s.add_argument("--n", type=int, default=64)
@@ -339,10 +411,13 @@ def main(argv=None):
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--no-ema", action="store_true", help="use the raw generator weights, not their EMA")
     e = commands.add_parser("evaluate", help="image quality of a Fashion-MNIST run: FD, KID, precision/recall, "
-                                             "density/coverage and class accuracy, beside real data's")
+                                             "density/coverage and class accuracy, beside real data's; "
+                                             "translation and super-resolution runs against their true images")
     e.add_argument("run", help="a run folder (or a checkpoint folder)")
     e.add_argument("--n", type=int, default=10000, help="generated and real images compared (default 10000)")
     e.add_argument("--data-path", help="the Fashion-MNIST folder")
+    e.add_argument("--data", help="super-resolution runs: a folder of held-out images (default: the Fashion-MNIST "
+                                  "test set for a Fashion-MNIST run)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--no-ema", action="store_true", help="use the raw generator weights, not their EMA")
     e.add_argument("--json", help="also write the numbers to this JSON file")
@@ -352,6 +427,13 @@ def main(argv=None):
     tr.add_argument("--out", required=True, help="the translated image's file, or a folder for a folder's")
     tr.add_argument("--direction", choices=["ab", "ba"], default="ab",
                     help="ab: from --data's domain to --data-b's (fashion-edges: edges -> garment); ba: back")
+    u = commands.add_parser("upscale", help="upscale images with a trained super-resolution (srgan) run")
+    u.add_argument("run", help="a run folder (or a checkpoint folder)")
+    u.add_argument("--input", required=True, help="an image, or a folder of images (any size)")
+    u.add_argument("--out", required=True, help="the upscaled image's file, or a folder for a folder's")
+    u.add_argument("--scale", type=int, help="refuse to run unless the model upscales by this factor")
+    u.add_argument("--tile", type=int, default=128,
+                   help="low-resolution pixels per tile for large images (memory; the output is the same)")
     p = commands.add_parser("profile", help="where a training step's time goes, per op and per layer")
     p.add_argument("model", help="a benchmark model (dcgan28, wgangp28, sngan28, dcgan64) or a model of `ganforge list`")
     p.add_argument("--steps", type=int, default=5)
@@ -365,7 +447,7 @@ def main(argv=None):
     from ganforge.backends.cpu import runtime
     runtime.hold_freed_memory()  # the command line owns its process (see backends/cpu/runtime.py)
     handlers = {"profile": profile, "info": lambda a: info(), "list": list_models, "train": train, "sample": sample,
-                "evaluate": evaluate, "translate": translate}
+                "evaluate": evaluate, "translate": translate, "upscale": upscale}
     if args.command == "train" and args.nproc is not None:  # this process only starts mpirun, whose ranks train
         handlers["train"] = lambda a: launch(a, argv)
     from ganforge.backend import env_flag

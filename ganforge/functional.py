@@ -25,9 +25,9 @@ __all__ = [
     "matmul", "unfold", "fold", "conv2d", "conv_transpose2d", "conv2d_weight_grad",
     # layers
     "linear", "embedding", "batch_norm", "instance_norm", "layer_norm", "dropout", "interpolate", "avg_pool2d",
-    "pixel_shuffle",
+    "pixel_shuffle", "bicubic_resize",
     # activations
-    "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "elu",
+    "relu", "leaky_relu", "prelu", "sigmoid", "tanh", "softplus", "elu",
     # losses
     "log_softmax", "softmax", "cross_entropy", "binary_cross_entropy_with_logits", "mse_loss", "l1_loss",
     "gradient_penalty", "spectral_normalize",
@@ -587,6 +587,28 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest"):
     return x
 
 
+def bicubic_resize(x, size=None, scale_factor=None):
+    """Resize (..., H, W) images to `size` or by `scale_factor` as MATLAB's imresize does
+    (the low-resolution inputs of the super-resolution literature are made with it): Keys'
+    cubic kernel with a = -0.5, widened by the factor when shrinking (antialiasing), the
+    image mirrored at its borders (data/resize.py). PyTorch's interpolate(mode="bicubic",
+    antialias=True) agrees away from the borders, where it renormalizes instead of mirroring."""
+    from .data.resize import resize_weights
+    if x.ndim < 2:
+        raise ValueError(f"bicubic_resize expects (..., H, W) images, got shape {x.shape}")
+    if (size is None) == (scale_factor is None):
+        raise ValueError("bicubic_resize needs exactly one of size and scale_factor")
+    if size is None:
+        factors = (scale_factor, scale_factor) if np.isscalar(scale_factor) else tuple(scale_factor)
+        size = tuple(int(round(n * f)) for n, f in zip(x.shape[-2:], factors))
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if builtins.min(size) < 1:
+        raise ValueError(f"bicubic_resize: the output size must be positive, got {size}")
+    rows, cols = (backend.to_device(resize_weights(n, m).astype(x.dtype), x.device)
+                  for n, m in zip(x.shape[-2:], size))
+    return ops.resample.Resample(rows, cols)(x)
+
+
 def avg_pool2d(x, kernel_size, stride=None, padding=0):
     """Mean over each window (zero padding counted, as PyTorch's default count_include_pad=True)."""
     if x.ndim != 4:
@@ -618,6 +640,19 @@ def relu(x):
 
 def leaky_relu(x, negative_slope=0.01):
     return ops.activation.LeakyReLU(negative_slope)(x)
+
+
+def prelu(x, weight):
+    """Parametric ReLU (He et al. 2015): x where x > 0, else weight * x, with one learned
+    slope per channel (axis 1) or one for all. Written as relu(x) + weight * (x - relu(x)),
+    so that its gradients, to any order and to the slopes too, are those of the ops."""
+    if weight.ndim != 1 or weight.shape[0] not in (1, x.shape[1] if x.ndim > 1 else 1):
+        raise ValueError(f"prelu: weight must hold 1 slope or one per channel ({x.shape[1] if x.ndim > 1 else 1}), "
+                         f"got shape {weight.shape}")
+    if x.ndim > 2:  # the slopes along the channel axis
+        weight = reshape(weight, (weight.shape[0],) + (1,) * (x.ndim - 2))
+    positive = relu(x)
+    return positive + weight * (x - positive)
 
 
 def sigmoid(x):

@@ -659,6 +659,56 @@ def interpolate_ref(x, mode, size=None, scale_factor=None):
 
 
 @st.composite
+def bicubic_case(draw):
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 2)), draw(st.integers(2, 6)), draw(st.integers(2, 6)))
+    if draw(st.booleans()):
+        params = {"size": (draw(st.integers(1, 9)), draw(st.integers(1, 9)))}
+    else:
+        params = {"scale_factor": draw(st.sampled_from([0.5, 2, (2, 0.5)]))}
+    return [uniform(draw(seeds), shape)], params
+
+
+def bicubic_ref(x, size=None, scale_factor=None):
+    """MATLAB's imresize, one output pixel at a time: Keys' kernel (a = -0.5) around the
+    source point (i + 0.5) / scale - 0.5, widened by 1/scale when shrinking, normalized
+    to sum 1; taps beyond the border read the image mirrored (edge pixel repeated)."""
+    def keys(t):
+        t = abs(t)
+        return 1.5 * t**3 - 2.5 * t**2 + 1 if t <= 1 else -0.5 * t**3 + 2.5 * t**2 - 4 * t + 2 if t < 2 else 0.0
+
+    if size is None:
+        factors = (scale_factor, scale_factor) if np.isscalar(scale_factor) else scale_factor
+        size = tuple(int(round(n * f)) for n, f in zip(x.shape[2:], factors))
+    for axis, out in zip((2, 3), size):
+        n_in = x.shape[axis]
+        scale = out / n_in
+        stretch = min(scale, 1.0)
+        moved = np.moveaxis(x, axis, -1)
+        result = np.zeros(moved.shape[:-1] + (out,))
+        for i in range(out):
+            center = (i + 0.5) / scale - 0.5
+            taps = range(int(np.floor(center - 2 / stretch)) - 1, int(np.ceil(center + 2 / stretch)) + 2)
+            weights = np.array([stretch * keys(stretch * (center - j)) for j in taps])
+            for j, weight in zip(taps, weights / weights.sum()):
+                j = j % (2 * n_in)
+                result[..., i] += weight * moved[..., j if j < n_in else 2 * n_in - 1 - j]
+        x = np.moveaxis(result, -1, axis)
+    return x
+
+
+@st.composite
+def prelu_case(draw):
+    [x], _ = draw(unary(kinks=[0.0], shapes=hnp.array_shapes(min_dims=2, max_dims=4, min_side=1, max_side=3)))
+    slopes = draw(st.sampled_from([1, x.shape[1]]))
+    return [x, uniform(draw(seeds), (slopes,), 0.05, 0.5)], {}
+
+
+def prelu_ref(x, weight):
+    weight = weight.reshape((-1,) + (1,) * (x.ndim - 2))
+    return np.where(x > 0, x, weight * x)
+
+
+@st.composite
 def avg_pool_case(draw):
     k = draw(st.integers(1, 3))
     stride, padding = draw(st.sampled_from([None, 1, 2])), draw(st.integers(0, k // 2))
@@ -797,9 +847,11 @@ SPECS = [
     OpSpec("interpolate", interpolate_case("bilinear"), F.interpolate, interpolate_ref, variant="bilinear"),
     OpSpec("avg_pool2d", avg_pool_case(), F.avg_pool2d, avg_pool_ref),
     OpSpec("pixel_shuffle", pixel_shuffle_case(), F.pixel_shuffle, pixel_shuffle_ref),
+    OpSpec("bicubic_resize", bicubic_case(), F.bicubic_resize, bicubic_ref),
     OpSpec("relu", unary(kinks=[0.0]), F.relu, lambda x: np.maximum(x, 0)),
     OpSpec("leaky_relu", unary(kinks=[0.0]).map(lambda c: (c[0], {"negative_slope": 0.2})), F.leaky_relu,
            lambda x, negative_slope: np.where(x > 0, x, negative_slope * x)),
+    OpSpec("prelu", prelu_case(), F.prelu, prelu_ref),
     OpSpec("sigmoid", unary(-6, 6), F.sigmoid, sigmoid_ref),
     OpSpec("tanh", unary(-3, 3), F.tanh, np.tanh),
     OpSpec("softplus", unary(-6, 6).flatmap(lambda c: st.sampled_from([1.0, 2.0]).map(lambda b: (c[0], {"beta": b}))),

@@ -65,6 +65,7 @@ LAYER_CASES = {
     "Sigmoid": simple(lambda d: nn.Sigmoid(), lambda d: (2, 3)),
     "Tanh": simple(lambda d: nn.Tanh(), lambda d: (2, 3)),
     "LeakyReLU": simple(lambda d: nn.LeakyReLU(0.2), lambda d: (2, 3)),
+    "PReLU": simple(lambda d: nn.PReLU(d(st.sampled_from([1, 3]))), lambda d: (2, 3, small(d), small(d))),
     "Softplus": simple(lambda d: nn.Softplus(beta=2.0), lambda d: (2, 3)),
     "ELU": simple(lambda d: nn.ELU(), lambda d: (2, 3)),
     "Sequential": simple(lambda d: nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)), lambda d: (2, 3)),

@@ -170,12 +170,12 @@ def test_gradient_clipping_matches_pytorch():
     assert_close(b.grad, tb.grad, "value-clipped grad")
 
 
-def _torch_cyclegan():
-    """bench/torch_cyclegan.py: CycleGAN's networks in PyTorch, keyed as ganforge's are."""
+def _twin(name="torch_cyclegan"):
+    """bench/NAME.py: a model's networks in PyTorch, keyed as ganforge's are."""
     import importlib.util
     import os
-    path = os.path.join(os.path.dirname(__file__), "..", "bench", "torch_cyclegan.py")
-    spec = importlib.util.spec_from_file_location("torch_cyclegan", path)
+    path = os.path.join(os.path.dirname(__file__), "..", "bench", name + ".py")
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -187,7 +187,7 @@ def test_cyclegan_networks_match_pytorch(net):
     PatchGAN head: same weights and input, same output and gradients (to the input and to
     the first and last weights)."""
     from ganforge.gan.models import cyclegan
-    twin = _torch_cyclegan()
+    twin = _twin()
     args = (3, 4, 2)  # channels, width, residual blocks (generator) or strided layers (discriminator)
     make = "resnet_generator" if net == "generator" else "patch_discriminator"
     ours, theirs = getattr(cyclegan, make)(*args).double(), getattr(twin, make)(*args).double()
@@ -206,3 +206,124 @@ def test_cyclegan_networks_match_pytorch(net):
     tgrads = torch.autograd.grad(ty, [tx, tparams[0], tparams[-1]], torch.tensor(gy))
     for g, tg, name in zip(grads, tgrads, ["x", "first weight", "last bias"]):
         assert_close(g, tg, f"d/d{name}")
+
+
+def _copy_weights(ours, theirs):
+    assert set(ours.state_dict()) == set(theirs.state_dict())
+    with torch.no_grad():
+        for key, value in theirs.state_dict().items():
+            value.copy_(torch.tensor(ours.state_dict()[key].numpy()).reshape(value.shape))
+
+
+@pytest.mark.parametrize("slopes", [1, 3])
+def test_prelu_matches_pytorch_to_second_order(slopes):
+    rng = np.random.default_rng(slopes)
+    ours, theirs = gf.nn.PReLU(slopes).double(), torch.nn.PReLU(slopes).double()
+    with torch.no_grad():
+        theirs.weight.copy_(torch.tensor(rng.uniform(0.1, 0.4, slopes)))
+    ours.load_state_dict({"weight": theirs.weight.detach().numpy()})
+    x, tx = both((2, 3, 4, 5), rng)
+    y, ty = ours(x), theirs(tx)
+    assert_close(y, ty, "forward")
+    gy = rng.standard_normal(y.shape)
+    grads = gf.grad(y, [x, ours.weight], gf.tensor(gy), create_graph=True)
+    tgrads = torch.autograd.grad(ty, [tx, theirs.weight], torch.tensor(gy), create_graph=True)
+    for g, tg, name in zip(grads, tgrads, ["x", "weight"]):
+        assert_close(g, tg, f"d/d{name}")
+    (g2,) = gf.grad((grads[0] ** 2).sum(), [ours.weight])  # the slopes' second derivative through dx
+    (tg2,) = torch.autograd.grad((tgrads[0] ** 2).sum(), [theirs.weight])
+    assert_close(g2, tg2, "second order")
+
+
+@pytest.mark.parametrize("size", [(10, 10), (20, 20), (80, 80), (13, 27)])
+def test_bicubic_resize_matches_pytorchs_antialiased_bicubic_away_from_the_borders(size):
+    """MATLAB's imresize mirrors the image at its borders where PyTorch renormalizes the
+    kernel, so the two agree on every pixel whose kernel stays inside the image."""
+    rng = np.random.default_rng(0)
+    x, tx = both((2, 3, 40, 40), rng)
+    y = F.bicubic_resize(x, size)
+    ty = TF.interpolate(tx, size=size, mode="bicubic", antialias=True, align_corners=False)
+    border = 4 if size[0] > 40 else 2
+    np.testing.assert_allclose(y.numpy()[..., border:-border, border:-border],
+                               ty.detach().numpy()[..., border:-border, border:-border], rtol=1e-9, atol=1e-12)
+    gy = rng.standard_normal(y.shape)
+    gy[..., :border, :] = gy[..., -border:, :] = gy[..., :, :border] = gy[..., :, -border:] = 0
+    (gx,) = gf.grad(y, [x], gf.tensor(gy))
+    (tgx,) = torch.autograd.grad(ty, [tx], torch.tensor(gy))
+    inner = (slice(None), slice(None), slice(12, -12), slice(12, -12))  # inputs only interior outputs read
+    np.testing.assert_allclose(gx.numpy()[inner], tgx.numpy()[inner], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("net", ["generator", "discriminator"])
+def test_srgan_networks_match_pytorch(net):
+    """PReLU, batch norm, residual blocks with the global skip, pixel shuffle; the
+    discriminator's strided convolutions and dense head: same weights and input, same
+    output and gradients."""
+    from ganforge.gan.models import srgan
+    twin = _twin("torch_srgan")
+    if net == "generator":
+        ours, theirs = srgan.SRResNet(3, 4, 4, 2).double(), twin.SRResNet(3, 4, 4, 2).double()
+        shape = (2, 3, 5, 6)
+    else:
+        ours, theirs = srgan.srgan_discriminator(3, 24, 4).double(), twin.srgan_discriminator(3, 24, 4).double()
+        shape = (3, 3, 24, 24)
+    _copy_weights(ours, theirs)
+    rng = np.random.default_rng(3)
+    x, tx = both(shape, rng)
+    y, ty = ours(x), theirs(tx)
+    assert_close(y, ty, "forward")
+    gy = rng.standard_normal(y.shape)
+    params, tparams = list(ours.parameters()), list(theirs.parameters())
+    grads = gf.grad(y, [x, params[0], params[1], params[-1]], gf.tensor(gy))
+    tgrads = torch.autograd.grad(ty, [tx, tparams[0], tparams[1], tparams[-1]], torch.tensor(gy))
+    for g, tg, name in zip(grads, tgrads, ["x", "first weight", "second parameter", "last parameter"]):
+        assert_close(g, tg, f"d/d{name}")
+
+
+def test_an_srgan_training_step_matches_pytorchs():
+    """One step of models/srgan.py against bench/torch_srgan.py's: D's update on real and
+    upscaled images, then G's on MSE + 1e-3 x the adversarial loss through the frozen D,
+    in float64: the gradients each network's update used agree to rounding."""
+    from ganforge.gan.model import DataInfo
+    from ganforge.gan.models.srgan import SRGAN
+    twin = _twin("torch_srgan")
+    config = {**SRGAN.defaults, **SRGAN.options, "scale": 2, "width": 8, "blocks": 2, "device": "cpu"}
+    previous = gf.get_default_dtype()
+    gf.set_default_dtype("float64")  # the networks' weights
+    try:
+        model = SRGAN(config, DataInfo("random", (1, 16, 16), (1, 16, 16)))
+    finally:
+        gf.set_default_dtype(previous)
+    model.setup_optimizers()
+    G, D = twin.SRResNet(1, 2, 8, 2).double(), twin.srgan_discriminator(1, 16).double()
+    _copy_weights(model.nets["G"], G)
+    _copy_weights(model.nets["D"], D)
+    rng = np.random.default_rng(0)
+    hr = rng.uniform(-1, 1, (3, 1, 16, 16))
+    lr = F.bicubic_resize(gf.tensor(hr), (8, 8)).numpy()
+    model.train_step(iter([{"hr": gf.tensor(hr), "lr": gf.tensor(lr)}]))
+    hr, lr = torch.tensor(hr), torch.tensor(lr)
+    opt_g = torch.optim.Adam(G.parameters(), 1e-4, betas=(0.9, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), 1e-4, betas=(0.9, 0.999))
+    upscaled = G(lr)
+    ones, zeros = torch.ones(3, 1, dtype=torch.float64), torch.zeros(3, 1, dtype=torch.float64)
+    loss_d = TF.binary_cross_entropy_with_logits(D(hr), ones) + TF.binary_cross_entropy_with_logits(
+        D(upscaled.detach()), zeros)
+    opt_d.zero_grad()
+    loss_d.backward()
+    opt_d.step()
+    D.requires_grad_(False)
+    loss_g = TF.mse_loss(upscaled, hr) + 1e-3 * TF.binary_cross_entropy_with_logits(D(upscaled), ones)
+    opt_g.zero_grad()
+    loss_g.backward()
+    opt_g.step()
+    # the gradients each update used: Adam's first step is about lr x sign(gradient), which
+    # float rounding flips where a gradient is 0 up to rounding, so the weights after it
+    # say less than the gradients do
+    # (a bias ahead of batch norm has a gradient of 0 up to rounding: the tolerance is relative
+    # to the network's largest gradient)
+    for name, ours, theirs in (("G", model.nets["G"], G), ("D", model.nets["D"], D)):
+        scale = max(abs(tp.grad).max().item() for tp in theirs.parameters())
+        for (key, p), tp in zip(ours.named_parameters(), theirs.parameters()):
+            np.testing.assert_allclose(p.grad.numpy(), tp.grad.numpy(), rtol=1e-7, atol=1e-10 * scale,
+                                       err_msg=f"{name}.{key}")

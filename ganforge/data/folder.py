@@ -72,3 +72,29 @@ def read_image(path, channels, resolution=None):
 def load_image_folder(root, resolution, channels=3):
     """All images under `root` as float32 (N, channels, resolution, resolution) in [-1, 1]."""
     return np.stack([read_image(p, channels, resolution) for p in list_images(root)])
+
+
+def crop_positions(length, size, stride):
+    """Starts of the crops of `size` every `stride` pixels along a side of `length`, the
+    last one flush with the end so that every pixel is in some crop."""
+    starts = list(range(0, length - size + 1, stride))
+    if starts[-1] != length - size:
+        starts.append(length - size)
+    return starts
+
+
+def load_image_crops(root, size, channels=3, stride=None):
+    """Square crops of `size` from every image under `root` at its own size, on a grid
+    every `stride` pixels (size // 2: neighbours overlap by half), as float32 (N, channels,
+    size, size) in [-1, 1]: the high-resolution halves of super-resolution pairs."""
+    stride = stride or max(1, size // 2)
+    crops = []
+    for path in list_images(root):
+        image = read_image(path, channels)
+        height, width = image.shape[1:]
+        if height < size or width < size:
+            raise ValueError(f"{path} is {width}x{height} pixels, smaller than the {size}x{size} crops: choose a "
+                             f"smaller --resolution or leave the image out")
+        crops += [image[:, top:top + size, left:left + size] for top in crop_positions(height, size, stride)
+                  for left in crop_positions(width, size, stride)]
+    return np.stack(crops)

@@ -7,7 +7,7 @@ through a fresh discriminator pass over the same fake batch.
 """
 from .. import functional as F
 from .. import nn, optim
-from ..tensor import Generator, manual_seed, ones_like, rand, randn, zeros_like
+from ..tensor import Generator, Tensor, manual_seed, ones_like, rand, randn, zeros_like
 from .nets import dcgan_discriminator, dcgan_generator
 from .penalties import gradient_penalty
 from .steps import frozen, update
@@ -100,6 +100,31 @@ def cyclegan(batch, resolution=64, channels=3, seed=0, device="cpu"):
     def batches():
         while True:
             yield images
+
+    stream = batches()
+    return model, lambda: model.train_step(stream)
+
+
+def srgan(batch, size=96, scale=4, channels=3, seed=0, device="cpu"):
+    """(model, step): SRGAN's own train_step (models/srgan.py: SRResNet of 16 blocks and the
+    paper's discriminator, MSE content loss) on a fixed batch of random high-resolution
+    images and their bicubic downscales, as bench/torch_srgan.py's twin step does."""
+    from ..data import resize_bicubic
+    from .model import DataInfo
+    from .models.srgan import SRGAN
+    manual_seed(seed)
+    config = {**SRGAN.defaults, **SRGAN.options, "scale": scale, "seed": seed, "device": device}
+    shape = (channels, size, size)
+    model = SRGAN(config, DataInfo("random", shape, shape))
+    for net in model.nets.values():
+        net.to(device)
+    model.setup_optimizers()
+    hr = rand(batch, channels, size, size, generator=Generator(seed + 3)) * 2 - 1
+    pair = {"hr": hr.to(device), "lr": Tensor(resize_bicubic(hr.numpy(), size // scale, size // scale)).to(device)}
+
+    def batches():
+        while True:
+            yield pair
 
     stream = batches()
     return model, lambda: model.train_step(stream)

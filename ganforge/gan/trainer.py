@@ -19,8 +19,8 @@ import numpy as np
 from .. import __version__
 from .. import distributed, io, optim
 from ..backend import to_device
-from ..data import (DataLoader, folder_channels, load_fashion_edges, load_fashion_mnist, load_image_folder,
-                    load_size, mixture, resize_bicubic, sample_mixture)
+from ..data import (DataLoader, folder_channels, load_fashion_edges, load_fashion_mnist, load_image_crops,
+                    load_image_folder, load_size, mixture, resize_bicubic, sample_mixture)
 from ..data.fashion_mnist import CLASSES
 from ..tensor import Generator, Tensor, default_generator, manual_seed
 from . import models  # noqa: F401  (registers the models)
@@ -29,7 +29,8 @@ from .model import DataInfo, get_model
 DEFAULTS = {"steps": 3000, "batch_size": 64, "seed": 0, "device": "cpu", "data": None, "data_path": None,
             "data_b": None, "scale": 4, "resolution": None, "channels": None, "flatten": False, "sample_every": 500, "checkpoint_every": 500,
             "log_every": 50, "ema_decay": 0.999, "rollback": False, "progress": True,
-            "sync_batch_norm": True}  # with several ranks: batch norm over all their samples
+            "sync_batch_norm": True,  # with several ranks: batch norm over all their samples
+            "init_from": None}  # a run folder whose networks of the same names this run starts from
 CHECKPOINT_FORMAT = 2  # 1: before models owned their step (one G and one D); _upgrade reads it
 PREVIEW_ITEMS = 8
 MIXTURE_POINTS = 100_000  # 2-D data sets are drawn once, from the run's seed, then batched like images
@@ -74,6 +75,19 @@ def _unpaired(config):
     return a, b, (channels, resolution, resolution)
 
 
+def _high_resolution(config):
+    """The high-resolution halves of super-resolution pairs: Fashion-MNIST's images whole,
+    or crops of --resolution pixels (96 by default, as SRGAN's) from a folder's images at
+    their own size (grey converted to RGB unless --channels says otherwise)."""
+    name = config["data"]
+    if name and os.path.isdir(name):
+        return load_image_crops(name, config["resolution"] or 96, config["channels"] or 3)
+    if config["resolution"] not in (None, 28) and name == "fashion-mnist":
+        raise ValueError(f"Fashion-MNIST's images are 28x28: --resolution {config['resolution']} applies to image "
+                         "folders")
+    return _images(config, name)[0]
+
+
 def load_data(config, kind="images"):
     """The data a model of this `kind` trains on: ({loader: {batch key: array}}, DataInfo).
     Each loader shuffles its own arrays; a batch holds one draw of every loader.
@@ -85,9 +99,11 @@ def load_data(config, kind="images"):
         a, b, shape = _unpaired(config)
         return {"a": {"a": a}, "b": {"b": b}}, DataInfo(name, shape, shape)
     if kind == "paired":
-        hr, scale = _images(config, name)[0], config["scale"]
+        hr, scale = _high_resolution(config), config["scale"]
         height, width = hr.shape[2:]
         if height % scale or width % scale:
+            if name == "fashion-mnist":
+                raise ValueError(f"Fashion-MNIST's 28x28 images do not divide by --scale {scale}: use --scale 2 or 4")
             raise ValueError(f"{height}x{width} images do not divide by --scale {scale}: choose a --resolution "
                              f"that is a multiple of {scale}")
         lr = resize_bicubic(hr, height // scale, width // scale)
@@ -131,6 +147,8 @@ class Trainer:
         # every random number of the steps: one stream per rank (rank 0's is a single process's)
         self.noise = Generator(distributed.rank_seed(cfg["seed"] + 1, world.rank), cfg["device"])
         self.model = model_class(cfg, self.data, self.noise)
+        if cfg["init_from"]:
+            self.start_from(cfg["init_from"])
         for net in self.model.nets.values():
             net.to(cfg["device"])
             world.broadcast_module(net)
@@ -156,6 +174,24 @@ class Trainer:
         self.model.preview_batch = {key: Tensor(array[:PREVIEW_ITEMS]).to(cfg["device"])
                                     for arrays in sources.values() for key, array in arrays.items()}
         self.step, self.history = 0, []
+
+    def start_from(self, run_dir):
+        """Start the networks that `run_dir`'s checkpoint also has (by name, with its raw
+        weights) from there: SRGAN from a trained SRResNet, a fine-tuning from its base."""
+        tensors, state = read_checkpoint(run_dir)
+        shared = [name for name in self.model.nets if _prefixed(tensors, name)]
+        if not shared:
+            raise ValueError(f"--init-from {run_dir}: its {state['model']} run has none of this model's networks "
+                             f"({', '.join(self.model.nets)})")
+        for name in shared:
+            try:
+                self.model.nets[name].load_state_dict(_prefixed(tensors, name))
+            except (KeyError, ValueError) as exc:
+                raise ValueError(f"--init-from {run_dir}: its {name} is not this run's {name} (other options? "
+                                 f"{exc})") from None
+        if self.world.is_root:
+            print(f"ganforge: {', '.join(shared)} start{'s' if len(shared) == 1 else ''} from {run_dir} "
+                  f"(its step {state['step']})", flush=True)
 
     def _batches(self):
         """Dict batches on the run's device, forever (the loaders' states are the position)."""
@@ -235,8 +271,18 @@ class Trainer:
         return self.model.using(self.ema_nets)
 
     def preview(self):
-        """The run's picture as an array (images or 2-D points) and its grid's column count."""
-        return self.averaged_model().preview()
+        """The run's picture as an array (images or 2-D points) and its grid's column count,
+        made in eval mode: drawing it must not move batch-norm statistics (or draw dropout
+        masks) of the networks in training, or a resumed run would not continue exactly."""
+        model = self.averaged_model()
+        modes = {name: net.training for name, net in model.nets.items()}
+        for net in model.nets.values():
+            net.eval()
+        try:
+            return model.preview()
+        finally:
+            for name, net in model.nets.items():
+                net.train(modes[name])
 
     def save_samples(self):
         folder = os.path.join(self.out_dir, "samples")
@@ -394,7 +440,8 @@ def resume_or_start(model, out_dir, resume=False, world=None, **config):
         _, state = read_checkpoint(out_dir)
         model_class = get_model(state["model"] if isinstance(model, str) or model is None else model)
         known = set(DEFAULTS) | set(model_class.options)
-        saved = {k: v for k, v in state["config"].items() if k in known}
+        # the checkpoint's weights replace those a run started from, which may be gone by now
+        saved = {k: v for k, v in state["config"].items() if k in known and k != "init_from"}
         trainer = Trainer(model_class, out_dir, world,
                           **{**saved, **{k: v for k, v in config.items() if v is not None}})
         return trainer.load(out_dir)

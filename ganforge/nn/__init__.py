@@ -4,6 +4,6 @@ from .gan import (AdaIN, EqualizedConv2d, EqualizedLinear, MinibatchDiscriminati
                   ModulatedConv2d, NoiseInjection)
 from .layers import (ELU, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, ConvTranspose2d, Dropout,  # noqa: F401
                      Embedding, Flatten, Identity, InstanceNorm2d, LayerNorm, LeakyReLU, Linear, PixelShuffle,
-                     ReflectionPad2d, ReLU, Sigmoid, Softplus, Tanh, Upsample)
+                     PReLU, ReflectionPad2d, ReLU, Sigmoid, Softplus, Tanh, Upsample)
 from .module import Module, ModuleList, Parameter, Sequential  # noqa: F401
 from .spectral import spectral_norm  # noqa: F401

@@ -310,6 +310,22 @@ class LeakyReLU(Module):
         return f"negative_slope={self.negative_slope}"
 
 
+class PReLU(Module):
+    """Leaky ReLU whose negative slope is learned: one for all channels, or
+    `num_parameters` = channels, one each (starting at `init`, 0.25 as in PyTorch)."""
+
+    def __init__(self, num_parameters=1, init=0.25):
+        super().__init__()
+        self.num_parameters = num_parameters
+        self.weight = Parameter(np.full(num_parameters, init, dtype=get_default_dtype()))
+
+    def forward(self, x):
+        return F.prelu(x, self.weight)
+
+    def extra_repr(self):
+        return f"num_parameters={self.num_parameters}"
+
+
 class Softplus(Module):
     def __init__(self, beta=1.0):
         super().__init__()

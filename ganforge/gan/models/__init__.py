@@ -6,10 +6,11 @@ from .dcgan import DCGAN
 from .gan import GAN
 from .lsgan import LSGAN
 from .sngan import SNGAN
+from .srgan import SRGAN
 from .wgan import WGAN
 from .wgan_gp import WGANGP
 
-for _model in (GAN, CGAN, DCGAN, WGAN, WGANGP, SNGAN, LSGAN, CycleGAN):
+for _model in (GAN, CGAN, DCGAN, WGAN, WGANGP, SNGAN, LSGAN, CycleGAN, SRGAN):
     register_model(_model)
 
-__all__ = ["MODELS", "GAN", "CGAN", "DCGAN", "WGAN", "WGANGP", "SNGAN", "LSGAN", "CycleGAN"]
+__all__ = ["MODELS", "GAN", "CGAN", "DCGAN", "WGAN", "WGANGP", "SNGAN", "LSGAN", "CycleGAN", "SRGAN"]
