@@ -7,15 +7,21 @@ window, to feed a GEMM with only O rows. Here nothing is unfolded:
 - forward: one GEMM gives every tap's contribution at every input pixel, T = W_taps @ x
   with W_taps (O*KH*KW, C), and the output is the sum of the KH*KW tap planes, each
   shifted by its tap's offset (O*KH*KW planes of the image's size instead of C*KH*KW);
-- weight gradient: flattening the padded image row by row, the window at tap (i, j) is
-  x_flat[:, s:s+L] with s = i*Wp + j (the rows in between hold the columns the output
-  does not reach, where gy is zero), so gW[:, :, i, j] = gy_frame @ x_flat[:, s:s+L]^T is
-  one GEMM on a strided view, per tap;
+- weight gradient: flattening the padded image row by row, tap (i, j) reads the input
+  s = i*Wp + j pixels after the output pixel it serves, so gW[o, c, i, j] = sum over q of
+  x_flat[c, q] gy_frame[o, q - s] (gy laid in rows of the padded width, zero in the
+  columns the output does not reach). Laying gy shifted by every tap side by side,
+  (Wp*Hp, O*KH*KW) per sample (a copy of only O planes per tap), makes that one GEMM of
+  C rows per sample: 71 ms for SRGAN's 64 -> RGB 9x9 layer at 96 px, batch 16, where
+  one product per tap and sample, O rows each, took 520;
 - input gradient: a stride-1 transposed convolution is the convolution of its input,
   padded by KH-1-P, with the window flipped and the channel axes swapped; that one has
   few input channels, which the other routes handle well.
 """
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from .gemm import NativeGemm
 
 FEW = 4  # at most 1/FEW as many output channels as input channels
 
@@ -36,7 +42,7 @@ def conv2d(x, w, padding):
     n, _, hp, wp = x.shape
     oh, ow = hp - kh + 1, wp - kw + 1
     w_taps = np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(o * kh * kw, c)
-    taps = np.matmul(w_taps, x.reshape(n, c, hp * wp)).reshape(n, o, kh, kw, hp, wp)
+    taps = NativeGemm.matmul(w_taps, x.reshape(n, c, hp * wp)).reshape(n, o, kh, kw, hp, wp)
     y = np.zeros((n, o, oh, ow), dtype=np.result_type(x, w))
     for i in range(kh):
         for j in range(kw):
@@ -49,18 +55,20 @@ def conv2d_weight_grad(x, gy, kernel_size, padding):
     x = _padded(x, padding)
     n, c, hp, wp = x.shape
     o, oh, ow = gy.shape[1:]
-    length = (oh - 1) * wp + ow  # from the first output pixel to the last, in the padded image's rows
-    frame = np.zeros((n, o, oh, wp), dtype=gy.dtype)  # gy in rows as wide as the padded image
-    frame[..., :ow] = gy
-    frame = frame.reshape(n, o, oh * wp)[..., :length]
-    x_flat = np.ascontiguousarray(x).reshape(n, c, hp * wp)
-    gw = np.zeros((o, c, kh, kw), dtype=np.result_type(x, gy))
-    for i in range(kh):
-        for j in range(kw):
-            start = i * wp + j
-            for sample in range(n):  # the window is a strided view, which BLAS reads as it is
-                gw[:, :, i, j] += frame[sample] @ x_flat[sample, :, start:start + length].T
-    return gw
+    plane = hp * wp
+    reach = (kh - 1) * wp + kw - 1  # the largest tap offset, in the padded image's rows
+    # gy in rows as wide as the padded image, with `reach` zeros ahead of each plane
+    frames = np.zeros((n, o, reach + plane), dtype=gy.dtype)
+    frames[:, :, reach:reach + oh * wp].reshape(n, o, oh, wp)[..., :ow] = gy
+    x_flat = np.ascontiguousarray(x).reshape(n, c, plane)
+    gw = np.zeros((c, o * kh * kw), dtype=np.result_type(x, gy))
+    step = frames.itemsize
+    for sample in range(n):
+        frame = frames[sample]
+        # shifted[q, o, i, j] = frame[o, q - (i Wp + j)]: gy moved by every tap, side by side
+        shifted = as_strided(frame[:, reach:], (plane, o, kh, kw), (step, frame.strides[0], -wp * step, -step))
+        gw += NativeGemm.matmul(x_flat[sample], np.ascontiguousarray(shifted).reshape(plane, o * kh * kw))
+    return np.ascontiguousarray(gw.reshape(c, o, kh, kw).transpose(1, 0, 2, 3))
 
 
 def as_convolution(w):

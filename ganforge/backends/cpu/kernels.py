@@ -36,15 +36,22 @@ def leaky_relu_backward(x, gy, slope):
 # Under this many flops ganforge's GEMM runs on the calling thread (csrc/parallel.h,
 # gemm_threads_for), waking no worker thread of its own or of NumPy's BLAS.
 ONE_THREAD_FLOPS = 1 << 22
+# A product with a side under this (a batch of 16 through SRGAN's 2048 -> 1024 dense layer,
+# or its weight gradient of depth 16) also runs on ganforge's GEMM: NumPy's BLAS would wake
+# its own threads, which then spin against the GEMM's workers in the convolutions that
+# follow (SRGAN's Fashion-MNIST step: 484 ms with them, 337 without). The MLPs' products,
+# 64 and more on every side, stay on NumPy's BLAS, which runs a chain of them faster.
+SKINNY_BELOW = 64
 
 
 def matmul(a, b):
-    """a @ b. Small float32 matrix products run on ganforge's GEMM: NumPy does not hand an
-    outer product (depth 1, in every MLP's last-layer input gradient) to its BLAS, and
-    its own loop took 82 us for a 256 x 256 one against 12.5 here. The rest, and batched
+    """a @ b. Small or skinny float32 matrix products run on ganforge's GEMM: NumPy does not
+    hand an outer product (depth 1, in every MLP's last-layer input gradient) to its BLAS,
+    and its own loop took 82 us for a 256 x 256 one against 12.5 here. The rest, and batched
     or broadcast operands, go to NumPy's BLAS; its threads and ganforge's own GEMM threads
     were measured to slow each other down when both are kept busy in one step."""
-    if a.ndim == b.ndim == 2 and 2 * a.shape[0] * a.shape[1] * b.shape[1] < ONE_THREAD_FLOPS:
+    if a.ndim == b.ndim == 2 and (2 * a.shape[0] * a.shape[1] * b.shape[1] < ONE_THREAD_FLOPS
+                                  or min(a.shape[0], a.shape[1], b.shape[1]) < SKINNY_BELOW):
         return NativeGemm.matmul(a, b)  # (NumPy's for what that GEMM does not take)
     return np.matmul(a, b)
 
