@@ -374,9 +374,9 @@ def main(argv=None):
                                                              "one-sided), R1 on real data, or none")
     recipe.add_argument("--penalty-weight", type=float, help="lambda of the gradient penalty, gamma of R1")
     recipe.add_argument("--lr-decay", action="store_true", help="decay both learning rates linearly to 0")
-    recipe.add_argument("--init", choices=["dcgan", "default"],
-                        help="dcgan and cgan weights: the DCGAN paper's N(0, 0.02) (their default) or the layers' own, "
-                             "as PyTorch's are")
+    recipe.add_argument("--init", choices=["dcgan", "default", "dcgan-d"],
+                        help="dcgan and cgan weights: the DCGAN paper's N(0, 0.02) (their default), the layers' own, "
+                             "as PyTorch's are, or the paper's in D and the layers' own in G")
     remedies = t.add_argument_group("mode-collapse remedies")
     remedies.add_argument("--unrolled-steps", type=int, metavar="K",
                           help="unrolled GAN: score the generator against D after K look-ahead updates")

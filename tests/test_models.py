@@ -193,17 +193,22 @@ def test_sngan_and_wgan_critics():
 @pytest.mark.parametrize("model", ["dcgan", "cgan"])
 def test_init_chooses_the_dcgan_papers_weights_or_the_layers_own(model):
     """--init dcgan: conv weights ~ N(0, 0.02), as the DCGAN paper has them; --init
-    default: the layers' own (PyTorch's kaiming-uniform), whose spread is not 0.02.
-    Looked at on G's first transposed convolution."""
+    default: the layers' own (PyTorch's kaiming-uniform), whose spread is not 0.02; --init
+    dcgan-d: the paper's in D, the layers' own in G. Looked at on each network's first
+    convolution."""
     from ganforge.gan import get_model
     data = DataInfo("fashion-mnist", (1, 28, 28), (1, 28, 28), tuple(str(i) for i in range(10)))
     stds = {}
-    for init in ("dcgan", "default"):
+    for init in ("dcgan", "default", "dcgan-d"):
         config = {**get_model(model).options, "seed": 0, "init": init}
-        G = get_model(model)(config, data).nets["G"]
-        weight = next(p for name, p in G.named_parameters() if name.endswith("weight") and p.ndim == 4).numpy()
-        stds[init] = weight.std()
-    assert abs(stds["dcgan"] - 0.02) < 0.001
-    assert abs(stds["default"] - 0.02) > 0.005
+        nets = get_model(model)(config, data).nets
+        for net in ("G", "D"):
+            weight = next(p for name, p in nets[net].named_parameters()
+                          if name.endswith(("weight", "weight_orig")) and p.ndim == 4).numpy()
+            stds[init, net] = weight.std()
+    for net in ("G", "D"):
+        assert abs(stds["dcgan", net] - 0.02) < 0.001
+        assert abs(stds["default", net] - 0.02) > 0.005
+    assert abs(stds["dcgan-d", "G"] - 0.02) > 0.005 and abs(stds["dcgan-d", "D"] - 0.02) < 0.001
     with pytest.raises(ValueError, match="unknown initialization 'xavier'"):
         get_model(model)({**get_model(model).options, "seed": 0, "init": "xavier"}, data)

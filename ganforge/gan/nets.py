@@ -34,7 +34,7 @@ def _check_resolution(resolution):
                          "images (image folders are resized to --resolution)")
 
 
-INITS = ("dcgan", "default")
+INITS = ("dcgan", "default", "dcgan-d")  # dcgan-d: the paper's in D, the layers' own in G
 
 
 def initialized(net, init):
@@ -131,8 +131,8 @@ class ProjectionDiscriminator(nn.Module):
 
 def networks_for(data_shape, z_dim, *, spectral=False, batchnorm=True, num_classes=None, hidden=256, init="dcgan"):
     """(G, D) for data of `data_shape`: MLPs for vectors, DCGAN nets for (C, H, W) images,
-    initialized as the DCGAN paper does (init="dcgan") or by the layers themselves, as
-    PyTorch's are (init="default")."""
+    initialized as the DCGAN paper does (init="dcgan"), by the layers themselves, as
+    PyTorch's are (init="default"), or the paper's way in D alone (init="dcgan-d")."""
     if len(data_shape) == 1:
         if num_classes:
             raise ValueError("conditional models are built for images; use an image data set")
@@ -141,11 +141,14 @@ def networks_for(data_shape, z_dim, *, spectral=False, batchnorm=True, num_class
     channels, height, width = data_shape
     if height != width:
         raise ValueError(f"DCGAN networks need square images, got {height}x{width}")
+    if init not in INITS:
+        raise ValueError(f"unknown initialization {init!r}: use one of {', '.join(INITS)}")
+    g_init, d_init = ("default", "dcgan") if init == "dcgan-d" else (init, init)
     if num_classes:
-        return (ConditionalGenerator(z_dim, channels, height, num_classes, init=init),
-                ProjectionDiscriminator(channels, height, num_classes, spectral=spectral, init=init))
-    return (dcgan_generator(z_dim, channels, height, init=init),
-            dcgan_discriminator(channels, height, batchnorm=batchnorm, spectral=spectral, init=init))
+        return (ConditionalGenerator(z_dim, channels, height, num_classes, init=g_init),
+                ProjectionDiscriminator(channels, height, num_classes, spectral=spectral, init=d_init))
+    return (dcgan_generator(z_dim, channels, height, init=g_init),
+            dcgan_discriminator(channels, height, batchnorm=batchnorm, spectral=spectral, init=d_init))
 
 
 
