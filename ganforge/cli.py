@@ -375,8 +375,8 @@ def main(argv=None):
     recipe.add_argument("--penalty-weight", type=float, help="lambda of the gradient penalty, gamma of R1")
     recipe.add_argument("--lr-decay", action="store_true", help="decay both learning rates linearly to 0")
     recipe.add_argument("--init", choices=["dcgan", "default", "dcgan-d"],
-                        help="dcgan and cgan weights: the DCGAN paper's N(0, 0.02) (their default), the layers' own, "
-                             "as PyTorch's are, or the paper's in D and the layers' own in G")
+                        help="dcgan and cgan weights: the DCGAN paper's N(0, 0.02) (cgan's default), the layers' own, "
+                             "as PyTorch's are (dcgan's default), or the paper's in D and the layers' own in G")
     remedies = t.add_argument_group("mode-collapse remedies")
     remedies.add_argument("--unrolled-steps", type=int, metavar="K",
                           help="unrolled GAN: score the generator against D after K look-ahead updates")
