@@ -49,8 +49,15 @@ def save_tensors(path, tensors):
             f.write(blob)
 
 
+MAX_HEADER_BYTES = 100_000_000  # the format's own limit, which the safetensors package enforces
+
+
 def load_tensors(path):
-    """{name: array} from a .safetensors file, with every size checked."""
+    """{name: array} from a .safetensors file. A file the format does not allow is refused
+    with a CheckpointError that names the problem: a truncated file, a header that is not a
+    UTF-8 JSON object, an entry without its dtype, shape or two offsets, an unknown dtype,
+    a size that does not match the shape, or byte ranges that overlap, leave holes or do
+    not cover the data (the `safetensors` package refuses the same files: a test checks it)."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -59,24 +66,75 @@ def load_tensors(path):
     if len(raw) < 8:
         raise CheckpointError(f"{path}: truncated ({len(raw)} bytes): not a complete safetensors file")
     (header_size,) = struct.unpack("<Q", raw[:8])
+    if header_size > MAX_HEADER_BYTES:
+        raise CheckpointError(f"{path}: the header claims {header_size} bytes, more than the format allows: "
+                              "not a safetensors file, or a corrupt one")
     if 8 + header_size > len(raw):
         raise CheckpointError(f"{path}: truncated: the header claims {header_size} bytes, the file has {len(raw)}")
-    try:
-        header = json.loads(raw[8:8 + header_size])
-    except ValueError:
-        raise CheckpointError(f"{path}: corrupt safetensors header (not JSON)") from None
+    entries = _header_entries(raw[8:8 + header_size], len(raw) - 8 - header_size, path)
     data = memoryview(raw)[8 + header_size:]
-    tensors = {}
+    return {name: np.frombuffer(data[start:end], dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+            for name, (dtype, shape, start, end) in entries.items()}
+
+
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _header_entries(header_bytes, data_size, path):
+    """{name: (dtype, shape, start, end)} of a safetensors header, every rule checked."""
+    def corrupt(problem):
+        return CheckpointError(f"{path}: corrupt safetensors header: {problem}")
+
+    try:
+        header = json.loads(header_bytes.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise corrupt("not UTF-8") from None
+    except ValueError:
+        raise corrupt("not JSON") from None
+    if not isinstance(header, dict):
+        raise corrupt(f"a JSON {type(header).__name__}, not an object of tensors")
+    metadata = header.get("__metadata__")
+    if metadata is not None and not (isinstance(metadata, dict)
+                                     and all(isinstance(v, str) for v in metadata.values())):
+        raise corrupt("__metadata__ must map names to strings")
+    entries = {}
     for name, entry in header.items():
         if name == "__metadata__":
             continue
-        start, end = entry["data_offsets"]
-        dtype = np.dtype(_DTYPES[entry["dtype"]]).newbyteorder("<")
-        if end > len(data) or end - start != int(np.prod(entry["shape"])) * dtype.itemsize:
-            raise CheckpointError(f"{path}: tensor {name!r} runs past the end of the file or has the wrong "
-                                  "size: the file is truncated or corrupt")
-        tensors[name] = np.frombuffer(data[start:end], dtype=dtype).reshape(entry["shape"]).astype(dtype.newbyteorder("="))
-    return tensors
+        if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= set(entry):
+            raise corrupt(f"tensor {name!r} needs a dtype, a shape and data_offsets")
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if not isinstance(dtype, str) or dtype not in _DTYPES:
+            raise corrupt(f"tensor {name!r} has dtype {dtype!r}, not one of {', '.join(_DTYPES)}")
+        if not isinstance(shape, list) or not all(map(_is_count, shape)):
+            raise corrupt(f"tensor {name!r} has shape {shape!r}, not a list of sizes")
+        if not isinstance(offsets, list) or len(offsets) != 2 or not all(map(_is_count, offsets)) \
+                or offsets[0] > offsets[1]:
+            raise corrupt(f"tensor {name!r} has data_offsets {offsets!r}, not [start, end]")
+        dtype = np.dtype(_DTYPES[dtype]).newbyteorder("<")
+        size = dtype.itemsize
+        for extent in shape:
+            size *= extent
+        if size != offsets[1] - offsets[0]:
+            raise CheckpointError(f"{path}: tensor {name!r} has the wrong size for its shape {shape}: the file is "
+                                  "truncated or corrupt")
+        entries[name] = (dtype, tuple(shape), offsets[0], offsets[1])
+    # the tensors' byte ranges must tile the data exactly: no overlaps, no holes, nothing after
+    position = 0
+    for name, (_, _, start, end) in sorted(entries.items(), key=lambda item: item[1][2:]):
+        if start != position:
+            raise CheckpointError(f"{path}: tensor {name!r} starts at byte {start} of the data, where "
+                                  f"{position} was expected: its bytes overlap another tensor's or leave a hole")
+        position = end
+    if position != data_size:
+        raise CheckpointError(f"{path}: the tensors cover {position} bytes of data, the file holds {data_size}: "
+                              "it is truncated or corrupt")
+    return entries
 
 
 # --- checkpoints -----------------------------------------------------------------------------
