@@ -1,10 +1,11 @@
-"""Optimizers, gradient clipping, a weight EMA and a learning-rate schedule.
+"""Optimizers, gradient clipping, a weight EMA and learning-rate schedules.
 
 Updates happen in place on the parameters' arrays under no_grad(), so models and
 optimizers keep referring to the same tensors. Every optimizer's state_dict() holds
 plain arrays and numbers (what a checkpoint saves) and load_state_dict() restores it.
 """
 import math
+import types
 
 import numpy as np
 
@@ -281,3 +282,81 @@ class LinearDecayLR:
         self.steps, self.base_lr, self.total, self.start = (state["steps"], state["base_lr"], state["total"],
                                                             state["start"])
         self.optimizer.lr = self.base_lr * self.factor(self.steps)
+
+
+class LRScheduler:
+    """A learning-rate schedule shaped like torch.optim.lr_scheduler's: made after its
+    optimizer (whose lr it takes as the base), it sets the optimizer's lr to lr_at(0) at
+    once, and each step() moves one epoch (or step) on: lr = lr_at(last_epoch). Subclasses
+    write lr_at, the closed form of the schedule."""
+
+    def __init__(self, optimizer):
+        self.optimizer, self.base_lr, self.last_epoch = optimizer, optimizer.lr, 0
+        optimizer.lr = self.lr_at(0)
+
+    def lr_at(self, epoch):
+        raise NotImplementedError
+
+    def step(self):
+        self.last_epoch += 1
+        self.optimizer.lr = self.lr_at(self.last_epoch)
+
+    def get_last_lr(self):
+        """[lr], a list as PyTorch's (one entry per parameter group; ganforge has one)."""
+        return [self.optimizer.lr]
+
+    def state_dict(self):
+        return {key: value for key, value in vars(self).items() if key != "optimizer" and not callable(value)}
+
+    def load_state_dict(self, state):
+        vars(self).update(state)
+        self.optimizer.lr = self.lr_at(self.last_epoch)
+
+
+def _positive(name, value, schedule):
+    if not (isinstance(value, int) and value >= 1):
+        raise ValueError(f"{schedule}: {name} must be a positive whole number of epochs, got {value!r}")
+    return value
+
+
+class StepLR(LRScheduler):
+    """base lr x gamma ** (epoch // step_size)."""
+
+    def __init__(self, optimizer, step_size, gamma=0.1):
+        self.step_size, self.gamma = _positive("step_size", step_size, "StepLR"), gamma
+        super().__init__(optimizer)
+
+    def lr_at(self, epoch):
+        return self.base_lr * self.gamma ** (epoch // self.step_size)
+
+
+class LambdaLR(LRScheduler):
+    """base lr x lr_lambda(epoch). The function is not part of state_dict (as in PyTorch):
+    give the same one when rebuilding the schedule to resume it."""
+
+    def __init__(self, optimizer, lr_lambda):
+        if not callable(lr_lambda):
+            raise TypeError(f"LambdaLR: lr_lambda must be a function of the epoch, got {lr_lambda!r}")
+        self.lr_lambda = lr_lambda
+        super().__init__(optimizer)
+
+    def lr_at(self, epoch):
+        return self.base_lr * self.lr_lambda(epoch)
+
+
+class CosineAnnealingLR(LRScheduler):
+    """From the base lr down to eta_min along half a cosine over T_max epochs (Loshchilov &
+    Hutter 2017, without restarts): eta_min + (base - eta_min) (1 + cos(pi epoch / T_max)) / 2."""
+
+    def __init__(self, optimizer, T_max, eta_min=0.0):  # noqa: N803 (PyTorch's name)
+        self.T_max, self.eta_min = _positive("T_max", T_max, "CosineAnnealingLR"), eta_min
+        super().__init__(optimizer)
+
+    def lr_at(self, epoch):
+        return self.eta_min + (self.base_lr - self.eta_min) * (1 + math.cos(math.pi * epoch / self.T_max)) / 2
+
+
+# PyTorch's spelling, optim.lr_scheduler.StepLR(...). An attribute, not a module: optim is
+# one file, so `from ganforge.optim.lr_scheduler import StepLR` does not work.
+lr_scheduler = types.SimpleNamespace(LRScheduler=LRScheduler, StepLR=StepLR, LambdaLR=LambdaLR,
+                                     CosineAnnealingLR=CosineAnnealingLR, LinearDecayLR=LinearDecayLR)

@@ -273,3 +273,19 @@ def test_a_state_of_many_parameters_loads():
     again = optim.Adam(params)
     again.load_state_dict(opt.state_dict())
     assert again.step_count == 1
+
+
+def test_pytorch_shaped_schedules_set_the_rate_at_once_and_refuse_bad_settings():
+    opt = optim.SGD([gf.zeros(1, requires_grad=True)], lr=1.0)
+    schedule = optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    rates = [opt.lr] + [schedule.step() or opt.lr for _ in range(5)]
+    assert rates == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+    assert schedule.state_dict() == {"base_lr": 1.0, "last_epoch": 5, "step_size": 2, "gamma": 0.5}
+    cosine = optim.lr_scheduler.CosineAnnealingLR(optim.SGD([gf.zeros(1, requires_grad=True)], lr=2.0), T_max=4)
+    assert [cosine.lr_at(e) for e in (0, 2, 4, 8)] == pytest.approx([2.0, 1.0, 0.0, 2.0])
+    with pytest.raises(ValueError, match="StepLR: step_size must be a positive whole number of epochs, got 0"):
+        optim.lr_scheduler.StepLR(opt, step_size=0)
+    with pytest.raises(ValueError, match="CosineAnnealingLR: T_max must be"):
+        optim.lr_scheduler.CosineAnnealingLR(opt, T_max=2.5)
+    with pytest.raises(TypeError, match="LambdaLR: lr_lambda must be a function of the epoch"):
+        optim.lr_scheduler.LambdaLR(opt, lr_lambda=0.5)

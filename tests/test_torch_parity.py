@@ -327,3 +327,26 @@ def test_an_srgan_training_step_matches_pytorchs():
         for (key, p), tp in zip(ours.named_parameters(), theirs.parameters()):
             np.testing.assert_allclose(p.grad.numpy(), tp.grad.numpy(), rtol=1e-7, atol=1e-10 * scale,
                                        err_msg=f"{name}.{key}")
+
+
+@pytest.mark.parametrize("name", ["StepLR", "LambdaLR", "CosineAnnealingLR"])
+def test_learning_rate_schedules_match_pytorch_and_resume(name):
+    """optim.lr_scheduler's schedules give PyTorch's learning rate at every step, past the
+    end of a cosine's half period too, and one rebuilt from its state_dict goes on alike."""
+    kwargs = {"StepLR": dict(step_size=3, gamma=0.5), "LambdaLR": dict(lr_lambda=lambda e: 1 / (1 + e)),
+              "CosineAnnealingLR": dict(T_max=10, eta_min=1e-4)}[name]
+    ours_opt = gf.optim.Adam([gf.zeros(2, requires_grad=True)], lr=0.1)
+    theirs_opt = torch.optim.Adam([torch.zeros(2, requires_grad=True)], lr=0.1)
+    ours = getattr(gf.optim.lr_scheduler, name)(ours_opt, **kwargs)
+    theirs = getattr(torch.optim.lr_scheduler, name)(theirs_opt, **kwargs)
+    for epoch in range(25):
+        assert ours.get_last_lr()[0] == pytest.approx(theirs.get_last_lr()[0], rel=1e-12, abs=1e-15), epoch
+        assert ours_opt.lr == ours.get_last_lr()[0]
+        if epoch == 12:  # resume from here in a new optimizer and schedule
+            state = ours.state_dict()
+            ours_opt = gf.optim.Adam([gf.zeros(2, requires_grad=True)], lr=0.1)
+            ours = getattr(gf.optim.lr_scheduler, name)(ours_opt, **kwargs)
+            ours.load_state_dict(state)
+            assert ours_opt.lr == pytest.approx(theirs.get_last_lr()[0], rel=1e-12)
+        ours_opt.step(), theirs_opt.step()
+        ours.step(), theirs.step()
