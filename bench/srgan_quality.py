@@ -2,8 +2,7 @@
 PSNR and SSIM on the luma with `scale` border pixels cropped (bench/BENCH_MODELS.md's
 protocol), on Fashion-MNIST the shipped classifier's accuracy on the upscaled test
 images (does the garment stay recognizable), and "detail": the mean absolute difference
-between neighbouring pixels of the luma, over the originals' (1.0: as much fine structure
-as the original; blurred upscalings have less, and the GAN's texture should bring more).
+between neighbouring pixels of the luma, over the originals' (metrics.super_resolution).
 
     python bench/srgan_quality.py runs/sr-fashion-x4 runs/srgan-fashion-x4 \\
         --json bench/results/srgan_quality.json --picture docs/srgan-fashion-x4.png
@@ -22,28 +21,8 @@ from ganforge import io
 from ganforge.data import load_fashion_mnist, resize_bicubic
 from ganforge.data.folder import list_images, read_image
 from ganforge.gan import load_model
-from ganforge.metrics import luma, upscaling_report
+from ganforge.metrics import upscaling_report
 from ganforge.metrics.super_resolution import bicubic_downscale
-
-
-def detail(images, scale):
-    """Mean |difference| of horizontally and vertically neighbouring luma pixels, the
-    border of `scale` pixels cropped."""
-    y = luma(np.asarray(images))[:, scale:-scale, scale:-scale]
-    return float(np.abs(np.diff(y, axis=1)).mean() + np.abs(np.diff(y, axis=2)).mean())
-
-
-def detail_ratios(models, originals, scale):
-    """detail() of bicubic's and each model's upscalings over the originals'."""
-    sums = np.zeros(len(models) + 1)
-    for hr in (originals if isinstance(originals, list) else [originals]):
-        hr = hr[..., :hr.shape[-2] - hr.shape[-2] % scale, :hr.shape[-1] - hr.shape[-1] % scale]
-        hr = hr if hr.ndim == 4 else hr[None]
-        lr = bicubic_downscale(hr, scale)
-        upscaled = [np.clip(resize_bicubic(lr, *hr.shape[2:]), -1, 1)] + [m.upscale(lr) for m in models]
-        sums += [len(hr) * detail(u, scale) / detail(hr, scale) for u in upscaled]
-    count = sum(len(o) if o.ndim == 4 else 1 for o in (originals if isinstance(originals, list) else [originals]))
-    return sums / count
 
 
 def label(model):
@@ -96,10 +75,6 @@ def main():
         if "original" in report:
             table.setdefault("original", report["original"])
         table[label(model)] = {**report["model"], "run": run, "steps": model.step}
-    ratios = detail_ratios(models, originals, scale)
-    table["bicubic"]["detail"] = float(ratios[0])
-    for model, ratio in zip(models, ratios[1:]):
-        table[label(model)]["detail"] = float(ratio)
     names = ["psnr", "ssim", "detail"] + (["class_accuracy"] if labels is not None else [])
     print(f"{data} x{scale}, {len(originals)} held-out images")
     print(f"{'':22s}" + "".join(f"{n:>16s}" for n in names))

@@ -207,8 +207,9 @@ def _evaluate_upscaling(args, model):
     name = "srresnet" if model.config["content_only"] else model.name
     rows = {name if key == "model" else key: value for key, value in report.items()}
     print(f"{model.name} x{model.scale} at step {model.step}, {what}: PSNR (dB) and SSIM on the luma with "
-          f"{model.scale} border pixels cropped" + (", and the Fashion-MNIST classifier's accuracy" if labels is not None else ""))
-    _print_table(rows, ["psnr", "ssim", "class_accuracy"] if labels is not None else ["psnr", "ssim"])
+          f"{model.scale} border pixels cropped, detail (its fine structure over the originals')"
+          + (", and the Fashion-MNIST classifier's accuracy" if labels is not None else ""))
+    _print_table(rows, ["psnr", "ssim", "detail"] + (["class_accuracy"] if labels is not None else []))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"run": args.run, "step": model.step, "scale": model.scale, "images": what, **rows}, f, indent=1)
@@ -331,6 +332,7 @@ def list_models(args):
 
 
 def main(argv=None):
+    from ganforge.gan.nets import INITS
     from ganforge.gan.steps import PENALTIES
     parser = argparse.ArgumentParser(prog="ganforge", description="ganforge: a from-scratch GAN engine")
     parser.add_argument("--debug", action="store_true",
@@ -374,7 +376,7 @@ def main(argv=None):
                                                              "one-sided), R1 on real data, or none")
     recipe.add_argument("--penalty-weight", type=float, help="lambda of the gradient penalty, gamma of R1")
     recipe.add_argument("--lr-decay", action="store_true", help="decay both learning rates linearly to 0")
-    recipe.add_argument("--init", choices=["dcgan", "default", "dcgan-d"],
+    recipe.add_argument("--init", choices=list(INITS),
                         help="dcgan and cgan weights: the DCGAN paper's N(0, 0.02) (cgan's default), the layers' own, "
                              "as PyTorch's are (dcgan's default), or the paper's in D and the layers' own in G")
     remedies = t.add_argument_group("mode-collapse remedies")

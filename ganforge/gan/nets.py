@@ -34,13 +34,22 @@ def _check_resolution(resolution):
                          "images (image folders are resized to --resolution)")
 
 
-INITS = ("dcgan", "default", "dcgan-d")  # dcgan-d: the paper's in D, the layers' own in G
+# --init: how (G, D) start. dcgan-d: the paper's in D, the layers' own in G
+INITS = {"dcgan": ("dcgan", "dcgan"), "default": ("default", "default"), "dcgan-d": ("default", "dcgan")}
+
+
+def per_network_init(init):
+    """(G's, D's) initialization for an --init name."""
+    if init not in INITS:
+        raise ValueError(f"unknown initialization {init!r}: use one of {', '.join(INITS)}")
+    return INITS[init]
 
 
 def initialized(net, init):
-    """`net` initialized the DCGAN paper's way (dcgan_init) or left as its layers made it."""
-    if init not in INITS:
-        raise ValueError(f"unknown initialization {init!r}: use one of {', '.join(INITS)}")
+    """`net` initialized the DCGAN paper's way (init="dcgan") or left as its layers made it
+    (init="default")."""
+    if init not in ("dcgan", "default"):
+        raise ValueError(f"unknown initialization {init!r} for one network: use 'dcgan' or 'default'")
     return net.apply(dcgan_init) if init == "dcgan" else net
 
 
@@ -141,9 +150,7 @@ def networks_for(data_shape, z_dim, *, spectral=False, batchnorm=True, num_class
     channels, height, width = data_shape
     if height != width:
         raise ValueError(f"DCGAN networks need square images, got {height}x{width}")
-    if init not in INITS:
-        raise ValueError(f"unknown initialization {init!r}: use one of {', '.join(INITS)}")
-    g_init, d_init = ("default", "dcgan") if init == "dcgan-d" else (init, init)
+    g_init, d_init = per_network_init(init)
     if num_classes:
         return (ConditionalGenerator(z_dim, channels, height, num_classes, init=g_init),
                 ProjectionDiscriminator(channels, height, num_classes, spectral=spectral, init=d_init))

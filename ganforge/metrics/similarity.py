@@ -20,6 +20,10 @@ def mean_absolute_error(images, reference):
 def psnr(images, reference, max_db=100.0):
     """Peak signal-to-noise ratio 10 log10(1 / MSE) in dB, per image (peak 1 on the [0, 1]
     scale), averaged over the batch; an exact copy counts as `max_db`."""
-    x, y = _unit_scale(images, reference)
-    mse = ((x - y) ** 2).reshape(len(x), -1).mean(axis=1)
+    return psnr_of_unit_images(*_unit_scale(images, reference), max_db)
+
+
+def psnr_of_unit_images(x, y, max_db=100.0):
+    """psnr() of images already on the [0, 1] scale (a luma channel, say), per image."""
+    mse = ((np.asarray(x, np.float64) - y) ** 2).reshape(len(x), -1).mean(axis=1)
     return float(np.mean(np.minimum(max_db, 10 * np.log10(1 / np.maximum(mse, 1e-300)))))
