@@ -115,7 +115,7 @@ def dcgan64_step():
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    params = sum(p.size for net in (G, D) for p in net.parameters())
+    params = sum(p.numel() for net in (G, D) for p in net.parameters())
     return statistics.median(times), 4 * params, batch  # one D and one G update: every weight's gradient once
 
 

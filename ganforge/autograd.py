@@ -190,7 +190,7 @@ def _root_gradients(outputs, grad_outputs):
             raise RuntimeError(f"outputs[{i}] does not require grad and has no graph: "
                                "did you compute it under no_grad() or from detached tensors?")
         if gy is None:
-            if y.size != 1:
+            if y.numel() != 1:
                 raise RuntimeError(f"grad can be created implicitly only for scalar outputs; "
                                    f"outputs[{i}] has shape {y.shape}: pass grad_outputs")
             gy = Tensor._wrap(y.xp.ones_like(y._data))

@@ -175,11 +175,11 @@ class GradientAverager:
                 raise ValueError(f"a parameter of shape {p.shape} is in two optimizers: data-parallel training "
                                  "averages each parameter's gradient once, with its one optimizer")
         self.world, self.params = world, params
-        self.buffer = params[0].xp.zeros(sum(p.size for p in params), dtype=params[0].dtype)
+        self.buffer = params[0].xp.zeros(sum(p.numel() for p in params), dtype=params[0].dtype)
         offset = 0
         for p in params:
-            p.grad_buffer = self.buffer[offset:offset + p.size].reshape(p.shape)
-            offset += p.size
+            p.grad_buffer = self.buffer[offset:offset + p.numel()].reshape(p.shape)
+            offset += p.numel()
         step = max(1, bucket_bytes // self.buffer.itemsize)
         self.buckets = [self.buffer[i:i + step] for i in range(0, self.buffer.size, step)]
 
@@ -300,7 +300,7 @@ def batch_norm_in_ops(x, weight, bias, eps, world):
     the same math, differentiable to any order."""
     from . import functional as F
     axes = channel_axes(x.ndim)
-    count = (x.size // x.shape[1]) * world.size
+    count = (x.numel() // x.shape[1]) * world.size
     mean = AllReduceSum(world)(F.sum(x, axis=axes)) / count
     centered = x - per_channel(mean, x.ndim)
     var = AllReduceSum(world)(F.sum(centered * centered, axis=axes)) / count
@@ -312,7 +312,7 @@ def batch_norm(x, running_mean, running_var, weight, bias, momentum, eps, world)
     one process with batch N x B would; the running statistics (when given) are updated
     with those statistics, so they too are the same on every rank."""
     from . import functional as F
-    count = (x.size // x.shape[1]) * world.size
+    count = (x.numel() // x.shape[1]) * world.size
     if x.ndim < 2 or count < 2:
         raise ValueError(f"batch_norm in training needs more than one value per channel, got input shape {x.shape}")
     fn = SyncBatchNorm(world, eps)

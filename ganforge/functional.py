@@ -10,6 +10,7 @@ import numpy as np
 
 from . import backend
 from .autograd import no_grad
+from .pytorch_names import accept_pytorch_names_in
 from .tensor import Tensor, default_generator
 
 __all__ = [
@@ -17,15 +18,15 @@ __all__ = [
     "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "abs", "clamp", "maximum", "minimum",
     "where",
     # reductions
-    "sum", "mean", "var", "std", "max", "min", "logsumexp", "norm",
+    "sum", "mean", "var", "std", "amax", "amin", "max", "min", "logsumexp", "norm",
     # shapes
-    "reshape", "transpose", "permute", "swapaxes", "getitem", "concat", "stack", "split", "pad",
+    "reshape", "transpose", "permute", "swapaxes", "getitem", "concat", "stack", "split", "chunk", "pad",
     "broadcast_to", "sum_to", "flatten", "squeeze", "unsqueeze", "flip",
     # linear algebra, sliding windows and convolutions
     "matmul", "unfold", "fold", "conv2d", "conv_transpose2d", "conv2d_weight_grad",
     # layers
-    "linear", "embedding", "batch_norm", "instance_norm", "layer_norm", "dropout", "interpolate", "avg_pool2d",
-    "pixel_shuffle", "bicubic_resize",
+    "linear", "embedding", "batch_norm", "instance_norm", "layer_norm", "group_norm", "dropout", "interpolate",
+    "avg_pool2d", "max_pool2d", "adaptive_avg_pool2d", "pixel_shuffle", "bicubic_resize", "normalize",
     # activations
     "relu", "leaky_relu", "prelu", "sigmoid", "tanh", "softplus", "elu",
     # losses
@@ -33,7 +34,10 @@ __all__ = [
     "gradient_penalty", "spectral_normalize",
     # conversions
     "cast", "to_device", "clone", "getitem_grad",
+    # integer-valued, so without gradients
+    "argmax", "argmin",
 ]
+WITHOUT_GRADIENTS = ("argmax", "argmin")
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -158,7 +162,7 @@ def sum(x, axis=None, keepdims=False):
 
 
 def _count(x, axis):
-    return x.size if axis is None else int(np.prod([x.shape[a] for a in axis]))
+    return x.numel() if axis is None else int(np.prod([x.shape[a] for a in axis]))
 
 
 def mean(x, axis=None, keepdims=False):
@@ -166,23 +170,69 @@ def mean(x, axis=None, keepdims=False):
     return sum(x, axis, keepdims) / _count(x, axis)
 
 
-def var(x, axis=None, keepdims=False, ddof=0):
-    """Variance, the biased estimate by default (ddof=0; ddof=1 for the unbiased one)."""
+def var(x, axis=None, keepdims=False, ddof=1, *, unbiased=None):
+    """Variance: the unbiased estimate by default, as PyTorch's (ddof=1, or unbiased=True);
+    ddof=0 (unbiased=False) for the biased one, NumPy's default."""
+    if unbiased is not None:
+        ddof = int(unbiased)
     axis = _axes(axis, x.ndim)
     centered = x - mean(x, axis, keepdims=True)
     return sum(centered * centered, axis, keepdims) / builtins.max(_count(x, axis) - ddof, 0)
 
 
-def std(x, axis=None, keepdims=False, ddof=0):
-    return sqrt(var(x, axis, keepdims, ddof))
+def std(x, axis=None, keepdims=False, ddof=1, *, unbiased=None):
+    return sqrt(var(x, axis, keepdims, ddof, unbiased=unbiased))
 
 
-def max(x, axis=None, keepdims=False):
+def amax(x, axis=None, keepdims=False):
+    """The largest element over `axis` (all by default); ties share the gradient."""
     return ops.reduce.Max(_axes(axis, x.ndim), keepdims)(x)
 
 
-def min(x, axis=None, keepdims=False):
+def amin(x, axis=None, keepdims=False):
     return ops.reduce.Min(_axes(axis, x.ndim), keepdims)(x)
+
+
+class ValuesAndIndices(tuple):
+    """What max(x, dim) and min(x, dim) return, as in PyTorch: `values, indices = ...`."""
+    values = property(lambda self: self[0])
+    indices = property(lambda self: self[1])
+
+
+def _extreme(x, axis, keepdims, reduce, arg, elementwise):
+    if isinstance(axis, Tensor):  # max(a, b): PyTorch's elementwise form
+        return elementwise(x, axis)
+    if axis is None:
+        return reduce(x, None, keepdims)
+    if not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"max/min along dim return (values, indices) over one dim, got dim={axis}: "
+                        f"use amax/amin to reduce several")
+    return ValuesAndIndices((reduce(x, axis, keepdims), arg(x, axis, keepdims)))
+
+
+def max(x, axis=None, keepdims=False):
+    """PyTorch's max: max(x) is the largest element; max(x, dim) the pair (values, indices)
+    along dim; max(x, y) the elementwise maximum. amax reduces without the indices."""
+    return _extreme(x, axis, keepdims, amax, argmax, maximum)
+
+
+def min(x, axis=None, keepdims=False):
+    return _extreme(x, axis, keepdims, amin, argmin, minimum)
+
+
+def argmax(x, axis=None, keepdims=False):
+    """The index of the largest element (along `axis`, or of the flattened tensor)."""
+    index = x._data.argmax(axis=axis)
+    if keepdims and axis is not None:
+        index = x.xp.expand_dims(index, axis)
+    return Tensor._wrap(index)
+
+
+def argmin(x, axis=None, keepdims=False):
+    index = x._data.argmin(axis=axis)
+    if keepdims and axis is not None:
+        index = x.xp.expand_dims(index, axis)
+    return Tensor._wrap(index)
 
 
 def logsumexp(x, axis=None, keepdims=False):
@@ -200,7 +250,7 @@ def norm(x, p=2, axis=None, keepdims=False):
     if p == 2:
         return ops.reduce.Norm(axis, keepdims)(x)
     if p == float("inf"):
-        return max(abs(x), axis, keepdims)
+        return amax(abs(x), axis, keepdims)
     if p == 1:
         return sum(abs(x), axis, keepdims)
     if not p > 0:
@@ -297,10 +347,36 @@ def split(x, split_size_or_sections, axis=0):
     return tuple(pieces)
 
 
+def chunk(x, chunks, axis=0):
+    """Split into `chunks` pieces along axis, all of ceil(length / chunks) but the last (PyTorch)."""
+    if chunks < 1:
+        raise ValueError(f"chunk needs at least one chunk, got {chunks}")
+    length = x.shape[_axes(axis, x.ndim)[0]]
+    return split(x, builtins.max(-(-length // chunks), 1), axis)
+
+
+def _pad_widths(pad_width, ndim):
+    """((before, after) per axis) from NumPy's pad_width (an int, one pair for all axes, or a
+    pair per axis) or PyTorch's flat tuple (left, right, top, bottom, ...: pairs for the last
+    axes, the last axis first). A flat pair is PyTorch's: the last axis only."""
+    if isinstance(pad_width, (tuple, list)) and pad_width and all(isinstance(w, (int, np.integer))
+                                                                  for w in pad_width):
+        if len(pad_width) % 2 or len(pad_width) > 2 * ndim:
+            raise ValueError(f"a PyTorch pad tuple needs an even length of at most 2 x {ndim} dims, "
+                             f"got {tuple(pad_width)}")
+        last_first = [tuple(pad_width[i:i + 2]) for i in range(0, len(pad_width), 2)]
+        return ((0, 0),) * (ndim - len(last_first)) + tuple(reversed(last_first))
+    widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (ndim, 2)).tolist()
+    return tuple(tuple(w) for w in widths)
+
+
 def pad(x, pad_width, mode="constant", value=0):
-    """Pad with NumPy's pad_width ((before, after) per axis, or an int, or one pair for all)."""
-    widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (x.ndim, 2)).tolist()
-    widths = tuple(tuple(w) for w in widths)
+    """Pad by PyTorch's tuple (left, right, top, bottom, ...; see _pad_widths) or NumPy's
+    pad_width ((before, after) per axis, or an int for all)."""
+    try:
+        widths = _pad_widths(pad_width, x.ndim)
+    except ValueError as error:
+        raise ValueError(f"pad: {error}") from None
     if any(w < 0 for pair in widths for w in pair):
         raise ValueError(f"pad widths must be non-negative, got {pad_width}")
     if mode == "constant":
@@ -312,6 +388,11 @@ def pad(x, pad_width, mode="constant", value=0):
                                  f"size {size} (axis {axis})")
         return ops.shape.PadReflect(widths)(x)
     raise ValueError(f"unknown pad mode {mode!r}: use 'constant' or 'reflect'")
+
+
+def normalize(x, p=2.0, axis=1, eps=1e-12):
+    """x divided by its p-norm along `axis`, the norm held at least `eps` (PyTorch's F.normalize)."""
+    return x / clamp(norm(x, p, axis, keepdims=True), eps, None)
 
 
 def broadcast_to(x, shape):
@@ -490,6 +571,15 @@ def update_running_statistics(running_mean, running_var, mean, var, momentum, co
         running_var.copy_((1 - momentum) * running_var._data + momentum * var * count / (count - 1))
 
 
+def per_channel_affine(y, weight, bias):
+    """y * weight + bias with a (C,) weight and bias for an (N, C, ...) y; None skips either."""
+    if weight is not None:
+        y = y * ops.norm.per_channel(weight, y.ndim)
+    if bias is not None:
+        y = y + ops.norm.per_channel(bias, y.ndim)
+    return y
+
+
 def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, training=True, momentum=0.1,
                eps=1e-5):
     """Normalize each channel by the batch's statistics (training) or the running ones (eval).
@@ -499,7 +589,7 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     if x.ndim < 2:
         raise ValueError(f"batch_norm expects (N, C) or (N, C, ...) input, got shape {x.shape}")
     axes = (0,) + tuple(range(2, x.ndim))
-    count = x.size // x.shape[1]
+    count = x.numel() // x.shape[1]
     if training:
         if count < 2:
             raise ValueError(f"batch_norm in training needs more than one value per channel, got input "
@@ -522,11 +612,7 @@ def instance_norm(x, weight=None, bias=None, eps=1e-5):
     # view computes exactly that, with the fused kernels batch norm has
     n, channels = x.shape[:2]
     y = reshape(ops.norm.BatchNorm(eps)(reshape(x, (1, n * channels) + x.shape[2:])), x.shape)
-    if weight is not None:
-        y = y * ops.norm.per_channel(weight, x.ndim)
-    if bias is not None:
-        y = y + ops.norm.per_channel(bias, x.ndim)
-    return y
+    return per_channel_affine(y, weight, bias)
 
 
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
@@ -535,8 +621,20 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     if x.shape[x.ndim - len(normalized_shape):] != normalized_shape:
         raise ValueError(f"layer_norm: input shape {x.shape} does not end in {normalized_shape}")
     axes = tuple(range(x.ndim - len(normalized_shape), x.ndim))
-    return normalized(x, mean(x, axes, keepdims=True), var(x, axes, keepdims=True), eps, weight, bias,
+    return normalized(x, mean(x, axes, keepdims=True), var(x, axes, keepdims=True, ddof=0), eps, weight, bias,
                        per_channel=False)
+
+
+def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
+    """Normalize each sample over groups of `num_groups` channels and their positions (Wu
+    and He 2018), then scale and shift each channel."""
+    if x.ndim < 2 or x.shape[1] % num_groups:
+        raise ValueError(f"group_norm: input shape {x.shape} needs (N, C, ...) with C divisible by "
+                         f"num_groups={num_groups}")
+    grouped = reshape(x, (x.shape[0], num_groups, -1))
+    y = reshape(normalized(grouped, mean(grouped, 2, keepdims=True), var(grouped, 2, keepdims=True, ddof=0), eps,
+                           None, None, per_channel=False), x.shape)
+    return per_channel_affine(y, weight, bias)
 
 
 def dropout(x, p=0.5, training=True, generator=None):
@@ -550,21 +648,25 @@ def dropout(x, p=0.5, training=True, generator=None):
     return x * constant(keep / x.dtype.type(1 - p))
 
 
-def _source_indices(in_size, out_size, mode):
-    """For each output row: the input rows it reads and their weights (PyTorch's
-    align_corners=False convention)."""
-    scale = in_size / out_size
+def _source_indices(in_size, out_size, mode, align_corners=False):
+    """For each output row: the input rows it reads and their weights. Bilinear places
+    output row i at input position (i + 0.5) in/out - 0.5 (align_corners=False, PyTorch's
+    default: pixel centres line up) or at i (in - 1)/(out - 1) (True: the corner pixels do)."""
     dst = np.arange(out_size)
     if mode == "nearest":
-        return np.minimum(np.floor(dst * scale).astype(np.int64), in_size - 1), None, None
-    src = np.maximum((dst + 0.5) * scale - 0.5, 0)
+        return np.minimum(np.floor(dst * in_size / out_size).astype(np.int64), in_size - 1), None, None
+    if align_corners:
+        src = dst * ((in_size - 1) / (out_size - 1) if out_size > 1 else 0.0)
+    else:
+        src = np.maximum((dst + 0.5) * in_size / out_size - 0.5, 0)
     low = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
     high = np.minimum(low + 1, in_size - 1)
     return low, high, src - low
 
 
-def interpolate(x, size=None, scale_factor=None, mode="nearest"):
-    """Resize (N, C, H, W) images to `size` or by `scale_factor`: 'nearest' or 'bilinear'."""
+def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=None):
+    """Resize (N, C, H, W) images to `size` or by `scale_factor`: 'nearest' or 'bilinear'
+    (align_corners as in PyTorch: False by default, and only for bilinear)."""
     if x.ndim != 4:
         raise ValueError(f"interpolate expects (N, C, H, W) input, got shape {x.shape}")
     if (size is None) == (scale_factor is None):
@@ -575,8 +677,10 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest"):
     size = (size, size) if isinstance(size, int) else tuple(size)
     if mode not in ("nearest", "bilinear"):
         raise ValueError(f"unknown interpolation mode {mode!r}: use 'nearest' or 'bilinear'")
+    if mode == "nearest" and align_corners is not None:
+        raise ValueError("interpolate: align_corners is for mode='bilinear' only; leave it out for 'nearest'")
     for axis, out_size in zip((2, 3), size):
-        low, high, frac = _source_indices(x.shape[axis], out_size, mode)
+        low, high, frac = _source_indices(x.shape[axis], out_size, mode, bool(align_corners))
         low, high = (None if i is None else backend.to_device(i, x.device) for i in (low, high))
         pick = (lambda index: getitem(x, (slice(None),) * axis + (index,)))
         if mode == "nearest":
@@ -620,6 +724,45 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
     n, c = x.shape[:2]
     cols = unfold(x, (kh, kw), stride, padding)
     return reshape(mean(reshape(cols, (n, c, kh * kw, oh * ow)), 2), (n, c, oh, ow))
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0):
+    """The largest value in each window; padding counts as -inf, so it is never picked."""
+    if x.ndim != 4:
+        raise ValueError(f"max_pool2d expects (N, C, H, W) input, got shape {x.shape}")
+    stride = kernel_size if stride is None else stride
+    (kh, kw), (ph, pw) = ops.conv.pair(kernel_size, "kernel_size"), ops.conv.pair(padding, "padding")
+    if 2 * ph > kh or 2 * pw > kw:
+        raise ValueError(f"max_pool2d: padding {padding} must be at most half the kernel size {kernel_size}")
+    if ph or pw:
+        x = pad(x, (pw, pw, ph, ph), value=-np.inf)
+    oh, ow = ops.conv.output_size(x.shape[2:], (kh, kw), ops.conv.pair(stride, "stride"), (0, 0), (1, 1))
+    n, c = x.shape[:2]
+    cols = unfold(x, (kh, kw), stride)
+    return reshape(amax(reshape(cols, (n, c, kh * kw, oh * ow)), 2), (n, c, oh, ow))
+
+
+def _bin_averages(in_size, out_size):
+    """(out, in) matrix averaging PyTorch's adaptive bins: bin i spans rows floor(i in/out)
+    to ceil((i + 1) in/out), so bins overlap when out does not divide in."""
+    weights = np.zeros((out_size, in_size))
+    for i in range(out_size):
+        start, end = (i * in_size) // out_size, -(-(i + 1) * in_size // out_size)
+        weights[i, start:end] = 1.0 / (end - start)
+    return weights
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """Average over the bins that cut (..., H, W) into output_size (an int or (h, w); None
+    keeps that side), as PyTorch's: a linear map along each axis."""
+    if x.ndim < 3:
+        raise ValueError(f"adaptive_avg_pool2d expects (N, C, H, W) or (C, H, W) input, got shape {x.shape}")
+    size = (output_size, output_size) if isinstance(output_size, (int, np.integer)) else tuple(output_size)
+    size = tuple(n if s is None else int(s) for s, n in zip(size, x.shape[-2:]))
+    if builtins.min(size) < 1:
+        raise ValueError(f"adaptive_avg_pool2d: output_size must be positive, got {output_size}")
+    rows, cols = (backend.to_device(_bin_averages(n, m).astype(x.dtype), x.device) for n, m in zip(x.shape[-2:], size))
+    return ops.resample.Resample(rows, cols)(x)
 
 
 def pixel_shuffle(x, upscale_factor):
@@ -674,6 +817,7 @@ def elu(x, alpha=1.0):
 # --- losses -----------------------------------------------------------------------------
 
 def log_softmax(x, axis=-1):
+    """log of softmax, as x minus its logsumexp (stable)."""
     return x - logsumexp(x, axis, keepdims=True)
 
 
@@ -743,7 +887,7 @@ def spectral_normalize(weight, u, v, dim=0):
     """weight / sigma with sigma = u^T W v, W the weight as a matrix with axis `dim` as its
     rows; u and v (arrays) are held constant in the gradient, as spectral norm does."""
     u, v = (weight.xp.asarray(a._data if isinstance(a, Tensor) else a, dtype=weight.dtype) for a in (u, v))
-    rows, cols = weight.shape[dim], weight.size // weight.shape[dim]
+    rows, cols = weight.shape[dim], weight.numel() // weight.shape[dim]
     if np.shape(u) != (rows,) or np.shape(v) != (cols,):
         raise ValueError(f"spectral_normalize: a weight {weight.shape} with dim={dim} needs u ({rows},) and "
                          f"v ({cols},), got {np.shape(u)} and {np.shape(v)}")
@@ -772,3 +916,7 @@ def clone(x):
 
 
 from . import ops  # noqa: E402  (the ops import this module, so they come last)
+
+# dim=, keepdim=, correction= accepted wherever axis=, keepdims=, ddof= are (pytorch_names.py)
+accept_pytorch_names_in(globals(), __all__)
+cat = concat

@@ -17,6 +17,9 @@ import tempfile
 
 import numpy as np
 
+from . import backend
+from .tensor import Tensor
+
 _DTYPES = {"F16": np.float16, "F32": np.float32, "F64": np.float64, "I8": np.int8, "I16": np.int16,
            "I32": np.int32, "I64": np.int64, "U8": np.uint8, "BOOL": np.bool_}
 _NAMES = {np.dtype(v): k for k, v in _DTYPES.items()}
@@ -28,9 +31,10 @@ class CheckpointError(ValueError):
 
 # --- safetensors ---------------------------------------------------------------------------
 
-def save_tensors(path, tensors):
-    """Write {name: array} to a .safetensors file."""
-    header, offset, blobs = {}, 0, []
+def save_tensors(path, tensors, metadata=None):
+    """Write {name: array} (and a {str: str} metadata map) to a .safetensors file, under a
+    temporary name renamed into place, so that the file is never half-written."""
+    header, offset, blobs = ({"__metadata__": dict(metadata)} if metadata else {}), 0, []
     for name in sorted(tensors):
         array = np.ascontiguousarray(np.asarray(tensors[name]))
         if array.dtype not in _NAMES:
@@ -42,18 +46,32 @@ def save_tensors(path, tensors):
         offset += len(data)
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)  # the format aligns the data to 8 bytes
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(encoded)))
-        f.write(encoded)
-        for blob in blobs:
-            f.write(blob)
+    scratch = f"{path}.tmp"
+    try:
+        with open(scratch, "wb") as f:
+            f.write(struct.pack("<Q", len(encoded)))
+            f.write(encoded)
+            for blob in blobs:
+                f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(scratch, path)
+    except BaseException:
+        if os.path.exists(scratch):
+            os.remove(scratch)
+        raise
 
 
 MAX_HEADER_BYTES = 100_000_000  # the format's own limit, which the safetensors package enforces
 
 
 def load_tensors(path):
-    """{name: array} from a .safetensors file. A file the format does not allow is refused
+    """{name: array} from a .safetensors file (see read_safetensors)."""
+    return read_safetensors(path)[0]
+
+
+def read_safetensors(path):
+    """({name: array}, {str: str} metadata) from a .safetensors file. A file the format does not allow is refused
     with a CheckpointError that names the problem: a truncated file, a header that is not a
     UTF-8 JSON object, an entry without its dtype, shape or two offsets, an unknown dtype,
     a size that does not match the shape, or byte ranges that overlap, leave holes or do
@@ -71,10 +89,10 @@ def load_tensors(path):
                               "not a safetensors file, or a corrupt one")
     if 8 + header_size > len(raw):
         raise CheckpointError(f"{path}: truncated: the header claims {header_size} bytes, the file has {len(raw)}")
-    entries = _header_entries(raw[8:8 + header_size], len(raw) - 8 - header_size, path)
+    entries, metadata = _header_entries(raw[8:8 + header_size], len(raw) - 8 - header_size, path)
     data = memoryview(raw)[8 + header_size:]
     return {name: np.frombuffer(data[start:end], dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
-            for name, (dtype, shape, start, end) in entries.items()}
+            for name, (dtype, shape, start, end) in entries.items()}, metadata or {}
 
 
 def _is_count(value):
@@ -86,7 +104,7 @@ def _reject_constant(name):
 
 
 def _header_entries(header_bytes, data_size, path):
-    """{name: (dtype, shape, start, end)} of a safetensors header, every rule checked."""
+    """({name: (dtype, shape, start, end)}, metadata) of a safetensors header, every rule checked."""
     def corrupt(problem):
         return CheckpointError(f"{path}: corrupt safetensors header: {problem}")
 
@@ -134,7 +152,75 @@ def _header_entries(header_bytes, data_size, path):
     if position != data_size:
         raise CheckpointError(f"{path}: the tensors cover {position} bytes of data, the file holds {data_size}: "
                               "it is truncated or corrupt")
-    return entries
+    return entries, metadata
+
+
+# --- gf.save and gf.load ------------------------------------------------------------------------
+# torch.save's habit, in safetensors: the tensors of `obj` are stored under their dotted
+# paths ("G.main.0.weight"), so a state dict's file is a plain safetensors file that
+# safetensors.torch.load_file reads; the rest of `obj` (nesting, numbers, strings) is JSON
+# in the header's metadata, so that gf.load gives the same object back.
+
+_STRUCTURE = "ganforge.structure"
+
+
+def save(obj, path):
+    """Save a tensor, or dicts, lists and tuples of tensors, arrays, numbers and strings (a
+    state dict, an optimizer's, a whole training state) to a .safetensors file."""
+    tensors = {}
+
+    def encode(value, where):
+        if isinstance(value, Tensor) or isinstance(value, np.ndarray) or backend.is_cupy_array(value):
+            name = where or "tensor"
+            if name in tensors:
+                raise ValueError(f"gf.save: two tensors would both be stored as {name!r}: rename a key")
+            tensors[name] = backend.to_device(value._data if isinstance(value, Tensor) else value, "cpu")
+            return {"tensor": name}
+        if isinstance(value, dict):
+            for key in value:
+                if not isinstance(key, (str, int)) or isinstance(key, bool):
+                    raise TypeError(f"gf.save: dict keys must be strings or ints, got {key!r} at {where or 'the top'}")
+            return {"dict": [[key, encode(v, f"{where}.{key}" if where else str(key))] for key, v in value.items()]}
+        if isinstance(value, (list, tuple)):
+            items = [encode(v, f"{where}.{i}" if where else str(i)) for i, v in enumerate(value)]
+            return {"tuple" if isinstance(value, tuple) else "list": items}
+        if isinstance(value, np.generic):
+            value = value.item()
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return {"value": value}
+        raise TypeError(f"gf.save cannot store a {type(value).__name__} (at {where or 'the top'}): save tensors, "
+                        "numbers, strings, and dicts or lists of them (a module's state_dict(), not the module)")
+
+    structure = encode(obj, "")
+    save_tensors(path, tensors, {_STRUCTURE: json.dumps(structure)})
+
+
+def load(path, map_location=None):
+    """What gf.save stored, its tensors as Tensors (on `map_location`: "cpu" or "cuda").
+    A safetensors file written by anything else loads as {name: Tensor}."""
+    arrays, metadata = read_safetensors(path)
+    device = map_location or "cpu"
+
+    def decode(node):
+        kind, value = next(iter(node.items()))
+        if kind == "tensor":
+            return Tensor(backend.to_device(arrays[value], device))
+        if kind == "dict":
+            return {key: decode(v) for key, v in value}
+        if kind in ("list", "tuple"):
+            items = [decode(v) for v in value]
+            return tuple(items) if kind == "tuple" else items
+        if kind == "value":
+            return value
+        raise KeyError(kind)
+
+    if _STRUCTURE not in metadata:
+        return {name: Tensor(backend.to_device(a, device)) for name, a in arrays.items()}
+    try:
+        return decode(json.loads(metadata[_STRUCTURE]))
+    except (ValueError, KeyError, TypeError, AttributeError, StopIteration):
+        raise CheckpointError(f"{path}: its {_STRUCTURE} metadata is corrupt: the file was not written by "
+                              "gf.save, or was edited") from None
 
 
 # --- checkpoints -----------------------------------------------------------------------------
@@ -265,8 +351,74 @@ def save_scatter(path, points, means=None, extent=None, size=480):
     picture.save(path)
 
 
+def smoothed(values, weight=0.9):
+    """An exponential moving average of a noisy curve, debiased at its start (as
+    TensorBoard's smoothing); NaNs are skipped."""
+    out, average, total = [], 0.0, 0.0
+    for value in values:
+        if np.isfinite(value):
+            average, total = weight * average + (1 - weight) * value, weight * total + (1 - weight)
+        out.append(average / total if total else np.nan)
+    return np.array(out)
+
+
+def _matplotlib_figure():
+    """A matplotlib Figure drawn off-screen (no pyplot, so no GUI backend or global state),
+    or None where matplotlib (the viz extra) is missing."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    return Figure
+
+
 def save_loss_curves(path, history, size=(640, 360)):
-    """Line plots of each logged loss against the step, in one PNG."""
+    """Each logged loss against the step, in one PNG: the raw values faint, a smoothed line
+    over them, with axes, ticks and a legend (matplotlib; a plain Pillow drawing without it)."""
+    Figure = _matplotlib_figure()
+    if Figure is None:
+        return _draw_curves_with_pillow(path, history, size)
+    figure = Figure(figsize=(size[0] / 100, size[1] / 100), dpi=100, layout="constrained")
+    axes = figure.subplots()
+    steps = [h["step"] for h in history]
+    for i, key in enumerate(k for k in (history[0] if history else {}) if k != "step"):
+        values = np.array([h[key] for h in history], dtype=np.float64)
+        color = f"C{i}"
+        axes.plot(steps, values, color=color, alpha=0.25, linewidth=1)
+        axes.plot(steps, smoothed(values), color=color, linewidth=2, label=key)
+    axes.set_xlabel("step")
+    axes.set_ylabel("loss")
+    axes.grid(alpha=0.3)
+    if history:
+        axes.legend(loc="best", fontsize="small")
+    figure.savefig(path)
+
+
+def save_metric_curves(path, evaluations, size=(640, 360)):
+    """Each measure of `evaluations` ({"step", name: value} rows) against the step, one
+    panel per measure, in one PNG (matplotlib; a plain Pillow drawing without it)."""
+    Figure = _matplotlib_figure()
+    if Figure is None:
+        return _draw_curves_with_pillow(path, evaluations, size)
+    names = [k for k in (evaluations[0] if evaluations else {}) if k != "step"]
+    columns = 2 if len(names) == 4 else min(len(names), 3) or 1
+    rows = -(-len(names) // columns) or 1
+    figure = Figure(figsize=(size[0] / 100, size[1] / 100 * rows / 1.4 + 0.6), dpi=100, layout="constrained")
+    steps = [e["step"] for e in evaluations]
+    panels = np.ravel(figure.subplots(rows, columns, squeeze=False))
+    for i, (axes, name) in enumerate(zip(panels, names)):
+        axes.plot(steps, [e[name] for e in evaluations], marker="o", markersize=3, color=f"C{i}")
+        lower_is_better = name.split(": ")[-1] in ("fd", "kid", "l1", "kl")
+        axes.set_title(name + (" (lower is better)" if lower_is_better else ""), fontsize="medium")
+        axes.set_xlabel("step")
+        axes.grid(alpha=0.3)
+    for axes in panels[len(names):]:
+        axes.set_visible(False)
+    figure.savefig(path)
+
+
+def _draw_curves_with_pillow(path, history, size=(640, 360)):
+    """The fallback where matplotlib is missing: the curves, their range and steps, no axes."""
     Image, ImageDraw = _pillow()
     colors = [(40, 90, 200), (220, 80, 40), (40, 160, 80), (150, 60, 170)]
     picture = Image.new("RGB", size, "white")

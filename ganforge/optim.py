@@ -255,7 +255,9 @@ class EMA:
                              f"the model's {sorted(current)}")
         self.decay, self.warmup, self.updates = state["decay"], state.get("warmup", True), state.get("updates", 0)
         # On the model's device and in its dtypes (a checkpoint holds host arrays).
-        self.shadow = {k: current[k].xp.array(v, dtype=current[k].dtype) for k, v in state["shadow"].items()}
+        # (reshaped: a batch-norm count was saved as (1,) before it became a scalar, as PyTorch's)
+        self.shadow = {k: current[k].xp.array(v, dtype=current[k].dtype).reshape(current[k].shape)
+                       for k, v in state["shadow"].items()}
 
 
 class LinearDecayLR:

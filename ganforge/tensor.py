@@ -114,12 +114,13 @@ class Tensor:
     def ndim(self):
         return self._data.ndim
 
-    @property
-    def size(self):
-        """Number of elements (NumPy's meaning). See also `numel()`, `shape`."""
-        return self._data.size
+    def size(self, dim=None):
+        """The shape, or its length along `dim` (PyTorch's meaning; NumPy's `size`, the
+        number of elements, is `numel()`)."""
+        return self._data.shape if dim is None else self._data.shape[dim]
 
     def numel(self):
+        """The number of elements."""
         return self._data.size
 
     def dim(self):
@@ -158,8 +159,19 @@ class Tensor:
         """The data as a NumPy array (a view on the CPU, a copy from the GPU)."""
         return self._data.get() if self.device == "cuda" else np.asarray(self._data)
 
+    def __dlpack__(self, *args, **kwargs):
+        """DLPack export (np.from_dlpack(x), torch.from_dlpack(x), cupy.from_dlpack(x)):
+        zero-copy, so, as in PyTorch, only for a tensor outside the graph."""
+        if self._requires_grad:
+            raise RuntimeError("cannot export a tensor that requires grad through DLPack (the other library "
+                               "would not see the graph): pass x.detach()")
+        return self._data.__dlpack__(*args, **kwargs)
+
+    def __dlpack_device__(self):
+        return self._data.__dlpack_device__()
+
     def item(self):
-        if self.size != 1:
+        if self.numel() != 1:
             raise ValueError(f"item() needs a tensor with one element, this one has shape {self.shape}")
         return self._data.item()
 
@@ -347,7 +359,7 @@ class Tensor:
     __hash__ = object.__hash__
 
     def __bool__(self):
-        if self.size != 1:
+        if self.numel() != 1:
             raise ValueError(f"the truth value of a tensor with shape {self.shape} is ambiguous; "
                              "use .any() or .all()")
         return bool(self._data)
@@ -364,11 +376,11 @@ class Tensor:
     def all(self):
         return bool(self._data.all())
 
-    def argmax(self, axis=None):
-        return Tensor._wrap(self._data.argmax(axis=axis))
+    def argmax(self, axis=None, keepdims=False):
+        return F.argmax(self, axis, keepdims)
 
-    def argmin(self, axis=None):
-        return Tensor._wrap(self._data.argmin(axis=axis))
+    def argmin(self, axis=None, keepdims=False):
+        return F.argmin(self, axis, keepdims)
 
     # --- methods that mirror functional ---------------------------------------------
 
@@ -378,13 +390,20 @@ class Tensor:
     def mean(self, axis=None, keepdims=False):
         return F.mean(self, axis, keepdims)
 
-    def var(self, axis=None, keepdims=False, ddof=0):
-        return F.var(self, axis, keepdims, ddof)
+    def var(self, axis=None, keepdims=False, ddof=1, *, unbiased=None):
+        return F.var(self, axis, keepdims, ddof, unbiased=unbiased)
 
-    def std(self, axis=None, keepdims=False, ddof=0):
-        return F.std(self, axis, keepdims, ddof)
+    def std(self, axis=None, keepdims=False, ddof=1, *, unbiased=None):
+        return F.std(self, axis, keepdims, ddof, unbiased=unbiased)
+
+    def amax(self, axis=None, keepdims=False):
+        return F.amax(self, axis, keepdims)
+
+    def amin(self, axis=None, keepdims=False):
+        return F.amin(self, axis, keepdims)
 
     def max(self, axis=None, keepdims=False):
+        """PyTorch's: the largest element; along a dim, (values, indices); see functional.max."""
         return F.max(self, axis, keepdims)
 
     def min(self, axis=None, keepdims=False):
@@ -426,7 +445,49 @@ class Tensor:
     def broadcast_to(self, shape):
         return F.broadcast_to(self, shape)
 
-    expand = broadcast_to
+    def expand(self, *sizes):
+        """PyTorch's broadcast: sizes as arguments or one tuple, -1 keeping a dim's size."""
+        sizes = tuple(sizes[0]) if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)) else sizes
+        kept = (None,) * (len(sizes) - self.ndim) + self.shape
+        return F.broadcast_to(self, tuple(k if s == -1 else s for s, k in zip(sizes, kept)))
+
+    def repeat(self, *repeats):
+        """Tile: the tensor repeated `repeats[i]` times along dim i (PyTorch's repeat, NumPy's tile)."""
+        repeats = tuple(repeats[0]) if len(repeats) == 1 and isinstance(repeats[0], (tuple, list)) else repeats
+        if len(repeats) < self.ndim:
+            raise ValueError(f"repeat needs a count for each of the {self.ndim} dims, got {repeats}")
+        x = F.reshape(self, (1,) * (len(repeats) - self.ndim) + self.shape)
+        # broadcast a new axis before each dim to its count, then merge each pair
+        spread = F.broadcast_to(F.reshape(x, sum(((1, n) for n in x.shape), ())),
+                                sum(((r, n) for r, n in zip(repeats, x.shape)), ()))
+        return F.reshape(spread, tuple(r * n for r, n in zip(repeats, x.shape)))
+
+    def split(self, split_size_or_sections, axis=0):
+        return F.split(self, split_size_or_sections, axis)
+
+    def chunk(self, chunks, axis=0):
+        return F.chunk(self, chunks, axis)
+
+    def add(self, other, alpha=1):
+        return F.add(self, other if alpha == 1 else other * alpha)
+
+    def sub(self, other, alpha=1):
+        return F.sub(self, other if alpha == 1 else other * alpha)
+
+    def mul(self, other):
+        return F.mul(self, other)
+
+    def div(self, other):
+        return F.div(self, other)
+
+    def neg(self):
+        return F.neg(self)
+
+    def softmax(self, axis):
+        return F.softmax(self, axis)
+
+    def log_softmax(self, axis):
+        return F.log_softmax(self, axis)
 
     def exp(self):
         return F.exp(self)
@@ -499,6 +560,10 @@ def zeros_like(t, dtype=None, requires_grad=False):
 
 def ones_like(t, dtype=None, requires_grad=False):
     return ones(t.shape, dtype=dtype or t.dtype, device=t.device, requires_grad=requires_grad)
+
+
+def full_like(t, fill_value, dtype=None, requires_grad=False):
+    return full(t.shape, fill_value, dtype=dtype or t.dtype, device=t.device, requires_grad=requires_grad)
 
 
 def arange(start, stop=None, step=1, dtype=None, device="cpu", requires_grad=False):
@@ -585,4 +650,33 @@ def rand(*shape, dtype=None, device="cpu", requires_grad=False, generator=None):
     return _random("uniform", shape, dtype, device, requires_grad, generator)
 
 
+DLPACK_CPU, DLPACK_CUDA = 1, 2  # DLPack's device types
+
+
+def from_dlpack(external):
+    """A Tensor sharing the memory of `external` (a NumPy, CuPy or PyTorch array, anything
+    with __dlpack__): zero-copy, so writes to one show in the other."""
+    if not hasattr(external, "__dlpack_device__"):
+        raise TypeError(f"from_dlpack needs an object with __dlpack__ and __dlpack_device__ (a NumPy, CuPy or "
+                        f"PyTorch array), got {type(external).__name__}")
+    device_type = external.__dlpack_device__()[0]
+    if device_type == DLPACK_CPU:
+        return Tensor._wrap(np.from_dlpack(external))
+    if device_type == DLPACK_CUDA:
+        return Tensor._wrap(backend.xp_for("cuda").from_dlpack(external))
+    raise ValueError(f"from_dlpack: DLPack device type {device_type} is neither the CPU (1) nor CUDA (2)")
+
+
+def randn_like(t, dtype=None, requires_grad=False, generator=None):
+    return randn(t.shape, dtype=dtype or t.dtype, device=t.device, requires_grad=requires_grad, generator=generator)
+
+
+def rand_like(t, dtype=None, requires_grad=False, generator=None):
+    return rand(t.shape, dtype=dtype or t.dtype, device=t.device, requires_grad=requires_grad, generator=generator)
+
+
 from . import functional as F  # noqa: E402  (functional needs Tensor defined first)
+from .pytorch_names import accept_pytorch_names_in  # noqa: E402
+
+# x.sum(dim=1, keepdim=True) and the like, by the one mechanism functional uses
+accept_pytorch_names_in(Tensor, list(vars(Tensor)))

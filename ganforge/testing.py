@@ -97,9 +97,9 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, full_jacobian_limit=40
     inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     checked = _differentiable_inputs(inputs)
     try:
-        out_sizes = [o.size for o in _outputs(fn(*inputs))]
+        out_sizes = [o.numel() for o in _outputs(fn(*inputs))]
         n_out = int(np.sum(out_sizes))
-        n_in = int(np.sum([inputs[i].size for i in checked]))
+        n_in = int(np.sum([inputs[i].numel() for i in checked]))
         if n_in * n_out <= full_jacobian_limit:
             _check_full_jacobian(fn, inputs, checked, out_sizes, eps, atol, rtol)
         else:
@@ -115,7 +115,7 @@ def _check_full_jacobian(fn, inputs, checked, out_sizes, eps, atol, rtol):
     n_out = int(np.sum(out_sizes))
     offsets = np.cumsum([0] + out_sizes)
     # Analytic: row r of every Jacobian is one backward pass with a one-hot cotangent.
-    analytic = [np.zeros((n_out, inputs[i].size)) for i in checked]
+    analytic = [np.zeros((n_out, inputs[i].numel())) for i in checked]
     for row in range(n_out):
         k = int(np.searchsorted(offsets, row, side="right") - 1)
 
@@ -130,8 +130,8 @@ def _check_full_jacobian(fn, inputs, checked, out_sizes, eps, atol, rtol):
     # Numeric: column j is the central difference along the j-th unit vector.
     for jacobian, i in zip(analytic, checked):
         x = inputs[i]
-        numeric = np.empty((n_out, x.size))
-        for j in range(x.size):
+        numeric = np.empty((n_out, x.numel()))
+        for j in range(x.numel()):
             direction = np.zeros(x.shape)
             direction.flat[j] = 1.0
             numeric[:, j] = _numeric_directional(fn, inputs, i, x.xp.asarray(direction), eps)

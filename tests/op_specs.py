@@ -86,6 +86,13 @@ def with_axis(draw, shapes=small_shapes, values="uniform", min_count=1):
     return [x], {"axis": axis, "keepdims": draw(st.booleans())}
 
 
+@st.composite
+def one_axis(draw):
+    shape = draw(nonempty_shapes)
+    x = distinct(draw(seeds), shape)
+    return [x], {"axis": draw(st.integers(-len(shape), len(shape) - 1)), "keepdims": draw(st.booleans())}
+
+
 def np_axis(axis):
     return None if axis is None else tuple(axis)
 
@@ -252,6 +259,33 @@ def pad_ref(x, pad_width, mode, value):
     if mode == "constant":
         return np.pad(x, pad_width, mode="constant", constant_values=value)
     return np.pad(x, pad_width, mode="reflect")
+
+
+@st.composite
+def pytorch_pad_case(draw):
+    """PyTorch's flat pad tuple: (left, right) for the last axis, then the one before..."""
+    shape = draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=2, max_side=4))
+    padded = draw(st.integers(1, len(shape)))
+    widths = sum(((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(padded)), ())
+    return [uniform(draw(seeds), shape)], {"pad_width": widths, "mode": "constant", "value": 0.5}
+
+
+def pytorch_pad_ref(x, pad_width, mode, value):
+    pairs = [pad_width[i:i + 2] for i in range(0, len(pad_width), 2)][::-1]
+    return np.pad(x, [(0, 0)] * (x.ndim - len(pairs)) + pairs, constant_values=value)
+
+
+@st.composite
+def chunk_case(draw):
+    shape = draw(nonempty_shapes)
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    return [uniform(draw(seeds), shape)], {"chunks": draw(st.integers(1, 5)), "axis": axis}
+
+
+def chunk_ref(x, chunks, axis):
+    """PyTorch's chunks: ceil(n / chunks) each, the last one shorter (so maybe fewer chunks)."""
+    size = -(-x.shape[axis] // chunks)
+    return tuple(np.split(x, range(size, x.shape[axis], size), axis=axis))
 
 
 @st.composite
@@ -610,6 +644,28 @@ def instance_norm_ref(x, w, b, eps=1e-5):
     return y * w.reshape(view) + b.reshape(view)
 
 
+@st.composite
+def group_norm_case(draw):
+    groups, per_group = draw(st.integers(1, 3)), draw(st.integers(1, 2))
+    shape = (draw(st.integers(1, 2)), groups * per_group) + tuple(draw(st.lists(st.integers(1, 3), max_size=2)))
+    if int(np.prod(shape[1:])) // groups < 2:  # a group of one value has no spread to normalize
+        shape = shape[:2] + (2,)
+    seed = draw(seeds)
+    arrays = [uniform(seed, shape)]
+    if draw(st.booleans()):
+        arrays += [uniform(seed + 1, shape[1:2], 0.5, 1.5), uniform(seed + 2, shape[1:2])]
+    return arrays, {"num_groups": groups}
+
+
+def group_norm_ref(x, w=None, b=None, num_groups=1, eps=1e-5):
+    g = x.reshape(x.shape[0], num_groups, -1)
+    y = ((g - g.mean(axis=2, keepdims=True)) / np.sqrt(g.var(axis=2, keepdims=True) + eps)).reshape(x.shape)
+    if w is not None:
+        channel = (-1,) + (1,) * (x.ndim - 2)
+        y = y * w.reshape(channel) + b.reshape(channel)
+    return y
+
+
 def layer_norm_ref(x, w, b, normalized_shape, eps=1e-5):
     axes = tuple(range(x.ndim - len(normalized_shape), x.ndim))
     return (x - x.mean(axis=axes, keepdims=True)) / np.sqrt(x.var(axis=axes, keepdims=True) + eps) * w + b
@@ -627,18 +683,20 @@ def dropout_ref(x, p, seed):
 
 
 @st.composite
-def interpolate_case(draw, mode):
+def interpolate_case(draw, mode, align_corners=False):
     n, c, h, w = (draw(st.integers(1, 2)), draw(st.integers(1, 2)), draw(st.integers(1, 5)), draw(st.integers(1, 5)))
     if draw(st.booleans()):
         params = {"size": (draw(st.integers(1, 8)), draw(st.integers(1, 8)))}
     else:
         params = {"scale_factor": draw(st.sampled_from([2, 3, (2, 1)]))}
-    return [uniform(draw(seeds), (n, c, h, w))], {**params, "mode": mode}
+    corners = {"align_corners": True} if align_corners else {}
+    return [uniform(draw(seeds), (n, c, h, w))], {**params, "mode": mode, **corners}
 
 
-def interpolate_ref(x, mode, size=None, scale_factor=None):
+def interpolate_ref(x, mode, size=None, scale_factor=None, align_corners=False):
     """Resampling by the definition: nearest takes floor(i * in/out); bilinear mixes the two
-    neighbours of (i + 0.5) * in/out - 0.5 (clamped at 0), one axis after the other."""
+    neighbours of (i + 0.5) * in/out - 0.5 (clamped at 0), or of i (in - 1)/(out - 1) with
+    align_corners, one axis after the other."""
     if size is None:
         factors = (scale_factor, scale_factor) if np.isscalar(scale_factor) else scale_factor
         size = tuple(int(n * f) for n, f in zip(x.shape[2:], factors))
@@ -650,7 +708,10 @@ def interpolate_ref(x, mode, size=None, scale_factor=None):
             if mode == "nearest":
                 result[..., i] = moved[..., min(int(np.floor(i * n_in / out)), n_in - 1)]
             else:
-                src = max((i + 0.5) * n_in / out - 0.5, 0.0)
+                if align_corners:
+                    src = i * (n_in - 1) / (out - 1) if out > 1 else 0.0
+                else:
+                    src = max((i + 0.5) * n_in / out - 0.5, 0.0)
                 low = min(int(np.floor(src)), n_in - 1)
                 high, frac = min(low + 1, n_in - 1), src - low
                 result[..., i] = moved[..., low] * (1 - frac) + moved[..., high] * frac
@@ -709,21 +770,52 @@ def prelu_ref(x, weight):
 
 
 @st.composite
-def avg_pool_case(draw):
+def pool_case(draw, values="uniform"):
     k = draw(st.integers(1, 3))
     stride, padding = draw(st.sampled_from([None, 1, 2])), draw(st.integers(0, k // 2))
     h, w = draw(st.integers(max(1, k - 2 * padding), 6)), draw(st.integers(max(1, k - 2 * padding), 6))
-    return [uniform(draw(seeds), (draw(st.integers(1, 2)), draw(st.integers(1, 2)), h, w))], \
-        {"kernel_size": k, "stride": stride, "padding": padding}
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 2)), h, w)
+    x = distinct(draw(seeds), shape) if values == "distinct" else uniform(draw(seeds), shape)
+    return [x], {"kernel_size": k, "stride": stride, "padding": padding}
 
 
-def avg_pool_ref(x, kernel_size, stride, padding):
+def pool_ref(x, reduce, kernel_size, stride, padding, fill=0.0):
+    """`reduce` of each window, the padding filled with `fill`."""
     stride = kernel_size if stride is None else stride
-    p = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    p = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)), constant_values=fill)
     oh = (x.shape[2] + 2 * padding - kernel_size) // stride + 1
     ow = (x.shape[3] + 2 * padding - kernel_size) // stride + 1
-    return np.array([[[[p[n, c, i * stride:i * stride + kernel_size, j * stride:j * stride + kernel_size].mean()
+    return np.array([[[[reduce(p[n, c, i * stride:i * stride + kernel_size, j * stride:j * stride + kernel_size])
                         for j in range(ow)] for i in range(oh)] for c in range(x.shape[1])] for n in range(x.shape[0])])
+
+
+@st.composite
+def adaptive_pool_case(draw):
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 2)), draw(st.integers(1, 6)), draw(st.integers(1, 6)))
+    size = draw(st.one_of(st.integers(1, 4), st.tuples(st.integers(1, 4), st.none() | st.integers(1, 4))))
+    return [uniform(draw(seeds), shape)], {"output_size": size}
+
+
+def adaptive_pool_ref(x, output_size):
+    """PyTorch's bins by their definition: output (i, j) averages rows floor(i H/h) to
+    ceil((i + 1) H/h) and the same for the columns."""
+    h, w = (output_size, output_size) if isinstance(output_size, int) else output_size
+    H, W = x.shape[2:]
+    h, w = h or H, w or W
+    out = np.empty(x.shape[:2] + (h, w))
+    for i in range(h):
+        for j in range(w):
+            rows = slice(i * H // h, -(-(i + 1) * H // h))
+            cols = slice(j * W // w, -(-(j + 1) * W // w))
+            out[:, :, i, j] = x[:, :, rows, cols].mean(axis=(2, 3))
+    return out
+
+
+@st.composite
+def normalize_case(draw):
+    [x], params = draw(one_axis())
+    x = away_from(x / 4, [0.0])  # |x| has a kink at 0 for p = 1
+    return [x], {"p": draw(st.sampled_from([1.0, 2.0, 3.0])), "axis": params["axis"]}
 
 
 @st.composite
@@ -796,10 +888,14 @@ SPECS = [
            lambda x, axis, keepdims, ddof: np.var(x, axis=np_axis(axis), keepdims=keepdims, ddof=ddof)),
     OpSpec("std", var_case(), F.std,
            lambda x, axis, keepdims, ddof: np.std(x, axis=np_axis(axis), keepdims=keepdims, ddof=ddof)),
-    OpSpec("max", with_axis(values="distinct"), F.max,
+    OpSpec("amax", with_axis(values="distinct"), F.amax,
            lambda x, axis, keepdims: np.max(x, axis=np_axis(axis), keepdims=keepdims)),
-    OpSpec("min", with_axis(values="distinct"), F.min,
+    OpSpec("amin", with_axis(values="distinct"), F.amin,
            lambda x, axis, keepdims: np.min(x, axis=np_axis(axis), keepdims=keepdims)),
+    OpSpec("max", one_axis(), lambda x, axis, keepdims: F.max(x, axis, keepdims).values,
+           lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims)),
+    OpSpec("min", one_axis(), lambda x, axis, keepdims: F.min(x, axis, keepdims).values,
+           lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims)),
     OpSpec("logsumexp", with_axis(), F.logsumexp, logsumexp_ref),
     OpSpec("norm", norm_case([2]), norm_fn, norm_ref, variant="2"),
     OpSpec("norm", norm_case([1, 3, float("inf")]), norm_fn, norm_ref, variant="p"),
@@ -814,6 +910,8 @@ SPECS = [
     OpSpec("split", split_case(), lambda x, size, axis: F.split(x, size, axis), split_ref),
     OpSpec("pad", pad_case("constant"), F.pad, pad_ref, variant="constant"),
     OpSpec("pad", pad_case("reflect"), F.pad, pad_ref, variant="reflect"),
+    OpSpec("pad", pytorch_pad_case(), F.pad, pytorch_pad_ref, variant="pytorch_tuple"),
+    OpSpec("chunk", chunk_case(), F.chunk, chunk_ref),
     OpSpec("broadcast_to", broadcast_to_case(), F.broadcast_to, np.broadcast_to),
     OpSpec("sum_to", sum_to_case(), F.sum_to, sum_to_ref),
     OpSpec("flatten", flatten_case(), F.flatten, flatten_ref),
@@ -839,13 +937,21 @@ SPECS = [
     OpSpec("batch_norm", norm_layer_case("batch", training=False), batch_norm_fn, batch_norm_ref, variant="eval"),
     OpSpec("synchronized_batch_norm", norm_layer_case("batch"), synchronized_batch_norm_fn, batch_norm_ref),
     OpSpec("instance_norm", norm_layer_case("instance"), F.instance_norm, instance_norm_ref),
+    OpSpec("group_norm", group_norm_case(), lambda x, *affine, num_groups: F.group_norm(x, num_groups, *affine),
+           group_norm_ref),
     OpSpec("layer_norm", norm_layer_case("layer"), lambda x, w, b, normalized_shape: F.layer_norm(x, normalized_shape, w, b),
            layer_norm_ref),
     OpSpec("dropout", dropout_case(), lambda x, p, seed: F.dropout(x, p, generator=gf.Generator(seed, x.device)),
            dropout_ref),
     OpSpec("interpolate", interpolate_case("nearest"), F.interpolate, interpolate_ref, variant="nearest"),
     OpSpec("interpolate", interpolate_case("bilinear"), F.interpolate, interpolate_ref, variant="bilinear"),
-    OpSpec("avg_pool2d", avg_pool_case(), F.avg_pool2d, avg_pool_ref),
+    OpSpec("interpolate", interpolate_case("bilinear", align_corners=True), F.interpolate, interpolate_ref,
+           variant="bilinear_align_corners"),
+    OpSpec("avg_pool2d", pool_case(), F.avg_pool2d, lambda x, **p: pool_ref(x, np.mean, **p)),
+    OpSpec("max_pool2d", pool_case("distinct"), F.max_pool2d, lambda x, **p: pool_ref(x, np.max, **p, fill=-np.inf)),
+    OpSpec("adaptive_avg_pool2d", adaptive_pool_case(), F.adaptive_avg_pool2d, adaptive_pool_ref),
+    OpSpec("normalize", normalize_case(), F.normalize,
+           lambda x, p, axis: x / np.maximum(np.sum(np.abs(x) ** p, axis=axis, keepdims=True) ** (1 / p), 1e-12)),
     OpSpec("pixel_shuffle", pixel_shuffle_case(), F.pixel_shuffle, pixel_shuffle_ref),
     OpSpec("bicubic_resize", bicubic_case(), F.bicubic_resize, bicubic_ref),
     OpSpec("relu", unary(kinks=[0.0]), F.relu, lambda x: np.maximum(x, 0)),

@@ -49,7 +49,7 @@ def test_gradients_accumulate_in_one_flat_buffer():
     for p, q in zip(net.parameters(), plain.parameters()):
         assert np.shares_memory(p.grad.numpy(), buffer)
         np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-6)
-    assert buffer.size == sum(p.size for p in net.parameters())
+    assert buffer.size == sum(p.numel() for p in net.parameters())
     averaged.zero_grad()
     net(x).sum().backward()  # after zero_grad the buffer is overwritten, not added to
     expected = gf.grad(net(x).sum(), list(net.parameters()))

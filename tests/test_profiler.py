@@ -77,8 +77,8 @@ def test_mlp_gan_benchmark_runs_the_gan_variants_own_step(batch):
 def test_dcgan64_has_the_benchmark_shapes():
     G, D, _, batch = benchmarks.build("dcgan64")
     assert batch == 128
-    assert sum(p.size for p in G.parameters()) == 3576704  # BENCH_MODELS.md's G, BN included
-    assert sum(p.size for p in D.parameters()) == 2765568
+    assert sum(p.numel() for p in G.parameters()) == 3576704  # BENCH_MODELS.md's G, BN included
+    assert sum(p.numel() for p in D.parameters()) == 2765568
 
 
 def test_profile_command(capsys):

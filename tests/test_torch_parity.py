@@ -350,3 +350,112 @@ def test_learning_rate_schedules_match_pytorch_and_resume(name):
             assert ours_opt.lr == pytest.approx(theirs.get_last_lr()[0], rel=1e-12)
         ours_opt.step(), theirs_opt.step()
         ours.step(), theirs.step()
+
+
+LAYERS = {
+    # name: (ganforge layer, PyTorch layer, input shape)
+    "MaxPool2d(2)": (lambda: gf.nn.MaxPool2d(2), lambda: torch.nn.MaxPool2d(2), (2, 3, 6, 5)),
+    "MaxPool2d(3, 2, 1)": (lambda: gf.nn.MaxPool2d(3, 2, 1), lambda: torch.nn.MaxPool2d(3, 2, 1), (2, 3, 7, 8)),
+    "AdaptiveAvgPool2d((3, 5))": (lambda: gf.nn.AdaptiveAvgPool2d((3, 5)),
+                                  lambda: torch.nn.AdaptiveAvgPool2d((3, 5)), (2, 3, 7, 8)),
+    "AdaptiveAvgPool2d(1)": (lambda: gf.nn.AdaptiveAvgPool2d(1), lambda: torch.nn.AdaptiveAvgPool2d(1),
+                             (2, 3, 5, 4)),
+    "GroupNorm(2, 6)": (lambda: gf.nn.GroupNorm(2, 6), lambda: torch.nn.GroupNorm(2, 6), (3, 6, 4, 5)),
+    "GroupNorm(3, 6, affine=False)": (lambda: gf.nn.GroupNorm(3, 6, affine=False),
+                                      lambda: torch.nn.GroupNorm(3, 6, affine=False), (2, 6, 3)),
+    "Softmax(dim=1)": (lambda: gf.nn.Softmax(dim=1), lambda: torch.nn.Softmax(dim=1), (4, 5, 2)),
+    "LogSoftmax(dim=1)": (lambda: gf.nn.LogSoftmax(dim=1), lambda: torch.nn.LogSoftmax(dim=1), (4, 5)),
+    "Upsample(bilinear, align_corners)": (
+        lambda: gf.nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True),
+        lambda: torch.nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True), (2, 3, 4, 5)),
+    "Upsample(bilinear)": (lambda: gf.nn.Upsample(size=(7, 3), mode="bilinear", align_corners=False),
+                           lambda: torch.nn.Upsample(size=(7, 3), mode="bilinear", align_corners=False),
+                           (2, 3, 4, 5)),
+    "Unflatten": (lambda: gf.nn.Unflatten(1, (2, 3)), lambda: torch.nn.Unflatten(1, (2, 3)), (4, 6)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_layers_match_pytorch_to_second_order(name):
+    make_ours, make_theirs, shape = LAYERS[name]
+    ours, theirs = make_ours().double(), make_theirs().double()
+    rng = np.random.default_rng(len(name))
+    with torch.no_grad():  # parameters away from their initial values, so that they count
+        for value in theirs.parameters():
+            value.copy_(torch.tensor(rng.uniform(0.5, 1.5, tuple(value.shape))))
+    ours.load_state_dict({key: value.detach().numpy() for key, value in theirs.state_dict().items()})
+    x, tx = both(shape, rng)
+    y, ty = ours(x), theirs(tx)
+    assert_close(y, ty, "forward")
+    params, tparams = [x] + list(ours.parameters()), [tx] + list(theirs.parameters())
+    gy = rng.standard_normal(y.shape)
+    grads = gf.grad(y, params, gf.tensor(gy), create_graph=True)
+    tgrads = torch.autograd.grad(ty, tparams, torch.tensor(gy), create_graph=True)
+    for g, tg in zip(grads, tgrads):
+        assert_close(g, tg, "first order")
+    cubes, tcubes = sum((g ** 3).sum() for g in grads), sum((g ** 3).sum() for g in tgrads)
+    if not cubes.requires_grad:  # linear in x (a pool, a reshape): its first gradients are constants
+        if tcubes.requires_grad:  # PyTorch may keep a graph, whose derivatives must then be 0
+            for tg in torch.autograd.grad(tcubes, tparams, allow_unused=True):
+                assert tg is None or not tg.abs().max() > 0
+        return
+    second = gf.grad(cubes, params, allow_unused=True)
+    tsecond = torch.autograd.grad(tcubes, tparams, allow_unused=True)
+    for g, tg in zip(second, tsecond):
+        if tg is not None:
+            assert_close(g, tg, "second order")
+
+
+FUNCTIONS = {
+    # name: (ganforge call, PyTorch call): PyTorch's names and argument conventions
+    "pad reflect (1, 2, 2, 1)": (lambda x: F.pad(x, (1, 2, 2, 1), mode="reflect"),
+                                 lambda x: TF.pad(x, (1, 2, 2, 1), mode="reflect")),
+    "pad constant (1, 0)": (lambda x: F.pad(x, (1, 0), value=0.5), lambda x: TF.pad(x, (1, 0), value=0.5)),
+    "normalize(dim=1)": (lambda x: F.normalize(x, dim=1), lambda x: TF.normalize(x, dim=1)),
+    "softmax(dim=-1)": (lambda x: F.softmax(x, dim=-1), lambda x: TF.softmax(x, dim=-1)),
+    "std(dim=(2, 3), keepdim)": (lambda x: x.std(dim=(2, 3), keepdim=True),
+                                 lambda x: x.std(dim=(2, 3), keepdim=True)),
+    "var(unbiased=False)": (lambda x: x.var(1, unbiased=False), lambda x: x.var(1, unbiased=False)),
+    "max(dim=1).values": (lambda x: x.max(dim=1).values, lambda x: x.max(dim=1).values),
+    "amax(dim=(1, 3))": (lambda x: x.amax(dim=(1, 3)), lambda x: x.amax(dim=(1, 3))),
+    "chunk(3, dim=3)[2]": (lambda x: x.chunk(3, dim=3)[2], lambda x: x.chunk(3, dim=3)[2]),
+    "repeat(1, 2, 1, 3)": (lambda x: x.repeat(1, 2, 1, 3), lambda x: x.repeat(1, 2, 1, 3)),
+    "expand(2, -1, 3, 4, 5)": (lambda x: x[None].expand(2, -1, 3, 4, 5),
+                               lambda x: x[None].expand(2, -1, 3, 4, 5)),
+    "adaptive_avg_pool2d(x, (None, 2))": (lambda x: F.adaptive_avg_pool2d(x, (None, 2)),
+                                          lambda x: TF.adaptive_avg_pool2d(x, (None, 2))),
+    "max_pool2d(x, 2, 1)": (lambda x: F.max_pool2d(x, 2, 1), lambda x: TF.max_pool2d(x, 2, 1)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_pytorch_spelled_functions_match_pytorch(name):
+    ours, theirs = FUNCTIONS[name]
+    x, tx = both((2, 3, 4, 5), np.random.default_rng(len(name)))
+    y, ty = ours(x), theirs(tx)
+    assert_close(y, ty, "forward")
+    gy = np.random.default_rng(0).standard_normal(y.shape)
+    (g,), (tg,) = gf.grad(y, [x], gf.tensor(gy)), torch.autograd.grad(ty, [tx], torch.tensor(gy))
+    assert_close(g, tg, "gradient")
+    values, indices = x.max(dim=2)  # and the indices of max(dim), which have no gradient
+    np.testing.assert_array_equal(indices.numpy(), tx.max(dim=2).indices.numpy())
+
+
+def test_remove_spectral_norm_leaves_pytorchs_weight():
+    rng = np.random.default_rng(3)
+    ours, theirs = gf.nn.Linear(4, 3).double(), torch.nn.Linear(4, 3).double()
+    _copy_weights(ours, theirs)
+    gf.nn.utils.spectral_norm(ours)
+    torch.nn.utils.spectral_norm(theirs)
+    with torch.no_grad():
+        theirs.weight_u.copy_(torch.tensor(ours.weight_u.numpy()))
+        theirs.weight_v.copy_(torch.tensor(ours.weight_v.numpy()))
+    x, tx = both((2, 4), rng)
+    for _ in range(3):
+        assert_close(ours(x), theirs(tx), "spectrally normalized forward")
+    gf.nn.utils.remove_spectral_norm(ours)
+    torch.nn.utils.remove_spectral_norm(theirs)
+    assert sorted(ours.state_dict()) == sorted(theirs.state_dict()) == ["bias", "weight"]
+    assert_close(ours.weight, theirs.weight, "the weight left behind")
+    assert_close(ours(x), theirs(tx), "forward after removal")
+    assert isinstance(ours.weight, gf.nn.Parameter) and ours.weight.requires_grad

@@ -53,7 +53,7 @@ class MinibatchStdDev(Module):
             raise ValueError(f"{self!r}: the batch {n} must be divisible by the group size {g} and the "
                              f"channels {c} by num_channels {f}")
         y = F.reshape(x, (g, n // g, f, c // f, h, w))
-        y = F.sqrt(F.var(y, axis=0) + self.eps)                  # (n/g, f, c/f, h, w): std over each group
+        y = F.sqrt(F.var(y, axis=0, ddof=0) + self.eps)                  # (n/g, f, c/f, h, w): std over each group
         y = F.mean(y, axis=(2, 3, 4))                             # (n/g, f)
         y = F.broadcast_to(F.reshape(y, (1, n // g, f, 1, 1)), (g, n // g, f, h, w))
         return F.concat([x, F.reshape(y, (n, f, h, w))], axis=1)

@@ -92,7 +92,7 @@ def orthogonal_(tensor, gain=1.0, generator=None):
     """A (semi-)orthogonal matrix, over the tensor flattened to (shape[0], rest) (Saxe et al.)."""
     if tensor.ndim < 2:
         raise ValueError(f"orthogonal_ needs at least 2 dimensions, got shape {tensor.shape}")
-    rows, cols = tensor.shape[0], tensor.size // tensor.shape[0]
+    rows, cols = tensor.shape[0], tensor.numel() // tensor.shape[0]
     flat = _generator(tensor, generator).normal((max(rows, cols), min(rows, cols)), np.float64)
     if hasattr(flat, "get"):
         flat = flat.get()

@@ -1,5 +1,9 @@
 """Layers: each a Module holding its parameters and calling one functional op.
 
+The activations and Dropout accept PyTorch's `inplace=` flag and ignore it: ganforge
+never overwrites a layer's input, which the graph may still need for the gradient, so
+`inplace=True` costs the memory it would have saved in PyTorch and changes nothing else.
+
 Initialization follows PyTorch's defaults, so that a ganforge network and a PyTorch one
 start from the same distribution. Input checks name the layer and the shapes.
 """
@@ -125,7 +129,7 @@ class _BatchNorm(Module):
         if track_running_stats:
             self.register_buffer("running_mean", zeros(num_features))
             self.register_buffer("running_var", zeros(num_features) + 1)
-            self.register_buffer("num_batches_tracked", zeros(1, dtype=np.int64))
+            self.register_buffer("num_batches_tracked", zeros((), dtype=np.int64))
         else:
             self.running_mean = self.running_var = None
         self.world = None  # the ranks whose samples it normalizes over (distributed.synchronize_batch_norm)
@@ -189,6 +193,27 @@ class LayerNorm(Module):
         return f"{self.normalized_shape}, eps={self.eps}"
 
 
+class GroupNorm(Module):
+    """Normalizes each sample over groups of channels (F.group_norm), with a learned scale
+    and shift per channel (affine)."""
+
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True):
+        super().__init__()
+        if num_channels % num_groups:
+            raise ValueError(f"GroupNorm: num_channels {num_channels} must be divisible by num_groups {num_groups}")
+        self.num_groups, self.num_channels, self.eps = num_groups, num_channels, eps
+        self.weight = Parameter(np.ones(num_channels, dtype=get_default_dtype())) if affine else None
+        self.bias = _empty(num_channels) if affine else None
+
+    def forward(self, x):
+        if x.ndim < 2 or x.shape[1] != self.num_channels:
+            raise ValueError(f"{self!r}: input shape {x.shape} should be (N, {self.num_channels}, ...)")
+        return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.weight is not None}"
+
+
 class Embedding(Module):
     def __init__(self, num_embeddings, embedding_dim):
         super().__init__()
@@ -204,11 +229,14 @@ class Embedding(Module):
 
 
 class Dropout(Module):
-    def __init__(self, p=0.5):
+    """Zeroes each element with probability p in training (see F.dropout). `inplace` is
+    accepted and ignored (see the top of this file)."""
+
+    def __init__(self, p=0.5, inplace=False):
         super().__init__()
         if not 0 <= p < 1:
             raise ValueError(f"Dropout probability must be in [0, 1), got {p}")
-        self.p = p
+        self.p, self.inplace = p, inplace
 
     def forward(self, x):
         return F.dropout(x, self.p, self.training)
@@ -218,28 +246,50 @@ class Dropout(Module):
 
 
 class Upsample(Module):
-    def __init__(self, size=None, scale_factor=None, mode="nearest"):
+    def __init__(self, size=None, scale_factor=None, mode="nearest", align_corners=None):
         super().__init__()
-        self.size, self.scale_factor, self.mode = size, scale_factor, mode
+        self.size, self.scale_factor, self.mode, self.align_corners = size, scale_factor, mode, align_corners
 
     def forward(self, x):
-        return F.interpolate(x, self.size, self.scale_factor, self.mode)
+        return F.interpolate(x, self.size, self.scale_factor, self.mode, self.align_corners)
 
     def extra_repr(self):
         what = f"size={self.size}" if self.size is not None else f"scale_factor={self.scale_factor}"
         return f"{what}, mode={self.mode!r}"
 
 
-class AvgPool2d(Module):
+class _Pool2d(Module):
+    pool = None  # the functional op over each window
+
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
 
     def forward(self, x):
-        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+        return type(self).pool(x, self.kernel_size, self.stride, self.padding)
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class AvgPool2d(_Pool2d):
+    pool = staticmethod(F.avg_pool2d)
+
+
+class MaxPool2d(_Pool2d):
+    pool = staticmethod(F.max_pool2d)
+
+
+class AdaptiveAvgPool2d(Module):
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = output_size
+
+    def forward(self, x):
+        return F.adaptive_avg_pool2d(x, self.output_size)
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}"
 
 
 class PixelShuffle(Module):
@@ -278,12 +328,56 @@ class Flatten(Module):
         return F.flatten(x, self.start_dim, self.end_dim)
 
 
+class Unflatten(Module):
+    """Splits dim `dim` into `unflattened_size` (Flatten's inverse)."""
+
+    def __init__(self, dim, unflattened_size):
+        super().__init__()
+        self.dim, self.unflattened_size = dim, tuple(unflattened_size)
+
+    def forward(self, x):
+        dim = self.dim % x.ndim
+        return F.reshape(x, x.shape[:dim] + self.unflattened_size + x.shape[dim + 1:])
+
+    def extra_repr(self):
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
+
+class Softmax(Module):
+    def __init__(self, dim=None):
+        super().__init__()
+        self.dim = -1 if dim is None else dim
+
+    def forward(self, x):
+        return F.softmax(x, self.dim)
+
+
+class LogSoftmax(Module):
+    def __init__(self, dim=None):
+        super().__init__()
+        self.dim = -1 if dim is None else dim
+
+    def forward(self, x):
+        return F.log_softmax(x, self.dim)
+
+
 class Identity(Module):
+    """Returns its input; takes and ignores any arguments, as PyTorch's."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
     def forward(self, x):
         return x
 
 
 class ReLU(Module):
+    """max(x, 0). `inplace` is accepted and ignored (see the top of this file)."""
+
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = inplace
+
     def forward(self, x):
         return F.relu(x)
 
@@ -299,9 +393,12 @@ class Tanh(Module):
 
 
 class LeakyReLU(Module):
-    def __init__(self, negative_slope=0.01):
+    """x where x > 0, else negative_slope * x. `inplace` is accepted and ignored (see the
+    top of this file)."""
+
+    def __init__(self, negative_slope=0.01, inplace=False):
         super().__init__()
-        self.negative_slope = negative_slope
+        self.negative_slope, self.inplace = negative_slope, inplace
 
     def forward(self, x):
         return F.leaky_relu(x, self.negative_slope)
@@ -339,9 +436,12 @@ class Softplus(Module):
 
 
 class ELU(Module):
-    def __init__(self, alpha=1.0):
+    """x where x > 0, else alpha (exp(x) - 1). `inplace` is accepted and ignored (see the
+    top of this file)."""
+
+    def __init__(self, alpha=1.0, inplace=False):
         super().__init__()
-        self.alpha = alpha
+        self.alpha, self.inplace = alpha, inplace
 
     def forward(self, x):
         return F.elu(x, self.alpha)

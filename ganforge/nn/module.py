@@ -170,6 +170,8 @@ class Module:
                 continue
             value = state_dict[key]
             array = value.numpy() if isinstance(value, Tensor) else np.asarray(value)
+            if array.size == 1 == target.numel():  # a count saved as (1,) before it became a scalar, as PyTorch's
+                continue
             if tuple(array.shape) != target.shape:
                 layer = key.rsplit(".", 1)[0] if "." in key else type(self).__name__
                 raise ValueError(f"load_state_dict: {key!r} (in {layer}) has shape {tuple(array.shape)} in the "
@@ -180,7 +182,11 @@ class Module:
                 for registry in (module._parameters, module._buffers):
                     for name, tensor in registry.items():
                         if tensor is not None and dot + name in state_dict:
-                            tensor.copy_(state_dict[dot + name])
+                            value = state_dict[dot + name]
+                            if tuple(getattr(value, "shape", ())) != tensor.shape:  # a one-element count
+                                value = np.asarray(value.numpy() if isinstance(value, Tensor) else value)
+                                value = value.reshape(tensor.shape)
+                            tensor.copy_(value)
         return missing, unexpected
 
     # --- modes and bulk changes ---------------------------------------------------------

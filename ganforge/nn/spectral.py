@@ -8,6 +8,7 @@ differentiated with u and v held constant.
 """
 from ..autograd import no_grad
 from ..ops.spectral import SpectralNormalize
+from .module import Parameter
 from ..tensor import Tensor, default_generator
 from .layers import ConvTranspose2d
 
@@ -46,7 +47,7 @@ def spectral_norm(module, name="weight", n_power_iterations=1, eps=1e-12, dim=No
         dim = 1 if isinstance(module, ConvTranspose2d) else 0
     weight = module._parameters.pop(name)
     rows = weight.shape[dim]
-    cols = weight.size // rows
+    cols = weight.numel() // rows
     gen = generator or default_generator(weight.device)
     xp = weight.xp
 
@@ -59,4 +60,20 @@ def spectral_norm(module, name="weight", n_power_iterations=1, eps=1e-12, dim=No
     hook = SpectralNorm(name, n_power_iterations, eps, dim)
     object.__setattr__(module, name, weight.detach())
     module.register_forward_pre_hook(hook)
+    return module
+
+
+def remove_spectral_norm(module, name="weight"):
+    """Undo spectral_norm (in place, returning the module): `name` becomes a plain parameter
+    again, holding the normalized weight as it stands (weight_orig / sigma)."""
+    hooks = [h for h in module._forward_pre_hooks if isinstance(h, SpectralNorm) and h.name == name]
+    if not hooks:
+        raise ValueError(f"remove_spectral_norm: spectral_norm of {name!r} is not applied to {type(module).__name__}")
+    with no_grad():
+        weight = hooks[0].compute_weight(module, do_power_iteration=False)
+    module._forward_pre_hooks.remove(hooks[0])
+    for suffix in ("_orig", "_u", "_v"):
+        delattr(module, name + suffix)
+    module.__dict__.pop(name, None)
+    module.register_parameter(name, Parameter(weight._data.copy()))
     return module

@@ -70,7 +70,7 @@ dispatch.register("batch_norm_backward", "ref", batch_norm_backward_ref, ("cpu",
 def batch_norm_in_ops(x, weight=None, bias=None, eps=1e-5):
     """The same normalization as a chain of ops, every dependence on x in the graph."""
     axes = channel_axes(x.ndim)
-    return F.normalized(x, F.mean(x, axes, keepdims=True), F.var(x, axes, keepdims=True), eps, weight, bias,
+    return F.normalized(x, F.mean(x, axes, keepdims=True), F.var(x, axes, keepdims=True, ddof=0), eps, weight, bias,
                         per_channel=True)
 
 
