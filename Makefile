@@ -1,5 +1,5 @@
 # The two commands a fresh machine needs (see README.md):
-#   make demo   train a DCGAN on Fashion-MNIST for about six minutes; write its samples and curves
+#   make demo   train a DCGAN on Fashion-MNIST for about six minutes; write its samples, curves and report
 #   make test   run the test suite
 # Each one installs what it needs first.
 PYTHON ?= python3
@@ -10,8 +10,9 @@ DEMO_RUN = runs/dcgan-fashion-mnist
 
 demo:  # a second `make demo` continues the run (an interrupted one too) instead of refusing
 	scripts/setup.sh viz
-	$(PYTHON) -m ganforge.cli train dcgan --steps 3000 --sample-every 500 --out $(DEMO_RUN) \
+	$(PYTHON) -m ganforge.cli train dcgan --steps 3000 --sample-every 500 --eval-every 500 --out $(DEMO_RUN) \
 		$$([ -e $(DEMO_RUN)/latest ] && echo --resume)
+	$(PYTHON) -m ganforge.cli report $(DEMO_RUN)
 
 example:  # WGAN-GP on the ring of 8 Gaussians, written with the core alone
 	scripts/setup.sh viz

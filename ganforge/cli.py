@@ -101,7 +101,8 @@ def train(args):
                               world=world, sync_batch_norm=False if args.no_sync_batch_norm else None,
                               data=args.data, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                               device=args.device, rollback=args.rollback, sample_every=args.sample_every,
-                              checkpoint_every=args.checkpoint_every, data_path=args.data_path, data_b=args.data_b,
+                              checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
+                              eval_samples=args.eval_samples, data_path=args.data_path, data_b=args.data_b,
                               scale=args.scale,
                               resolution=args.resolution, progress=not args.no_progress, lr=args.lr,
                               betas=args.betas, n_critic=args.n_critic, penalty=args.penalty,
@@ -120,6 +121,11 @@ def train(args):
     print(f"trained {trainer.model.name} to step {trainer.step} in {time.time() - start:.0f} s; "
           f"samples: {samples}; losses: {os.path.join(trainer.out_dir, 'losses.png')}; "
           f"checkpoint: {os.path.join(trainer.out_dir, 'latest')}")
+
+
+def report(args):
+    from ganforge.report import write_report
+    print(f"wrote {write_report(args.run, args.out)}")
 
 
 def sample(args):
@@ -155,8 +161,8 @@ def evaluate(args):
     if samples.shape[1:] != (1, 28, 28):
         raise ValueError(f"evaluate measures 28x28 grey Fashion-MNIST generators; {args.run} makes samples of shape "
                          f"{samples.shape[1:]} (for 2-D mixtures see ganforge.metrics.mode_coverage)")
-    classes = model.data.num_classes
-    requested = np.arange(args.n) % classes if classes else None
+    classes = model.data.num_classes if model.conditional else None
+    requested = np.arange(args.n) % classes if classes else None  # what a conditional model's sample() drew
     report = fashion_mnist_report(samples, requested, n=args.n, data_path=args.data_path, seed=args.seed)
     names = list(next(iter(report.values())))
     print(f"{model.name} at step {model.step}, {args.n} samples against {args.n} Fashion-MNIST test images "
@@ -360,6 +366,9 @@ def main(argv=None):
     t.add_argument("--rollback", action="store_true", help="on NaN/Inf, go back to the last checkpoint instead of stopping")
     t.add_argument("--sample-every", type=int)
     t.add_argument("--checkpoint-every", type=int)
+    t.add_argument("--eval-every", type=int, metavar="N", help="score the run every N steps (FD and the like, "
+                   "as `ganforge evaluate`, on --eval-samples images) into metrics.jsonl and metrics.png")
+    t.add_argument("--eval-samples", type=int, metavar="N", help="images per --eval-every score (default 2000)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     parallel = t.add_argument_group("data parallel (MPI; docs/distributed.md)")
     parallel.add_argument("--nproc", type=int, metavar="N",
@@ -436,6 +445,10 @@ def main(argv=None):
     u.add_argument("--scale", type=int, help="refuse to run unless the model upscales by this factor")
     u.add_argument("--tile", type=int, default=128,
                    help="low-resolution pixels per tile for large images (memory; the output is the same)")
+    r = commands.add_parser("report", help="one self-contained HTML page of a run: samples over the steps, "
+                            "loss and metric curves, options, the command that resumes it")
+    r.add_argument("run", help="a run folder")
+    r.add_argument("--out", help="the page's file (default: RUN/report.html)")
     p = commands.add_parser("profile", help="where a training step's time goes, per op and per layer")
     p.add_argument("model", help="a benchmark model (dcgan28, wgangp28, sngan28, dcgan64) or a model of `ganforge list`")
     p.add_argument("--steps", type=int, default=5)
@@ -449,7 +462,7 @@ def main(argv=None):
     from ganforge.backends.cpu import runtime
     runtime.hold_freed_memory()  # the command line owns its process (see backends/cpu/runtime.py)
     handlers = {"profile": profile, "info": lambda a: info(), "list": list_models, "train": train, "sample": sample,
-                "evaluate": evaluate, "translate": translate, "upscale": upscale}
+                "evaluate": evaluate, "translate": translate, "upscale": upscale, "report": report}
     if args.command == "train" and args.nproc is not None:  # this process only starts mpirun, whose ranks train
         handlers["train"] = lambda a: launch(a, argv)
     from ganforge.backend import env_flag

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Everything a fresh Debian/Ubuntu machine needs for ganforge: a C++ compiler and CMake
 # for the compiled kernels, the Fashion-MNIST data set, Open MPI for the dist and test
-# extras, then ganforge itself (editable) with the extras asked for.
+# extras, Chromium for the tests, then ganforge itself (editable) with the extras asked for.
 #   scripts/setup.sh test        -> tests (and PyTorch CPU, their reference)
-#   scripts/setup.sh viz         -> the example's PNG output
+#   scripts/setup.sh viz         -> PNG samples and matplotlib curves
 #   scripts/setup.sh dist        -> data-parallel training (Open MPI, mpi4py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +17,10 @@ command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 # Open MPI for data-parallel training (mpi4py, in the dist and test extras, loads its library)
 case "$extras" in
   *test*|*dist*) command -v mpirun >/dev/null 2>&1 || missing+=(openmpi-bin libopenmpi-dev) ;;
+esac
+# A headless Chromium for the test that opens `ganforge report`'s page in a real browser
+case "$extras" in
+  *test*) command -v chromium >/dev/null 2>&1 || missing+=(chromium) ;;
 esac
 if ((${#missing[@]})); then
   if ! command -v apt-get >/dev/null 2>&1; then

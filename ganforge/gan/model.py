@@ -53,6 +53,7 @@ class Model:
     options = {}    # the model's own hyper-parameters and their defaults (command-line flags)
     ema = ("G",)    # networks that keep an EMA copy, which pictures and inference use
     data_kind = "images"  # its batches: images (x, label), unpaired (a, b) or paired (lr, hr)
+    conditional = False  # draws samples of asked classes: sample(n, labels=...)
     lr_constant = 0.0  # with lr_decay: the fraction of the steps before the learning rates start to fall
 
     def __init__(self, config, data, noise=None):

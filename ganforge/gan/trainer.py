@@ -7,6 +7,7 @@ networks, optimizers, EMA copies and extra state the model names. Batches are di
 images `x` with an optional `label`, unpaired domains `a` and `b`, or paired `lr`/`hr`
 (the model's `data_kind` says which).
 """
+import contextlib
 import copy
 import csv
 import json
@@ -18,6 +19,7 @@ import numpy as np
 
 from .. import __version__
 from .. import distributed, io, optim
+from ..metrics.progress import measurable, training_scores
 from ..backend import to_device
 from ..data import (DataLoader, folder_channels, load_fashion_edges, load_fashion_mnist, load_image_crops,
                     load_image_folder, load_size, mixture, resize_bicubic, sample_mixture)
@@ -27,8 +29,9 @@ from . import models  # noqa: F401  (registers the models)
 from .model import DataInfo, get_model
 
 DEFAULTS = {"steps": 3000, "batch_size": 64, "seed": 0, "device": "cpu", "data": None, "data_path": None,
-            "data_b": None, "scale": 4, "resolution": None, "channels": None, "flatten": False, "sample_every": 500, "checkpoint_every": 500,
-            "log_every": 50, "ema_decay": 0.999, "rollback": False, "progress": True,
+            "data_b": None, "scale": 4, "resolution": None, "channels": None, "flatten": False, "sample_every": 500,
+            "checkpoint_every": 500, "log_every": 50, "ema_decay": 0.999, "rollback": False, "progress": True,
+            "eval_every": 0, "eval_samples": 2000,  # --eval-every: score the run as it trains (0: never)
             "sync_batch_norm": True,  # with several ranks: batch norm over all their samples
             "init_from": None}  # a run folder whose networks of the same names this run starts from
 CHECKPOINT_FORMAT = 2  # 1: before models owned their step (one G and one D); _upgrade reads it
@@ -173,7 +176,9 @@ class Trainer:
         # the first few items of every data source, for pictures of translations and upscalings
         self.model.preview_batch = {key: Tensor(array[:PREVIEW_ITEMS]).to(cfg["device"])
                                     for arrays in sources.values() for key, array in arrays.items()}
-        self.step, self.history = 0, []
+        self.step, self.history, self.evaluations = 0, [], []
+        if cfg["eval_every"] and measurable(self.model) is not None:
+            raise ValueError(f"--eval-every: {measurable(self.model)}; leave --eval-every out")
 
     def start_from(self, run_dir):
         """Start the networks that `run_dir`'s checkpoint also has (by name, with its raw
@@ -243,6 +248,8 @@ class Trainer:
                 print(f"step {self.step}/{target}  {_format(losses)}", flush=True)
             if (self.step % cfg["sample_every"] == 0 or self.step == target) and root:
                 self.save_samples()
+            if cfg["eval_every"] and (self.step % cfg["eval_every"] == 0 or self.step == target) and root:
+                self.evaluate()
             if self.step % cfg["checkpoint_every"] == 0 or self.step == target:
                 self.save()
         if bar is not None:
@@ -252,15 +259,32 @@ class Trainer:
     def _log(self, losses):
         entry = {"step": self.step, **losses}
         self.history.append(entry)
-        with open(os.path.join(self.out_dir, "log.jsonl"), "a") as f:
-            f.write(json.dumps(entry) + "\n")
-        path = os.path.join(self.out_dir, "log.csv")
-        fresh = not os.path.exists(path)
-        with open(path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(entry))
-            if fresh:
-                writer.writeheader()
-            writer.writerow(entry)
+        _append_rows(os.path.join(self.out_dir, "log"), [entry])
+
+    def evaluate(self):
+        """Score the run as it stands, as its pictures show it (EMA networks, eval mode): a
+        row of metrics.jsonl (and .csv), redrawn in metrics.png."""
+        with self._averaged_in_eval_mode() as model:
+            scores = training_scores(model, self.config["eval_samples"], self.config["data_path"],
+                                     seed=self.config["seed"])
+        entry = {"step": self.step, **scores}
+        self.evaluations.append(entry)
+        _append_rows(os.path.join(self.out_dir, "metrics"), [entry])
+        print(f"ganforge: step {self.step}, {self.config['eval_samples']} samples: {_format(scores)}", flush=True)
+        try:
+            io.save_metric_curves(os.path.join(self.out_dir, "metrics.png"), self.evaluations)
+        except ImportError as exc:
+            print(f"ganforge: {exc}; no metrics.png written", flush=True)
+        return scores
+
+    def _rewrite_logs(self):
+        """The logs as the checkpoint knows them: a resumed run continues them without the
+        lines written after its checkpoint by the run that stopped."""
+        for name, rows in (("log", self.history), ("metrics", self.evaluations)):
+            for suffix in (".jsonl", ".csv"):
+                if os.path.exists(os.path.join(self.out_dir, name + suffix)):
+                    os.remove(os.path.join(self.out_dir, name + suffix))
+            _append_rows(os.path.join(self.out_dir, name), rows)
 
     # --- pictures -------------------------------------------------------------------------------
 
@@ -270,19 +294,25 @@ class Trainer:
             ema.copy_to(self.ema_nets[name])
         return self.model.using(self.ema_nets)
 
-    def preview(self):
-        """The run's picture as an array (images or 2-D points) and its grid's column count,
-        made in eval mode: drawing it must not move batch-norm statistics (or draw dropout
-        masks) of the networks in training, or a resumed run would not continue exactly."""
+    @contextlib.contextmanager
+    def _averaged_in_eval_mode(self):
+        """The averaged model with every network in eval mode, for pictures and scores:
+        they must not move batch-norm statistics (or draw dropout masks) of the networks in
+        training, or a resumed run would not continue exactly."""
         model = self.averaged_model()
         modes = {name: net.training for name, net in model.nets.items()}
         for net in model.nets.values():
             net.eval()
         try:
-            return model.preview()
+            yield model
         finally:
             for name, net in model.nets.items():
                 net.train(modes[name])
+
+    def preview(self):
+        """The run's picture as an array (images or 2-D points) and its grid's column count."""
+        with self._averaged_in_eval_mode() as model:
+            return model.preview()
 
     def save_samples(self):
         folder = os.path.join(self.out_dir, "samples")
@@ -326,6 +356,7 @@ class Trainer:
             tensors.update({f"{name}_ema.{k}": to_device(a, "cpu") for k, a in ema.shadow.items()})
         state.update({"ganforge": __version__, "format": CHECKPOINT_FORMAT, "model": self.model.name,
                       "config": self.config, "step": self.step, "data": self.data.to_json(), "history": self.history,
+                      "evaluations": self.evaluations,
                       "ema": {name: ema.updates for name, ema in self.ema.items()},
                       "optimizers": {name: _arrays_to(tensors, f"opt.{name}", opt.state_dict())
                                      for name, opt in self.model.optimizers.items()}})
@@ -360,8 +391,24 @@ class Trainer:
             loader.load_state_dict(own["loaders"][name])
         self.noise.set_state(own["noise"])
         default_generator(self.config["device"]).set_state(own["default_generator"])
-        self.step, self.history = state["step"], state["history"]
+        self.step, self.history, self.evaluations = state["step"], state["history"], state.get("evaluations", [])
+        if self.world.is_root and os.path.isdir(self.out_dir):
+            self._rewrite_logs()
         return self
+
+
+def _append_rows(path, rows):
+    """Append rows (dicts) to PATH.jsonl and PATH.csv (with a header when it is new)."""
+    if not rows:
+        return
+    with open(path + ".jsonl", "a") as f:
+        f.writelines(json.dumps(row) + "\n" for row in rows)
+    fresh = not os.path.exists(path + ".csv")
+    with open(path + ".csv", "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        if fresh:
+            writer.writeheader()
+        writer.writerows(rows)
 
 
 def _prefixed(tensors, prefix):

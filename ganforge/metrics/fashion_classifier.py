@@ -93,18 +93,23 @@ def fashion_mnist_report(images, requested_labels=None, n=10000, data_path=None,
     floor: n real training images against the same test images. With `requested_labels`
     (a conditional generator's), also the share the classifier assigns to the asked class.
     Returns {"real (train)": report, "generated": report}."""
-    model = load_classifier()
-    test, _ = load_fashion_mnist(data_path, "test")
     train, train_labels = load_fashion_mnist(data_path, "train")
     pick = np.random.default_rng(seed).choice(len(train), min(n, len(train)), replace=False)
-    test_features = classifier_features(model, test[:n])
-    rows = {}
-    for name, x, labels in (("real (train)", train[pick], train_labels[pick]), ("generated", images, requested_labels)):
-        features = classifier_features(model, x)
-        rows[name] = quality_report(test_features, features, seed)
-        if requested_labels is not None:
-            rows[name]["class_accuracy"] = float((classify_features(model, features) == np.asarray(labels)).mean())
-    return rows
+    return {"real (train)": generated_report(train[pick], train_labels[pick] if requested_labels is not None else None,
+                                             n, data_path, seed),
+            "generated": generated_report(images, requested_labels, n, data_path, seed)}
+
+
+def generated_report(images, requested_labels=None, n=10000, data_path=None, seed=0):
+    """The measures of one set of images against n Fashion-MNIST test images (FD, KID,
+    precision, recall; class_accuracy with `requested_labels`)."""
+    model = load_classifier()
+    test, _ = load_fashion_mnist(data_path, "test")
+    features = classifier_features(model, images)
+    report = quality_report(classifier_features(model, test[:n]), features, seed)
+    if requested_labels is not None:
+        report["class_accuracy"] = float((classify_features(model, features) == np.asarray(requested_labels)).mean())
+    return report
 
 
 def train_classifier(out, epochs=8, batch_size=128, seed=0, data_path=None):

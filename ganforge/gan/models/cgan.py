@@ -18,6 +18,7 @@ class CGAN(GAN):
     # with the layers' own initialization (PyTorch's twin: 60.2); docs/quality.md
     options = {**GAN.options, "z_dim": 100, "lr": 2e-4, "init": "dcgan"}
     loss = "hinge"
+    conditional = True
 
     def generator_and_discriminator(self):
         if not self.data.num_classes:
