@@ -15,6 +15,8 @@ the timed steps.
     python bench/in_turns.py cyclegan       one CycleGAN step at 64 px, batch 1 and 4
     python bench/in_turns.py mlp            one step of the `gan` variant's MLPs, batch 64 and 256
     python bench/in_turns.py srgan          one SRGAN step, batch 16: 96 px photos and Fashion-MNIST, x4
+    python bench/in_turns.py stylegan2      16 StyleGAN2 steps (one period of its lazy regularizers), 32 px, batch 32
+    python bench/in_turns.py stylegan2-fused   the same, ganforge's modulated convolutions unfused against fused
 """
 import argparse
 import os
@@ -91,6 +93,48 @@ def srgan_steps(torch, blocks):
                     lambda b: benchmarks.srgan(b, size, 4, channels))
 
 
+def stylegan2_steps(torch, blocks):
+    """ganforge's StyleGAN2 step against bench/torch_stylegan2.py's, 32 px grey, batch 32; a
+    call is 16 steps (R1 once, the path-length penalty 4 times), printed per step."""
+    import torch_stylegan2
+    from ganforge.gan import benchmarks
+    global BLOCK
+    BLOCK = 1  # a call is already 16 steps
+
+    def theirs_for(batch):
+        step = torch_stylegan2.step_fn(batch)
+
+        def period():
+            for _ in range(16):
+                step()
+        return period
+    for batch in (32,):
+        torch.manual_seed(0)
+        theirs = theirs_for(batch)
+        ours_s, theirs_s = in_turns(benchmarks.stylegan2(batch)[1], theirs, blocks)
+        print(f"stylegan2 32px batch {batch}  ganforge {ours_s / 16 * 1e3:7.1f} ms/step   torch "
+              f"{theirs_s / 16 * 1e3:7.1f} ms/step   ratio {ours_s / theirs_s:.2f}", flush=True)
+
+
+def stylegan2_fused(blocks):
+    """ganforge's StyleGAN2 period with its modulated convolutions unfused (as it trains)
+    against fused (one grouped convolution per layer, the paper's form), in turns."""
+    from ganforge.gan import benchmarks
+    from ganforge.nn import ModulatedConv2d
+    global BLOCK
+    BLOCK = 1
+    periods = []
+    for fused in (False, True):
+        model, period = benchmarks.stylegan2(32)
+        for layer in model.nets["G"].modules():
+            if isinstance(layer, ModulatedConv2d):
+                layer.fused = fused
+        periods.append(period)
+    unfused_s, fused_s = in_turns(*periods, blocks)
+    print(f"stylegan2 32px batch 32  unfused {unfused_s / 16 * 1e3:7.1f} ms/step   fused {fused_s / 16 * 1e3:7.1f} "
+          f"ms/step   fused/unfused {fused_s / unfused_s:.2f}", flush=True)
+
+
 def conv_step(layer, rng, torch=None):
     """(ganforge's, PyTorch's) forward plus both gradients of a bench/test_conv.py layer,
     on the same random input and weights; PyTorch's is None without torch."""
@@ -133,7 +177,7 @@ def conv(torch, blocks, slow):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["steps", "conv", "cyclegan", "mlp", "srgan"])
+    parser.add_argument("what", choices=["steps", "conv", "cyclegan", "mlp", "srgan", "stylegan2", "stylegan2-fused"])
     parser.add_argument("--blocks", type=int, default=6, help="blocks of %d timed steps per framework" % BLOCK)
     parser.add_argument("--slow", action="store_true", help="conv: dcgan64's layers too")
     args = parser.parse_args()
@@ -153,6 +197,10 @@ def main():
         srgan_steps(torch, args.blocks)
     elif args.what == "mlp":
         mlp_steps(torch, args.blocks)
+    elif args.what == "stylegan2":
+        stylegan2_steps(torch, args.blocks)
+    elif args.what == "stylegan2-fused":
+        stylegan2_fused(args.blocks)
     else:
         conv(torch, args.blocks, args.slow)
 

@@ -112,7 +112,9 @@ def train(args):
                               cycle_weight=args.cycle_weight, identity_weight=args.identity_weight,
                               pool_size=args.pool_size, width=args.width, blocks=args.blocks, init=args.init,
                               content_only=args.content_only or None, content=args.content,
-                              adversarial_weight=args.adversarial_weight, init_from=args.init_from)
+                              adversarial_weight=args.adversarial_weight, init_from=args.init_from,
+                              mapping_layers=args.mapping_layers, max_channels=args.max_channels,
+                              r1_gamma=args.r1_gamma, pl_weight=args.pl_weight, style_mixing=args.style_mixing)
     start = time.time()
     trainer.train()
     if world is not None and not world.is_root:
@@ -121,6 +123,77 @@ def train(args):
     print(f"trained {trainer.model.name} to step {trainer.step} in {time.time() - start:.0f} s; "
           f"samples: {samples}; losses: {os.path.join(trainer.out_dir, 'losses.png')}; "
           f"checkpoint: {os.path.join(trainer.out_dir, 'latest')}")
+
+
+def augment(args):
+    """Labelled synthetic images from a class-conditional run, for another model's training set."""
+    import numpy as np
+
+    from ganforge import io
+    from ganforge.gan import load_model
+    model = load_model(args.run)
+    if not model.conditional:
+        raise ValueError(f"{args.run} holds a {model.name} run, which is not class-conditional: augment writes "
+                         "labelled images, so train cgan")
+    if args.n < 1:
+        raise ValueError(f"--n must be at least 1, got {args.n}")
+    classes = model.data.classes
+    labels = np.arange(args.n) % len(classes)  # the classes in turn: balanced
+    images = model.sample(args.n, labels=labels, seed=args.seed)
+    if args.out.endswith(".npz"):
+        np.savez_compressed(args.out, images=images, labels=labels, classes=np.array(classes))
+        where = f"{args.out} (images {images.shape} in [-1, 1], labels, classes)"
+    else:
+        for name in classes:
+            os.makedirs(os.path.join(args.out, _folder_name(name)), exist_ok=True)
+        for i, (image, label) in enumerate(zip(images, labels)):
+            io.save_image(os.path.join(args.out, _folder_name(classes[label]), f"{i:06d}.png"), image)
+        where = f"{args.out}/ (a folder per class: {', '.join(_folder_name(c) for c in classes)})"
+    print(f"wrote {args.n} images of {model.name} (step {model.step}), {args.n // len(classes)}+ per class, to {where}")
+
+
+def _folder_name(class_name):
+    return class_name.replace("/", "-").replace(" ", "_")
+
+
+def mix(args):
+    from ganforge import io
+    from ganforge.gan import load_model, require_w_space
+    model = load_model(args.run)
+    require_w_space(model, args.run, "mix")
+    images, columns = model.style_mixing_grid(args.rows, args.columns, args.seed, args.truncation)
+    io.save_image_grid(args.out, images, rows=columns)
+    print(f"wrote the style-mixing grid of {model.name} (step {model.step}) to {args.out}: the top row's images "
+          f"lend their coarse, then middle, then fine styles ({', '.join(model.style_ranges())}) to each row's own")
+
+
+def interpolate(args):
+    from ganforge import io
+    from ganforge.gan import load_model
+    if not args.out.lower().endswith(".gif"):
+        raise ValueError(f"interpolate writes an animated GIF: give --out a .gif name, not {args.out}")
+    model = load_model(args.run)
+    frames = model.latent_walk(args.n, args.frames, args.seed)
+    io.save_gif(args.out, frames, seconds_per_frame=args.seconds_per_frame)
+    print(f"wrote {args.frames} frames of {args.n} latent walks of {model.name} (step {model.step}) to {args.out}")
+
+
+def project(args):
+    import numpy as np
+
+    from ganforge import io
+    from ganforge.data.folder import read_image
+    from ganforge.gan import load_model, require_w_space
+    model = load_model(args.run)
+    require_w_space(model, args.run, "project")
+    channels, resolution = model.data.shape[0], model.data.shape[1]
+    target = read_image(args.input, channels, resolution)
+    ws, image, losses = model.project(target, steps=args.steps, seed=args.seed)
+    io.save_image_grid(args.out, np.stack([target, image]), rows=2)
+    np.save(os.path.splitext(args.out)[0] + ".npy", ws)
+    print(f"projected {args.input} into W of {model.name} in {args.steps} steps (pixel MSE {losses[0]:.4f} -> "
+          f"{losses[-1]:.4f}); {args.out}: the image beside its projection; "
+          f"{os.path.splitext(args.out)[0]}.npy: its ws {ws.shape}")
 
 
 def report(args):
@@ -134,7 +207,8 @@ def sample(args):
     from ganforge import io
     from ganforge.data import mixture
     from ganforge.gan import generate
-    samples, model = generate(args.run, args.n, labels=args.label, seed=args.seed, use_ema=not args.no_ema)
+    samples, model = generate(args.run, args.n, labels=args.label, seed=args.seed, use_ema=not args.no_ema,
+                              truncation=args.truncation)
     if args.out.endswith(".npy"):
         np.save(args.out, samples)
     elif samples.ndim == 2:
@@ -158,9 +232,9 @@ def evaluate(args):
     if model.data_kind == "paired":
         return _evaluate_upscaling(args, model)
     samples = model.sample(args.n, seed=args.seed)
-    if samples.shape[1:] != (1, 28, 28):
-        raise ValueError(f"evaluate measures 28x28 grey Fashion-MNIST generators; {args.run} makes samples of shape "
-                         f"{samples.shape[1:]} (for 2-D mixtures see ganforge.metrics.mode_coverage)")
+    if samples.shape[1:] not in ((1, 28, 28), (1, 32, 32)):
+        raise ValueError(f"evaluate measures 28x28 grey Fashion-MNIST generators (or 32x32, padded); {args.run} makes "
+                         f"samples of shape {samples.shape[1:]} (for 2-D mixtures see ganforge.metrics.mode_coverage)")
     classes = model.data.num_classes if model.conditional else None
     requested = np.arange(args.n) % classes if classes else None  # what a conditional model's sample() drew
     report = fashion_mnist_report(samples, requested, n=args.n, data_path=args.data_path, seed=args.seed)
@@ -401,7 +475,7 @@ def main(argv=None):
                              help="the identity L1's weight as a fraction of --cycle-weight (default 0.5)")
     translation.add_argument("--pool-size", type=int, help="generated images kept for the discriminators (default 50)")
     translation.add_argument("--width", type=int, help="channels of the first layer (cyclegan: 64, 32 below 64 px; "
-                                                        "srgan: 64)")
+                                                        "srgan: 64; stylegan2: 32 at 32 px, doubling per halving)")
     translation.add_argument("--blocks", type=int,
                              help="residual blocks of the generators (cyclegan: 9 at 128 px and up, 6 at 64, 4 below; "
                                   "srgan: 16)")
@@ -412,6 +486,13 @@ def main(argv=None):
                     help="SRGAN's content loss: the pixels' MSE (default) or the MSE of the Fashion-MNIST "
                          "classifier's feature maps (28x28 grey only)")
     sr.add_argument("--adversarial-weight", type=float, help="weight of the adversarial loss (default 1e-3)")
+    style = t.add_argument_group("stylegan2 (docs/stylegan2.md)")
+    style.add_argument("--mapping-layers", type=int, help="layers of the mapping network (default 2; the paper's 8)")
+    style.add_argument("--max-channels", type=int, help="channels at the coarsest layers (default 128)")
+    style.add_argument("--r1-gamma", type=float, help="R1's gamma, applied every 16 steps (default 0.01)")
+    style.add_argument("--pl-weight", type=float, help="the path-length penalty's weight, every 4 steps (default 2; "
+                       "0 turns it off)")
+    style.add_argument("--style-mixing", type=float, metavar="P", help="probability of style mixing (default 0.9)")
     t.add_argument("--init-from", metavar="RUN",
                    help="start the networks this run shares with RUN from RUN's weights (srgan from an SRResNet run)")
     s = commands.add_parser("sample", help="draw samples from a trained run")
@@ -421,6 +502,34 @@ def main(argv=None):
     s.add_argument("--label", type=int, help="class to draw, for class-conditional models")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--no-ema", action="store_true", help="use the raw generator weights, not their EMA")
+    s.add_argument("--truncation", type=float, metavar="PSI",
+                   help="stylegan2: pull w toward its mean, 1 none to 0 the mean image (0.7: fewer odd samples)")
+    a = commands.add_parser("augment", help="labelled synthetic images from a cgan run: a folder per class, or .npz")
+    a.add_argument("run", help="a class-conditional (cgan) run folder")
+    a.add_argument("--n", type=int, default=1000, help="images in all, the classes in turn")
+    a.add_argument("--out", required=True, help="a folder (one subfolder per class) or a .npz file")
+    a.add_argument("--seed", type=int, default=0)
+    m = commands.add_parser("mix", help="stylegan2: a style-mixing grid (coarse, middle and fine styles of the "
+                            "top row's images given to each row's own)")
+    m.add_argument("run", help="a stylegan2 run folder")
+    m.add_argument("--out", default="mix.png")
+    m.add_argument("--rows", type=int, default=3)
+    m.add_argument("--columns", type=int, default=5)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--truncation", type=float, default=1.0, metavar="PSI")
+    w = commands.add_parser("interpolate", help="an animated GIF of latent walks (stylegan2, dcgan, cgan, ...)")
+    w.add_argument("run", help="a run folder of a model that draws from noise")
+    w.add_argument("--out", default="walk.gif", help="a .gif file")
+    w.add_argument("--n", type=int, default=16, help="walks, side by side")
+    w.add_argument("--frames", type=int, default=48)
+    w.add_argument("--seconds-per-frame", type=float, default=0.08)
+    w.add_argument("--seed", type=int, default=0)
+    pr = commands.add_parser("project", help="stylegan2: find the w whose image is closest to a real image")
+    pr.add_argument("run", help="a stylegan2 run folder")
+    pr.add_argument("--input", required=True, help="an image (resized and center-cropped to the run's size)")
+    pr.add_argument("--out", default="projected.png", help="the image beside its projection; the ws go to .npy")
+    pr.add_argument("--steps", type=int, default=300)
+    pr.add_argument("--seed", type=int, default=0)
     e = commands.add_parser("evaluate", help="image quality of a Fashion-MNIST run: FD, KID, precision/recall, "
                                              "density/coverage and class accuracy, beside real data's; "
                                              "translation and super-resolution runs against their true images")
@@ -462,7 +571,8 @@ def main(argv=None):
     from ganforge.backends.cpu import runtime
     runtime.hold_freed_memory()  # the command line owns its process (see backends/cpu/runtime.py)
     handlers = {"profile": profile, "info": lambda a: info(), "list": list_models, "train": train, "sample": sample,
-                "evaluate": evaluate, "translate": translate, "upscale": upscale, "report": report}
+                "evaluate": evaluate, "translate": translate, "upscale": upscale, "report": report, "augment": augment,
+                "mix": mix, "interpolate": interpolate, "project": project}
     if args.command == "train" and args.nproc is not None:  # this process only starts mpirun, whose ranks train
         handlers["train"] = lambda a: launch(a, argv)
     from ganforge.backend import env_flag

@@ -666,7 +666,9 @@ def _source_indices(in_size, out_size, mode, align_corners=False):
 
 def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=None):
     """Resize (N, C, H, W) images to `size` or by `scale_factor`: 'nearest' or 'bilinear'
-    (align_corners as in PyTorch: False by default, and only for bilinear)."""
+    (align_corners as in PyTorch: False by default, and only for bilinear). Both are linear
+    maps along each axis, so they run as one Resample (y = R x C^T) whose gradient is the
+    same op with the matrices transposed."""
     if x.ndim != 4:
         raise ValueError(f"interpolate expects (N, C, H, W) input, got shape {x.shape}")
     if (size is None) == (scale_factor is None):
@@ -679,16 +681,22 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
         raise ValueError(f"unknown interpolation mode {mode!r}: use 'nearest' or 'bilinear'")
     if mode == "nearest" and align_corners is not None:
         raise ValueError("interpolate: align_corners is for mode='bilinear' only; leave it out for 'nearest'")
-    for axis, out_size in zip((2, 3), size):
-        low, high, frac = _source_indices(x.shape[axis], out_size, mode, bool(align_corners))
-        low, high = (None if i is None else backend.to_device(i, x.device) for i in (low, high))
-        pick = (lambda index: getitem(x, (slice(None),) * axis + (index,)))
-        if mode == "nearest":
-            x = pick(low)
-        else:
-            weight = constant(frac.astype(x.dtype).reshape((-1, 1) if axis == 2 else (-1,)), device=x.device)
-            x = pick(low) * (1 - weight) + pick(high) * weight
-    return x
+    rows, cols = (backend.to_device(_interpolation_matrix(n, m, mode, bool(align_corners)).astype(x.dtype), x.device)
+                  for n, m in zip(x.shape[2:], size))
+    return ops.resample.Resample(rows, cols)(x)
+
+
+def _interpolation_matrix(in_size, out_size, mode, align_corners):
+    """(out, in): each output row's weights on the input rows it reads."""
+    low, high, frac = _source_indices(in_size, out_size, mode, align_corners)
+    matrix = np.zeros((out_size, in_size))
+    rows = np.arange(out_size)
+    if mode == "nearest":
+        matrix[rows, low] = 1.0
+    else:
+        np.add.at(matrix, (rows, low), 1 - frac)
+        np.add.at(matrix, (rows, high), frac)
+    return matrix
 
 
 def bicubic_resize(x, size=None, scale_factor=None):
@@ -719,6 +727,9 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
         raise ValueError(f"avg_pool2d expects (N, C, H, W) input, got shape {x.shape}")
     stride = kernel_size if stride is None else stride
     kh, kw = ops.conv.pair(kernel_size, "kernel_size")
+    if ops.conv.pair(stride, "stride") == (kh, kw) and ops.conv.pair(padding, "padding") == (0, 0) \
+            and x.shape[2] % kh == 0 and x.shape[3] % kw == 0:
+        return adaptive_avg_pool2d(x, (x.shape[2] // kh, x.shape[3] // kw))  # tiles: the same bins, one linear map
     oh, ow = ops.conv.output_size(x.shape[2:], (kh, kw), ops.conv.pair(stride, "stride"),
                                   ops.conv.pair(padding, "padding"), (1, 1))
     n, c = x.shape[:2]

@@ -36,7 +36,8 @@ def save_tensors(path, tensors, metadata=None):
     temporary name renamed into place, so that the file is never half-written."""
     header, offset, blobs = ({"__metadata__": dict(metadata)} if metadata else {}), 0, []
     for name in sorted(tensors):
-        array = np.ascontiguousarray(np.asarray(tensors[name]))
+        array = np.asarray(tensors[name])
+        array = array if array.flags.c_contiguous else np.ascontiguousarray(array)  # which would make a 0-d one 1-d
         if array.dtype not in _NAMES:
             raise TypeError(f"save_tensors: {name!r} has dtype {array.dtype}, which safetensors cannot store")
         data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
@@ -321,6 +322,18 @@ def save_image_grid(path, images, rows=None, scale=2):
     picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST).save(path)
 
 
+def save_gif(path, frames, rows=None, scale=2, seconds_per_frame=0.08):
+    """An animated GIF, one image grid per frame: frames (T, N, C, H, W) in [-1, 1], looping."""
+    Image, _ = _pillow()
+    pictures = []
+    for images in frames:
+        grid = image_grid(images, rows)
+        picture = Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid)
+        pictures.append(picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST))
+    pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=int(seconds_per_frame * 1000),
+                     loop=0)
+
+
 def save_image(path, image):
     """One (C, H, W) image in [-1, 1] as a PNG (or any format Pillow knows by the extension)."""
     Image, _ = _pillow()
@@ -381,8 +394,9 @@ def save_loss_curves(path, history, size=(640, 360)):
     figure = Figure(figsize=(size[0] / 100, size[1] / 100), dpi=100, layout="constrained")
     axes = figure.subplots()
     steps = [h["step"] for h in history]
-    for i, key in enumerate(k for k in (history[0] if history else {}) if k != "step"):
-        values = np.array([h[key] for h in history], dtype=np.float64)
+    names = list(dict.fromkeys(k for h in history for k in h if k != "step"))  # in order, from every row
+    for i, key in enumerate(names):
+        values = np.array([h.get(key, np.nan) for h in history], dtype=np.float64)
         color = f"C{i}"
         axes.plot(steps, values, color=color, alpha=0.25, linewidth=1)
         axes.plot(steps, smoothed(values), color=color, linewidth=2, label=key)
@@ -400,15 +414,20 @@ def save_metric_curves(path, evaluations, size=(640, 360)):
     Figure = _matplotlib_figure()
     if Figure is None:
         return _draw_curves_with_pillow(path, evaluations, size)
-    names = [k for k in (evaluations[0] if evaluations else {}) if k != "step"]
+    # a measure's spread (kid_std) is drawn as its error bars, not as a panel of its own
+    names = [k for k in (evaluations[0] if evaluations else {}) if k != "step" and not k.endswith("_std")]
     columns = 2 if len(names) == 4 else min(len(names), 3) or 1
     rows = -(-len(names) // columns) or 1
     figure = Figure(figsize=(size[0] / 100, size[1] / 100 * rows / 1.4 + 0.6), dpi=100, layout="constrained")
     steps = [e["step"] for e in evaluations]
     panels = np.ravel(figure.subplots(rows, columns, squeeze=False))
     for i, (axes, name) in enumerate(zip(panels, names)):
-        axes.plot(steps, [e[name] for e in evaluations], marker="o", markersize=3, color=f"C{i}")
+        values = np.array([e[name] for e in evaluations], dtype=np.float64)
+        spread = [e.get(name + "_std", 0.0) for e in evaluations]
+        axes.errorbar(steps, values, yerr=spread, marker="o", markersize=3, color=f"C{i}", capsize=2)
         lower_is_better = name.split(": ")[-1] in ("fd", "kid", "l1", "kl")
+        if lower_is_better and np.all(values > 0) and values.max() > 20 * values.min():
+            axes.set_yscale("log")  # an early FD of 700 would flatten the late 10s
         axes.set_title(name + (" (lower is better)" if lower_is_better else ""), fontsize="medium")
         axes.set_xlabel("step")
         axes.grid(alpha=0.3)

@@ -217,15 +217,19 @@ class EMA:
     the generator weights GANs sample from: shadow = d * shadow + (1 - d) * param.
 
     With warmup (the default), d = min(decay, (1 + n) / (10 + n)) after n updates, so the
-    average forgets the random initial weights quickly instead of over ~1/(1 - decay) steps."""
+    average forgets the random initial weights quickly instead of over ~1/(1 - decay) steps.
+    A `schedule` (n -> d) replaces both, for a model with its own ramp-up."""
 
-    def __init__(self, model, decay=0.999, warmup=True):
+    def __init__(self, model, decay=0.999, warmup=True, schedule=None):
         if not 0 <= decay <= 1:
             raise ValueError(f"EMA decay must be in [0, 1], got {decay}")
         self.model, self.decay, self.warmup, self.updates = model, decay, warmup, 0
+        self.schedule = schedule  # updates -> decay, in place of decay and warmup (StyleGAN2's ramp-up)
         self.shadow = {name: t._data.copy() for name, t in model.state_dict().items()}
 
     def current_decay(self):
+        if self.schedule is not None:
+            return self.schedule(self.updates)
         return min(self.decay, (1 + self.updates) / (10 + self.updates)) if self.warmup else self.decay
 
     @no_grad()

@@ -39,6 +39,8 @@ def test_save_and_load_give_back_the_object(tmp_path):
     again_opt.load_state_dict(loaded["opt"])
     z = gf.randn(2, 100, 1, 1)
     np.testing.assert_array_equal(again.eval()(z).numpy(), G.eval()(z).numpy())
+    gf.save({"scalar": gf.tensor(2.5)}, tmp_path / "scalar.safetensors")  # 0-d stays 0-d
+    assert gf.load(tmp_path / "scalar.safetensors")["scalar"].shape == ()
     gf.save(gf.arange(3), tmp_path / "one.safetensors")
     np.testing.assert_array_equal(gf.load(tmp_path / "one.safetensors").numpy(), [0, 1, 2])
 

@@ -1001,6 +1001,16 @@ def test_adam_runs_the_cpp_step_and_falls_back_for_what_it_cannot_take(monkeypat
 
 
 @needs_cpp
+def test_adam_steps_a_scalar_parameter_as_pytorch_does():
+    """A 0-d parameter (StyleGAN2's noise strength): its gradient must reach the kernel as
+    shape (), not as the (1,) that np.ascontiguousarray would make of it."""
+    p = gf.nn.Parameter(np.array(0.5, dtype=np.float32))
+    p.grad = gf.Tensor(np.array(2.0, dtype=np.float32))
+    gf.optim.Adam([p], lr=0.1).step()
+    assert p.shape == () and p.item() == pytest.approx(0.4, abs=1e-6)  # Adam's first step: lr x sign
+
+
+@needs_cpp
 def test_cpp_adam_step_checks_its_arrays():
     adam_step = native.module().adam_step
     ok = [np.zeros(4, np.float32) for _ in range(4)]

@@ -459,3 +459,59 @@ def test_remove_spectral_norm_leaves_pytorchs_weight():
     assert_close(ours.weight, theirs.weight, "the weight left behind")
     assert_close(ours(x), theirs(tx), "forward after removal")
     assert isinstance(ours.weight, gf.nn.Parameter) and ours.weight.requires_grad
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_a_modulated_convolution_matches_pytorch(demodulate, fused):
+    """StyleGAN2's convolution, ours fused (one grouped convolution with a group per sample)
+    against PyTorch's unfused one and the other way round: same output and same gradients to the input,
+    the weight, the affine layer and the styles."""
+    from ganforge.nn import ModulatedConv2d
+    twin = _twin("torch_stylegan2")
+    ours = ModulatedConv2d(3, 4, 3, 5, demodulate, fused=fused).double()
+    theirs = twin.ModulatedConv2d(3, 4, 3, 5, demodulate, fused=not fused).double()  # each form against the other
+    _copy_weights(ours, theirs)
+    rng = np.random.default_rng(int(demodulate))
+    (x, tx), (w, tw) = both((2, 3, 6, 5), rng), both((2, 5), rng)
+    y, ty = ours(x, w), theirs(tx, tw)
+    assert_close(y, ty, "forward")
+    gy = rng.standard_normal(y.shape)
+    targets = [x, w, ours.weight, ours.affine.weight]
+    grads = gf.grad(y, targets, gf.tensor(gy), create_graph=True)
+    tgrads = torch.autograd.grad(ty, [tx, tw, theirs.weight, theirs.affine.weight], torch.tensor(gy),
+                                 create_graph=True)
+    for g, tg, name in zip(grads, tgrads, ["input", "styles", "weight", "affine weight"]):
+        assert_close(g, tg, f"d/d{name}")
+    (g2,) = gf.grad((grads[0] ** 2).sum(), [w])  # second order: the styles through the input's gradient
+    (tg2,) = torch.autograd.grad((tgrads[0] ** 2).sum(), [tw])
+    assert_close(g2, tg2, "second order")
+
+
+def test_stylegan2_networks_match_pytorch():
+    """The mapping network (z normalization, lr-multiplied layers, w's running mean and
+    truncation), the synthesis network with fixed noise, and the residual discriminator."""
+    from ganforge.gan.models import stylegan2
+    twin = _twin("torch_stylegan2")
+    ours = stylegan2.StyleGenerator(8, 8, 16, 1, 2, 4, 8).double()
+    theirs = twin.StyleGenerator(8, 8, 16, 1, 2, 4, 8).double()
+    _copy_weights(ours, theirs)
+    rng = np.random.default_rng(0)
+    z, tz = both((4, 8), rng)
+    w, tw = ours.mapping(z, track_w_avg=True), theirs.mapping(tz, track_w_avg=True)
+    assert_close(w, tw, "w")
+    assert_close(ours.mapping.w_avg, theirs.mapping.w_avg, "w_avg")
+    assert_close(ours.mapping(z, truncation=0.5), theirs.mapping(tz, truncation=0.5), "truncated w")
+    ws, tws = ours.ws(z), theirs.ws(tz)
+    images, timages = ours.synthesis(ws), theirs.synthesis(tws)
+    assert_close(images, timages, "synthesis")
+    (gz,), (tgz,) = gf.grad(images.sum(), [z]), torch.autograd.grad(timages.sum(), [tz])
+    assert_close(gz, tgz, "d images / dz")
+    D, tD = stylegan2.ResidualDiscriminator(16, 1, 4, 8).double(), twin.ResidualDiscriminator(16, 1, 4, 8).double()
+    _copy_weights(D, tD)
+    x, tx = both((4, 1, 16, 16), rng)
+    scores, tscores = D(x), tD(tx)
+    assert_close(scores, tscores, "discriminator")
+    (gx,), (tgx,) = gf.grad(scores.sum(), [x], create_graph=True), torch.autograd.grad(tscores.sum(), [tx],
+                                                                                       create_graph=True)
+    assert_close(gx, tgx, "R1's input gradient")

@@ -573,3 +573,21 @@ def test_a_trained_run_samples_with_numpy_alone(tiny_fashion, tmp_path):
     done = subprocess.run([sys.executable, "-c", NUMPY_ALONE, str(tmp_path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "cgan (5, 1, 28, 28) True False"
+
+
+def test_augment_writes_labelled_images_a_pipeline_reads(tiny_fashion, tmp_path, capsys):
+    run = tmp_path / "cgan"
+    Trainer("cgan", str(run), **small("cgan", tiny_fashion, steps=1)).train()
+    assert cli.main(["augment", str(run), "--n", "25", "--out", str(tmp_path / "synthetic.npz")]) == 0
+    saved = np.load(tmp_path / "synthetic.npz")
+    assert saved["images"].shape == (25, 1, 28, 28) and saved["labels"].tolist() == [i % 10 for i in range(25)]
+    assert saved["classes"][0] == "T-shirt/top"
+    assert cli.main(["augment", str(run), "--n", "20", "--out", str(tmp_path / "folder")]) == 0
+    folders = sorted(os.listdir(tmp_path / "folder"))
+    assert len(folders) == 10 and "T-shirt-top" in folders and "Ankle_boot" in folders
+    assert all(len(os.listdir(tmp_path / "folder" / f)) == 2 for f in folders)
+    dcgan = tmp_path / "dcgan"
+    Trainer("dcgan", str(dcgan), **small("dcgan", tiny_fashion, steps=1)).train()
+    capsys.readouterr()
+    assert cli.main(["augment", str(dcgan), "--out", str(tmp_path / "x.npz")]) == 1
+    assert "not class-conditional" in capsys.readouterr().err

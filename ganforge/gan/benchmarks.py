@@ -79,6 +79,27 @@ def build(name, seed=0, device="cpu"):
     return G, D, step, batch
 
 
+def _ready(model_class, data, seed, device, **config):
+    """A `model_class` model with its own settings (and `config`'s), its networks on
+    `device` and its optimizers built, from seed `seed`."""
+    manual_seed(seed)
+    model = model_class({**model_class.defaults, **model_class.options, "seed": seed, "device": device, **config},
+                        data)
+    for net in model.nets.values():
+        net.to(device)
+    model.setup_optimizers()
+    return model
+
+
+def _steps_on(model, batch):
+    """The model's train_step as a function of nothing, on the same batch every time."""
+    def forever():
+        while True:
+            yield batch
+    stream = forever()
+    return lambda: model.train_step(stream)
+
+
 def cyclegan(batch, resolution=64, channels=3, seed=0, device="cpu"):
     """(model, step): CycleGAN's own train_step (models/cyclegan.py, at the paper's widths:
     64, 6 residual blocks at 64 px) on random images loaded at 286/256 of `resolution`,
@@ -86,23 +107,11 @@ def cyclegan(batch, resolution=64, channels=3, seed=0, device="cpu"):
     from ..data.augment import load_size
     from .model import DataInfo
     from .models.cyclegan import CycleGAN
-    manual_seed(seed)
-    config = {**CycleGAN.defaults, **CycleGAN.options, "seed": seed, "device": device, "steps": 10**6}
     shape = (channels, resolution, resolution)
-    model = CycleGAN(config, DataInfo("random", shape, shape))
-    for net in model.nets.values():
-        net.to(device)
-    model.setup_optimizers()
-    noise = Generator(seed + 3)
-    size = load_size(resolution)
+    model = _ready(CycleGAN, DataInfo("random", shape, shape), seed, device, steps=10**6)
+    noise, size = Generator(seed + 3), load_size(resolution)
     images = {k: rand(batch, channels, size, size, generator=noise).to(device) * 2 - 1 for k in "ab"}
-
-    def batches():
-        while True:
-            yield images
-
-    stream = batches()
-    return model, lambda: model.train_step(stream)
+    return model, _steps_on(model, images)
 
 
 def srgan(batch, size=96, scale=4, channels=3, seed=0, device="cpu"):
@@ -112,22 +121,28 @@ def srgan(batch, size=96, scale=4, channels=3, seed=0, device="cpu"):
     from ..data import resize_bicubic
     from .model import DataInfo
     from .models.srgan import SRGAN
-    manual_seed(seed)
-    config = {**SRGAN.defaults, **SRGAN.options, "scale": scale, "seed": seed, "device": device}
     shape = (channels, size, size)
-    model = SRGAN(config, DataInfo("random", shape, shape))
-    for net in model.nets.values():
-        net.to(device)
-    model.setup_optimizers()
+    model = _ready(SRGAN, DataInfo("random", shape, shape), seed, device, scale=scale)
     hr = rand(batch, channels, size, size, generator=Generator(seed + 3)) * 2 - 1
     pair = {"hr": hr.to(device), "lr": Tensor(resize_bicubic(hr.numpy(), size // scale, size // scale)).to(device)}
+    return model, _steps_on(model, pair)
 
-    def batches():
-        while True:
-            yield pair
 
-    stream = batches()
-    return model, lambda: model.train_step(stream)
+def stylegan2(batch, resolution=32, channels=1, seed=0, device="cpu"):
+    """(model, period): StyleGAN2's own train_step (models/stylegan2.py, its default
+    networks) on a fixed batch of random images, 16 steps in a row: one period of the lazy
+    regularizers (R1 on the first, the path-length penalty on every fourth), so that the
+    time of a call over 16 is a step with the regularizers amortized, as bench/torch_stylegan2.py's."""
+    from .model import DataInfo
+    from .models.stylegan2 import StyleGAN2
+    shape = (channels, resolution, resolution)
+    model = _ready(StyleGAN2, DataInfo("random", shape, shape), seed, device, batch_size=batch)
+    step = _steps_on(model, {"x": (rand(batch, *shape, generator=Generator(seed + 3)) * 2 - 1).to(device)})
+
+    def period():
+        for _ in range(16):
+            step()
+    return model, period
 
 
 def mlp_gan(batch, seed=0, device="cpu"):
@@ -136,17 +151,5 @@ def mlp_gan(batch, seed=0, device="cpu"):
     points, as bench/torch_steps.py's mlp_gan twin does."""
     from .model import DataInfo
     from .models.gan import GAN
-    manual_seed(seed)
-    config = {**GAN.defaults, **GAN.options, "seed": seed, "device": device, "batch_size": batch}
-    model = GAN(config, DataInfo("random", (2,)))
-    for net in model.nets.values():
-        net.to(device)
-    model.setup_optimizers()
-    real = {"x": randn(batch, 2, generator=Generator(seed + 3)).to(device)}
-
-    def batches():
-        while True:
-            yield real
-
-    stream = batches()
-    return model, lambda: model.train_step(stream)
+    model = _ready(GAN, DataInfo("random", (2,)), seed, device, batch_size=batch)
+    return model, _steps_on(model, {"x": randn(batch, 2, generator=Generator(seed + 3)).to(device)})

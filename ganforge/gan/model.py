@@ -54,6 +54,7 @@ class Model:
     ema = ("G",)    # networks that keep an EMA copy, which pictures and inference use
     data_kind = "images"  # its batches: images (x, label), unpaired (a, b) or paired (lr, hr)
     conditional = False  # draws samples of asked classes: sample(n, labels=...)
+    w_space = False      # has StyleGAN's W: truncation, style mixing, projection
     lr_constant = 0.0  # with lr_decay: the fraction of the steps before the learning rates start to fall
 
     def __init__(self, config, data, noise=None):
@@ -65,6 +66,8 @@ class Model:
         self.optimizers = {}
         self.schedules = {}
         self.preview_batch = None  # the first items of each data source (the trainer sets it)
+
+    ema_decay = None  # updates -> the EMA's decay, for a model with its own schedule (stylegan2)
 
     def build_networks(self):
         """{name: Module}, freshly initialized."""
@@ -114,6 +117,11 @@ class Model:
     def sample(self, n, labels=None, seed=0, batch_size=500):
         """n samples drawn from noise, for the models that make them (`ganforge sample`)."""
         raise ValueError(f"{self.name} does not draw samples from noise (see `ganforge list` for what it does)")
+
+    def latent_walk(self, n, frames, seed=0):
+        """(frames, n, C, H, W): n samples moving smoothly through the latent space, for the
+        models that draw from noise (`ganforge interpolate`)."""
+        raise ValueError(f"{self.name} does not draw samples from noise, so it has no latent space to walk")
 
     def translate(self, images, direction="ab", batch_size=16):
         """Images of one domain translated to the other, for translation models (`ganforge translate`)."""

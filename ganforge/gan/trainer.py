@@ -47,6 +47,11 @@ def _images(config, name):
     """(images, labels or None, class names or None) of one image data set."""
     if name == "fashion-mnist":
         images, labels = load_fashion_mnist(config["data_path"], "train")
+        if config["resolution"] == 32:  # for networks that halve 32 down to 4: a 2-pixel border of background
+            images = np.pad(images, ((0, 0), (0, 0), (2, 2), (2, 2)), constant_values=-1.0)
+        elif config["resolution"] not in (None, 28):
+            raise ValueError(f"Fashion-MNIST's images are 28x28 (or 32x32 padded): --resolution "
+                             f"{config['resolution']} does not apply")
         return images, labels, tuple(CLASSES)
     if name and os.path.isdir(name):
         return load_image_folder(name, config["resolution"] or 64, config["channels"] or 3), None, None
@@ -158,7 +163,8 @@ class Trainer:
         if world.rank:  # what the layers draw while training (dropout, crops): the rank's own stream
             default_generator(cfg["device"]).manual_seed(distributed.rank_seed(cfg["seed"], world.rank))
         self.model.setup_optimizers()
-        self.ema = {name: optim.EMA(self.model.nets[name], cfg["ema_decay"]) for name in self.model.ema}
+        self.ema = {name: optim.EMA(self.model.nets[name], cfg["ema_decay"], schedule=self.model.ema_decay)
+                    for name in self.model.ema}
         self.ema_nets = {name: copy.deepcopy(self.model.nets[name]).eval() for name in self.model.ema}
         if world.size > 1:
             for optimizer in self.model.optimizers.values():
@@ -226,7 +232,7 @@ class Trainer:
         root = self.world.is_root  # rank 0 alone logs, shows progress and writes files
         if root:
             os.makedirs(self.out_dir, exist_ok=True)
-        bar = _progress(target, self.step, cfg["progress"] and root)
+        bar = self._bar = _progress(target, self.step, cfg["progress"] and root)
         rollbacks = 0
         while self.step < target:
             losses = self.train_step()
@@ -254,6 +260,7 @@ class Trainer:
                 self.save()
         if bar is not None:
             bar.close()
+        self._bar = None
         return self.history
 
     def _log(self, losses):
@@ -270,7 +277,12 @@ class Trainer:
         entry = {"step": self.step, **scores}
         self.evaluations.append(entry)
         _append_rows(os.path.join(self.out_dir, "metrics"), [entry])
-        print(f"ganforge: step {self.step}, {self.config['eval_samples']} samples: {_format(scores)}", flush=True)
+        line = "  ".join(f"{name} {value:.4g}" for name, value in scores.items())
+        message = f"ganforge: step {self.step}, scored on {self.config['eval_samples']} samples: {line}"
+        if getattr(self, "_bar", None) is not None:
+            self._bar.write(message)  # above the progress bar, not through it
+        else:
+            print(message, flush=True)
         try:
             io.save_metric_curves(os.path.join(self.out_dir, "metrics.png"), self.evaluations)
         except ImportError as exc:
@@ -518,8 +530,19 @@ def load_generator(run_dir, use_ema=True):
     return model.nets["G"], model
 
 
-def generate(run_dir, n, labels=None, seed=0, use_ema=True, batch_size=500):
+def generate(run_dir, n, labels=None, seed=0, use_ema=True, batch_size=500, truncation=None):
     """(n samples as a NumPy array, the model) from a trained run; `labels` (an int or n
-    ints) for class-conditional models."""
+    ints) for class-conditional models, `truncation` for models with a W space."""
     model = load_model(run_dir, use_ema)
-    return model.sample(n, labels=labels, seed=seed, batch_size=batch_size), model
+    extra = {}
+    if truncation is not None:
+        require_w_space(model, run_dir, "--truncation")
+        extra["truncation"] = truncation
+    return model.sample(n, labels=labels, seed=seed, batch_size=batch_size, **extra), model
+
+
+def require_w_space(model, run_dir, what):
+    """The one-line error for `what` (truncation, mixing, projection) on a model without W."""
+    if not model.w_space:
+        raise ValueError(f"{run_dir} holds a {model.name} run, which has no W space: {what} applies to stylegan2 "
+                         "runs")

@@ -73,8 +73,15 @@ def _batched(fn, images, batch_size=500):
 
 
 def classifier_features(model, images):
-    """(N, 128) features of images in [-1, 1]."""
-    return _batched(model.features, images)
+    """(N, 128) features of images in [-1, 1] (28x28, or 32x32 padded as --resolution 32 pads them)."""
+    return _batched(model.features, unpadded(images))
+
+
+def unpadded(images):
+    """Fashion-MNIST images at 32x32 (padded by 2 pixels for networks that halve down to 4)
+    cut back to their 28x28 centre; others as they are."""
+    images = np.asarray(images, dtype=np.float32)
+    return images[..., 2:30, 2:30] if images.shape[-2:] == (32, 32) else images
 
 
 def classify_features(model, features):

@@ -104,13 +104,21 @@ class EqualizedConv2d(Module):
 class ModulatedConv2d(Module):
     """StyleGAN2's convolution: a style vector scales the weight's input channels per
     sample (modulation), and each output channel is renormalized to unit norm
-    (demodulation), instead of normalizing activations. Runs as one grouped conv with
-    a group per sample. forward(x (N, C, H, W), w (N, style_dim))."""
+    (demodulation), instead of normalizing activations. forward(x (N, C, H, W), w (N, style_dim)).
 
-    def __init__(self, in_channels, out_channels, kernel_size, style_dim, demodulate=True, eps=1e-8):
+    Two forms of the same function, as stylegan2-ada-pytorch has: `fused` builds each
+    sample's weight and runs one grouped convolution with a group per sample (the paper's
+    appendix); unfused scales the input channels by the styles, runs one ordinary
+    convolution with the shared weight, and scales the output channels by the
+    demodulation factors. None picks unfused in training and fused in eval, as ADA does
+    (the unfused form's elementwise work is on activations, not on N copies of the weight).
+    Either way the demodulation factors come from a matrix product, sum_c s_c^2 sum_k W_ock^2,
+    without forming the per-sample weights for it."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, style_dim, demodulate=True, eps=1e-8, fused=None):
         super().__init__()
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
-        self.demodulate, self.eps = demodulate, eps
+        self.demodulate, self.eps, self.fused = demodulate, eps, fused
         self.affine = EqualizedLinear(style_dim, in_channels, bias_init=1.0)
         self.weight = Parameter(np.zeros((out_channels, in_channels, kernel_size, kernel_size),
                                          dtype=get_default_dtype()))
@@ -122,15 +130,22 @@ class ModulatedConv2d(Module):
         if c != self.in_channels or w.shape[0] != n:
             raise ValueError(f"{self!r}: got input {x.shape} and styles {w.shape}; expected (N, "
                              f"{self.in_channels}, H, W) and (N, style_dim)")
-        styles = self.affine(w)                                                       # (N, in)
-        weight = F.unsqueeze(self.weight * self.weight_gain, 0) * F.reshape(styles, (n, 1, c, 1, 1))
-        if self.demodulate:
-            norms = F.sqrt(F.sum(weight * weight, axis=(2, 3, 4), keepdims=True) + self.eps)
-            weight = weight / norms
-        k = self.kernel_size
-        y = F.conv2d(F.reshape(x, (1, n * c, h, wd)), F.reshape(weight, (n * self.out_channels, c, k, k)),
-                     padding=k // 2, groups=n)
-        return F.reshape(y, (n, self.out_channels) + y.shape[2:])
+        styles = self.affine(w)                                                       # (N, C)
+        weight = self.weight * self.weight_gain                                      # (O, C, k, k)
+        demod = None
+        if self.demodulate:  # 1 / |W s| per sample and output channel: (N, C) @ (C, O)
+            energy = F.matmul(styles * styles, F.transpose(F.sum(weight * weight, axis=(2, 3))))
+            demod = 1 / F.sqrt(energy + self.eps)                                     # (N, O)
+        k, o = self.kernel_size, self.out_channels
+        if self.fused if self.fused is not None else not self.training:
+            scale = F.reshape(styles, (n, 1, c, 1, 1))
+            if demod is not None:
+                scale = scale * F.reshape(demod, (n, o, 1, 1, 1))
+            y = F.conv2d(F.reshape(x, (1, n * c, h, wd)), F.reshape(F.unsqueeze(weight, 0) * scale, (n * o, c, k, k)),
+                         padding=k // 2, groups=n)
+            return F.reshape(y, (n, o) + y.shape[2:])
+        y = F.conv2d(x * F.reshape(styles, (n, c, 1, 1)), weight, padding=k // 2)
+        return y if demod is None else y * F.reshape(demod, (n, o, 1, 1))
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

@@ -21,16 +21,22 @@ from .gemm import NativeGemm
 FLOATS = (np.float32, np.float64)
 
 
+def c_ordered(a):
+    """`a` in C order, copied only if it is not (np.ascontiguousarray would also turn a 0-d
+    array, a scalar parameter's gradient, into shape (1,))."""
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+
+
 def leaky_relu(x, slope):
     if x.ndim == 0 or x.dtype not in FLOATS:
         return leaky_relu_ref(x, slope)
-    return native.module().leaky_relu(np.ascontiguousarray(x), slope)
+    return native.module().leaky_relu(c_ordered(x), slope)
 
 
 def leaky_relu_backward(x, gy, slope):
     if x.ndim == 0 or x.dtype not in FLOATS or gy.dtype != x.dtype:
         return leaky_relu_backward_ref(x, gy, slope)
-    return native.module().leaky_relu(np.ascontiguousarray(x), slope, np.ascontiguousarray(gy))
+    return native.module().leaky_relu(c_ordered(x), slope, c_ordered(gy))
 
 
 # Under this many flops ganforge's GEMM runs on the calling thread (csrc/parallel.h,
@@ -63,24 +69,24 @@ def _same_dtype(x, *others):
 def batch_norm(x, weight, bias, eps):
     if not _same_dtype(x, weight, bias):  # mixed precision promotes, as NumPy does
         return batch_norm_ref(x, weight, bias, eps)
-    contiguous = [None if a is None else np.ascontiguousarray(a) for a in (x, weight, bias)]
+    contiguous = [None if a is None else c_ordered(a) for a in (x, weight, bias)]
     return native.module().batch_norm_forward(*contiguous, eps)
 
 
 def batch_norm_backward(x, gy, weight, mean, inv_std):
     if not _same_dtype(x, gy, weight, mean, inv_std):
         return batch_norm_backward_ref(x, gy, weight, mean, inv_std)
-    contiguous = [None if a is None else np.ascontiguousarray(a) for a in (x, gy, weight, mean, inv_std)]
+    contiguous = [None if a is None else c_ordered(a) for a in (x, gy, weight, mean, inv_std)]
     return native.module().batch_norm_backward(*contiguous)
 
 
 def gradient_penalty(grad, target, one_sided):
     # C++ sums each row in double (csrc/gan_kernels.cpp); the rest is N numbers.
-    return penalty_of(native.module().per_sample_norms(np.ascontiguousarray(grad)), target, one_sided, grad.dtype)
+    return penalty_of(native.module().per_sample_norms(c_ordered(grad)), target, one_sided, grad.dtype)
 
 
 def power_iteration(weight_matrix, u, n_iterations, eps):
-    return native.module().power_iteration(np.ascontiguousarray(weight_matrix), np.ascontiguousarray(u),
+    return native.module().power_iteration(c_ordered(weight_matrix), c_ordered(u),
                                            n_iterations, eps)
 
 
@@ -98,7 +104,7 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, step):
                                         for a in (grad, exp_avg, exp_avg_sq)) or \
             not all(a.flags.c_contiguous for a in (param, exp_avg, exp_avg_sq)):
         return adam_step_ref(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, step)
-    native.module().adam_step(param, np.ascontiguousarray(grad), exp_avg, exp_avg_sq,
+    native.module().adam_step(param, c_ordered(grad), exp_avg, exp_avg_sq,
                               adam_scalars(lr, beta1, beta2, eps, step))
 
 

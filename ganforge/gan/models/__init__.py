@@ -7,10 +7,11 @@ from .gan import GAN
 from .lsgan import LSGAN
 from .sngan import SNGAN
 from .srgan import SRGAN
+from .stylegan2 import StyleGAN2
 from .wgan import WGAN
 from .wgan_gp import WGANGP
 
-for _model in (GAN, CGAN, DCGAN, WGAN, WGANGP, SNGAN, LSGAN, CycleGAN, SRGAN):
+for _model in (GAN, CGAN, DCGAN, WGAN, WGANGP, SNGAN, LSGAN, CycleGAN, SRGAN, StyleGAN2):
     register_model(_model)
 
-__all__ = ["MODELS", "GAN", "CGAN", "DCGAN", "WGAN", "WGANGP", "SNGAN", "LSGAN", "CycleGAN", "SRGAN"]
+__all__ = ["MODELS", "GAN", "CGAN", "DCGAN", "WGAN", "WGANGP", "SNGAN", "LSGAN", "CycleGAN", "SRGAN", "StyleGAN2"]

@@ -39,6 +39,9 @@ class CGAN(GAN):
         labels = Tensor(np.repeat(np.arange(classes), ROW), device=self.device)
         return self.generate(z, labels), ROW
 
+    def walk_condition(self, n):
+        return (Tensor(np.arange(n) % self.data.num_classes, device=self.device),)
+
     def sample(self, n, labels=None, seed=0, batch_size=500):
         """n samples of class `labels` (an int or n ints; default: the classes in turn)."""
         classes = self.data.num_classes

@@ -10,7 +10,7 @@ import numpy as np
 
 from ... import optim
 from ...autograd import no_grad
-from ...tensor import Generator, randn
+from ...tensor import Generator, Tensor, randn
 from ..losses import discriminator_loss, generator_loss
 from ..model import Model
 from ..nets import mlp_discriminator, mlp_generator, with_minibatch_discrimination
@@ -110,8 +110,38 @@ class GAN(Model):
         G.train(mode)
         return np.concatenate(chunks)
 
+    def latent_walk(self, n, frames, seed=0, keyframes=3):
+        """n walks through z along great circles (z is Gaussian, so its mass lies near a
+        sphere), from keyframe to keyframe and back to the first; a conditional model keeps
+        each walk's class."""
+        if self.data.image_shape is None:
+            raise ValueError(f"{self.name} on {self.data.name} makes points, not images: there is nothing to animate")
+        generator = Generator(seed, self.device)
+        keys = [self.z(n, generator).numpy() for _ in range(keyframes)]
+        keys.append(keys[0])
+        path = [slerp(keys[int(t)], keys[int(t) + 1], t - int(t)) for t in np.linspace(0, keyframes, frames,
+                                                                                        endpoint=False)]
+        cond = self.walk_condition(n)
+        return np.stack([self.as_pictures(self.generate(Tensor(z.astype(np.float32)).to(self.device), *cond))
+                         for z in path])
+
+    def walk_condition(self, n):
+        """What G takes besides z during a latent walk (labels, for cgan)."""
+        return ()
+
     def sample(self, n, labels=None, seed=0, batch_size=500):
         """n samples (NumPy), images in (C, H, W); `labels` only for class-conditional models."""
         if labels is not None:
             raise ValueError(f"{self.name} is not class-conditional: --label does not apply")
         return self.as_pictures(self.generate(self.z(n, Generator(seed, self.device)), batch_size=batch_size))
+
+
+def slerp(a, b, t):
+    """Spherical interpolation between rows of a and b (each row a latent vector)."""
+    a_flat, b_flat = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    cos = np.sum(a_flat * b_flat, axis=1) / (np.linalg.norm(a_flat, axis=1) * np.linalg.norm(b_flat, axis=1))
+    angle = np.arccos(np.clip(cos, -1, 1))[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mixed = np.where(angle > 1e-6, (np.sin((1 - t) * angle) * a_flat + np.sin(t * angle) * b_flat)
+                         / np.sin(angle), (1 - t) * a_flat + t * b_flat)
+    return mixed.reshape(a.shape)
