@@ -115,3 +115,17 @@ def test_the_frozen_classifier_on_real_data():
     # noise can land inside an outlier's large ball (precision's known weakness), but it
     # covers none of the real data
     assert noise["fd"] > 10 * generated["fd"] and noise["recall"] < 0.05 and noise["coverage"] < 0.05
+
+
+def test_fit_classifier_learns_a_separable_toy_set():
+    """The shipped classifier's recipe, on 256 images of two kinds (bright top or bright
+    bottom half): it must tell them apart, and come back in eval mode."""
+    from ganforge.metrics.fashion_classifier import classify, fit_classifier
+    rng = np.random.default_rng(0)
+    labels = np.arange(256) % 2
+    images = np.full((256, 1, 28, 28), -1.0, dtype=np.float32)
+    for i, label in enumerate(labels):
+        images[i, 0, label * 14:(label + 1) * 14] = 1.0
+    images += rng.normal(0, 0.3, images.shape).astype(np.float32)
+    model = fit_classifier(images, labels, epochs=3, batch_size=32, log=False)
+    assert not model.training and (classify(model, images) == labels).mean() > 0.95
