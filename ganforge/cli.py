@@ -579,8 +579,8 @@ def main(argv=None):
     debug = args.debug or env_flag("GANFORGE_DEBUG")
     try:
         code = handlers[args.command](args)
-    except KeyboardInterrupt:
-        print("ganforge: interrupted; resume with --resume", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"ganforge: interrupted{f' ({exc})' if str(exc) else ''}; resume with --resume", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError, FileExistsError, ImportError, RuntimeError) as exc:
         if debug:

@@ -591,3 +591,30 @@ def test_augment_writes_labelled_images_a_pipeline_reads(tiny_fashion, tmp_path,
     capsys.readouterr()
     assert cli.main(["augment", str(dcgan), "--out", str(tmp_path / "x.npz")]) == 1
     assert "not class-conditional" in capsys.readouterr().err
+
+
+def test_ctrl_c_checkpoints_the_step_in_progress_and_the_run_resumes_exactly(tmp_path, monkeypatch, capsys):
+    """SIGINT in the middle of a step (here: inside the third) ends the run after that step,
+    with a checkpoint of it; --resume then continues as if nothing had happened."""
+    import signal
+    options = dict(QUICK, steps=5, checkpoint_every=1000)
+    straight = Trainer("gan", str(tmp_path / "straight"), **options)
+    straight.train()
+    interrupted = Trainer("gan", str(tmp_path / "interrupted"), **options)
+    real_step = interrupted.model.train_step
+
+    def step_with_a_signal(batches):
+        losses = real_step(batches)
+        if interrupted.step == 2:  # the third step, half done: the signal arrives now
+            os.kill(os.getpid(), signal.SIGINT)
+        return losses
+    monkeypatch.setattr(interrupted.model, "train_step", step_with_a_signal)
+    with pytest.raises(KeyboardInterrupt, match="step 3 is checkpointed"):
+        interrupted.train()
+    assert io.latest_checkpoint(str(tmp_path / "interrupted")).endswith("checkpoint-000003")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    resumed = resume_or_start("gan", str(tmp_path / "interrupted"), resume=True)
+    assert resumed.step == 3
+    resumed.train()
+    for key, value in state_of(straight).items():
+        np.testing.assert_array_equal(value, state_of(resumed)[key], err_msg=key)

@@ -14,6 +14,8 @@ import json
 import math
 import os
 import shutil
+import signal
+import threading
 
 import numpy as np
 
@@ -234,34 +236,45 @@ class Trainer:
             os.makedirs(self.out_dir, exist_ok=True)
         bar = self._bar = _progress(target, self.step, cfg["progress"] and root)
         rollbacks = 0
-        while self.step < target:
-            losses = self.train_step()
-            if not all(math.isfinite(v) for v in losses.values()):
-                message = (f"step {self.step}: the losses became non-finite ({_format(losses)}); lower the "
-                           "learning rate, or pass --rollback to restart from the last good checkpoint")
-                if not cfg["rollback"] or rollbacks >= 3 or not os.path.exists(os.path.join(self.out_dir, "latest")):
-                    raise TrainingDiverged(message)
-                rollbacks += 1
-                print(f"ganforge: {message}; rolling back to the last checkpoint ({rollbacks}/3)", flush=True)
-                self.load(self.out_dir)
-                continue
-            if (self.step % cfg["log_every"] == 0 or self.step == target) and root:
-                self._log(losses)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix_str(_format(losses))
-            elif self.step % cfg["log_every"] == 0 and root:
-                print(f"step {self.step}/{target}  {_format(losses)}", flush=True)
-            if (self.step % cfg["sample_every"] == 0 or self.step == target) and root:
-                self.save_samples()
-            if cfg["eval_every"] and (self.step % cfg["eval_every"] == 0 or self.step == target) and root:
-                self.evaluate()
-            if self.step % cfg["checkpoint_every"] == 0 or self.step == target:
-                self.save()
+        with _interrupt_between_steps(self.world.size == 1) as interrupted:
+            while self.step < target:
+                rollbacks = self._one_step(target, bar, rollbacks)
+                if interrupted():
+                    self.save()
+                    raise KeyboardInterrupt(f"step {self.step} is checkpointed in {self.out_dir}")
         if bar is not None:
             bar.close()
         self._bar = None
         return self.history
+
+    def _one_step(self, target, bar, rollbacks):
+        """One training step and what follows it (logs, pictures, scores, checkpoint);
+        returns the count of rollbacks so far."""
+        cfg, root = self.config, self.world.is_root
+        losses = self.train_step()
+        if not all(math.isfinite(v) for v in losses.values()):
+            message = (f"step {self.step}: the losses became non-finite ({_format(losses)}); lower the "
+                       "learning rate, or pass --rollback to restart from the last good checkpoint")
+            if not cfg["rollback"] or rollbacks >= 3 or not os.path.exists(os.path.join(self.out_dir, "latest")):
+                raise TrainingDiverged(message)
+            rollbacks += 1
+            print(f"ganforge: {message}; rolling back to the last checkpoint ({rollbacks}/3)", flush=True)
+            self.load(self.out_dir)
+            return rollbacks
+        if (self.step % cfg["log_every"] == 0 or self.step == target) and root:
+            self._log(losses)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(_format(losses))
+        elif self.step % cfg["log_every"] == 0 and root:
+            print(f"step {self.step}/{target}  {_format(losses)}", flush=True)
+        if (self.step % cfg["sample_every"] == 0 or self.step == target) and root:
+            self.save_samples()
+        if cfg["eval_every"] and (self.step % cfg["eval_every"] == 0 or self.step == target) and root:
+            self.evaluate()
+        if self.step % cfg["checkpoint_every"] == 0 or self.step == target:
+            self.save()
+        return rollbacks
 
     def _log(self, losses):
         entry = {"step": self.step, **losses}
@@ -407,6 +420,24 @@ class Trainer:
         if self.world.is_root and os.path.isdir(self.out_dir):
             self._rewrite_logs()
         return self
+
+
+@contextlib.contextmanager
+def _interrupt_between_steps(enabled):
+    """Ctrl-C (SIGINT) during training takes effect after the step in progress, which the
+    trainer then checkpoints: the checkpoint is a state the run really passed through, so
+    --resume continues exactly and at most one step is lost. Yields a function that says
+    whether it was asked for. Off (a plain KeyboardInterrupt) with several ranks, which
+    may see the signal in different steps, and outside the main thread."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    asked = []
+    previous = signal.signal(signal.SIGINT, lambda *_: asked.append(True))
+    try:
+        yield lambda: bool(asked)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _append_rows(path, rows):
