@@ -5,6 +5,7 @@ losses, ...) are written with primitives and get their gradients for free.
 Python numbers are accepted wherever a tensor is, and take the tensor's dtype.
 """
 import builtins
+import functools
 
 import numpy as np
 
@@ -220,19 +221,18 @@ def min(x, axis=None, keepdims=False):
     return _extreme(x, axis, keepdims, amin, argmin, minimum)
 
 
+def _index_of(find, x, axis, keepdims):
+    index = find(x._data, axis=axis)
+    return Tensor._wrap(x.xp.expand_dims(index, axis) if keepdims and axis is not None else index)
+
+
 def argmax(x, axis=None, keepdims=False):
     """The index of the largest element (along `axis`, or of the flattened tensor)."""
-    index = x._data.argmax(axis=axis)
-    if keepdims and axis is not None:
-        index = x.xp.expand_dims(index, axis)
-    return Tensor._wrap(index)
+    return _index_of(x.xp.argmax, x, axis, keepdims)
 
 
 def argmin(x, axis=None, keepdims=False):
-    index = x._data.argmin(axis=axis)
-    if keepdims and axis is not None:
-        index = x.xp.expand_dims(index, axis)
-    return Tensor._wrap(index)
+    return _index_of(x.xp.argmin, x, axis, keepdims)
 
 
 def logsumexp(x, axis=None, keepdims=False):
@@ -686,8 +686,10 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
     return ops.resample.Resample(rows, cols)(x)
 
 
+@functools.lru_cache(maxsize=256)
 def _interpolation_matrix(in_size, out_size, mode, align_corners):
-    """(out, in): each output row's weights on the input rows it reads."""
+    """(out, in): each output row's weights on the input rows it reads (built once per
+    shape: a network resizes the same shapes every step; read-only, as it is shared)."""
     low, high, frac = _source_indices(in_size, out_size, mode, align_corners)
     matrix = np.zeros((out_size, in_size))
     rows = np.arange(out_size)
@@ -696,6 +698,7 @@ def _interpolation_matrix(in_size, out_size, mode, align_corners):
     else:
         np.add.at(matrix, (rows, low), 1 - frac)
         np.add.at(matrix, (rows, high), frac)
+    matrix.setflags(write=False)
     return matrix
 
 
@@ -730,11 +733,16 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
     if ops.conv.pair(stride, "stride") == (kh, kw) and ops.conv.pair(padding, "padding") == (0, 0) \
             and x.shape[2] % kh == 0 and x.shape[3] % kw == 0:
         return adaptive_avg_pool2d(x, (x.shape[2] // kh, x.shape[3] // kw))  # tiles: the same bins, one linear map
-    oh, ow = ops.conv.output_size(x.shape[2:], (kh, kw), ops.conv.pair(stride, "stride"),
+    return _pooled(mean, x, (kh, kw), stride, padding)
+
+
+def _pooled(reduce, x, kernel, stride, padding):
+    """reduce(windows, axis 2) over each (kh, kw) window of x: (N, C, OH, OW)."""
+    (kh, kw), n, c = kernel, x.shape[0], x.shape[1]
+    oh, ow = ops.conv.output_size(x.shape[2:], kernel, ops.conv.pair(stride, "stride"),
                                   ops.conv.pair(padding, "padding"), (1, 1))
-    n, c = x.shape[:2]
-    cols = unfold(x, (kh, kw), stride, padding)
-    return reshape(mean(reshape(cols, (n, c, kh * kw, oh * ow)), 2), (n, c, oh, ow))
+    windows = reshape(unfold(x, kernel, stride, padding), (n, c, kh * kw, oh * ow))
+    return reshape(reduce(windows, 2), (n, c, oh, ow))
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0):
@@ -747,19 +755,19 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
         raise ValueError(f"max_pool2d: padding {padding} must be at most half the kernel size {kernel_size}")
     if ph or pw:
         x = pad(x, (pw, pw, ph, ph), value=-np.inf)
-    oh, ow = ops.conv.output_size(x.shape[2:], (kh, kw), ops.conv.pair(stride, "stride"), (0, 0), (1, 1))
-    n, c = x.shape[:2]
-    cols = unfold(x, (kh, kw), stride)
-    return reshape(amax(reshape(cols, (n, c, kh * kw, oh * ow)), 2), (n, c, oh, ow))
+    return _pooled(amax, x, (kh, kw), stride, 0)
 
 
+@functools.lru_cache(maxsize=256)
 def _bin_averages(in_size, out_size):
     """(out, in) matrix averaging PyTorch's adaptive bins: bin i spans rows floor(i in/out)
-    to ceil((i + 1) in/out), so bins overlap when out does not divide in."""
+    to ceil((i + 1) in/out), so bins overlap when out does not divide in (built once per
+    shape, read-only)."""
     weights = np.zeros((out_size, in_size))
     for i in range(out_size):
         start, end = (i * in_size) // out_size, -(-(i + 1) * in_size // out_size)
         weights[i, start:end] = 1.0 / (end - start)
+    weights.setflags(write=False)
     return weights
 
 

@@ -47,20 +47,7 @@ def save_tensors(path, tensors, metadata=None):
         offset += len(data)
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)  # the format aligns the data to 8 bytes
-    scratch = f"{path}.tmp"
-    try:
-        with open(scratch, "wb") as f:
-            f.write(struct.pack("<Q", len(encoded)))
-            f.write(encoded)
-            for blob in blobs:
-                f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(scratch, path)
-    except BaseException:
-        if os.path.exists(scratch):
-            os.remove(scratch)
-        raise
+    write_atomically(path, struct.pack("<Q", len(encoded)), encoded, *blobs)
 
 
 MAX_HEADER_BYTES = 100_000_000  # the format's own limit, which the safetensors package enforces
@@ -244,17 +231,25 @@ def save_checkpoint(run_dir, name, tensors, state):
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    _write_atomically(os.path.join(run_dir, "latest"), name)
+    write_atomically(os.path.join(run_dir, "latest"), name.encode())
     return final
 
 
-def _write_atomically(path, text):
+def write_atomically(path, *chunks):
+    """Write the bytes `chunks` to `path` under a temporary name, synced, then renamed into
+    place: a crash leaves the old file or the new one, never half of one."""
     scratch = f"{path}.tmp"
-    with open(scratch, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(scratch, path)
+    try:
+        with open(scratch, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(scratch, path)
+    except BaseException:
+        if os.path.exists(scratch):
+            os.remove(scratch)
+        raise
 
 
 def latest_checkpoint(run_dir):
@@ -315,21 +310,21 @@ def image_grid(images, rows=None, padding=2):
     return grid
 
 
-def save_image_grid(path, images, rows=None, scale=2):
+def _grid_picture(images, rows, scale):
+    """image_grid's tiling as a Pillow picture, each pixel scale x scale."""
     Image, _ = _pillow()
     grid = image_grid(images, rows)
     picture = Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid)
-    picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST).save(path)
+    return picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+
+
+def save_image_grid(path, images, rows=None, scale=2):
+    _grid_picture(images, rows, scale).save(path)
 
 
 def save_gif(path, frames, rows=None, scale=2, seconds_per_frame=0.08):
     """An animated GIF, one image grid per frame: frames (T, N, C, H, W) in [-1, 1], looping."""
-    Image, _ = _pillow()
-    pictures = []
-    for images in frames:
-        grid = image_grid(images, rows)
-        picture = Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid)
-        pictures.append(picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST))
+    pictures = [_grid_picture(images, rows, scale) for images in frames]
     pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=int(seconds_per_frame * 1000),
                      loop=0)
 

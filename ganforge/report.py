@@ -109,7 +109,5 @@ def write_report(run_dir, out=None):
     page = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style><script>{LOADED_SCRIPT}</script></head>\n<body>\n" + "\n".join(parts)
             + "\n</body></html>\n")
-    with open(out + ".tmp", "w", encoding="utf-8") as f:
-        f.write(page)
-    os.replace(out + ".tmp", out)
+    io.write_atomically(out, page.encode("utf-8"))
     return out

@@ -416,7 +416,7 @@ class Tensor:
         return F.norm(self, p, axis, keepdims)
 
     def reshape(self, *shape):
-        return F.reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
+        return F.reshape(self, _sizes(shape))
 
     view = reshape
 
@@ -424,7 +424,7 @@ class Tensor:
         return F.transpose(self, *axes)
 
     def permute(self, *axes):
-        return F.permute(self, axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes)
+        return F.permute(self, _sizes(axes))
 
     @property
     def T(self):
@@ -447,13 +447,13 @@ class Tensor:
 
     def expand(self, *sizes):
         """PyTorch's broadcast: sizes as arguments or one tuple, -1 keeping a dim's size."""
-        sizes = tuple(sizes[0]) if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)) else sizes
+        sizes = _sizes(sizes)
         kept = (None,) * (len(sizes) - self.ndim) + self.shape
         return F.broadcast_to(self, tuple(k if s == -1 else s for s, k in zip(sizes, kept)))
 
     def repeat(self, *repeats):
         """Tile: the tensor repeated `repeats[i]` times along dim i (PyTorch's repeat, NumPy's tile)."""
-        repeats = tuple(repeats[0]) if len(repeats) == 1 and isinstance(repeats[0], (tuple, list)) else repeats
+        repeats = _sizes(repeats)
         if len(repeats) < self.ndim:
             raise ValueError(f"repeat needs a count for each of the {self.ndim} dims, got {repeats}")
         x = F.reshape(self, (1,) * (len(repeats) - self.ndim) + self.shape)
@@ -533,9 +533,13 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     return Tensor(array, requires_grad=requires_grad)
 
 
+def _sizes(args):
+    """Sizes given PyTorch's two ways, f(2, 3) or f((2, 3)), as one tuple."""
+    return tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list)) else tuple(args)
+
+
 def _filled(fill, shape, dtype, device, requires_grad):
-    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-        shape = tuple(shape[0])
+    shape = _sizes(shape)
     xp = backend.xp_for(device)
     array = xp.full(shape, fill, dtype=np.dtype(dtype or _default_dtype))
     return Tensor(array, requires_grad=requires_grad)
@@ -628,8 +632,7 @@ def manual_seed(seed):
 
 
 def _random(kind, shape, dtype, device, requires_grad, generator):
-    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-        shape = tuple(shape[0])
+    shape = _sizes(shape)
     dtype = np.dtype(dtype or _default_dtype)
     if dtype.kind != "f":
         raise TypeError(f"random tensors must be floating point, got {dtype}")

@@ -1,5 +1,5 @@
-"""Small helpers a model's train_step calls: one optimizer update, a network frozen
-while another trains through it, a penalty chosen by name, an unrolled look-ahead."""
+"""Small helpers a model's train_step calls: one optimizer update, networks in eval mode
+or frozen while another trains through them, a penalty chosen by name, an unrolled look-ahead."""
 import copy
 from contextlib import contextmanager
 
@@ -18,6 +18,20 @@ def update(optimizer, loss, clip_grad_norm=None):
         optimizer.synchronize()  # clip the gradient every rank steps with, not this rank's own
         optim.clip_grad_norm_(optimizer.params, clip_grad_norm)
     optimizer.step()
+
+
+@contextmanager
+def in_eval_mode(*nets):
+    """These networks in eval mode inside (batch norm on its running statistics, no dropout),
+    each back in the mode it had afterwards: for pictures, scores and inference mid-training."""
+    modes = [net.training for net in nets]
+    for net in nets:
+        net.eval()
+    try:
+        yield
+    finally:
+        for net, mode in zip(nets, modes):
+            net.train(mode)
 
 
 @contextmanager

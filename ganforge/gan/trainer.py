@@ -29,6 +29,7 @@ from ..data.fashion_mnist import CLASSES
 from ..tensor import Generator, Tensor, default_generator, manual_seed
 from . import models  # noqa: F401  (registers the models)
 from .model import DataInfo, get_model
+from .steps import in_eval_mode
 
 DEFAULTS = {"steps": 3000, "batch_size": 64, "seed": 0, "device": "cpu", "data": None, "data_path": None,
             "data_b": None, "scale": 4, "resolution": None, "channels": None, "flatten": False, "sample_every": 500,
@@ -185,6 +186,7 @@ class Trainer:
         self.model.preview_batch = {key: Tensor(array[:PREVIEW_ITEMS]).to(cfg["device"])
                                     for arrays in sources.values() for key, array in arrays.items()}
         self.step, self.history, self.evaluations = 0, [], []
+        self._bar = None  # the progress bar while train() runs
         if cfg["eval_every"] and measurable(self.model) is not None:
             raise ValueError(f"--eval-every: {measurable(self.model)}; leave --eval-every out")
 
@@ -292,7 +294,7 @@ class Trainer:
         _append_rows(os.path.join(self.out_dir, "metrics"), [entry])
         line = "  ".join(f"{name} {value:.4g}" for name, value in scores.items())
         message = f"ganforge: step {self.step}, scored on {self.config['eval_samples']} samples: {line}"
-        if getattr(self, "_bar", None) is not None:
+        if self._bar is not None:
             self._bar.write(message)  # above the progress bar, not through it
         else:
             print(message, flush=True)
@@ -325,14 +327,8 @@ class Trainer:
         they must not move batch-norm statistics (or draw dropout masks) of the networks in
         training, or a resumed run would not continue exactly."""
         model = self.averaged_model()
-        modes = {name: net.training for name, net in model.nets.items()}
-        for net in model.nets.values():
-            net.eval()
-        try:
+        with in_eval_mode(*model.nets.values()):
             yield model
-        finally:
-            for name, net in model.nets.items():
-                net.train(modes[name])
 
     def preview(self):
         """The run's picture as an array (images or 2-D points) and its grid's column count."""

@@ -14,7 +14,7 @@ from ...tensor import Generator, Tensor, randn
 from ..losses import discriminator_loss, generator_loss
 from ..model import Model
 from ..nets import mlp_discriminator, mlp_generator, with_minibatch_discrimination
-from ..steps import PENALTIES, discriminator_penalty, frozen, unrolled, update
+from ..steps import PENALTIES, discriminator_penalty, frozen, in_eval_mode, unrolled, update
 
 
 class GAN(Model):
@@ -102,12 +102,9 @@ class GAN(Model):
         """G(z, *cond) as a NumPy array, in eval mode, in batches (10k images need not hold
         10k images' activations at once)."""
         G = self.nets["G"]
-        mode = G.training
-        G.eval()
-        with no_grad():
+        with in_eval_mode(G), no_grad():
             chunks = [G(z[i:i + batch_size], *(c[i:i + batch_size] for c in cond)).numpy()
                       for i in range(0, len(z), batch_size)]
-        G.train(mode)
         return np.concatenate(chunks)
 
     def latent_walk(self, n, frames, seed=0, keyframes=3):

@@ -27,7 +27,7 @@ from ...autograd import grad, no_grad
 from ...nn import EqualizedConv2d, EqualizedLinear, MinibatchStdDev, ModulatedConv2d
 from ...tensor import Generator, Tensor, randn, zeros
 from ..model import Model
-from ..steps import frozen, update
+from ..steps import frozen, in_eval_mode, update
 
 SQRT2 = math.sqrt(2)
 RESOLUTIONS = (8, 16, 32, 64, 128)
@@ -348,12 +348,9 @@ class StyleGAN2(Model):
     def generate_from_ws(self, ws, batch_size=250):
         """Images (NumPy) from ws (N, num_ws, w_dim), with each layer's fixed noise, in eval mode."""
         G = self.nets["G"]
-        mode = G.training
-        G.eval()
-        with no_grad():
+        with in_eval_mode(G), no_grad():
             chunks = [G.synthesis(Tensor(ws[i:i + batch_size]).to(self.device)).numpy()
                       for i in range(0, len(ws), batch_size)]
-        G.train(mode)
         return np.concatenate(chunks)
 
     def ws_of(self, n, seed=0, truncation=1.0):
@@ -395,16 +392,14 @@ class StyleGAN2(Model):
         w = Tensor(w_mean[None].copy(), requires_grad=True).to(self.device)
         opt = optim.Adam([w], lr=lr, betas=(0.9, 0.999))
         goal, losses = Tensor(target[None]).to(self.device), []
-        mode = G.training
-        G.eval()
-        for step in range(steps):
-            fade = max(0.0, 1 - step / (0.75 * steps)) ** 2
-            noise = randn(*w.shape, device=self.device, generator=generator) * (0.05 * w_std * fade)
-            ws = F.broadcast_to(F.unsqueeze(w + noise, 1), (1, G.num_ws, w.shape[1]))
-            loss = F.mean((G.synthesis(ws) - goal) ** 2)
-            update(opt, loss)
-            losses.append(loss.item())
-        G.train(mode)
+        with in_eval_mode(G):
+            for step in range(steps):
+                fade = max(0.0, 1 - step / (0.75 * steps)) ** 2
+                noise = randn(*w.shape, device=self.device, generator=generator) * (0.05 * w_std * fade)
+                ws = F.broadcast_to(F.unsqueeze(w + noise, 1), (1, G.num_ws, w.shape[1]))
+                loss = F.mean((G.synthesis(ws) - goal) ** 2)
+                update(opt, loss)
+                losses.append(loss.item())
         ws = np.repeat(w.numpy(), G.num_ws, axis=0)
         return ws, self.generate_from_ws(ws[None])[0], losses
 
