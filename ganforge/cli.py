@@ -107,7 +107,8 @@ def train(args):
                               resolution=args.resolution, progress=not args.no_progress, lr=args.lr,
                               betas=args.betas, n_critic=args.n_critic, penalty=args.penalty,
                               penalty_weight=args.penalty_weight, lr_decay=args.lr_decay or None,
-                              unrolled_steps=args.unrolled_steps, clip_grad_norm=args.clip_grad_norm,
+                              unrolled_steps=args.unrolled_steps, unrolled_form=args.unrolled_form,
+                              clip_grad_norm=args.clip_grad_norm,
                               minibatch_discrimination=args.minibatch_discrimination or None,
                               cycle_weight=args.cycle_weight, identity_weight=args.identity_weight,
                               pool_size=args.pool_size, width=args.width, blocks=args.blocks, init=args.init,
@@ -465,6 +466,9 @@ def main(argv=None):
     remedies = t.add_argument_group("mode-collapse remedies")
     remedies.add_argument("--unrolled-steps", type=int, metavar="K",
                           help="unrolled GAN: score the generator against D after K look-ahead updates")
+    remedies.add_argument("--unrolled-form", choices=("first-order", "true"),
+                          help="first-order (default): no gradient through the look-ahead updates; true: the "
+                               "generator's gradient flows through them (Metz et al. 2017; slower)")
     remedies.add_argument("--minibatch-discrimination", action="store_true",
                           help="give D minibatch-discrimination features ahead of its score")
     remedies.add_argument("--clip-grad-norm", type=float, metavar="MAX",

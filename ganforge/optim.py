@@ -12,6 +12,7 @@ import numpy as np
 from . import dispatch
 from .autograd import no_grad
 from .backend import device_of, to_device, xp_of
+from .tensor import Tensor
 
 
 class Optimizer:
@@ -74,6 +75,15 @@ class Optimizer:
         """The amount to subtract from param (a fresh array the caller may consume)."""
         raise NotImplementedError
 
+    def differentiable_step(self, params, grads, states):
+        """One update written in Tensor ops instead of in place: takes the parameters, their
+        gradients (which may carry a graph, from autograd.grad(create_graph=True)) and per-parameter
+        states (dicts as in self.state), returns the new parameters and states as tensors that
+        remember how they were computed. The optimizer itself is not touched. This is what
+        the unrolled GAN differentiates through (gan/steps.py, unrolled_parameters)."""
+        raise NotImplementedError(f"{type(self).__name__} has no differentiable step: differentiating through "
+                                  "updates is written for Adam and SGD")
+
     def state_dict(self):
         return {"hyperparameters": dict(self.hyper), "step_count": self.step_count,
                 "state": [{k: (to_device(v, "cpu") if hasattr(v, "shape") else v) for k, v in s.items()}
@@ -118,6 +128,27 @@ class SGD(Optimizer):
             grad = grad + h["momentum"] * buf if h["nesterov"] else buf
         return h["lr"] * grad
 
+    def differentiable_step(self, params, grads, states):
+        h = self.hyper
+        new_params, new_states = [], []
+        for param, grad, state in zip(params, grads, states):
+            if h["weight_decay"]:
+                grad = grad + h["weight_decay"] * param
+            state = dict(state)
+            if h["momentum"]:
+                buffer = _as_tensor(state.get("momentum_buffer"))
+                buffer = grad if buffer is None else h["momentum"] * buffer + (1 - h["dampening"]) * grad
+                state["momentum_buffer"] = buffer
+                grad = grad + h["momentum"] * buffer if h["nesterov"] else buffer
+            new_params.append(param - h["lr"] * grad)
+            new_states.append(state)
+        return new_params, new_states
+
+
+def _as_tensor(value):
+    """An optimizer state's array as a constant tensor (None stays None)."""
+    return value if value is None or isinstance(value, Tensor) else Tensor(value)
+
 
 def adam_step_ref(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, step):
     """One step of Adam (Kingma & Ba, Algorithm 1), updating param and both moments in place.
@@ -154,6 +185,26 @@ class Adam(Optimizer):
         p._inplace(lambda param: dispatch.call("adam_step", param, grad, state["exp_avg"], state["exp_avg_sq"],
                                                h["lr"], *h["betas"], h["eps"], state["step"],
                                                device=device_of(param)))
+
+    def differentiable_step(self, params, grads, states):
+        h = self.hyper
+        beta1, beta2 = h["betas"]
+        new_params, new_states = [], []
+        for param, grad, state in zip(params, grads, states):
+            if h["weight_decay"]:
+                grad = grad + h["weight_decay"] * param
+            step = state.get("step", 0) + 1
+            exp_avg, exp_avg_sq = (1 - beta1) * grad, (1 - beta2) * grad * grad
+            if "exp_avg" in state:
+                exp_avg = exp_avg + beta1 * _as_tensor(state["exp_avg"])
+                exp_avg_sq = exp_avg_sq + beta2 * _as_tensor(state["exp_avg_sq"])
+            m_hat = exp_avg / (1 - beta1 ** step)
+            v_hat = exp_avg_sq / (1 - beta2 ** step)
+            # the tiny term keeps sqrt's derivative finite where a gradient is exactly 0
+            # (1/(2 sqrt 0) times a zero cotangent would be NaN); it changes no float32 sum above 1e-23
+            new_params.append(param - h["lr"] * m_hat / ((v_hat + 1e-30).sqrt() + h["eps"]))
+            new_states.append({"step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq})
+        return new_params, new_states
 
 
 class RMSprop(Optimizer):

@@ -202,3 +202,62 @@ def test_frozen_networks_get_no_gradients_and_thaw_afterwards():
     assert all(p.grad is None for p in D.parameters())
     assert all(p.grad is not None for p in G.parameters())
     assert all(p.requires_grad for p in D.parameters())
+
+
+def one_step_unrolled_setup():
+    """A linear generator and a small tanh discriminator in float64, D's Adam already used
+    (its second moments nonzero, as in training)."""
+    gf.manual_seed(3)
+    G = nn.Linear(2, 2).double()
+    D = nn.Sequential(nn.Linear(2, 6), nn.Tanh(), nn.Linear(6, 1)).double()
+    opt_d = gf.optim.Adam(D.parameters(), lr=0.05, betas=(0.5, 0.9))
+    rng = np.random.default_rng(4)
+    real = [gf.tensor(rng.standard_normal((8, 2)) + 1) for _ in range(3)]
+    z = [gf.tensor(rng.standard_normal((8, 2))) for _ in range(4)]
+    for k in range(2):
+        loss = discriminator_loss("non_saturating", D(real[k]), D(G(z[k]).detach()))
+        opt_d.zero_grad()
+        loss.backward()
+        opt_d.step()
+    return G, D, opt_d, real[2], z[2], z[3]
+
+
+def unrolled_generator_loss(G, D, opt_d, real, z_unroll, z_score, weight, through_updates=True):
+    """The generator's loss against D one differentiable update ahead, as a function of G's weight."""
+    from ganforge.gan.steps import unrolled_parameters
+    g = {"weight": weight, "bias": G.bias}
+    loss_of = lambda: discriminator_loss("non_saturating", D(real), D(nn.utils.functional_call(G, g, z_unroll)))  # noqa: E731
+    ahead = unrolled_parameters(D, opt_d, 1, loss_of)
+    if not through_updates:
+        ahead = {k: v.detach() for k, v in ahead.items()}
+    return generator_loss("non_saturating", nn.utils.functional_call(D, ahead, nn.utils.functional_call(G, g, z_score)))
+
+
+def test_the_unrolled_generator_gradient_matches_finite_differences():
+    """Metz et al.'s unrolled GAN: the generator's gradient through one Adam update of D,
+    against central differences of the whole unrolled loss; and it is not the first-order
+    gradient, which leaves out how D's update depends on the generator."""
+    G, D, opt_d, real, z_unroll, z_score = one_step_unrolled_setup()
+    weight = G.weight.detach().requires_grad_()
+    D_before = {k: v.numpy().copy() for k, v in D.state_dict().items()}
+    adam_before = [dict(s) for s in opt_d.state]
+    assert gradcheck(lambda w: unrolled_generator_loss(G, D, opt_d, real, z_unroll, z_score, w), weight)
+    for key, value in D.state_dict().items():  # the unrolling leaves D and its optimizer alone
+        np.testing.assert_array_equal(value.numpy(), D_before[key])
+    assert all(a["step"] == b["step"] for a, b in zip(adam_before, opt_d.state))
+    true_grad, = gf.autograd.grad(unrolled_generator_loss(G, D, opt_d, real, z_unroll, z_score, weight), weight)
+    first_order, = gf.autograd.grad(unrolled_generator_loss(G, D, opt_d, real, z_unroll, z_score, weight,
+                                                            through_updates=False), weight)
+    assert np.abs(true_grad.numpy() - first_order.numpy()).max() > 1e-3 * np.abs(first_order.numpy()).max()
+
+
+def test_functional_call_swaps_parameters_and_puts_them_back():
+    layer = nn.Linear(3, 2).double()
+    own = layer.weight
+    x = gf.tensor(np.ones((1, 3)))
+    out = nn.utils.functional_call(layer, {"weight": gf.zeros(2, 3, dtype="float64")}, (x,))
+    np.testing.assert_allclose(out.numpy(), layer.bias.numpy()[None])
+    assert layer.weight is own
+    with pytest.raises(KeyError, match="has no parameter 'weights'"):
+        nn.utils.functional_call(layer, {"weights": own}, (x,))
+    assert layer.weight is own

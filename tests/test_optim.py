@@ -289,3 +289,37 @@ def test_pytorch_shaped_schedules_set_the_rate_at_once_and_refuse_bad_settings()
         optim.lr_scheduler.CosineAnnealingLR(opt, T_max=2.5)
     with pytest.raises(TypeError, match="LambdaLR: lr_lambda must be a function of the epoch"):
         optim.lr_scheduler.LambdaLR(opt, lr_lambda=0.5)
+
+
+@pytest.mark.parametrize("make", [lambda p: optim.Adam(p, lr=1e-2, betas=(0.5, 0.9), weight_decay=0.1),
+                                  lambda p: optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1),
+                                  lambda p: optim.SGD(p, lr=0.1)])
+def test_the_differentiable_step_is_the_step(make):
+    """differentiable_step (what the true unrolled GAN differentiates through) gives the
+    parameters and states the in-place step gives, from an empty state and from a used one,
+    and leaves the optimizer untouched."""
+    gf.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1)).double()
+    opt = make(list(model.parameters()))
+    rng = np.random.default_rng(2)
+    for _ in range(3):  # the first comparison starts from an empty state, the next from used ones
+        x = gf.tensor(rng.standard_normal((8, 3)))
+        loss = (model(x) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        before = [dict(s) for s in opt.state]
+        params, states = opt.differentiable_step([p.detach() for p in opt.params], [p.grad for p in opt.params],
+                                                 opt.state)
+        assert all(np.array_equal(a.get("exp_avg"), b.get("exp_avg")) for a, b in zip(before, opt.state))
+        opt.step()
+        for p, new, state, stepped in zip(opt.params, params, states, opt.state):
+            np.testing.assert_allclose(new.numpy(), p.numpy(), rtol=1e-12, atol=1e-15)
+            for key in ("exp_avg", "exp_avg_sq", "momentum_buffer"):
+                if key in state:
+                    np.testing.assert_allclose(state[key].numpy(), stepped[key], rtol=1e-12)
+
+
+def test_an_optimizer_without_a_differentiable_step_says_so():
+    opt = optim.RMSprop(nn.Linear(2, 1).parameters())
+    with pytest.raises(NotImplementedError, match="RMSprop has no differentiable step"):
+        opt.differentiable_step([], [], [])

@@ -198,6 +198,9 @@ def test_command_line_errors_are_one_line(tmp_path, capsys, monkeypatch):
     assert cli.main(["train", "gan", "--steps", "2", "--out", str(tmp_path / "e")]) == 1
     err = capsys.readouterr().err
     assert "already holds a run: pass --resume" in err and "\n" not in err.strip()
+    assert cli.main(["train", "wgan", "--unrolled-steps", "2", "--unrolled-form", "true",
+                     "--out", str(tmp_path / "f")]) == 1
+    assert "wgan's D uses RMSprop: use --unrolled-form first-order" in capsys.readouterr().err
 
 
 def test_checkpoint_tensors_are_standard_safetensors_files(tmp_path):
@@ -215,7 +218,8 @@ def test_checkpoint_tensors_are_standard_safetensors_files(tmp_path):
         np.testing.assert_array_equal(value, tensors[key])
 
 
-@pytest.mark.parametrize("remedy", [dict(unrolled_steps=2), dict(minibatch_discrimination=True),
+@pytest.mark.parametrize("remedy", [dict(unrolled_steps=2), dict(unrolled_steps=2, unrolled_form="true"),
+                                    dict(minibatch_discrimination=True),
                                     dict(clip_grad_norm=0.01)])
 def test_mode_collapse_remedies_train_and_resume(remedy, tmp_path):
     straight = Trainer("gan", str(tmp_path / "straight"), **dict(QUICK, steps=4, **remedy))
@@ -231,6 +235,28 @@ def test_mode_collapse_remedies_train_and_resume(remedy, tmp_path):
     resumed.train()
     for key, value in state_of(straight).items():
         np.testing.assert_array_equal(value, state_of(resumed)[key], err_msg=key)
+
+
+def test_true_unrolling_trains_d_as_a_plain_run_and_g_differently(tmp_path):
+    """Differentiating through the look-ahead changes only the generator's update: D's is
+    the plain run's, and G's differs from the first-order form's."""
+    runs = {form: Trainer("gan", str(tmp_path / form), **dict(QUICK, unrolled_steps=3, unrolled_form=form))
+            for form in ("first-order", "true")}
+    plain = Trainer("gan", str(tmp_path / "plain"), **QUICK)
+    for trainer in (*runs.values(), plain):
+        trainer.train_step()
+    true, first = state_of(runs["true"]), state_of(runs["first-order"])
+    for key, value in state_of(plain).items():
+        if key.startswith("D."):
+            np.testing.assert_array_equal(value, true[key], err_msg=key)
+    assert any(not np.array_equal(true[k], first[k]) for k in true if k.startswith("G."))
+
+
+def test_true_unrolling_needs_a_differentiable_optimizer(tmp_path):
+    with pytest.raises(ValueError, match="wgan's D uses RMSprop: use --unrolled-form first-order"):
+        Trainer("wgan", str(tmp_path), **dict(QUICK, unrolled_steps=2, unrolled_form="true"))
+    with pytest.raises(ValueError, match="unknown unrolled form 'second'"):
+        Trainer("gan", str(tmp_path), **dict(QUICK, unrolled_steps=2, unrolled_form="second"))
 
 
 def test_unrolling_leaves_the_discriminator_where_it_was(tmp_path, monkeypatch):

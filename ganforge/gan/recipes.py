@@ -15,6 +15,12 @@ RECIPES = {
     "gan-r1": ("gan", {"penalty": "r1", "penalty_weight": 0.1, "betas": (0.0, 0.99), "lr_decay": True,
                        "steps": 8000},
                "non-saturating GAN with R1 (gamma 0.1), Adam betas (0, 0.99), lr 1e-3 decayed to 0, 8000 steps"),
+    "gan-unrolled": ("gan", {"unrolled_steps": 5},
+                     "unrolled GAN, first-order: G scored by D 5 updates ahead, no gradient through them "
+                     "(the variant's defaults otherwise)"),
+    "gan-unrolled-true": ("gan", {"unrolled_steps": 5, "unrolled_form": "true"},
+                          "unrolled GAN as Metz et al. wrote it: G's gradient through 5 Adam updates of D "
+                          "(the variant's defaults otherwise)"),
     "wgan-gp": ("wgan-gp", {}, "WGAN-GP, the model's defaults (lambda 10, lr 1e-4, 5 critic steps, 3000 steps)"),
     "wgan-gp-2d": ("wgan-gp", {"penalty_weight": 0.1, "lr": 1e-3, "lr_decay": True, "steps": 4000},
                    "WGAN-GP with lambda 0.1, lr 1e-3 decayed to 0, 4000 steps"),

@@ -4,6 +4,8 @@ import copy
 from contextlib import contextmanager
 
 from .. import optim
+from ..autograd import grad
+from ..nn.utils import swapped_parameters
 from .penalties import gradient_penalty, r1_penalty
 
 PENALTIES = ("none", "gp", "gp_one_sided", "r1")
@@ -64,7 +66,8 @@ def unrolled(net, optimizer, steps, update_once):
     """Unrolled GAN (Metz et al. 2017): inside the block `net` is `steps` updates ahead
     (`update_once()` each), so a generator scored there cannot profit from moving all its
     mass to where D is weak today; afterwards `net` and its optimizer are back where they
-    were. (Metz et al. also differentiate through those updates; this is the first-order form.)"""
+    were. This is the first-order form: the generator's gradient does not flow through the
+    look-ahead updates (unrolled_parameters below is the form that does)."""
     if not steps:
         yield
         return
@@ -77,3 +80,31 @@ def unrolled(net, optimizer, steps, update_once):
     finally:
         net.load_state_dict(weights)
         optimizer.load_state_dict(moments)
+
+
+def unrolled_parameters(net, optimizer, steps, loss_of):
+    """Unrolled GAN as Metz et al. (2017) wrote it: `net`'s parameters after `steps` updates
+    by `optimizer`, each on loss_of() computed with the parameters so far, kept as tensors
+    whose graph holds every update. A generator loss computed with them (through
+    nn.utils.functional_call) differentiates through the updates, so the generator also
+    sees how D would react to its move. `net` and `optimizer` are left as they were
+    (batch-norm statistics included); returns {dotted name: tensor}."""
+    names, params = zip(*net.named_parameters())
+    slot = {id(p): i for i, p in enumerate(optimizer.params)}
+    if any(id(p) not in slot for p in params):
+        raise ValueError("unrolled_parameters: the optimizer must hold every parameter of the network it unrolls")
+    states = [optimizer.state[slot[id(p)]] for p in params]
+    buffers = {k: t.numpy().copy() for k, t in net.state_dict().items()}
+    # the unrolling starts from fresh leaves: the generator's gradient is all that is wanted,
+    # and the network's own parameters stay out of the graph
+    weights = [p.detach().requires_grad_() for p in params]
+    try:
+        for _ in range(steps):
+            with swapped_parameters(net, dict(zip(names, weights))):
+                loss = loss_of()
+            grads = grad(loss, weights, create_graph=True)
+            weights, states = optimizer.differentiable_step(weights, grads, states)
+    finally:
+        net.load_state_dict(buffers)
+    return dict(zip(names, weights))
+

@@ -14,7 +14,10 @@ from ...tensor import Generator, Tensor, randn
 from ..losses import discriminator_loss, generator_loss
 from ..model import Model
 from ..nets import mlp_discriminator, mlp_generator, with_minibatch_discrimination
-from ..steps import PENALTIES, discriminator_penalty, frozen, in_eval_mode, unrolled, update
+from ...nn.utils import functional_call
+from ..steps import PENALTIES, discriminator_penalty, frozen, in_eval_mode, unrolled, unrolled_parameters, update
+
+UNROLLED_FORMS = ("first-order", "true")
 
 
 class GAN(Model):
@@ -24,13 +27,17 @@ class GAN(Model):
     options = {"z_dim": 2, "lr": 1e-3, "betas": (0.5, 0.999), "n_critic": 1,
                "penalty": "none", "penalty_weight": 10.0, "lr_decay": False,
                # mode-collapse remedies: a look-ahead discriminator for the generator's loss
-               # (unrolled GAN), minibatch-discrimination features in D, a bound on gradient norms
-               "unrolled_steps": 0, "minibatch_discrimination": False, "clip_grad_norm": None}
+               # (unrolled GAN, first-order or differentiated through D's updates: "true"),
+               # minibatch-discrimination features in D, a bound on gradient norms
+               "unrolled_steps": 0, "unrolled_form": "first-order", "minibatch_discrimination": False,
+               "clip_grad_norm": None}
     loss = "non_saturating"  # a key of ganforge.gan.LOSSES
 
     def __init__(self, config, data, noise=None):
         if config["penalty"] not in PENALTIES:
             raise ValueError(f"unknown penalty {config['penalty']!r}: use one of {', '.join(PENALTIES)}")
+        if config["unrolled_form"] not in UNROLLED_FORMS:
+            raise ValueError(f"unknown unrolled form {config['unrolled_form']!r}: use one of {', '.join(UNROLLED_FORMS)}")
         super().__init__(config, data, noise)
         self.fixed_z = self.z(self.preview_size(), Generator(config["seed"] + 2, self.device))
 
@@ -50,6 +57,14 @@ class GAN(Model):
     def build_optimizers(self):
         lr, betas = self.config["lr"], tuple(self.config["betas"])
         return {name: optim.Adam(net.parameters(), lr=lr, betas=betas) for name, net in self.nets.items()}
+
+    def setup_optimizers(self):
+        super().setup_optimizers()
+        opt_d = self.optimizers["D"]
+        if self.config["unrolled_form"] == "true" and (type(opt_d).differentiable_step
+                                                        is optim.Optimizer.differentiable_step):
+            raise ValueError(f"--unrolled-form true differentiates through Adam or SGD updates; {self.name}'s D uses "
+                             f"{type(opt_d).__name__}: use --unrolled-form first-order")
 
     # --- training ---------------------------------------------------------------------------
 
@@ -80,15 +95,38 @@ class GAN(Model):
         D = self.nets["D"]
         for _ in range(self.config["n_critic"]):
             loss_d, penalty, fake, cond = self.discriminator_step(next(batches))
-        look_ahead = lambda: self.discriminator_step(next(batches))  # noqa: E731
-        with unrolled(D, self.optimizers["D"], self.config["unrolled_steps"], look_ahead), frozen(D):
-            loss_g = generator_loss(self.loss, D(fake, *cond))
+        if self.config["unrolled_form"] == "true" and self.config["unrolled_steps"]:
+            loss_g = self.generator_loss_through_unrolling(batches, fake, cond)
             update(self.optimizers["G"], loss_g, self.config["clip_grad_norm"])
+        else:
+            look_ahead = lambda: self.discriminator_step(next(batches))  # noqa: E731
+            with unrolled(D, self.optimizers["D"], self.config["unrolled_steps"], look_ahead), frozen(D):
+                loss_g = generator_loss(self.loss, D(fake, *cond))
+                update(self.optimizers["G"], loss_g, self.config["clip_grad_norm"])
         self.step_schedules()
         losses = {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
         if penalty is not None:
             losses["penalty"] = penalty.item()
         return losses
+
+    def generator_loss_through_unrolling(self, batches, fake, cond):
+        """The generator's loss against D after K differentiable updates (Metz et al. 2017):
+        in each, D's loss sees fakes that are not detached, so the loss's gradient reaches
+        G along two paths, through D_K's score of `fake` and through how D_K came to be."""
+        G, D = self.nets["G"], self.nets["D"]
+
+        def unrolled_discriminator_loss():
+            batch = next(batches)
+            real, cond_k = batch["x"], self.condition(batch)
+            fake_k = G(self.z(len(real)), *cond_k)
+            loss = discriminator_loss(self.loss, D(real, *cond_k), D(fake_k, *cond_k))
+            penalty = discriminator_penalty(self.config["penalty"], lambda x: D(x, *cond_k), real, fake_k,
+                                            self.config["penalty_weight"], self.noise)
+            return loss if penalty is None else loss + penalty
+
+        D_ahead = unrolled_parameters(D, self.optimizers["D"], self.config["unrolled_steps"],
+                                      unrolled_discriminator_loss)
+        return generator_loss(self.loss, functional_call(D, D_ahead, (fake, *cond)))
 
     # --- pictures and inference ---------------------------------------------------------------
 
