@@ -115,7 +115,9 @@ def train(args):
                               content_only=args.content_only or None, content=args.content,
                               adversarial_weight=args.adversarial_weight, init_from=args.init_from,
                               mapping_layers=args.mapping_layers, max_channels=args.max_channels,
-                              r1_gamma=args.r1_gamma, pl_weight=args.pl_weight, style_mixing=args.style_mixing)
+                              r1_gamma=args.r1_gamma, pl_weight=args.pl_weight, style_mixing=args.style_mixing,
+                              normal_class=args.normal_class, encoder_steps=args.encoder_steps, kappa=args.kappa,
+                              held_out=args.held_out)
     start = time.time()
     trainer.train()
     if world is not None and not world.is_root:
@@ -228,6 +230,8 @@ def evaluate(args):
     from ganforge.gan import load_model
     from ganforge.metrics.fashion_classifier import fashion_mnist_report
     model = load_model(args.run, use_ema=not args.no_ema)
+    if hasattr(model, "anomaly_scores"):
+        return _evaluate_anomaly_detection(args, model)
     if model.data_kind == "unpaired":
         return _evaluate_translation(args, model)
     if model.data_kind == "paired":
@@ -246,6 +250,88 @@ def evaluate(args):
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"run": args.run, "step": model.step, "n": args.n, **report}, f, indent=1)
+
+
+def _evaluate_anomaly_detection(args, model):
+    """The one-class protocol: AUROC over the whole Fashion-MNIST test set, the normal
+    class's images against the other nine, and the flags at the run's threshold."""
+    import json
+
+    from ganforge.data import load_fashion_mnist
+    from ganforge.metrics.anomaly import detection_report
+    normal_class = model.config["normal_class"]
+    if model.data.name != "fashion-mnist" or normal_class is None:
+        raise ValueError(f"evaluate measures AUROC on the Fashion-MNIST test set for a run with --normal-class; "
+                         f"{args.run} was trained on {model.data.name}: score your own test images with "
+                         "`ganforge score RUN --input FOLDER`")
+    images, labels = load_fashion_mnist(args.data_path, "test")
+    images, labels = images[:args.n], labels[:args.n]  # the protocol is the whole set, 10000 (the default)
+    config = {**model.config, "data_path": args.data_path or model.config.get("data_path")}
+    report = detection_report(model, images, labels != normal_class, _held_out(config), args.fpr)
+    print(f"{model.name} at step {model.step}, normal class {normal_class} ({model.data.classes[normal_class]}): "
+          f"{len(images)} Fashion-MNIST test images, {int((labels == normal_class).sum())} normal; flags at the "
+          f"threshold for a false-positive rate of {args.fpr:g} on {report['held_out']} held-out normal images")
+    _print_table(report["scores"], ["auroc", "tpr", "fpr"])
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"run": args.run, "step": model.step, "normal_class": normal_class, **report}, f, indent=1)
+
+
+def _held_out(config):
+    from ganforge.gan.trainer import held_out_normal_images
+    return held_out_normal_images(config)
+
+
+def score(args):
+    """Anomaly scores of a file, a folder or an array, with a flag at the run's threshold."""
+    import csv
+
+    from ganforge.gan import load_model
+    model = load_model(args.run)
+    if not hasattr(model, "anomaly_scores"):
+        raise ValueError(f"{args.run} holds a {model.name} run, which does not score anomalies; train anomaly "
+                         "(ganforge train anomaly --normal-class K)")
+    names, images = _images_to_score(args.input, model.data.shape)
+    config = {**model.config, "data_path": args.data_path or model.config.get("data_path")}
+    threshold = model.threshold(_held_out(config), args.fpr)
+    scores = model.anomaly_scores(images)
+    flagged = scores["score"] > threshold
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "score", "pixels", "features", "anomalous"])
+        for i, name in enumerate(names):
+            writer.writerow([name, f"{scores['score'][i]:.6g}", f"{scores['pixels'][i]:.6g}",
+                             f"{scores['features'][i]:.6g}", int(flagged[i])])
+    print(f"scored {len(names)} image{'s' if len(names) != 1 else ''} with {model.name} (step {model.step}); "
+          f"{int(flagged.sum())} above the threshold {threshold:.4g} (false-positive rate {args.fpr:g} on held-out "
+          f"normal images); wrote {args.out}")
+
+
+def _images_to_score(source, shape):
+    """(names, images (N, C, H, W) in [-1, 1]) from an image file, a folder or a .npy/.npz array."""
+    import numpy as np
+
+    from ganforge.data.folder import list_images, read_image
+    channels, resolution = shape[0], shape[1]
+    if source.endswith((".npy", ".npz")) and os.path.isfile(source):
+        loaded = np.load(source)
+        array = loaded if source.endswith(".npy") else loaded[loaded.files[0] if "images" not in loaded.files
+                                                               else "images"]
+        if array.ndim == 3:
+            array = array[:, None]
+        if array.ndim != 4 or tuple(array.shape[1:]) != tuple(shape):
+            raise ValueError(f"{source} holds an array of shape {array.shape}; the run scores (N, {channels}, "
+                             f"{resolution}, {resolution}) images in [-1, 1]")
+        base = os.path.basename(source)
+        return [f"{base}[{i}]" for i in range(len(array))], array.astype(np.float32)
+    if os.path.isdir(source):
+        paths = list_images(source)  # an empty folder is its one-line error
+    elif os.path.isfile(source):
+        paths = [source]
+    else:
+        raise FileNotFoundError(f"--input {source} is neither an image, a folder nor a .npy/.npz array")
+    return paths, np.stack([read_image(p, channels, resolution) for p in paths])
 
 
 def _evaluate_translation(args, model):
@@ -497,6 +583,14 @@ def main(argv=None):
     style.add_argument("--pl-weight", type=float, help="the path-length penalty's weight, every 4 steps (default 2; "
                        "0 turns it off)")
     style.add_argument("--style-mixing", type=float, metavar="P", help="probability of style mixing (default 0.9)")
+    anomaly = t.add_argument_group("anomaly detection (anomaly; docs/anomaly.md)")
+    anomaly.add_argument("--normal-class", type=int, metavar="K",
+                         help="train on this class of fashion-mnist alone (a --data folder is all normal images)")
+    anomaly.add_argument("--encoder-steps", type=int, help="of --steps, the last ones that train the encoder "
+                                                           "(default 1000)")
+    anomaly.add_argument("--kappa", type=float, help="weight of D's feature residual in the score (default 1)")
+    anomaly.add_argument("--held-out", type=float, metavar="FRACTION",
+                         help="normal images kept out of training to set the score threshold (default 0.1)")
     t.add_argument("--init-from", metavar="RUN",
                    help="start the networks this run shares with RUN from RUN's weights (srgan from an SRResNet run)")
     s = commands.add_parser("sample", help="draw samples from a trained run")
@@ -544,7 +638,17 @@ def main(argv=None):
                                   "test set for a Fashion-MNIST run)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--no-ema", action="store_true", help="use the raw generator weights, not their EMA")
+    e.add_argument("--fpr", type=float, default=0.05, help="anomaly runs: the false-positive rate on held-out normal "
+                                                           "images that sets the flag's threshold")
     e.add_argument("--json", help="also write the numbers to this JSON file")
+    sc = commands.add_parser("score", help="anomaly scores of images from an anomaly run, as CSV")
+    sc.add_argument("run", help="an anomaly run folder")
+    sc.add_argument("--input", required=True, help="an image, a folder of images, or a .npy/.npz array (N, C, H, W) "
+                                                   "in [-1, 1]")
+    sc.add_argument("--out", default="scores.csv", help="the CSV: file, score, pixels, features, anomalous")
+    sc.add_argument("--fpr", type=float, default=0.05,
+                    help="false-positive rate on held-out normal images that sets the flag's threshold (default 0.05)")
+    sc.add_argument("--data-path", help="the Fashion-MNIST folder (for the held-out normal images)")
     tr = commands.add_parser("translate", help="translate images with a trained CycleGAN run")
     tr.add_argument("run", help="a run folder (or a checkpoint folder)")
     tr.add_argument("--input", required=True, help="an image, or a folder of images (any size)")
@@ -576,7 +680,7 @@ def main(argv=None):
     runtime.hold_freed_memory()  # the command line owns its process (see backends/cpu/runtime.py)
     handlers = {"profile": profile, "info": lambda a: info(), "list": list_models, "train": train, "sample": sample,
                 "evaluate": evaluate, "translate": translate, "upscale": upscale, "report": report, "augment": augment,
-                "mix": mix, "interpolate": interpolate, "project": project}
+                "mix": mix, "interpolate": interpolate, "project": project, "score": score}
     if args.command == "train" and args.nproc is not None:  # this process only starts mpirun, whose ranks train
         handlers["train"] = lambda a: launch(a, argv)
     from ganforge.backend import env_flag

@@ -361,12 +361,17 @@ def save_scatter(path, points, means=None, extent=None, size=480):
 
 def smoothed(values, weight=0.9):
     """An exponential moving average of a noisy curve, debiased at its start (as
-    TensorBoard's smoothing); NaNs are skipped."""
+    TensorBoard's smoothing); NaNs are skipped (a loss logged every few steps is drawn
+    through), and the line ends at the curve's last value (a loss logged in one phase of a
+    run only is not drawn on through the next)."""
     out, average, total = [], 0.0, 0.0
     for value in values:
         if np.isfinite(value):
             average, total = weight * average + (1 - weight) * value, weight * total + (1 - weight)
         out.append(average / total if total else np.nan)
+    finite = np.flatnonzero(np.isfinite(np.asarray(values, dtype=np.float64)))
+    if len(finite):
+        out[finite[-1] + 1:] = [np.nan] * (len(out) - finite[-1] - 1)
     return np.array(out)
 
 

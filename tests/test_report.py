@@ -88,6 +88,7 @@ def test_curves_have_axes_with_matplotlib_and_a_fallback_without(tmp_path, monke
                               np.asarray(Image.open(tmp_path / "plain.png").convert("RGB")))
     smooth = io.smoothed([1.0, np.nan, 3.0, 3.0])
     assert smooth[0] == 1.0 and smooth[1] == 1.0 and 1.0 < smooth[2] < smooth[3] < 3.0
+    assert np.isnan(io.smoothed([1.0, 2.0, np.nan, np.nan])[2:]).all()  # a loss of an earlier phase ends there
 
 
 def chromium():

@@ -62,6 +62,40 @@ def _images(config, name):
                      "PNG/JPEG images")
 
 
+def normal_images(config, images, labels, classes, part="train"):
+    """For anomaly detection (a config with `normal_class` or `held_out`): the normal
+    images, those of class `normal_class` of a labelled set or a whole folder, split by
+    the run's seed into those it trains on (part="train") and the `held_out` fraction
+    that sets the score threshold (part="held-out"). Other configs get their data as it is."""
+    normal_class, fraction = config.get("normal_class"), config.get("held_out") or 0.0
+    if normal_class is not None:
+        if labels is None:
+            raise ValueError("--normal-class picks one class of a labelled data set (fashion-mnist); the images of a "
+                             "folder given with --data are all taken as normal, so leave it out")
+        if not 0 <= normal_class < len(classes):
+            raise ValueError(f"--normal-class {normal_class} is out of range: {config['data']} has classes 0-"
+                             f"{len(classes) - 1} ({', '.join(f'{i} {c}' for i, c in enumerate(classes))})")
+        keep = labels == normal_class
+        images, labels = images[keep], labels[keep]
+    if not fraction:
+        return images, labels
+    if not 0 < fraction < 1:
+        raise ValueError(f"--held-out is the fraction of normal images kept for the threshold, between 0 and 1, "
+                         f"got {fraction}")
+    order = np.random.default_rng(config["seed"]).permutation(len(images))
+    count = int(round(fraction * len(images)))
+    chosen = np.sort(order[:count] if part == "held-out" else order[count:])
+    if len(chosen) == 0:
+        raise ValueError(f"{len(images)} normal images leave none for {part}: give more images or change --held-out")
+    return images[chosen], None if labels is None else labels[chosen]
+
+
+def held_out_normal_images(config):
+    """The normal images a run of this config did not train on (its threshold's set)."""
+    images, labels, classes = _images(config, config["data"])
+    return normal_images(config, images, labels, classes, part="held-out")[0]
+
+
 def _unpaired(config):
     """(domain A, domain B, the (C, H, W) the model trains on) for unpaired translation:
     the built-in fashion-edges, or two folders loaded a little larger than --resolution
@@ -126,6 +160,7 @@ def load_data(config, kind="images"):
         arrays = {"x": sample_mixture(name, MIXTURE_POINTS, np.random.default_rng(config["seed"]))}
     else:
         images, labels, classes = _images(config, name)
+        images, labels = normal_images(config, images, labels, classes)
         arrays = {"x": images} if labels is None else {"x": images, "label": labels}
     x = arrays["x"]
     image_shape = tuple(x.shape[1:]) if x.ndim == 4 else None
@@ -442,12 +477,24 @@ def _append_rows(path, rows):
         return
     with open(path + ".jsonl", "a") as f:
         f.writelines(json.dumps(row) + "\n" for row in rows)
-    fresh = not os.path.exists(path + ".csv")
-    with open(path + ".csv", "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        if fresh:
-            writer.writeheader()
-        writer.writerows(rows)
+    header = []
+    if os.path.exists(path + ".csv"):
+        with open(path + ".csv", newline="") as f:
+            header = next(csv.reader(f), [])
+    columns = header + [key for row in rows for key in row if key not in header]
+    columns = list(dict.fromkeys(columns))
+    if header and columns == header:
+        with open(path + ".csv", "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=columns).writerows(rows)
+        return
+    # a new file, or new columns (a model whose step changes what it logs, as anomaly's
+    # encoder phase does): the whole table again from the JSON lines, one column per key
+    with open(path + ".jsonl") as f:
+        every_row = [json.loads(line) for line in f if line.strip()]
+    with open(path + ".csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(every_row)
 
 
 def _prefixed(tensors, prefix):

@@ -1,5 +1,6 @@
 """The models, one file each: its networks, optimizers and training step."""
 from ..model import MODELS, register_model
+from .anomaly import AnomalyGAN
 from .cgan import CGAN
 from .cyclegan import CycleGAN
 from .dcgan import DCGAN
@@ -11,7 +12,8 @@ from .stylegan2 import StyleGAN2
 from .wgan import WGAN
 from .wgan_gp import WGANGP
 
-for _model in (GAN, CGAN, DCGAN, WGAN, WGANGP, SNGAN, LSGAN, CycleGAN, SRGAN, StyleGAN2):
+for _model in (GAN, CGAN, DCGAN, WGAN, WGANGP, SNGAN, LSGAN, CycleGAN, SRGAN, StyleGAN2, AnomalyGAN):
     register_model(_model)
 
-__all__ = ["MODELS", "GAN", "CGAN", "DCGAN", "WGAN", "WGANGP", "SNGAN", "LSGAN", "CycleGAN", "SRGAN", "StyleGAN2"]
+__all__ = ["MODELS", "GAN", "CGAN", "DCGAN", "WGAN", "WGANGP", "SNGAN", "LSGAN", "CycleGAN", "SRGAN", "StyleGAN2",
+           "AnomalyGAN"]

@@ -1,0 +1,163 @@
+"""Anomaly detection: AUROC against its definition, the normal/held-out split, the model's
+two phases and exact resume, and the score and evaluate commands with their errors."""
+import csv
+import os
+
+import numpy as np
+import pytest
+
+from ganforge import cli, io
+from ganforge.gan import Trainer, resume_or_start
+from ganforge.gan.trainer import normal_images
+from ganforge.metrics.anomaly import auroc
+
+from .conftest import needs_fashion_mnist
+from .test_trainer import QUICK, small, small_fashion_split, state_of, tiny_fashion  # noqa: F401 (fixtures)
+
+
+def pairwise_auroc(scores, anomalous):
+    """AUROC by its definition: over every (anomaly, normal) pair, 1 when the anomaly
+    scores higher, 1/2 on a tie."""
+    a, n = scores[anomalous], scores[~anomalous]
+    return np.mean((a[:, None] > n[None, :]) + 0.5 * (a[:, None] == n[None, :]))
+
+
+def test_auroc_is_the_chance_that_an_anomaly_scores_higher():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 6, 200).astype(float)  # many ties
+    anomalous = rng.random(200) < 0.3
+    scores[anomalous] += 1.5
+    assert auroc(scores, anomalous) == pytest.approx(pairwise_auroc(scores, anomalous), abs=1e-12)
+    assert auroc([0.1, 0.2, 0.9], [False, False, True]) == 1.0
+    assert auroc([0.9, 0.2, 0.1], [True, False, False]) == 1.0
+    assert auroc([0.1, 0.2, 0.9], [True, False, False]) == 0.0
+    with pytest.raises(ValueError, match="both anomalous and normal"):
+        auroc([0.1, 0.2], [False, False])
+    with pytest.raises(ValueError, match="one score and one label per example"):
+        auroc([0.1, 0.2], [False])
+
+
+def test_the_normal_images_split_into_training_and_held_out_by_the_seed():
+    images = np.arange(100, dtype=np.float32).reshape(100, 1, 1, 1)
+    labels = np.arange(100) % 10
+    classes = tuple(f"c{i}" for i in range(10))
+    config = {"normal_class": 3, "held_out": 0.2, "seed": 7, "data": "fashion-mnist"}
+    train, train_labels = normal_images(config, images, labels, classes)
+    held, _ = normal_images(config, images, labels, classes, part="held-out")
+    assert (train_labels == 3).all() and len(train) == 8 and len(held) == 2
+    assert sorted(np.concatenate([train, held]).ravel()) == list(range(3, 100, 10))
+    again, _ = normal_images(config, images, labels, classes)
+    np.testing.assert_array_equal(train, again)
+    other_seed, _ = normal_images({**config, "seed": 8}, images, labels, classes, part="held-out")
+    assert len(other_seed) == 2
+    assert normal_images({"seed": 0}, images, labels, classes)[0] is images  # other models' data as it was
+    with pytest.raises(ValueError, match=r"--normal-class 10 is out of range: fashion-mnist has classes 0-9 \(0 c0"):
+        normal_images({**config, "normal_class": 10}, images, labels, classes)
+    with pytest.raises(ValueError, match="the images of a folder given with --data are all taken as normal"):
+        normal_images(config, images, None, None)
+    with pytest.raises(ValueError, match="--held-out is the fraction"):
+        normal_images({**config, "held_out": 1.5}, images, labels, classes)
+
+
+def anomaly_run(tiny_fashion, folder, **extra):
+    options = {"steps": 6, "encoder_steps": 2, "held_out": 0.25, **extra}
+    return Trainer("anomaly", str(folder), **small("anomaly", tiny_fashion, **options))
+
+
+def test_the_gan_trains_first_then_the_encoder_and_a_resume_is_exact(tiny_fashion, tmp_path):
+    straight = anomaly_run(tiny_fashion, tmp_path / "straight")
+    straight.train(steps=4)
+    after_gan = state_of(straight)
+    history = straight.train()
+    assert [sorted(h) for h in history[-2:]] == [["loss_features", "loss_pixels", "step"]] * 2
+    assert [sorted(h) for h in history[:4]] == [["loss_d", "loss_g", "step"]] * 4
+    after = state_of(straight)
+    for key, value in after_gan.items():  # the encoder's steps move E alone (batch-norm statistics included)
+        assert np.array_equal(value, after[key]) == (not key.startswith("E.")), key
+    first = anomaly_run(tiny_fashion, tmp_path / "resumed")
+    first.train(steps=3)
+    first.save()
+    resumed = resume_or_start("anomaly", str(tmp_path / "resumed"), resume=True)
+    resumed.train()
+    for key, value in after.items():
+        np.testing.assert_array_equal(value, state_of(resumed)[key], err_msg=key)
+    with open(tmp_path / "straight" / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["step", "loss_d", "loss_g", "loss_pixels", "loss_features"]
+    assert rows[0]["loss_pixels"] == "" and rows[-1]["loss_d"] == "" and float(rows[-1]["loss_pixels"]) > 0
+
+
+def test_encoder_steps_must_leave_the_gan_some(tiny_fashion, tmp_path):
+    with pytest.raises(ValueError, match="--encoder-steps must be between 1 and --steps - 1"):
+        anomaly_run(tiny_fashion, tmp_path, encoder_steps=6)
+
+
+def test_scoring_files_folders_and_arrays(tiny_fashion, tmp_path, capsys):
+    run = tmp_path / "run"
+    anomaly_run(tiny_fashion, run).train()
+    from ganforge.gan import load_model
+    model = load_model(str(run))
+    rng = np.random.default_rng(1)
+    images = rng.uniform(-1, 1, (5, 1, 28, 28)).astype(np.float32)
+    scores = model.anomaly_scores(images)
+    np.testing.assert_allclose(scores["score"], scores["pixels"] + model.config["kappa"] * scores["features"])
+    assert (scores["pixels"] > 0).all() and (scores["features"] > 0).all()
+    np.save(tmp_path / "batch.npy", images)
+    assert cli.main(["score", str(run), "--input", str(tmp_path / "batch.npy"), "--out",
+                     str(tmp_path / "scores.csv"), "--data-path", tiny_fashion]) == 0
+    assert "scored 5 images with anomaly (step 6)" in capsys.readouterr().out
+    with open(tmp_path / "scores.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["file"] for r in rows] == [f"batch.npy[{i}]" for i in range(5)]
+    np.testing.assert_allclose([float(r["score"]) for r in rows], scores["score"], rtol=1e-5)
+    threshold = model.threshold(normal_images({**model.config, "data_path": tiny_fashion},
+                                              *_tiny_images(tiny_fashion), part="held-out")[0])
+    assert [int(r["anomalous"]) for r in rows] == list((scores["score"] > threshold).astype(int))
+    os.makedirs(tmp_path / "pictures")
+    for i in range(2):
+        io.save_image(str(tmp_path / "pictures" / f"{i}.png"), images[i])
+    assert cli.main(["score", str(run), "--input", str(tmp_path / "pictures"), "--out", str(tmp_path / "f.csv"),
+                     "--data-path", tiny_fashion]) == 0
+    with open(tmp_path / "f.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2
+    # bad input: one line each
+    os.makedirs(tmp_path / "empty")
+    np.save(tmp_path / "wrong.npy", images[:, :, :14])
+    gan_run = tmp_path / "gan"
+    Trainer("gan", str(gan_run), **QUICK).train()
+    for argv, message in [([str(run), "--input", str(tmp_path / "empty")], "no PNG or JPEG images found"),
+                          ([str(run), "--input", str(tmp_path / "wrong.npy")], "the run scores (N, 1, 28, 28)"),
+                          ([str(run), "--input", str(tmp_path / "nowhere")], "neither an image, a folder nor"),
+                          ([str(gan_run), "--input", str(tmp_path / "batch.npy")], "does not score anomalies"),
+                          ([str(run), "--input", str(tmp_path / "batch.npy"), "--fpr", "2"], "between 0 and 1")]:
+        assert cli.main(["score", *argv, "--data-path", tiny_fashion, "--out", str(tmp_path / "x.csv")]) == 1
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def _tiny_images(folder):
+    from ganforge.data import CLASSES, load_fashion_mnist
+    images, labels = load_fashion_mnist(folder, "train", expected_count=0)
+    return images, labels, tuple(CLASSES)
+
+
+@needs_fashion_mnist
+def test_evaluate_prints_auroc_on_the_test_set(tmp_path, capsys):
+    run = tmp_path / "run"
+    Trainer("anomaly", str(run), **dict(QUICK, normal_class=1, steps=3, encoder_steps=1)).train()
+    assert cli.main(["evaluate", str(run), "--n", "1000", "--json", str(tmp_path / "e.json")]) == 0
+    out = capsys.readouterr().out
+    assert "normal class 1 (Trouser): 1000 Fashion-MNIST test images, 105 normal" in out
+    import json
+    report = json.load(open(tmp_path / "e.json"))
+    assert set(report["scores"]) == {"score", "pixels", "features"} and report["held_out"] == 600
+    assert all(0 <= row["auroc"] <= 1 for row in report["scores"].values())
+    assert 0 <= report["scores"]["score"]["fpr"] <= 1
+    folder_run = tmp_path / "folder"
+    os.makedirs(tmp_path / "normal")
+    for i in range(12):
+        io.save_image(str(tmp_path / "normal" / f"{i}.png"), np.zeros((1, 28, 28), np.float32))
+    Trainer("anomaly", str(folder_run), **dict(QUICK, data=str(tmp_path / "normal"), steps=3, encoder_steps=1,
+                                                batch_size=4, channels=1, resolution=28)).train()
+    assert cli.main(["evaluate", str(folder_run)]) == 1
+    assert "score your own test images with `ganforge score RUN --input FOLDER`" in capsys.readouterr().err
