@@ -6,6 +6,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from ganforge import backend
+from ganforge.data import write_idx
 
 if not backend.gpu_available():
     # Without a GPU, Triton's kernels run only in its interpreter, a choice Triton makes
@@ -59,3 +60,23 @@ def device(request):
 def to_tensor(array, device, requires_grad=False, dtype=np.float64):
     """A tensor on `device` from a NumPy array."""
     return gf.Tensor(np.asarray(array, dtype=dtype), device=device, requires_grad=requires_grad)
+
+
+@pytest.fixture(scope="module")
+def tiny_fashion(tmp_path_factory):
+    """A 64-image stand-in for Fashion-MNIST in IDX files (the real one is slow to train on)."""
+    folder = tmp_path_factory.mktemp("fashion")
+    rng = np.random.default_rng(0)
+    write_idx(os.path.join(folder, "train-images-idx3-ubyte.gz"), rng.integers(0, 256, (64, 28, 28), dtype=np.uint8))
+    write_idx(os.path.join(folder, "train-labels-idx1-ubyte.gz"), rng.integers(0, 10, 64, dtype=np.uint8))
+    return str(folder)
+
+
+@pytest.fixture
+def small_fashion_split(monkeypatch):
+    """The trainer asks for the official 60000 images; the stand-in has 64."""
+    from ganforge.data import fashion_edges
+    from ganforge.gan import trainer as trainer_module
+    real = trainer_module.load_fashion_mnist
+    for module in (trainer_module, fashion_edges):
+        monkeypatch.setattr(module, "load_fashion_mnist", lambda root, split: real(root, split, expected_count=0))

@@ -12,7 +12,9 @@ from ganforge.gan.trainer import normal_images
 from ganforge.metrics.anomaly import auroc
 
 from .conftest import needs_fashion_mnist
-from .test_trainer import QUICK, small, small_fashion_split, state_of, tiny_fashion  # noqa: F401 (fixtures)
+from .test_trainer import QUICK, small, state_of
+
+pytestmark = pytest.mark.usefixtures("small_fashion_split")
 
 
 def pairwise_auroc(scores, anomalous):

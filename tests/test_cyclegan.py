@@ -16,7 +16,9 @@ from ganforge.metrics import mean_absolute_error, psnr
 from ganforge.tensor import Generator
 
 from .conftest import import_reference
-from .test_trainer import QUICK, small_fashion_split, state_of, tiny_fashion  # noqa: F401  (fixtures)
+from .test_trainer import QUICK, state_of
+
+pytestmark = pytest.mark.usefixtures("small_fashion_split")
 
 TINY = dict(QUICK, batch_size=2, width=4, blocks=1, pool_size=3)
 
@@ -104,7 +106,7 @@ def test_psnr_and_l1_on_the_unit_scale():
 
 
 @pytest.fixture()
-def edges_run(tiny_fashion, tmp_path):  # noqa: F811
+def edges_run(tiny_fashion, tmp_path):
     trainer = Trainer("cyclegan", str(tmp_path / "run"), **dict(TINY, data_path=tiny_fashion, steps=4))
     trainer.train()
     return trainer
@@ -133,7 +135,7 @@ def test_the_preview_shows_input_translation_and_reconstruction(edges_run):
     assert os.path.exists(os.path.join(edges_run.out_dir, "samples", "latest.png"))
 
 
-def test_a_resumed_cyclegan_continues_exactly(tiny_fashion, tmp_path):  # noqa: F811
+def test_a_resumed_cyclegan_continues_exactly(tiny_fashion, tmp_path):
     options = dict(TINY, data_path=tiny_fashion, steps=6)
     straight = Trainer("cyclegan", str(tmp_path / "straight"), **options)
     straight.train()
@@ -184,7 +186,7 @@ def test_the_translate_command_writes_one_image_per_input(edges_run, tmp_path, c
     assert "translated 1 image B -> A" in capsys.readouterr().out
 
 
-def test_translate_on_a_run_that_is_not_a_cyclegan_says_so(tiny_fashion, tmp_path, capsys):  # noqa: F811
+def test_translate_on_a_run_that_is_not_a_cyclegan_says_so(tiny_fashion, tmp_path, capsys):
     Trainer("dcgan", str(tmp_path / "dcgan"), **dict(QUICK, data_path=tiny_fashion)).train()
     io.save_image(tmp_path / "x.png", np.zeros((1, 28, 28), np.float32))
     assert cli.main(["translate", str(tmp_path / "dcgan"), "--input", str(tmp_path / "x.png"),

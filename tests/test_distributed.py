@@ -24,7 +24,6 @@ from ganforge.gan.steps import update
 from ganforge.gan.trainer import read_checkpoint
 
 from .conftest import IN_CI
-from .test_trainer import tiny_fashion  # noqa: F401  (a fixture: 64 random images as Fashion-MNIST IDX files)
 
 TESTS = Path(__file__).resolve().parent
 MPI_READY = shutil.which("mpirun") is not None and importlib.util.find_spec("mpi4py") is not None

@@ -1,6 +1,5 @@
 """Scores while training (--eval-every), the curves, and `ganforge report` in a real browser."""
 import json
-import os
 import shutil
 import subprocess
 

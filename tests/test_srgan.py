@@ -11,12 +11,14 @@ import ganforge as gf
 from ganforge import cli
 from ganforge.data import load_image_crops, resize_bicubic
 from ganforge.data.folder import crop_positions
-from ganforge.gan import Trainer, load_model, resume_or_start
+from ganforge.gan import Trainer, resume_or_start
 from ganforge.gan.models.srgan import SRResNet, srgan_discriminator
 from ganforge.metrics import luma, ssim, super_resolution_scores, upscaling_report
 
 from .conftest import import_reference
-from .test_trainer import QUICK, small_fashion_split, state_of, tiny_fashion  # noqa: F401  (fixtures)
+from .test_trainer import QUICK, state_of
+
+pytestmark = pytest.mark.usefixtures("small_fashion_split")
 
 TINY = dict(QUICK, batch_size=4, width=4, blocks=1)
 
@@ -117,7 +119,7 @@ def test_srresnet_trains_g_alone_on_mse_and_srgan_starts_from_it(tiny_fashion, t
         Trainer("srgan", str(tmp_path / "x"), **dict(options, width=8, init_from=str(tmp_path / "srresnet")))
 
 
-def test_a_resumed_srgan_continues_exactly_without_the_run_it_started_from(tiny_fashion, tmp_path):  # noqa: F811
+def test_a_resumed_srgan_continues_exactly_without_the_run_it_started_from(tiny_fashion, tmp_path):
     import shutil
     base = Trainer("srgan", str(tmp_path / "base"), **dict(TINY, data_path=tiny_fashion, content_only=True))
     base.train()

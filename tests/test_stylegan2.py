@@ -10,7 +10,9 @@ from ganforge.gan import Trainer, load_model, resume_or_start
 from ganforge.gan.models.stylegan2 import StyleGAN2, SynthesisNetwork
 from ganforge.testing import gradcheck, gradgradcheck
 
-from .test_trainer import QUICK, small, small_fashion_split, state_of, tiny_fashion  # noqa: F401  (fixtures)
+from .test_trainer import small, state_of
+
+pytestmark = pytest.mark.usefixtures("small_fashion_split")
 
 TINY = dict(z_dim=8, w_dim=8, width=4, max_channels=8, batch_size=8, resolution=32)
 

@@ -9,22 +9,12 @@ import pytest
 import ganforge as gf
 import ganforge.functional as F
 from ganforge import cli, io, nn, optim
-from ganforge.data import write_idx
 from ganforge.gan import MODELS, Model, Trainer, TrainingDiverged, generate, load_generator, resume_or_start
 
 from .conftest import import_reference, needs_fashion_mnist
 
+pytestmark = pytest.mark.usefixtures("small_fashion_split")
 QUICK = dict(steps=3, batch_size=8, sample_every=1000, checkpoint_every=1000, log_every=1, progress=False)
-
-
-@pytest.fixture(scope="module")
-def tiny_fashion(tmp_path_factory):
-    """A 64-image stand-in for Fashion-MNIST in IDX files (the real one is slow to train on)."""
-    folder = tmp_path_factory.mktemp("fashion")
-    rng = np.random.default_rng(0)
-    write_idx(os.path.join(folder, "train-images-idx3-ubyte.gz"), rng.integers(0, 256, (64, 28, 28), dtype=np.uint8))
-    write_idx(os.path.join(folder, "train-labels-idx1-ubyte.gz"), rng.integers(0, 10, 64, dtype=np.uint8))
-    return str(folder)
 
 
 def small(name, tiny_fashion, **extra):
@@ -39,16 +29,6 @@ def small(name, tiny_fashion, **extra):
 
 def state_of(trainer):
     return {f"{p}.{k}": v.numpy().copy() for p, net in trainer.model.nets.items() for k, v in net.state_dict().items()}
-
-
-@pytest.fixture(autouse=True)
-def small_fashion_split(monkeypatch):
-    """The trainer asks for the official 60000 images; the stand-in has 64."""
-    from ganforge.data import fashion_edges
-    from ganforge.gan import trainer as trainer_module
-    real = trainer_module.load_fashion_mnist
-    for module in (trainer_module, fashion_edges):
-        monkeypatch.setattr(module, "load_fashion_mnist", lambda root, split: real(root, split, expected_count=0))
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
