@@ -211,7 +211,7 @@ def sample(args):
     from ganforge.data import mixture
     from ganforge.gan import generate
     samples, model = generate(args.run, args.n, labels=args.label, seed=args.seed, use_ema=not args.no_ema,
-                              truncation=args.truncation)
+                              truncation=args.truncation, text=args.text)
     if args.out.endswith(".npy"):
         np.save(args.out, samples)
     elif samples.ndim == 2:
@@ -232,6 +232,8 @@ def evaluate(args):
     model = load_model(args.run, use_ema=not args.no_ema)
     if hasattr(model, "anomaly_scores"):
         return _evaluate_anomaly_detection(args, model)
+    if model.data_kind == "captioned":
+        return _evaluate_text_following(args, model)
     if model.data_kind == "unpaired":
         return _evaluate_translation(args, model)
     if model.data_kind == "paired":
@@ -275,6 +277,21 @@ def _evaluate_anomaly_detection(args, model):
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"run": args.run, "step": model.step, "normal_class": normal_class, **report}, f, indent=1)
+
+
+def _evaluate_text_following(args, model):
+    import json
+
+    from ganforge.metrics.text2image import text_following_report
+    per_caption = max(1, args.n // 90)
+    report = text_following_report(model, per_caption, args.seed, args.data_path)
+    print(f"{model.name} at step {model.step}, {per_caption} samples per caption: the classifier's class against the "
+          "caption's, and the measured brightness and width against the asked ones (correlation within class; "
+          "share in the asked tercile); unseen: combinations kept out of training")
+    _print_table(report, ["captions", "class_accuracy", "brightness_corr", "width_corr", "attribute_accuracy"])
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"run": args.run, "step": model.step, "per_caption": per_caption, **report}, f, indent=1)
 
 
 def _held_out(config):
@@ -384,10 +401,11 @@ def _evaluate_upscaling(args, model):
 
 def _print_table(rows, names):
     width = max(14, *(len(row) + 2 for row in rows))
-    print(f"{'':{width}s}" + "".join(f"{name:>15s}" for name in names))
+    columns = [max(15, len(name) + 2) for name in names]
+    print(f"{'':{width}s}" + "".join(f"{name:>{c}s}" for name, c in zip(names, columns)))
     for row, values in rows.items():
-        print(f"{row:{width}s}" + "".join(f"{values[name]:15.4f}" if name in values else f"{'-':>15s}"
-                                            for name in names))
+        print(f"{row:{width}s}" + "".join(f"{values[name]:{c}.4f}" if name in values else f"{'-':>{c}s}"
+                                            for name, c in zip(names, columns)))
 
 
 def translate(args):
@@ -491,11 +509,13 @@ def recipe_flags(options):
 def list_models(args):
     from ganforge.gan import MODELS
     from ganforge.gan.recipes import RECIPES
+    width = max(map(len, MODELS))
     for name, model in MODELS.items():
-        print(f"{name:8s} {model.summary}  [default data: {model.defaults.get('data')}]")
+        print(f"{name:{width}s} {model.summary}  [default data: {model.defaults.get('data')}]")
     print("\nrecipes for the 2-D mixtures (ganforge/gan/recipes.py; docs/mode_coverage.md measures them):")
+    width = max(map(len, RECIPES))
     for name, (model, options, summary) in RECIPES.items():
-        print(f"  {name:11s} {summary}\n              ganforge train {model} {recipe_flags(options)}".rstrip())
+        print(f"  {name:{width}s} {summary}\n  {'':{width}s} ganforge train {model} {recipe_flags(options)}".rstrip())
 
 
 def main(argv=None):
@@ -598,6 +618,7 @@ def main(argv=None):
     s.add_argument("--n", type=int, default=64)
     s.add_argument("--out", default="samples.png", help="a .png grid, or .npy for the raw samples")
     s.add_argument("--label", type=int, help="class to draw, for class-conditional models")
+    s.add_argument("--text", help="text2image: what to draw, e.g. 'a dark, wide ankle boot'")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--no-ema", action="store_true", help="use the raw generator weights, not their EMA")
     s.add_argument("--truncation", type=float, metavar="PSI",

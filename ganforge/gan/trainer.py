@@ -90,6 +90,26 @@ def normal_images(config, images, labels, classes, part="train"):
     return images[chosen], None if labels is None else labels[chosen]
 
 
+def _captioned(config):
+    """Fashion-MNIST with a caption per image (data/captions.py) as word indices, less the
+    class-and-attribute combinations the model keeps out of training."""
+    from ..data import captions
+    from .models.text2image import HELD_OUT
+    if config["data"] != "fashion-mnist":
+        raise ValueError(f"text2image writes its captions from Fashion-MNIST's classes; --data {config['data']} has "
+                         "none (use --data fashion-mnist)")
+    images, labels, classes = _images({**config, "resolution": None}, "fashion-mnist")
+    cuts = captions.terciles(images, labels)
+    asked = captions.levels(images, labels, cuts)
+    keep = np.ones(len(images), dtype=bool)
+    if config.get("held_out_combinations"):
+        for k, brightness, width in HELD_OUT:
+            keep &= ~((labels == k) & (asked["brightness"] == brightness) & (asked["width"] == width))
+    tokens = np.stack([captions.tokenize(c) for c in captions.captions_of(images[keep], labels[keep], cuts)])
+    arrays = {"x": images[keep], "tokens": tokens, "label": labels[keep]}
+    return {"x": arrays}, DataInfo("fashion-mnist", tuple(images.shape[1:]), tuple(images.shape[1:]), classes)
+
+
 def held_out_normal_images(config):
     """The normal images a run of this config did not train on (its threshold's set)."""
     images, labels, classes = _images(config, config["data"])
@@ -153,8 +173,10 @@ def load_data(config, kind="images"):
                              f"that is a multiple of {scale}")
         lr = resize_bicubic(hr, height // scale, width // scale)
         return {"pairs": {"hr": hr, "lr": lr}}, DataInfo(name, tuple(hr.shape[1:]), tuple(hr.shape[1:]))
+    if kind == "captioned":
+        return _captioned(config)
     if kind != "images":
-        raise ValueError(f"unknown kind of data {kind!r}: images, unpaired or paired")
+        raise ValueError(f"unknown kind of data {kind!r}: images, unpaired, paired or captioned")
     classes = None
     if name in ("ring8", "grid25"):
         arrays = {"x": sample_mixture(name, MIXTURE_POINTS, np.random.default_rng(config["seed"]))}
@@ -604,11 +626,16 @@ def load_generator(run_dir, use_ema=True):
     return model.nets["G"], model
 
 
-def generate(run_dir, n, labels=None, seed=0, use_ema=True, batch_size=500, truncation=None):
+def generate(run_dir, n, labels=None, seed=0, use_ema=True, batch_size=500, truncation=None, text=None):
     """(n samples as a NumPy array, the model) from a trained run; `labels` (an int or n
-    ints) for class-conditional models, `truncation` for models with a W space."""
+    ints) for class-conditional models, `truncation` for models with a W space, `text`
+    for text2image."""
     model = load_model(run_dir, use_ema)
     extra = {}
+    if text is not None:
+        if model.data_kind != "captioned":
+            raise ValueError(f"{run_dir} holds a {model.name} run, which does not draw from text; train text2image")
+        extra["text"] = text
     if truncation is not None:
         require_w_space(model, run_dir, "--truncation")
         extra["truncation"] = truncation

@@ -9,11 +9,12 @@ from .lsgan import LSGAN
 from .sngan import SNGAN
 from .srgan import SRGAN
 from .stylegan2 import StyleGAN2
+from .text2image import Text2Image
 from .wgan import WGAN
 from .wgan_gp import WGANGP
 
-for _model in (GAN, CGAN, DCGAN, WGAN, WGANGP, SNGAN, LSGAN, CycleGAN, SRGAN, StyleGAN2, AnomalyGAN):
+for _model in (GAN, CGAN, DCGAN, WGAN, WGANGP, SNGAN, LSGAN, CycleGAN, SRGAN, StyleGAN2, AnomalyGAN, Text2Image):
     register_model(_model)
 
 __all__ = ["MODELS", "GAN", "CGAN", "DCGAN", "WGAN", "WGANGP", "SNGAN", "LSGAN", "CycleGAN", "SRGAN", "StyleGAN2",
-           "AnomalyGAN"]
+           "AnomalyGAN", "Text2Image"]
