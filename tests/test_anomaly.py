@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from ganforge import cli, io
-from ganforge.gan import Trainer, resume_or_start
+from ganforge.gan import Trainer
 from ganforge.gan.trainer import normal_images
 from ganforge.metrics.anomaly import auroc
 
 from .conftest import needs_fashion_mnist
-from .test_trainer import QUICK, small, state_of
+from .test_trainer import QUICK, resumed_beside_straight, small, state_of
 
 pytestmark = pytest.mark.usefixtures("small_fashion_split")
 
@@ -61,9 +61,11 @@ def test_the_normal_images_split_into_training_and_held_out_by_the_seed():
         normal_images({**config, "held_out": 1.5}, images, labels, classes)
 
 
+ANOMALY = {"steps": 6, "encoder_steps": 2, "held_out": 0.25}
+
+
 def anomaly_run(tiny_fashion, folder, **extra):
-    options = {"steps": 6, "encoder_steps": 2, "held_out": 0.25, **extra}
-    return Trainer("anomaly", str(folder), **small("anomaly", tiny_fashion, **options))
+    return Trainer("anomaly", str(folder), **small("anomaly", tiny_fashion, **{**ANOMALY, **extra}))
 
 
 def test_the_gan_trains_first_then_the_encoder_and_a_resume_is_exact(tiny_fashion, tmp_path):
@@ -76,13 +78,7 @@ def test_the_gan_trains_first_then_the_encoder_and_a_resume_is_exact(tiny_fashio
     after = state_of(straight)
     for key, value in after_gan.items():  # the encoder's steps move E alone (batch-norm statistics included)
         assert np.array_equal(value, after[key]) == (not key.startswith("E.")), key
-    first = anomaly_run(tiny_fashion, tmp_path / "resumed")
-    first.train(steps=3)
-    first.save()
-    resumed = resume_or_start("anomaly", str(tmp_path / "resumed"), resume=True)
-    resumed.train()
-    for key, value in after.items():
-        np.testing.assert_array_equal(value, state_of(resumed)[key], err_msg=key)
+    resumed_beside_straight("anomaly", tmp_path / "twice", 3, **small("anomaly", tiny_fashion, **ANOMALY))
     with open(tmp_path / "straight" / "log.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["step", "loss_d", "loss_g", "loss_pixels", "loss_features"]

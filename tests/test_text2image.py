@@ -9,12 +9,12 @@ import pytest
 import ganforge as gf
 from ganforge import cli
 from ganforge.data import captions
-from ganforge.gan import Trainer, resume_or_start
+from ganforge.gan import Trainer
 from ganforge.gan.models.text2image import HELD_OUT, BagOfWords
 from ganforge.gan.trainer import load_data
 
 from .conftest import import_reference, needs_fashion_mnist
-from .test_trainer import QUICK, state_of
+from .test_trainer import QUICK, resumed_beside_straight
 
 pytestmark = pytest.mark.usefixtures("small_fashion_split")
 
@@ -110,16 +110,7 @@ def test_the_discriminator_calls_a_real_image_with_a_wrong_caption_fake(tiny_fas
 
 
 def test_text2image_trains_resumes_and_draws_from_text(tiny_fashion, tmp_path, capsys):
-    options = dict(QUICK, steps=4, data_path=tiny_fashion)
-    straight = Trainer("text2image", str(tmp_path / "straight"), **options)
-    straight.train()
-    first = Trainer("text2image", str(tmp_path / "resumed"), **options)
-    first.train(steps=2)
-    first.save()
-    resumed = resume_or_start("text2image", str(tmp_path / "resumed"), resume=True)
-    resumed.train()
-    for key, value in state_of(straight).items():
-        np.testing.assert_array_equal(value, state_of(resumed)[key], err_msg=key)
+    resumed_beside_straight("text2image", tmp_path, 2, **dict(QUICK, steps=4, data_path=tiny_fashion))
     run = str(tmp_path / "straight")
     assert cli.main(["sample", run, "--text", "a dark, wide ankle boot", "--n", "4", "--out",
                      str(tmp_path / "boots.npy")]) == 0

@@ -31,6 +31,24 @@ def state_of(trainer):
     return {f"{p}.{k}": v.numpy().copy() for p, net in trainer.model.nets.items() for k, v in net.state_dict().items()}
 
 
+def resumed_beside_straight(name, folder, split, **options):
+    """A run straight through, and the same run stopped after `split` steps, saved,
+    dropped and resumed to the end: their weights must agree bit for bit. Returns
+    (straight, resumed) for the caller's further checks."""
+    straight = Trainer(name, str(folder / "straight"), **options)
+    straight.train()
+    first = Trainer(name, str(folder / "resumed"), **options)
+    first.train(steps=split)
+    first.save()
+    del first  # "killed"
+    resumed = resume_or_start(name, str(folder / "resumed"), resume=True)
+    assert resumed.step == split
+    resumed.train()
+    for key, value in state_of(straight).items():
+        np.testing.assert_array_equal(value, state_of(resumed)[key], err_msg=key)
+    return straight, resumed
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_model_trains_and_changes_its_weights(name, tiny_fashion, tmp_path):
     trainer = Trainer(name, str(tmp_path), **small(name, tiny_fashion))
@@ -51,18 +69,7 @@ def test_a_resumed_run_continues_exactly(name, tiny_fashion, tmp_path):
     """Spectral-norm vectors, batch-norm statistics, optimizer moments, learning-rate
     schedules, the EMA, the data order and every random stream must all come back for the
     weights to match bit for bit."""
-    straight = Trainer(name, str(tmp_path / "straight"), **small(name, tiny_fashion, steps=6))
-    straight.train()
-    first = Trainer(name, str(tmp_path / "resumed"), **small(name, tiny_fashion, steps=6))
-    first.train(steps=3)
-    first.save()
-    del first  # "killed"
-    resumed = resume_or_start(name, str(tmp_path / "resumed"), resume=True)
-    assert resumed.step == 3
-    resumed.train()
-    a, b = state_of(straight), state_of(resumed)
-    for key in a:
-        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    straight, resumed = resumed_beside_straight(name, tmp_path, 3, **small(name, tiny_fashion, steps=6))
     for key, value in straight.ema["G"].shadow.items():
         np.testing.assert_array_equal(value, resumed.ema["G"].shadow[key], err_msg=f"ema {key}")
     assert straight.history == resumed.history
@@ -210,13 +217,7 @@ def test_mode_collapse_remedies_train_and_resume(remedy, tmp_path):
     after = state_of(straight)
     assert any(not np.array_equal(before[k], after[k]) for k in before if k.startswith("D."))
     assert any(not np.array_equal(before[k], after[k]) for k in before if k.startswith("G."))
-    first = Trainer("gan", str(tmp_path / "resumed"), **dict(QUICK, steps=4, **remedy))
-    first.train(steps=2)
-    first.save()
-    resumed = resume_or_start("gan", str(tmp_path / "resumed"), resume=True)
-    resumed.train()
-    for key, value in state_of(straight).items():
-        np.testing.assert_array_equal(value, state_of(resumed)[key], err_msg=key)
+    resumed_beside_straight("gan", tmp_path / "twice", 2, **dict(QUICK, steps=4, **remedy))
 
 
 def test_true_unrolling_trains_d_as_a_plain_run_and_g_differently(tmp_path):
