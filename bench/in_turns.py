@@ -17,6 +17,7 @@ the timed steps.
     python bench/in_turns.py srgan          one SRGAN step, batch 16: 96 px photos and Fashion-MNIST, x4
     python bench/in_turns.py stylegan2      16 StyleGAN2 steps (one period of its lazy regularizers), 32 px, batch 32
     python bench/in_turns.py stylegan2-fused   the same, ganforge's modulated convolutions unfused against fused
+    python bench/in_turns.py applications   text2image's step, and anomaly's encoder step, batch 64
 """
 import argparse
 import os
@@ -135,6 +136,15 @@ def stylegan2_fused(blocks):
           f"ms/step   fused/unfused {fused_s / unfused_s:.2f}", flush=True)
 
 
+def application_steps(torch, blocks):
+    """text2image's step and anomaly's encoder step against bench/torch_applications.py's."""
+    import torch_applications
+    from ganforge.gan import benchmarks
+    model_steps(torch, blocks, "text2image", (64,), torch_applications.text2image_step_fn, benchmarks.text2image)
+    model_steps(torch, blocks, "anomaly encoder", (64,), torch_applications.anomaly_encoder_step_fn,
+                benchmarks.anomaly_encoder)
+
+
 def conv_step(layer, rng, torch=None):
     """(ganforge's, PyTorch's) forward plus both gradients of a bench/test_conv.py layer,
     on the same random input and weights; PyTorch's is None without torch."""
@@ -177,7 +187,8 @@ def conv(torch, blocks, slow):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["steps", "conv", "cyclegan", "mlp", "srgan", "stylegan2", "stylegan2-fused"])
+    parser.add_argument("what", choices=["steps", "conv", "cyclegan", "mlp", "srgan", "stylegan2", "stylegan2-fused",
+                                             "applications"])
     parser.add_argument("--blocks", type=int, default=6, help="blocks of %d timed steps per framework" % BLOCK)
     parser.add_argument("--slow", action="store_true", help="conv: dcgan64's layers too")
     args = parser.parse_args()
@@ -197,6 +208,8 @@ def main():
         srgan_steps(torch, args.blocks)
     elif args.what == "mlp":
         mlp_steps(torch, args.blocks)
+    elif args.what == "applications":
+        application_steps(torch, args.blocks)
     elif args.what == "stylegan2":
         stylegan2_steps(torch, args.blocks)
     elif args.what == "stylegan2-fused":

@@ -5,6 +5,8 @@ and `ganforge profile MODEL` shows where their time goes. Each step is exactly t
 a discriminator update on a real batch and a detached fake batch, then a generator update
 through a fresh discriminator pass over the same fake batch.
 """
+import numpy as np
+
 from .. import functional as F
 from .. import nn, optim
 from ..tensor import Generator, Tensor, manual_seed, ones_like, rand, randn, zeros_like
@@ -153,3 +155,29 @@ def mlp_gan(batch, seed=0, device="cpu"):
     from .models.gan import GAN
     model = _ready(GAN, DataInfo("random", (2,)), seed, device, batch_size=batch)
     return model, _steps_on(model, {"x": randn(batch, 2, generator=Generator(seed + 3)).to(device)})
+
+
+def text2image(batch, seed=0, device="cpu"):
+    """(model, step): text2image's own train_step on a fixed batch of random images and
+    random 4-word captions, as bench/torch_applications.py's twin does."""
+    from ..data.captions import MAX_WORDS, VOCABULARY
+    from .model import DataInfo
+    from .models.text2image import Text2Image
+    shape = (1, 28, 28)
+    model = _ready(Text2Image, DataInfo("fashion-mnist", shape, shape), seed, device, batch_size=batch)
+    noise = Generator(seed + 3)
+    tokens = np.zeros((batch, MAX_WORDS), dtype=np.int64)
+    tokens[:, :4] = np.random.default_rng(seed).integers(1, len(VOCABULARY), (batch, 4))
+    images = {"x": (rand(batch, *shape, generator=noise) * 2 - 1).to(device), "tokens": Tensor(tokens).to(device)}
+    return model, _steps_on(model, images)
+
+
+def anomaly_encoder(batch, seed=0, device="cpu"):
+    """(model, step): anomaly's train_step in its encoder phase (G and D frozen, E fitted
+    to invert G) on a fixed batch of random images, as bench/torch_applications.py's twin."""
+    from .model import DataInfo
+    from .models.anomaly import AnomalyGAN
+    shape = (1, 28, 28)
+    model = _ready(AnomalyGAN, DataInfo("fashion-mnist", shape, shape), seed, device, batch_size=batch)
+    model.optimizers["G"].step_count = model.gan_steps  # the GAN's steps are done
+    return model, _steps_on(model, {"x": (rand(batch, *shape, generator=Generator(seed + 3)) * 2 - 1).to(device)})

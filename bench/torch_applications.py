@@ -1,0 +1,121 @@
+"""PyTorch twins of the application models' training steps, for bench/in_turns.py:
+text2image (ganforge/gan/models/text2image.py: GAN-INT-CLS with bag-of-words text
+encoders, a matching-aware projection discriminator, hinge loss) and the encoder phase of
+anomaly (models/anomaly.py: izi_f, E trained to invert a frozen G in pixels and in D's
+features; its GAN phase is dcgan28's step, which `in_turns.py steps` measures).
+The networks are ganforge's layer for layer, so that the state dicts share their keys."""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+VOCABULARY, MAX_WORDS, Z_DIM, TEXT_DIM = 18, 6, 100, 64
+
+
+def generator(z_dim):
+    """ganforge's dcgan_generator at 28 px (dcgan28's G)."""
+    return nn.Sequential(
+        nn.ConvTranspose2d(z_dim, 256, 7, 1, 0, bias=False), nn.BatchNorm2d(256), nn.ReLU(),
+        nn.ConvTranspose2d(256, 128, 4, 2, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU(),
+        nn.ConvTranspose2d(128, 1, 4, 2, 1), nn.Tanh())
+
+
+def trunk(batchnorm=True, spectral=False):
+    """ganforge's dcgan_features at 28 px: images -> (N, 128, 7, 7)."""
+    wrap = nn.utils.spectral_norm if spectral else (lambda m: m)
+    return nn.Sequential(wrap(nn.Conv2d(1, 64, 4, 2, 1)), nn.LeakyReLU(0.2), wrap(nn.Conv2d(64, 128, 4, 2, 1)),
+                         *([nn.BatchNorm2d(128)] if batchnorm else []), nn.LeakyReLU(0.2))
+
+
+class BagOfWords(nn.Module):
+    def __init__(self, spectral=False):
+        super().__init__()
+        wrap = nn.utils.spectral_norm if spectral else (lambda m: m)
+        self.embed = nn.EmbeddingBag(VOCABULARY, TEXT_DIM, mode="mean", padding_idx=0)
+        self.mix = wrap(nn.Linear(TEXT_DIM, TEXT_DIM))
+
+    def forward(self, tokens):
+        return F.leaky_relu(self.mix(self.embed(tokens)), 0.2)
+
+
+class TextGenerator(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.text = BagOfWords()
+        self.net = generator(Z_DIM + TEXT_DIM)
+
+    def forward(self, z, tokens):
+        return self.net(torch.cat([z, self.text(tokens)[:, :, None, None]], 1))
+
+
+class TextDiscriminator(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = trunk(batchnorm=False, spectral=True)
+        self.head = nn.utils.spectral_norm(nn.Linear(128 * 7 * 7, 1))
+        self.text = BagOfWords(spectral=True)
+        self.project = nn.utils.spectral_norm(nn.Linear(TEXT_DIM, 128 * 7 * 7, bias=False))
+
+    def forward(self, x, tokens):
+        phi = self.features(x).flatten(1)
+        return self.head(phi) + (self.project(self.text(tokens)) * phi).sum(1, keepdim=True)
+
+
+def text2image_step_fn(batch):
+    """One text2image step on a fixed batch: D's matching-aware hinge loss (real with its
+    caption; generated, and real with the next image's caption, half weight each), then
+    G's hinge loss through D with D's weights left out of the backward."""
+    G, D = TextGenerator(), TextDiscriminator()
+    opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
+    real = torch.rand(batch, 1, 28, 28) * 2 - 1
+    tokens = torch.randint(1, VOCABULARY, (batch, MAX_WORDS))
+    tokens[:, 4:] = 0  # padding, as short captions have
+    wrong = tokens.roll(1, 0)
+
+    def step():
+        fake = G(torch.randn(batch, Z_DIM, 1, 1), tokens)
+        score_real = D(real, tokens)
+        loss_fake = F.relu(1 - score_real).mean() + F.relu(1 + D(fake.detach(), tokens)).mean()
+        loss_wrong = F.relu(1 - score_real).mean() + F.relu(1 + D(real, wrong)).mean()
+        loss_d = 0.5 * (loss_fake + loss_wrong)
+        opt_d.zero_grad()
+        loss_d.backward()
+        opt_d.step()
+        D.requires_grad_(False)
+        loss_g = -D(fake, tokens).mean()
+        opt_g.zero_grad()
+        loss_g.backward()
+        opt_g.step()
+        D.requires_grad_(True)
+        return loss_d.item(), loss_g.item()
+    return step
+
+
+class Encoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.trunk = trunk(batchnorm=False)
+        self.head = nn.Conv2d(128, Z_DIM, 7)
+
+    def forward(self, x):
+        return self.head(self.trunk(x))
+
+
+def anomaly_encoder_step_fn(batch, kappa=1.0):
+    """One step of anomaly's encoder phase on a fixed batch: G and D frozen in eval mode,
+    E trained on the pixel residual of G(E(x)) plus kappa times D's trunk-feature residual."""
+    G, D, E = generator(Z_DIM).eval(), trunk().eval(), Encoder()
+    G.requires_grad_(False)
+    D.requires_grad_(False)
+    opt_e = torch.optim.Adam(E.parameters(), 2e-4, betas=(0.5, 0.999))
+    x = torch.rand(batch, 1, 28, 28) * 2 - 1
+
+    def step():
+        x_back = G(E(x))
+        loss_pixels = ((x_back - x) ** 2).mean()
+        loss_features = ((D(x_back).flatten(1) - D(x).flatten(1)) ** 2).mean()
+        opt_e.zero_grad()
+        (loss_pixels + kappa * loss_features).backward()
+        opt_e.step()
+        return loss_pixels.item(), loss_features.item()
+    return step
