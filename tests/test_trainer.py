@@ -627,3 +627,17 @@ def test_ctrl_c_checkpoints_the_step_in_progress_and_the_run_resumes_exactly(tmp
     resumed.train()
     for key, value in state_of(straight).items():
         np.testing.assert_array_equal(value, state_of(resumed)[key], err_msg=key)
+
+
+def test_labels_per_class_trains_on_that_many_images_of_each_class(tiny_fashion):
+    from ganforge.gan.trainer import DEFAULTS, labelled_subset, load_data
+    config = {**DEFAULTS, "data": "fashion-mnist", "data_path": tiny_fashion, "labels_per_class": 2}
+    sources, _ = load_data(config)
+    labels = sources["x"]["label"]
+    assert sorted(np.bincount(labels, minlength=10)) == [2] * 10
+    again, _ = load_data(config)
+    np.testing.assert_array_equal(again["x"]["x"], sources["x"]["x"])  # the seed draws them
+    other, _ = load_data({**config, "seed": 1})
+    assert not np.array_equal(other["x"]["x"], sources["x"]["x"])
+    with pytest.raises(ValueError, match="--labels-per-class 50: class 0 has only"):
+        labelled_subset(labels, 50, 0)

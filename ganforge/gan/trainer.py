@@ -36,7 +36,8 @@ DEFAULTS = {"steps": 3000, "batch_size": 64, "seed": 0, "device": "cpu", "data":
             "checkpoint_every": 500, "log_every": 50, "ema_decay": 0.999, "rollback": False, "progress": True,
             "eval_every": 0, "eval_samples": 2000,  # --eval-every: score the run as it trains (0: never)
             "sync_batch_norm": True,  # with several ranks: batch norm over all their samples
-            "init_from": None}  # a run folder whose networks of the same names this run starts from
+            "init_from": None,  # a run folder whose networks of the same names this run starts from
+            "labels_per_class": None}  # train on this many images of each class (the few-labels setting)
 CHECKPOINT_FORMAT = 2  # 1: before models owned their step (one G and one D); _upgrade reads it
 PREVIEW_ITEMS = 8
 MIXTURE_POINTS = 100_000  # 2-D data sets are drawn once, from the run's seed, then batched like images
@@ -108,6 +109,19 @@ def _captioned(config):
     tokens = np.stack([captions.tokenize(c) for c in captions.captions_of(images[keep], labels[keep], cuts)])
     arrays = {"x": images[keep], "tokens": tokens, "label": labels[keep]}
     return {"x": arrays}, DataInfo("fashion-mnist", tuple(images.shape[1:]), tuple(images.shape[1:]), classes)
+
+
+def labelled_subset(labels, per_class, seed):
+    """Indices of `per_class` images of every class, drawn by `seed`: the labelled part
+    of a few-labels experiment (bench/augmentation_few_labels.py draws the same)."""
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for k in np.unique(labels):
+        members = np.flatnonzero(labels == k)
+        if len(members) < per_class:
+            raise ValueError(f"--labels-per-class {per_class}: class {k} has only {len(members)} images")
+        chosen.append(rng.choice(members, per_class, replace=False))
+    return np.sort(np.concatenate(chosen))
 
 
 def held_out_normal_images(config):
@@ -183,6 +197,12 @@ def load_data(config, kind="images"):
     else:
         images, labels, classes = _images(config, name)
         images, labels = normal_images(config, images, labels, classes)
+        if config["labels_per_class"]:
+            if labels is None:
+                raise ValueError("--labels-per-class picks images of each class of a labelled data set "
+                                 "(fashion-mnist); a folder has no classes")
+            chosen = labelled_subset(labels, config["labels_per_class"], config["seed"])
+            images, labels = images[chosen], labels[chosen]
         arrays = {"x": images} if labels is None else {"x": images, "label": labels}
     x = arrays["x"]
     image_shape = tuple(x.shape[1:]) if x.ndim == 4 else None

@@ -119,15 +119,16 @@ def generated_report(images, requested_labels=None, n=10000, data_path=None, see
     return report
 
 
-def fit_classifier(images, labels, epochs=8, batch_size=128, seed=0, log=True):
+def fit_classifier(images, labels, epochs=8, batch_size=128, seed=0, log=True, steps=None):
     """A FashionClassifier trained on (images, labels) with the shipped one's recipe (Adam
     2e-3, decayed linearly to 0), in eval mode: the real one's, or one trained on generated
-    images for the classification accuracy score (bench/augmentation_cas.py)."""
+    images for the classification accuracy score (bench/augmentation_cas.py). `steps`
+    replaces `epochs` where the set is too small for epochs to mean much (a few labels)."""
     manual_seed(seed)
     model = FashionClassifier()
     opt = optim.Adam(model.parameters(), lr=2e-3)
     loader = DataLoader(images, labels, batch_size=batch_size, seed=seed)
-    steps = epochs * (len(images) // batch_size)
+    steps = steps or epochs * (len(images) // batch_size)
     schedule = optim.LinearDecayLR(opt, steps)
     start = time.time()
     for step in range(1, steps + 1):
