@@ -14,7 +14,8 @@ FASHION = DataInfo("fashion-mnist", (1, 28, 28), (1, 28, 28), tuple("0123456789"
 FLAT_FASHION = DataInfo("fashion-mnist", (784,), (1, 28, 28), tuple("0123456789"))
 RING = DataInfo("ring8", (2,))
 
-REMEDIES_OFF = {"unrolled_steps": 0, "minibatch_discrimination": False, "clip_grad_norm": None}
+REMEDIES_OFF = {"unrolled_steps": 0, "unrolled_form": "first-order", "minibatch_discrimination": False,
+                "clip_grad_norm": None}
 ADAM_GAN = {"betas": (0.5, 0.999), "n_critic": 1, "penalty": "none", "penalty_weight": 10.0, "lr_decay": False,
             **REMEDIES_OFF}
 
@@ -41,6 +42,14 @@ SETTINGS = {
     # steps, lambda 10, batches of 256
     "wgan-gp": ({"data": "ring8", "steps": 3000, "batch_size": 256},
                 {"z_dim": 2, "lr": 1e-4, **ADAM_GAN, "betas": (0.5, 0.9), "n_critic": 5, "penalty": "gp"}),
+    # Schlegl et al. 2019 (f-AnoGAN): DCGAN's GAN, then the izi_f encoder with kappa 1
+    "anomaly": ({"data": "fashion-mnist", "steps": 3000, "batch_size": 64},
+                {"z_dim": 100, "lr": 2e-4, "init": "default", **ADAM_GAN, "normal_class": None,
+                 "encoder_steps": 1000, "kappa": 1.0, "held_out": 0.1}),
+    # Reed et al. 2016 (GAN-INT-CLS) on cgan's recipe: z of 100, Adam 2e-4, beta1 0.5
+    "text2image": ({"data": "fashion-mnist", "steps": 3000, "batch_size": 64},
+                   {"z_dim": 100, "lr": 2e-4, "init": "dcgan", **ADAM_GAN, "text_dim": 64,
+                    "held_out_combinations": True}),
 }
 
 
