@@ -572,10 +572,23 @@ py::array transpose(const py::array& in) {
   return out;
 }
 
+// Flush-to-zero and denormals-are-zero (MXCSR bits 15 and 6) on the calling thread, and
+// through WorkerPool::run on ganforge's kernel threads: a float32 below 1.2e-38 becomes 0
+// instead of taking the processor's slow path (a 256 x 256 product with such inputs was
+// measured 200x slower in NumPy's BLAS). Returns the previous setting.
+bool set_flush_denormal(bool on) {
+  const unsigned bits = 0x8040;
+  const unsigned csr = _mm_getcsr();
+  _mm_setcsr(on ? (csr | bits) : (csr & ~bits));
+  return (csr & bits) == bits;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "ganforge's compiled CPU kernels";
+  m.def("set_flush_denormal", &set_flush_denormal, py::arg("on"),
+        "Flush denormal floats to zero on this thread and ganforge's kernel threads; returns the previous mode.");
   m.def("num_threads", &ganforge::num_threads, "Threads the kernels use (GANFORGE_NUM_THREADS or the core count).");
   m.def("im2col", &im2col, py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
         py::arg("dilation"), py::arg("batch_in_columns") = false,

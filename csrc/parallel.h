@@ -8,6 +8,7 @@
 // measured on 2 cores). ganforge's workers poll for a fraction of a millisecond only.
 #include <sched.h>
 #include <unistd.h>
+#include <xmmintrin.h>
 
 #include <atomic>
 #include <chrono>
@@ -115,6 +116,7 @@ class WorkerPool {
       while (threads_ < workers - 1) std::thread(&WorkerPool::serve, this, ++threads_).detach();
       task_ = &task;
       workers_ = workers;
+      mxcsr_ = _mm_getcsr();  // the caller's floating-point mode (flush denormals or not) for the workers
       pending_.store(workers - 1);
       generation_.fetch_add(1);
     }
@@ -142,6 +144,7 @@ class WorkerPool {
         seen = generation_.load();
         if (index >= workers_) continue;
         task = task_;
+        _mm_setcsr(mxcsr_);
       }
       (*task)(index);
       if (pending_.fetch_sub(1) == 1) {
@@ -155,6 +158,7 @@ class WorkerPool {
   std::condition_variable wake_, finished_;
   const std::function<void(int64_t)>* task_ = nullptr;
   int64_t workers_ = 0, threads_ = 0;
+  unsigned mxcsr_ = 0;
   std::atomic<int64_t> pending_{0};
   std::atomic<uint64_t> generation_{0};
 };

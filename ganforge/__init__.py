@@ -19,5 +19,6 @@ from .functional import *  # noqa: F401,F403,E402  (gf.exp, gf.matmul, gf.cat, .
 from .functional import cat, constant, expand  # noqa: F401,E402
 from . import data, distributed, gan, io, metrics, nn, optim  # noqa: F401,E402
 from .io import load, save  # noqa: F401,E402  (torch.save's habit, in safetensors)
+from .backends.cpu.native import set_flush_denormal  # noqa: F401,E402  (torch's name)
 
 float32, float64, int32, int64, bool_ = "float32", "float64", "int32", "int64", "bool"

@@ -1090,3 +1090,23 @@ def test_few_output_channels_run_without_unfolding(dtype, monkeypatch):
     assert not few_outputs.applies(3, 64, (7, 7), (2, 2), (1, 1), 1)  # strided: the other routes
     assert not few_outputs.applies(3, 8, (3, 3), (1, 1), (1, 1), 1)  # not few enough
     assert not few_outputs.applies(1, 8, (3, 3), (1, 1), (1, 1), 1, padding=(3, 0))  # no full convolution
+
+
+@pytest.mark.skipif(not native.available()[0], reason="the compiled module is not built")
+def test_flushing_denormals_zeroes_them_on_every_kernel_thread():
+    """gf.set_flush_denormal (torch's name): a product of a denormal (1e-39 in float32) and
+    a normal number is 0 with the flush on, on the calling thread and on the GEMM's
+    workers (a product big enough to be split over them), and is not with it off."""
+    import ganforge as gf
+    from ganforge.backends.cpu.gemm import NativeGemm
+    rng = np.random.default_rng(0)
+    tiny = (np.abs(rng.standard_normal((512, 512))) * 1e-39 + 1e-40).astype(np.float32)
+    ones = np.ones((512, 512), dtype=np.float32)
+    assert (tiny > 0).all() and (tiny < np.finfo(np.float32).tiny).all()
+    try:
+        assert gf.set_flush_denormal(True)
+        assert not NativeGemm.matmul(tiny, ones).any() and not np.matmul(tiny[:4], ones[:, :4]).any()
+        assert not (gf.tensor(tiny) * 1.0).numpy().any()
+    finally:
+        gf.set_flush_denormal(False)
+    assert NativeGemm.matmul(tiny, ones).all()

@@ -18,9 +18,10 @@ RECIPES = {
     "gan-unrolled": ("gan", {"unrolled_steps": 5},
                      "unrolled GAN, first-order: G scored by D 5 updates ahead, no gradient through them "
                      "(the variant's defaults otherwise)"),
-    "gan-unrolled-true": ("gan", {"unrolled_steps": 5, "unrolled_form": "true"},
+    "gan-unrolled-true": ("gan", {"unrolled_steps": 5, "unrolled_form": "true", "flush_denormal": True},
                           "unrolled GAN as Metz et al. wrote it: G's gradient through 5 Adam updates of D "
-                          "(the variant's defaults otherwise)"),
+                          "(the variant's defaults otherwise; denormals flushed, which its second-order "
+                          "graph makes and which slowed a run 2-3x)"),
     "wgan-gp": ("wgan-gp", {}, "WGAN-GP, the model's defaults (lambda 10, lr 1e-4, 5 critic steps, 3000 steps)"),
     "wgan-gp-2d": ("wgan-gp", {"penalty_weight": 0.1, "lr": 1e-3, "lr_decay": True, "steps": 4000},
                    "WGAN-GP with lambda 0.1, lr 1e-3 decayed to 0, 4000 steps"),

@@ -28,6 +28,7 @@ from ..data import (DataLoader, folder_channels, load_fashion_edges, load_fashio
 from ..data.fashion_mnist import CLASSES
 from ..tensor import Generator, Tensor, default_generator, manual_seed
 from . import models  # noqa: F401  (registers the models)
+from ..backends.cpu.native import set_flush_denormal
 from .model import DataInfo, get_model
 from .steps import in_eval_mode
 
@@ -37,7 +38,8 @@ DEFAULTS = {"steps": 3000, "batch_size": 64, "seed": 0, "device": "cpu", "data":
             "eval_every": 0, "eval_samples": 2000,  # --eval-every: score the run as it trains (0: never)
             "sync_batch_norm": True,  # with several ranks: batch norm over all their samples
             "init_from": None,  # a run folder whose networks of the same names this run starts from
-            "labels_per_class": None}  # train on this many images of each class (the few-labels setting)
+            "labels_per_class": None,  # train on this many images of each class (the few-labels setting)
+            "flush_denormal": False}  # denormal floats to zero (gf.set_flush_denormal): second-order graphs make them
 CHECKPOINT_FORMAT = 2  # 1: before models owned their step (one G and one D); _upgrade reads it
 PREVIEW_ITEMS = 8
 MIXTURE_POINTS = 100_000  # 2-D data sets are drawn once, from the run's seed, then batched like images
@@ -230,6 +232,8 @@ class Trainer:
                              **overrides}
         self.out_dir = out_dir
         self.world = world = world or distributed.World()
+        if cfg["flush_denormal"]:
+            set_flush_denormal(True)
         sources, self.data = load_data(cfg, model_class.data_kind)
         manual_seed(cfg["seed"])  # the networks' initial weights
         # every random number of the steps: one stream per rank (rank 0's is a single process's)

@@ -26,3 +26,16 @@ def module():
     if _C is None:
         raise RuntimeError(_error)
     return _C
+
+
+def set_flush_denormal(mode):
+    """Flush denormal floats (below 1.2e-38 in float32) to zero on this thread and
+    ganforge's kernel threads, as torch.set_flush_denormal does; True where it took effect
+    (the compiled module on x86), False elsewhere. Products whose inputs hold denormals
+    take the processor's slow path, 200x slower in NumPy's BLAS here: second-order graphs
+    (the true unrolled GAN's) make such values. NumPy's own BLAS threads, started at
+    import, keep their mode, so this helps most with one BLAS thread."""
+    if _C is None or not hasattr(_C, "set_flush_denormal"):
+        return False
+    _C.set_flush_denormal(bool(mode))
+    return True
