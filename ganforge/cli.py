@@ -269,8 +269,7 @@ def _evaluate_anomaly_detection(args, model):
                          "`ganforge score RUN --input FOLDER`")
     images, labels = load_fashion_mnist(args.data_path, "test")
     images, labels = images[:args.n], labels[:args.n]  # the protocol is the whole set, 10000 (the default)
-    config = {**model.config, "data_path": args.data_path or model.config.get("data_path")}
-    report = detection_report(model, images, labels != normal_class, _held_out(config), args.fpr)
+    report = detection_report(model, images, labels != normal_class, _held_out(model, args.data_path), args.fpr)
     print(f"{model.name} at step {model.step}, normal class {normal_class} ({model.data.classes[normal_class]}): "
           f"{len(images)} Fashion-MNIST test images, {int((labels == normal_class).sum())} normal; flags at the "
           f"threshold for a false-positive rate of {args.fpr:g} on {report['held_out']} held-out normal images")
@@ -295,9 +294,10 @@ def _evaluate_text_following(args, model):
             json.dump({"run": args.run, "step": model.step, "per_caption": per_caption, **report}, f, indent=1)
 
 
-def _held_out(config):
+def _held_out(model, data_path):
+    """The normal images an anomaly run kept out of training (from --data-path if given)."""
     from ganforge.gan.trainer import held_out_normal_images
-    return held_out_normal_images(config)
+    return held_out_normal_images({**model.config, "data_path": data_path or model.config.get("data_path")})
 
 
 def score(args):
@@ -310,8 +310,7 @@ def score(args):
         raise ValueError(f"{args.run} holds a {model.name} run, which does not score anomalies; train anomaly "
                          "(ganforge train anomaly --normal-class K)")
     names, images = _images_to_score(args.input, model.data.shape)
-    config = {**model.config, "data_path": args.data_path or model.config.get("data_path")}
-    threshold = model.threshold(_held_out(config), args.fpr)
+    threshold = model.threshold(_held_out(model, args.data_path), args.fpr)
     scores = model.anomaly_scores(images)
     flagged = scores["score"] > threshold
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -10,7 +10,7 @@ import ganforge as gf
 from ganforge import cli
 from ganforge.data import captions
 from ganforge.gan import Trainer
-from ganforge.gan.models.text2image import HELD_OUT, BagOfWords
+from ganforge.gan.models.text2image import BagOfWords
 from ganforge.gan.trainer import load_data
 
 from .conftest import import_reference, needs_fashion_mnist
@@ -80,7 +80,7 @@ def test_the_held_out_combinations_are_not_trained_on(tiny_fashion):
     config = {"data": "fashion-mnist", "data_path": tiny_fashion, "held_out_combinations": True}
     sources, info = load_data(config, "captioned")
     texts = {" ".join(captions.VOCABULARY[t] for t in row if t) for row in sources["x"]["tokens"]}
-    assert texts and not texts & {captions.caption(*c).replace(",", "") for c in HELD_OUT}
+    assert texts and not texts & {captions.caption(*c).replace(",", "") for c in captions.HELD_OUT}
     everything, _ = load_data({**config, "held_out_combinations": False}, "captioned")
     assert len(everything["x"]["x"]) == 64 > len(sources["x"]["x"])
     with pytest.raises(ValueError, match="text2image writes its captions from Fashion-MNIST's classes"):

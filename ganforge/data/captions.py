@@ -18,6 +18,10 @@ PAD = "<pad>"
 VOCABULARY = (PAD, "a", "an", *(w for pair in ATTRIBUTES.values() for w in pair),
               *dict.fromkeys(w for noun in NOUNS for w in noun.split()))
 MAX_WORDS = 6  # "a dark, wide ankle boot" is the longest caption: 6 tokens
+# (class, brightness level, width level) that text2image keeps out of training, so that
+# evaluation can ask for combinations never seen: dark and wide for the even classes,
+# bright and narrow for the odd ones
+HELD_OUT = tuple((k, -1, 1) if k % 2 == 0 else (k, 1, -1) for k in range(10))
 
 GARMENT = -0.8  # a pixel above this (in [-1, 1]) belongs to the garment, not the black background
 

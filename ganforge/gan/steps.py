@@ -107,4 +107,3 @@ def unrolled_parameters(net, optimizer, steps, loss_of):
     finally:
         net.load_state_dict(buffers)
     return dict(zip(names, weights))
-

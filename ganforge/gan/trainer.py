@@ -23,12 +23,12 @@ from .. import __version__
 from .. import distributed, io, optim
 from ..metrics.progress import measurable, training_scores
 from ..backend import to_device
-from ..data import (DataLoader, folder_channels, load_fashion_edges, load_fashion_mnist, load_image_crops,
+from ..data import (DataLoader, captions, folder_channels, load_fashion_edges, load_fashion_mnist, load_image_crops,
                     load_image_folder, load_size, mixture, resize_bicubic, sample_mixture)
 from ..data.fashion_mnist import CLASSES
+from ..backends.cpu.native import set_flush_denormal
 from ..tensor import Generator, Tensor, default_generator, manual_seed
 from . import models  # noqa: F401  (registers the models)
-from ..backends.cpu.native import set_flush_denormal
 from .model import DataInfo, get_model
 from .steps import in_eval_mode
 
@@ -96,8 +96,6 @@ def normal_images(config, images, labels, classes, part="train"):
 def _captioned(config):
     """Fashion-MNIST with a caption per image (data/captions.py) as word indices, less the
     class-and-attribute combinations the model keeps out of training."""
-    from ..data import captions
-    from .models.text2image import HELD_OUT
     if config["data"] != "fashion-mnist":
         raise ValueError(f"text2image writes its captions from Fashion-MNIST's classes; --data {config['data']} has "
                          "none (use --data fashion-mnist)")
@@ -106,7 +104,7 @@ def _captioned(config):
     asked = captions.levels(images, labels, cuts)
     keep = np.ones(len(images), dtype=bool)
     if config.get("held_out_combinations"):
-        for k, brightness, width in HELD_OUT:
+        for k, brightness, width in captions.HELD_OUT:
             keep &= ~((labels == k) & (asked["brightness"] == brightness) & (asked["width"] == width))
     tokens = np.stack([captions.tokenize(c) for c in captions.captions_of(images[keep], labels[keep], cuts)])
     arrays = {"x": images[keep], "tokens": tokens, "label": labels[keep]}
@@ -527,8 +525,7 @@ def _append_rows(path, rows):
     if os.path.exists(path + ".csv"):
         with open(path + ".csv", newline="") as f:
             header = next(csv.reader(f), [])
-    columns = header + [key for row in rows for key in row if key not in header]
-    columns = list(dict.fromkeys(columns))
+    columns = list(dict.fromkeys(header + [key for row in rows for key in row]))
     if header and columns == header:
         with open(path + ".csv", "a", newline="") as f:
             csv.DictWriter(f, fieldnames=columns).writerows(rows)

@@ -13,14 +13,13 @@ def text_following_report(model, per_caption=50, seed=0, data_path=None):
     between the asked level, -1/0/+1, and the measured attribute standardized within its
     class on real images) and attribute_accuracy (of the asked words, the share whose
     measured tercile is the one asked)."""
-    from ..gan.models.text2image import HELD_OUT
     images, labels = load_fashion_mnist(data_path, "train")
     cuts = captions.terciles(images, labels)
     real = captions.measure(images)
     centre = {name: np.array([values[labels == k].mean() for k in range(10)]) for name, values in real.items()}
     spread = {name: np.array([values[labels == k].std() for k in range(10)]) for name, values in real.items()}
     every = [(k, b, w) for k in range(10) for b in (-1, 0, 1) for w in (-1, 0, 1)]
-    groups = {"seen": [c for c in every if c not in HELD_OUT], "unseen": list(HELD_OUT)}
+    groups = {"seen": [c for c in every if c not in captions.HELD_OUT], "unseen": list(captions.HELD_OUT)}
     classifier = load_classifier()
     report = {}
     for group, combinations in groups.items():

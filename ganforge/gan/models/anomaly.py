@@ -17,7 +17,7 @@ them score above it.
 import numpy as np
 
 from ... import functional as F
-from ... import nn, optim
+from ... import nn
 from ...autograd import no_grad
 from ...tensor import Tensor
 from ..nets import dcgan_features, initialized, per_network_init
@@ -60,17 +60,20 @@ class AnomalyGAN(DCGAN):
         nets["E"] = Encoder(channels, resolution, self.config["z_dim"], per_network_init(self.config["init"])[1])
         return nets
 
-    def build_optimizers(self):
-        lr, betas = self.config["lr"], tuple(self.config["betas"])
-        return {name: optim.Adam(net.parameters(), lr=lr, betas=betas) for name, net in self.nets.items()}
-
     @property
     def gan_steps(self):
         return self.config["steps"] - self.config["encoder_steps"]
 
+    @property
+    def encoder_trains(self):
+        """Whether training is in its second phase (G has had its updates; its optimizer's
+        count is the phase's record, so a resumed run needs no state of its own)."""
+        return bool(self.optimizers) and self.optimizers["G"].step_count >= self.gan_steps
+
     def train_step(self, batches):
-        """The GAN's step until G has had its updates, then the encoder's."""
-        if self.optimizers["G"].step_count < self.gan_steps:
+        """The GAN's step until G has had its updates, then the encoder's (GAN's
+        build_optimizers gives E an Adam of its own beside G's and D's)."""
+        if not self.encoder_trains:
             return super().train_step(batches)
         return self.encoder_step(next(batches)["x"])
 
@@ -134,7 +137,7 @@ class AnomalyGAN(DCGAN):
         """Before the encoder trains: G's samples. Then, row by row: normal images of the
         data, their reconstructions G(E(x)), and G's samples."""
         samples = self.as_pictures(self.generate(self.fixed_z))
-        if self.optimizers and self.optimizers["G"].step_count < self.gan_steps or self.preview_batch is None:
+        if not self.encoder_trains or self.preview_batch is None:
             return samples, None
         real = self.preview_batch["x"].numpy()
         return np.concatenate([real, self.reconstruct(real), samples[:6 * len(real)]]), len(real)

@@ -11,10 +11,10 @@ import numpy as np
 from ... import optim
 from ...autograd import no_grad
 from ...tensor import Generator, Tensor, randn
+from ...nn.utils import functional_call
 from ..losses import discriminator_loss, generator_loss
 from ..model import Model
 from ..nets import mlp_discriminator, mlp_generator, with_minibatch_discrimination
-from ...nn.utils import functional_call
 from ..steps import PENALTIES, discriminator_penalty, frozen, in_eval_mode, unrolled, unrolled_parameters, update
 
 UNROLLED_FORMS = ("first-order", "true")
@@ -77,15 +77,22 @@ class GAN(Model):
         """What G and D see besides z and images: nothing here, (labels,) in cgan."""
         return ()
 
-    def discriminator_step(self, batch):
-        """One discriminator update on a real batch and a detached fake one (and the penalty,
-        if any); returns what the generator's update reuses."""
+    def discriminator_losses(self, batch, detach_fake=True):
+        """D's loss on a real batch and a fake one, and the penalty (or None), with the fake
+        batch and the condition that the generator's update reuses. The fake batch is
+        detached for D's own update; the true unrolled GAN keeps it attached."""
         G, D = self.nets["G"], self.nets["D"]
         real, cond = batch["x"], self.condition(batch)
         fake = G(self.z(len(real)), *cond)
-        loss_d = discriminator_loss(self.loss, D(real, *cond), D(fake.detach(), *cond))
+        loss_d = discriminator_loss(self.loss, D(real, *cond), D(fake.detach() if detach_fake else fake, *cond))
         penalty = discriminator_penalty(self.config["penalty"], lambda x: D(x, *cond), real, fake,
                                         self.config["penalty_weight"], self.noise)
+        return loss_d, penalty, fake, cond
+
+    def discriminator_step(self, batch):
+        """One discriminator update on a real batch and a detached fake one (and the penalty,
+        if any); returns what the generator's update reuses."""
+        loss_d, penalty, fake, cond = self.discriminator_losses(batch)
         update(self.optimizers["D"], loss_d if penalty is None else loss_d + penalty, self.config["clip_grad_norm"])
         return loss_d, penalty, fake, cond
 
@@ -113,17 +120,11 @@ class GAN(Model):
         """The generator's loss against D after K differentiable updates (Metz et al. 2017):
         in each, D's loss sees fakes that are not detached, so the loss's gradient reaches
         G along two paths, through D_K's score of `fake` and through how D_K came to be."""
-        G, D = self.nets["G"], self.nets["D"]
-
         def unrolled_discriminator_loss():
-            batch = next(batches)
-            real, cond_k = batch["x"], self.condition(batch)
-            fake_k = G(self.z(len(real)), *cond_k)
-            loss = discriminator_loss(self.loss, D(real, *cond_k), D(fake_k, *cond_k))
-            penalty = discriminator_penalty(self.config["penalty"], lambda x: D(x, *cond_k), real, fake_k,
-                                            self.config["penalty_weight"], self.noise)
-            return loss if penalty is None else loss + penalty
+            loss_d, penalty, _, _ = self.discriminator_losses(next(batches), detach_fake=False)
+            return loss_d if penalty is None else loss_d + penalty
 
+        D = self.nets["D"]
         D_ahead = unrolled_parameters(D, self.optimizers["D"], self.config["unrolled_steps"],
                                       unrolled_discriminator_loss)
         return generator_loss(self.loss, functional_call(D, D_ahead, (fake, *cond)))

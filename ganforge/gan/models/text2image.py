@@ -18,15 +18,13 @@ import numpy as np
 
 from ... import functional as F
 from ... import nn
+from ...data.captions import VOCABULARY, caption, parse, tokenize
 from ...tensor import Generator, Tensor
 from ..losses import discriminator_loss
 from ..nets import dcgan_features, dcgan_generator
-from ..steps import discriminator_penalty, update
+from ..steps import discriminator_penalty
 from .gan import GAN
 
-# (class, brightness level, width level) kept out of training: dark and wide for the even
-# classes, bright and narrow for the odd ones
-HELD_OUT = tuple((k, -1, 1) if k % 2 == 0 else (k, 1, -1) for k in range(10))
 PREVIEW_LEVELS = [(b, w) for b in (-1, 0, 1) for w in (-1, 0, 1)]  # a column per combination
 
 
@@ -88,7 +86,6 @@ class Text2Image(GAN):
     data_kind = "captioned"
 
     def generator_and_discriminator(self):
-        from ...data.captions import VOCABULARY
         if self.data.shape != (1, 28, 28):
             raise ValueError("text2image is built for Fashion-MNIST's captions (--data fashion-mnist)")
         dim, init = self.config["text_dim"], self.config["init"]
@@ -98,7 +95,7 @@ class Text2Image(GAN):
     def condition(self, batch):
         return (batch["tokens"],)
 
-    def discriminator_step(self, batch):
+    def discriminator_losses(self, batch, detach_fake=True):
         """GAN-INT-CLS's D loss: a real image with its caption is real; a generated image,
         and a real image with another image's caption, are fake (half weight each)."""
         G, D = self.nets["G"], self.nets["D"]
@@ -106,18 +103,16 @@ class Text2Image(GAN):
         wrong = Tensor(np.roll(tokens.numpy(), 1, axis=0), device=self.device)  # the next image's caption
         fake = G(self.z(len(real)), tokens)
         score_real = D(real, tokens)
-        loss_fake = discriminator_loss(self.loss, score_real, D(fake.detach(), tokens))
+        loss_fake = discriminator_loss(self.loss, score_real, D(fake.detach() if detach_fake else fake, tokens))
         loss_wrong = discriminator_loss(self.loss, score_real, D(real, wrong))
         loss_d = 0.5 * (loss_fake + loss_wrong)
         penalty = discriminator_penalty(self.config["penalty"], lambda x: D(x, tokens), real, fake,
                                         self.config["penalty_weight"], self.noise)
-        update(self.optimizers["D"], loss_d if penalty is None else loss_d + penalty, self.config["clip_grad_norm"])
         return loss_d, penalty, fake, (tokens,)
 
     # --- drawing from text --------------------------------------------------------------------
 
     def tokens_of(self, texts):
-        from ...data.captions import tokenize
         return Tensor(np.stack([tokenize(t) for t in texts]), device=self.device)
 
     def preview_size(self):
@@ -125,7 +120,6 @@ class Text2Image(GAN):
 
     def preview(self):
         """A row per class, a column per (brightness, width) request, one z per column."""
-        from ...data.captions import caption
         texts = [caption(k, b, w) for k in range(10) for b, w in PREVIEW_LEVELS]
         z = Tensor(np.tile(self.fixed_z.numpy(), (10, 1, 1, 1)), device=self.device)
         return self.generate(z, self.tokens_of(texts)), len(PREVIEW_LEVELS)
@@ -133,7 +127,6 @@ class Text2Image(GAN):
     def sample(self, n, labels=None, seed=0, batch_size=500, text=None):
         """n images of `text` (one caption, or n); without text, the classes in turn with no
         attribute asked."""
-        from ...data.captions import caption, parse
         if labels is not None:
             raise ValueError("text2image draws from text: use --text 'a bright pullover', not --label")
         texts = [caption(k % 10) for k in range(n)] if text is None else [str(t) for t in np.broadcast_to(text, (n,))]
@@ -143,5 +136,4 @@ class Text2Image(GAN):
         return self.generate(z, self.tokens_of(texts), batch_size=batch_size)
 
     def walk_condition(self, n):
-        from ...data.captions import caption
         return (self.tokens_of([caption(k % 10) for k in range(n)]),)
