@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import ganforge as gf
-from ganforge import cli
+from ganforge import cli, nn
 from ganforge.data import captions
 from ganforge.gan import Trainer
 from ganforge.gan.models.text2image import BagOfWords
@@ -140,3 +140,19 @@ def test_evaluate_reports_how_well_the_text_is_followed(tmp_path, capsys):
     for row in report.values() if isinstance(report, dict) else ():
         if isinstance(row, dict):
             assert 0 <= row["class_accuracy"] <= 1 and -1 <= row["brightness_corr"] <= 1
+
+
+def test_the_text_encoder_differentiates_to_second_order():
+    """BagOfWords is built of ops gradchecked one by one; this checks them composed, padding
+    mask and mean included, in its embedding and its linear weights, to second order."""
+    from ganforge.testing import gradcheck, gradgradcheck
+    gf.manual_seed(1)
+    encoder = BagOfWords(len(captions.VOCABULARY), 4).double()
+    tokens = gf.tensor(np.stack([captions.tokenize(t) for t in ("a dark, wide ankle boot", "a bag")]))
+    embed = encoder.embed.weight.detach().requires_grad_()
+    mix = encoder.mix.weight.detach().requires_grad_()
+
+    def encode(e, m):
+        return nn.utils.functional_call(encoder, {"embed.weight": e, "mix.weight": m}, (tokens,))
+    assert gradcheck(encode, (embed, mix))
+    assert gradgradcheck(encode, (embed, mix))
