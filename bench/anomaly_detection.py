@@ -18,7 +18,7 @@ import numpy as np
 from ganforge.data import CLASSES, load_fashion_mnist
 from ganforge.gan import Trainer
 from ganforge.gan.trainer import held_out_normal_images, normal_images
-from ganforge.metrics.anomaly import auroc, detection_report
+from ganforge.metrics.anomaly import auroc, report_of
 
 # per class 0-9 and mean AUROC (%), one-class protocol on Fashion-MNIST
 PUBLISHED = [
@@ -32,6 +32,7 @@ PUBLISHED = [
 def run_class(k, args):
     out = os.path.join(args.out_dir, f"class-{k}")
     trainer = Trainer("anomaly", out, normal_class=k, steps=args.steps, encoder_steps=args.encoder_steps,
+                      transformations=args.transformations,
                       seed=args.seed, progress=False, sample_every=args.steps, checkpoint_every=args.steps,
                       log_every=100)
     wall, cpu = time.time(), time.process_time()
@@ -39,11 +40,17 @@ def run_class(k, args):
     wall, cpu = time.time() - wall, time.process_time() - cpu
     trainer.save()
     images, labels = load_fashion_mnist(None, "test")
-    report = detection_report(trainer.model, images, labels != k, held_out_normal_images(trainer.config), args.fpr)
-    # every test image's scores, so that other weightings of the two residuals can be measured later
-    np.savez(os.path.join(out, "test_scores.npz"), labels=labels, **trainer.model.anomaly_scores(images))
+    held_out = held_out_normal_images(trainer.config)
+    scoring = time.process_time()
+    threshold = trainer.model.threshold(held_out, args.fpr)
+    scores = trainer.model.anomaly_scores(images)
+    scoring = time.process_time() - scoring
+    report = report_of(scores, labels != k, threshold, len(held_out))
+    # every test image's scores, so that other weightings of the parts can be measured later
+    np.savez(os.path.join(out, "test_scores.npz"), labels=labels, **scores)
     return {"class": k, "steps": args.steps, "encoder_steps": args.encoder_steps, "seed": args.seed,
-            "train_cpu_s": round(cpu), "train_wall_s": round(wall),
+            "transformations": trainer.config["transformations"],
+            "train_cpu_s": round(cpu), "train_wall_s": round(wall), "score_cpu_s": round(scoring),
             **{f"auroc_{name}": row["auroc"] for name, row in report["scores"].items()},
             "tpr": report["scores"]["score"]["tpr"], "fpr": report["scores"]["score"]["fpr"],
             "auroc_nearest_pixels": nearest_training_image_auroc(trainer.config, images, labels, k)}
@@ -67,12 +74,19 @@ def table(rows):
     mean = lambda key: sum(r[key] for r in rows) / len(rows)  # noqa: E731
     head = "| method | " + " | ".join(str(r["class"]) for r in rows) + " | mean |"
     lines = [head, "|---" * (len(rows) + 2) + "|"]
-    for key, name in (("auroc_score", "**ganforge anomaly** (pixels + features)"),
+    for key, name in (("auroc_score", "**ganforge anomaly** (residual + transformations)"),
+                      ("auroc_transformations", "ganforge anomaly, D's transformation task alone"),
+                      ("auroc_residual", "ganforge anomaly, f-AnoGAN's residual alone (pixels + features)"),
                       ("auroc_pixels", "ganforge anomaly, pixel residual alone"),
                       ("auroc_features", "ganforge anomaly, D-feature residual alone"),
                       ("auroc_nearest_pixels", "nearest normal training image in pixels (no learning)")):
+        if key not in rows[0]:
+            continue
         lines.append(f"| {name} | " + " | ".join(pct(r[key]) for r in rows) + f" | {pct(mean(key))} |")
     lines.append("| CPU s to train | " + " | ".join(str(r["train_cpu_s"]) for r in rows) + " | |")
+    if any("score_cpu_s" in r for r in rows):
+        lines.append("| CPU s to score the test set | " + " | ".join(str(r.get("score_cpu_s", "")) for r in rows)
+                     + " | |")
     if len(rows) == 10:
         for name, per_class, mean_value in PUBLISHED:
             cells = [f"{v:.1f}" for v in per_class] if per_class else [""] * 10
@@ -86,6 +100,7 @@ def main():
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--encoder-steps", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--transformations", type=int, default=72, choices=(0, 8, 72))
     parser.add_argument("--fpr", type=float, default=0.05)
     parser.add_argument("--out-dir", default="runs/anomaly-study")
     parser.add_argument("--json", help="append each class's row to this JSON-lines file (and skip classes in it)")
@@ -93,7 +108,8 @@ def main():
     rows = []
     if args.json and os.path.exists(args.json):
         with open(args.json) as f:
-            rows = [r for r in map(json.loads, f) if r["steps"] == args.steps and r["seed"] == args.seed]
+            rows = [r for r in map(json.loads, f) if r["steps"] == args.steps and r["seed"] == args.seed
+                    and r.get("transformations", 0) == args.transformations]
     for k in args.classes:
         if any(r["class"] == k for r in rows):
             continue

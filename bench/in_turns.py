@@ -17,7 +17,7 @@ the timed steps.
     python bench/in_turns.py srgan          one SRGAN step, batch 16: 96 px photos and Fashion-MNIST, x4
     python bench/in_turns.py stylegan2      16 StyleGAN2 steps (one period of its lazy regularizers), 32 px, batch 32
     python bench/in_turns.py stylegan2-fused   the same, ganforge's modulated convolutions unfused against fused
-    python bench/in_turns.py applications   text2image's step, and anomaly's encoder step, batch 64
+    python bench/in_turns.py applications   text2image's step, anomaly's GAN and encoder steps, batch 64
 """
 import argparse
 import os
@@ -137,10 +137,11 @@ def stylegan2_fused(blocks):
 
 
 def application_steps(torch, blocks):
-    """text2image's step and anomaly's encoder step against bench/torch_applications.py's."""
+    """text2image's step and anomaly's two phases' steps against bench/torch_applications.py's."""
     import torch_applications
     from ganforge.gan import benchmarks
     model_steps(torch, blocks, "text2image", (64,), torch_applications.text2image_step_fn, benchmarks.text2image)
+    model_steps(torch, blocks, "anomaly gan", (64,), torch_applications.anomaly_gan_step_fn, benchmarks.anomaly_gan)
     model_steps(torch, blocks, "anomaly encoder", (64,), torch_applications.anomaly_encoder_step_fn,
                 benchmarks.anomaly_encoder)
 

@@ -1,8 +1,9 @@
 """PyTorch twins of the application models' training steps, for bench/in_turns.py:
 text2image (ganforge/gan/models/text2image.py: GAN-INT-CLS with bag-of-words text
 encoders, a matching-aware projection discriminator, hinge loss) and the encoder phase of
-anomaly (models/anomaly.py: izi_f, E trained to invert a frozen G in pixels and in D's
-features; its GAN phase is dcgan28's step, which `in_turns.py steps` measures).
+anomaly (models/anomaly.py): its GAN phase, dcgan28's step with D's transformation task
+(a head C on D's trunk names which of 72 mirrorings, turns and shifts a real image had),
+and its encoder phase (izi_f: E trained to invert a frozen G in pixels and D's features).
 The networks are ganforge's layer for layer, so that the state dicts share their keys."""
 import torch
 import torch.nn as nn
@@ -118,4 +119,53 @@ def anomaly_encoder_step_fn(batch, kappa=1.0):
         (loss_pixels + kappa * loss_features).backward()
         opt_e.step()
         return loss_pixels.item(), loss_features.item()
+    return step
+
+
+def transformed(images, choices, step=5):
+    """Each image under its transformation (anomaly.py's geometric_transformations order:
+    mirrored, quarter turns, then a shift of -step, 0 or step pixels along each axis,
+    black coming in)."""
+    shifts = [(dy, dx) for dy in (0, -step, step) for dx in (0, -step, step)]
+    out = []
+    for image, choice in zip(images, choices.tolist()):
+        mirrored, turns, (dy, dx) = choice // 36, choice // 9 % 4, shifts[choice % 9]
+        x = torch.rot90(image.flip(-1) if mirrored else image, turns, (1, 2))
+        shifted = torch.full_like(x, -1.0)
+        h, w = x.shape[1:]
+        shifted[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+            x[:, max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
+        out.append(shifted)
+    return torch.stack(out)
+
+
+def anomaly_gan_step_fn(batch, count=72):
+    """One step of anomaly's GAN phase on a fixed batch: dcgan28's D update with the
+    transformation task's cross-entropy added (C's head on D's trunk, one Adam for both),
+    then G's non-saturating update."""
+    G, trunk_d = generator(Z_DIM), trunk()
+    D, C = nn.Sequential(trunk_d, nn.Conv2d(128, 1, 7), nn.Flatten()), nn.Sequential(nn.Conv2d(128, count, 7),
+                                                                                   nn.Flatten())
+    opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam([*D.parameters(), *C.parameters()], 2e-4, betas=(0.5, 0.999))
+    real = torch.rand(batch, 1, 28, 28) * 2 - 1
+    bce = nn.BCEWithLogitsLoss()
+
+    def step():
+        fake = G(torch.randn(batch, Z_DIM, 1, 1))
+        score_real, score_fake = D(real), D(fake.detach())
+        loss_d = bce(score_real, torch.ones_like(score_real)) + bce(score_fake, torch.zeros_like(score_fake))
+        choices = torch.randint(0, count, (batch,))
+        loss_t = F.cross_entropy(C(trunk_d(transformed(real, choices))), choices)
+        opt_d.zero_grad()
+        (loss_d + loss_t).backward()
+        opt_d.step()
+        D.requires_grad_(False)
+        score = D(fake)
+        loss_g = bce(score, torch.ones_like(score))
+        opt_g.zero_grad()
+        loss_g.backward()
+        opt_g.step()
+        D.requires_grad_(True)
+        return loss_d.item(), loss_g.item()
     return step

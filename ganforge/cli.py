@@ -117,7 +117,9 @@ def train(args):
                               mapping_layers=args.mapping_layers, max_channels=args.max_channels,
                               r1_gamma=args.r1_gamma, pl_weight=args.pl_weight, style_mixing=args.style_mixing,
                               normal_class=args.normal_class, encoder_steps=args.encoder_steps, kappa=args.kappa,
-                              held_out=args.held_out, labels_per_class=args.labels_per_class,
+                              held_out=args.held_out, transformations=args.transformations,
+                              transformation_weight=args.transformation_weight,
+                              labels_per_class=args.labels_per_class,
                               flush_denormal=args.flush_denormal or None)
     start = time.time()
     trainer.train()
@@ -316,10 +318,9 @@ def score(args):
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["file", "score", "pixels", "features", "anomalous"])
+        writer.writerow(["file", *scores, "anomalous"])
         for i, name in enumerate(names):
-            writer.writerow([name, f"{scores['score'][i]:.6g}", f"{scores['pixels'][i]:.6g}",
-                             f"{scores['features'][i]:.6g}", int(flagged[i])])
+            writer.writerow([name, *(f"{values[i]:.6g}" for values in scores.values()), int(flagged[i])])
     print(f"scored {len(names)} image{'s' if len(names) != 1 else ''} with {model.name} (step {model.step}); "
           f"{int(flagged.sum())} above the threshold {threshold:.4g} (false-positive rate {args.fpr:g} on held-out "
           f"normal images); wrote {args.out}")
@@ -611,6 +612,11 @@ def main(argv=None):
     anomaly.add_argument("--kappa", type=float, help="weight of D's feature residual in the score (default 1)")
     anomaly.add_argument("--held-out", type=float, metavar="FRACTION",
                          help="normal images kept out of training to set the score threshold (default 0.1)")
+    anomaly.add_argument("--transformations", type=int, choices=(0, 8, 72),
+                         help="D's second task, telling which of these turns, mirrorings and shifts a real image "
+                              "had; part of the score (default 72; 0: the residual alone, f-AnoGAN)")
+    anomaly.add_argument("--transformation-weight", type=float,
+                         help="weight of that task in D's loss (default 1)")
     t.add_argument("--flush-denormal", action="store_true",
                    help="denormal floats to zero: much faster where second-order graphs make them (the true "
                         "unrolled GAN); results change below 1.2e-38 only")

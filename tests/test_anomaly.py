@@ -8,6 +8,7 @@ import pytest
 
 from ganforge import cli, io
 from ganforge.gan import Trainer
+from ganforge.gan.models.anomaly import geometric_transformations, transform
 from ganforge.gan.trainer import normal_images
 from ganforge.metrics.anomaly import auroc
 
@@ -74,20 +75,41 @@ def test_the_gan_trains_first_then_the_encoder_and_a_resume_is_exact(tiny_fashio
     after_gan = state_of(straight)
     history = straight.train()
     assert [sorted(h) for h in history[-2:]] == [["loss_features", "loss_pixels", "step"]] * 2
-    assert [sorted(h) for h in history[:4]] == [["loss_d", "loss_g", "step"]] * 4
+    assert [sorted(h) for h in history[:4]] == [["loss_d", "loss_g", "loss_transformations", "step"]] * 4
     after = state_of(straight)
     for key, value in after_gan.items():  # the encoder's steps move E alone (batch-norm statistics included)
         assert np.array_equal(value, after[key]) == (not key.startswith("E.")), key
     resumed_beside_straight("anomaly", tmp_path / "twice", 3, **small("anomaly", tiny_fashion, **ANOMALY))
     with open(tmp_path / "straight" / "log.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["step", "loss_d", "loss_g", "loss_pixels", "loss_features"]
+    assert list(rows[0]) == ["step", "loss_d", "loss_g", "loss_transformations", "loss_pixels", "loss_features"]
     assert rows[0]["loss_pixels"] == "" and rows[-1]["loss_d"] == "" and float(rows[-1]["loss_pixels"]) > 0
 
 
 def test_encoder_steps_must_leave_the_gan_some(tiny_fashion, tmp_path):
     with pytest.raises(ValueError, match="--encoder-steps must be between 1 and --steps - 1"):
         anomaly_run(tiny_fashion, tmp_path, encoder_steps=6)
+    with pytest.raises(ValueError, match=r"--transformations is 72 \(mirror, turns and shifts\), 8"):
+        anomaly_run(tiny_fashion, tmp_path, transformations=9)
+
+
+def test_the_transformations_mirror_turn_and_shift_with_black_coming_in():
+    images = np.random.default_rng(0).uniform(-0.5, 1, (3, 2, 10, 10)).astype(np.float32)
+    turned = transform(images, True, 3, 0, 0)
+    np.testing.assert_array_equal(turned, np.rot90(np.flip(images, 3), 3, axes=(2, 3)))
+    for dy, dx in [(2, 0), (0, -2), (-2, 2)]:
+        shifted = transform(images, False, 0, dy, dx)
+        rolled = np.roll(images, (dy, dx), axis=(2, 3))
+        came_in = np.zeros((10, 10), dtype=bool)
+        came_in[:dy] |= dy > 0
+        came_in[dy:] |= dy < 0
+        came_in[:, :dx] |= dx > 0
+        came_in[:, dx:] |= dx < 0
+        np.testing.assert_array_equal(shifted[..., ~came_in], rolled[..., ~came_in])
+        assert (shifted[..., came_in] == -1).all()
+    everything = geometric_transformations(72, 28)
+    assert len(set(everything)) == 72 and everything[0] == (False, 0, 0, 0)
+    assert {t[2] for t in everything} == {0, -5, 5} and len(geometric_transformations(8, 28)) == 8
 
 
 def test_scoring_files_folders_and_arrays(tiny_fashion, tmp_path, capsys):
@@ -97,19 +119,27 @@ def test_scoring_files_folders_and_arrays(tiny_fashion, tmp_path, capsys):
     model = load_model(str(run))
     rng = np.random.default_rng(1)
     images = rng.uniform(-1, 1, (5, 1, 28, 28)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"call model.calibrate\(held_out_normal_images\(model.config\)\) first"):
+        model.anomaly_scores(images)
+    held_out = normal_images({**model.config, "data_path": tiny_fashion}, *_tiny_images(tiny_fashion),
+                             part="held-out")[0]
+    normal = model.calibrate(held_out)
     scores = model.anomaly_scores(images)
-    np.testing.assert_allclose(scores["score"], scores["pixels"] + model.config["kappa"] * scores["features"])
-    assert (scores["pixels"] > 0).all() and (scores["features"] > 0).all()
+    np.testing.assert_allclose(scores["residual"], scores["pixels"] + model.config["kappa"] * scores["features"])
+    assert (scores["pixels"] > 0).all() and (scores["features"] > 0).all() and (scores["transformations"] > 0).all()
+    standardized = [(scores[part] - normal[part].mean()) / normal[part].std() for part in ("residual", "transformations")]
+    np.testing.assert_allclose(scores["score"], sum(standardized), rtol=1e-6)
+    assert abs(model.combined(normal).mean()) < 1e-9  # the held-out normal images score 0 on average
     np.save(tmp_path / "batch.npy", images)
     assert cli.main(["score", str(run), "--input", str(tmp_path / "batch.npy"), "--out",
                      str(tmp_path / "scores.csv"), "--data-path", tiny_fashion]) == 0
     assert "scored 5 images with anomaly (step 6)" in capsys.readouterr().out
     with open(tmp_path / "scores.csv") as f:
         rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["file", "score", "residual", "pixels", "features", "transformations", "anomalous"]
     assert [r["file"] for r in rows] == [f"batch.npy[{i}]" for i in range(5)]
     np.testing.assert_allclose([float(r["score"]) for r in rows], scores["score"], rtol=1e-5)
-    threshold = model.threshold(normal_images({**model.config, "data_path": tiny_fashion},
-                                              *_tiny_images(tiny_fashion), part="held-out")[0])
+    threshold = model.threshold(held_out)
     assert [int(r["anomalous"]) for r in rows] == list((scores["score"] > threshold).astype(int))
     os.makedirs(tmp_path / "pictures")
     for i in range(2):
@@ -133,6 +163,16 @@ def test_scoring_files_folders_and_arrays(tiny_fashion, tmp_path, capsys):
         assert message in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_without_the_transformation_task_the_score_is_f_anogans_residual(tiny_fashion, tmp_path):
+    trainer = anomaly_run(tiny_fashion, tmp_path, transformations=0)
+    assert "C" not in trainer.model.nets
+    history = trainer.train()
+    assert sorted(history[0]) == ["loss_d", "loss_g", "step"]
+    scores = trainer.model.anomaly_scores(np.zeros((2, 1, 28, 28), np.float32))  # needs no calibration
+    assert sorted(scores) == ["features", "pixels", "residual", "score"]
+    np.testing.assert_array_equal(scores["score"], scores["residual"])
+
+
 def _tiny_images(folder):
     from ganforge.data import CLASSES, load_fashion_mnist
     images, labels = load_fashion_mnist(folder, "train", expected_count=0)
@@ -142,13 +182,14 @@ def _tiny_images(folder):
 @needs_fashion_mnist
 def test_evaluate_prints_auroc_on_the_test_set(tmp_path, capsys):
     run = tmp_path / "run"
-    Trainer("anomaly", str(run), **dict(QUICK, normal_class=1, steps=3, encoder_steps=1)).train()
+    Trainer("anomaly", str(run), **dict(QUICK, normal_class=1, steps=3, encoder_steps=1, transformations=8)).train()
     assert cli.main(["evaluate", str(run), "--n", "1000", "--json", str(tmp_path / "e.json")]) == 0
     out = capsys.readouterr().out
     assert "normal class 1 (Trouser): 1000 Fashion-MNIST test images, 105 normal" in out
     import json
     report = json.load(open(tmp_path / "e.json"))
-    assert set(report["scores"]) == {"score", "pixels", "features"} and report["held_out"] == 600
+    assert set(report["scores"]) == {"score", "residual", "pixels", "features", "transformations"}
+    assert report["held_out"] == 600
     assert all(0 <= row["auroc"] <= 1 for row in report["scores"].values())
     assert 0 <= report["scores"]["score"]["fpr"] <= 1
     folder_run = tmp_path / "folder"

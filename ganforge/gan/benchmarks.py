@@ -172,6 +172,17 @@ def text2image(batch, seed=0, device="cpu"):
     return model, _steps_on(model, images)
 
 
+def anomaly_gan(batch, seed=0, device="cpu"):
+    """(model, step): anomaly's train_step in its GAN phase (dcgan28's step, D also naming
+    which of 72 transformations each real image had) on a fixed batch of random images,
+    as bench/torch_applications.py's twin."""
+    from .model import DataInfo
+    from .models.anomaly import AnomalyGAN
+    shape = (1, 28, 28)
+    model = _ready(AnomalyGAN, DataInfo("fashion-mnist", shape, shape), seed, device, batch_size=batch)
+    return model, _steps_on(model, {"x": (rand(batch, *shape, generator=Generator(seed + 3)) * 2 - 1).to(device)})
+
+
 def anomaly_encoder(batch, seed=0, device="cpu"):
     """(model, step): anomaly's train_step in its encoder phase (G and D frozen, E fitted
     to invert G) on a fixed batch of random images, as bench/torch_applications.py's twin."""

@@ -21,10 +21,14 @@ def auroc(scores, anomalous):
 def detection_report(model, images, anomalous, held_out_images, false_positive_rate=0.05):
     """AUROC of the model's score and of its parts on `images`, and the true- and
     false-positive rates of its flags at the threshold set on `held_out_images`."""
+    threshold = model.threshold(held_out_images, false_positive_rate)  # first: it also calibrates the score
+    return report_of(model.anomaly_scores(images), anomalous, threshold, len(held_out_images))
+
+
+def report_of(scores, anomalous, threshold, held_out):
+    """detection_report from the scores ({name: one value per image}) already computed."""
     anomalous = np.asarray(anomalous, dtype=bool)
-    scores = model.anomaly_scores(images)
-    threshold = model.threshold(held_out_images, false_positive_rate)
     flagged = scores["score"] > threshold
     rows = {name: {"auroc": auroc(values, anomalous)} for name, values in scores.items()}
     rows["score"].update(tpr=float(flagged[anomalous].mean()), fpr=float(flagged[~anomalous].mean()))
-    return {"scores": rows, "threshold": threshold, "held_out": len(held_out_images)}
+    return {"scores": rows, "threshold": threshold, "held_out": held_out}
