@@ -12,6 +12,13 @@ import torch.nn.functional as F
 VOCABULARY, MAX_WORDS, Z_DIM, TEXT_DIM = 18, 6, 100, 64
 
 
+def update(optimizer, loss):
+    """zero_grad, backward, step (ganforge's gan/steps.update)."""
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
 def generator(z_dim):
     """ganforge's dcgan_generator at 28 px (dcgan28's G)."""
     return nn.Sequential(
@@ -79,14 +86,10 @@ def text2image_step_fn(batch):
         loss_fake = F.relu(1 - score_real).mean() + F.relu(1 + D(fake.detach(), tokens)).mean()
         loss_wrong = F.relu(1 - score_real).mean() + F.relu(1 + D(real, wrong)).mean()
         loss_d = 0.5 * (loss_fake + loss_wrong)
-        opt_d.zero_grad()
-        loss_d.backward()
-        opt_d.step()
+        update(opt_d, loss_d)
         D.requires_grad_(False)
         loss_g = -D(fake, tokens).mean()
-        opt_g.zero_grad()
-        loss_g.backward()
-        opt_g.step()
+        update(opt_g, loss_g)
         D.requires_grad_(True)
         return loss_d.item(), loss_g.item()
     return step
@@ -115,9 +118,7 @@ def anomaly_encoder_step_fn(batch, kappa=1.0):
         x_back = G(E(x))
         loss_pixels = ((x_back - x) ** 2).mean()
         loss_features = ((D(x_back).flatten(1) - D(x).flatten(1)) ** 2).mean()
-        opt_e.zero_grad()
-        (loss_pixels + kappa * loss_features).backward()
-        opt_e.step()
+        update(opt_e, loss_pixels + kappa * loss_features)
         return loss_pixels.item(), loss_features.item()
     return step
 
@@ -157,15 +158,11 @@ def anomaly_gan_step_fn(batch, count=72):
         loss_d = bce(score_real, torch.ones_like(score_real)) + bce(score_fake, torch.zeros_like(score_fake))
         choices = torch.randint(0, count, (batch,))
         loss_t = F.cross_entropy(C(trunk_d(transformed(real, choices))), choices)
-        opt_d.zero_grad()
-        (loss_d + loss_t).backward()
-        opt_d.step()
+        update(opt_d, loss_d + loss_t)
         D.requires_grad_(False)
         score = D(fake)
         loss_g = bce(score, torch.ones_like(score))
-        opt_g.zero_grad()
-        loss_g.backward()
-        opt_g.step()
+        update(opt_g, loss_g)
         D.requires_grad_(True)
         return loss_d.item(), loss_g.item()
     return step
