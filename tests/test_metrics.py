@@ -82,6 +82,8 @@ def test_mode_coverage_on_a_perfect_and_a_collapsed_sampler():
     assert perfect["modes"] == 25 and perfect["high_quality_percent"] > 97 and perfect["kl"] < 0.02
     collapsed = mode_coverage(np.zeros((2500, 2)) + [2.0, 2.0], "grid25")
     assert collapsed == {"modes": 1, "high_quality_percent": 100.0, "kl": pytest.approx(np.log(25))}
+    diverged = mode_coverage(np.full((100, 2), 50.0), "grid25")
+    assert diverged["modes"] == 0 and diverged["high_quality_percent"] == 0 and np.isnan(diverged["kl"])
     with pytest.raises(ValueError, match=r"\(N, 2\)"):
         mode_coverage(np.zeros((5, 3)), "ring8")
 

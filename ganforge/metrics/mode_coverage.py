@@ -9,7 +9,8 @@ def mode_coverage(samples, name_or_means="ring8", std=None):
 
     A sample is high quality if it lies within 3 std of its nearest mean; a mode is
     captured if it is the nearest mean of at least one high-quality sample; the KL is
-    that of the high-quality samples' mode histogram from the uniform one."""
+    that of the high-quality samples' mode histogram from the uniform one (NaN when no
+    sample is high quality)."""
     if isinstance(name_or_means, str):
         means, std = mixture(name_or_means)
     else:
@@ -22,5 +23,6 @@ def mode_coverage(samples, name_or_means="ring8", std=None):
     good = closest <= 3 * std
     counts = np.bincount(nearest[good], minlength=len(means))
     p = counts / max(counts.sum(), 1)
-    kl = float(np.sum(p[p > 0] * np.log(p[p > 0] * len(means))))
+    # with no high-quality sample there is no histogram to compare: NaN, not a perfect 0
+    kl = float(np.sum(p[p > 0] * np.log(p[p > 0] * len(means)))) if good.any() else float("nan")
     return {"modes": int((counts > 0).sum()), "high_quality_percent": float(100.0 * good.mean()), "kl": kl}
