@@ -73,7 +73,8 @@ def transform(images, mirrored, turns, dy, dx, fill=-1.0):
 
 class AnomalyGAN(DCGAN):
     name = "anomaly"
-    summary = "anomaly detection: a DCGAN of the normal images and an encoder that inverts it (f-AnoGAN)"
+    summary = ("anomaly detection: a DCGAN of the normal images whose D also names their turns and shifts, and an "
+               "encoder that inverts G (f-AnoGAN plus SS-GAN's task)")
     defaults = {"data": "fashion-mnist", "steps": 3000, "batch_size": 64}
     options = {**DCGAN.options, "normal_class": None, "encoder_steps": 1000, "kappa": 1.0, "held_out": 0.1,
                "transformations": 72, "transformation_weight": 1.0}
@@ -125,8 +126,8 @@ class AnomalyGAN(DCGAN):
         return bool(self.optimizers) and self.optimizers["G"].step_count >= self.gan_steps
 
     def train_step(self, batches):
-        """The GAN's step until G has had its updates, then the encoder's (GAN's
-        build_optimizers gives E an Adam of its own beside G's and D's)."""
+        """The GAN's step (D's update with the transformation task) until G has had its
+        updates, then the encoder's (E has an Adam of its own beside G's and D's)."""
         if not self.encoder_trains:
             losses = super().train_step(batches)
             if self.transformations:
