@@ -74,7 +74,8 @@ def table(rows):
     mean = lambda key: sum(r[key] for r in rows) / len(rows)  # noqa: E731
     head = "| method | " + " | ".join(str(r["class"]) for r in rows) + " | mean |"
     lines = [head, "|---" * (len(rows) + 2) + "|"]
-    for key, name in (("auroc_score", "**ganforge anomaly** (residual + transformations)"),
+    score = "residual + transformations" if rows[0].get("transformations") else "f-AnoGAN's residual"
+    for key, name in (("auroc_score", f"**ganforge anomaly** ({score})"),
                       ("auroc_transformations", "ganforge anomaly, D's transformation task alone"),
                       ("auroc_residual", "ganforge anomaly, f-AnoGAN's residual alone (pixels + features)"),
                       ("auroc_pixels", "ganforge anomaly, pixel residual alone"),
