@@ -22,6 +22,9 @@ RECIPES = {
                           "unrolled GAN as Metz et al. wrote it: G's gradient through 5 Adam updates of D "
                           "(the variant's defaults otherwise; denormals flushed, which its second-order "
                           "graph makes and which slowed a run 2-3x)"),
+    "gan-unrolled-lr1e-4": ("gan", {"unrolled_steps": 5, "lr": 1e-4},
+                            "gan-unrolled (first-order) at Metz et al.'s learning rate, 1e-4, beside "
+                            "gan-unrolled-true-lr1e-4"),
     "gan-unrolled-true-lr1e-4": ("gan", {"unrolled_steps": 5, "unrolled_form": "true", "flush_denormal": True,
                                          "lr": 1e-4},
                                  "gan-unrolled-true at Metz et al.'s learning rate, 1e-4 (their batch of 512 and "
