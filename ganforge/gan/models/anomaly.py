@@ -100,8 +100,8 @@ class AnomalyGAN(DCGAN):
         channels, resolution = self.data.shape[0], self.data.shape[1]
         nets["E"] = Encoder(channels, resolution, self.config["z_dim"], per_network_init(self.config["init"])[1])
         if self.config.get("transformations", 0):
-            _, width, final = dcgan_features(channels, resolution)  # the shape of D's trunk's output
-            head = nn.Conv2d(width, self.config["transformations"], final)
+            _, width, *final = nets["D"][1].weight.shape  # D's head reads its trunk's whole last map, as C does
+            head = nn.Conv2d(width, self.config["transformations"], tuple(final))
             nets["C"] = nn.Sequential(initialized(head, per_network_init(self.config["init"])[1]), nn.Flatten())
         return nets
 
