@@ -346,10 +346,11 @@ void pack_a(const Gathered& a, int64_t i0, int64_t m, int64_t k0, int64_t kc, fl
 // scalar loop packed at about one float a cycle, 15% of a 256 x 256 x 256 product's time.
 __attribute__((target("avx512f"))) void pack_a_strided(const Matrix& a, int64_t i0, int64_t m, int64_t k0,
                                                         int64_t kc, float* out) {
+  if (a.cols != 1 && a.rows != 1) return pack_a_any(a, i0, m, k0, kc, out);  // neither layout: element by element
   for (int64_t p = 0; p < m; p += MR, out += MR * kc) {
     const float* panel = a.data + (i0 + p) * a.rows + k0 * a.cols;  // A[i0 + p, k0]
-    if (m - p < MR || (a.cols != 1 && a.rows != 1)) {
-      pack_a_any(a, i0 + p, std::min(MR, m - p), k0, kc, out);
+    if (m - p < MR) {  // the last, partial panel, padded with zeros
+      pack_a_any(a, i0 + p, m - p, k0, kc, out);
     } else if (a.rows == 1) {
       for (int64_t k = 0; k < kc; ++k) _mm256_storeu_ps(out + k * MR, _mm256_loadu_ps(panel + k * a.cols));
     } else {

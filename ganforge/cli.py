@@ -677,7 +677,8 @@ def main(argv=None):
     sc.add_argument("run", help="an anomaly run folder")
     sc.add_argument("--input", required=True, help="an image, a folder of images, or a .npy/.npz array (N, C, H, W) "
                                                    "in [-1, 1]")
-    sc.add_argument("--out", default="scores.csv", help="the CSV: file, score and its parts (residual, pixels, features, transformations), anomalous")
+    sc.add_argument("--out", default="scores.csv",
+                    help="the CSV: file, score and its parts (residual, pixels, features, transformations), anomalous")
     sc.add_argument("--fpr", type=float, default=0.05,
                     help="false-positive rate on held-out normal images that sets the flag's threshold (default 0.05)")
     sc.add_argument("--data-path", help="the Fashion-MNIST folder (for the held-out normal images)")
