@@ -6,7 +6,9 @@ with the CPU time of each class's training, beside the published rows.
     python bench/anomaly_detection.py --classes 0 1 2 3 4 5 6 7 8 9 --json bench/results/anomaly_fashion.jsonl
 
 One class after another in this process (set GANFORGE_NUM_THREADS for the threads);
-a class already in --json is skipped, so an interrupted study continues.
+a class already in --json is skipped, so an interrupted study continues. --rescore scores
+the runs already trained in --out-dir again, with this script's --nearest (their training
+times come from --json's earlier rows of the same runs).
 """
 import argparse
 import json
@@ -16,8 +18,8 @@ import time
 import numpy as np
 
 from ganforge.data import CLASSES, load_fashion_mnist
-from ganforge.gan import Trainer
-from ganforge.gan.trainer import held_out_normal_images, normal_images
+from ganforge.gan import Trainer, load_model
+from ganforge.gan.trainer import held_out_normal_images, normal_images, training_normal_images
 from ganforge.metrics.anomaly import auroc, report_of
 
 # per class 0-9 and mean AUROC (%), one-class protocol on Fashion-MNIST
@@ -29,31 +31,42 @@ PUBLISHED = [
 ]
 
 
-def run_class(k, args):
+def run_class(k, args, trained=None):
+    """Train class k's run (or, with `trained`, the row of its earlier training, load it)
+    and score the test set."""
     out = os.path.join(args.out_dir, f"class-{k}")
-    trainer = Trainer("anomaly", out, normal_class=k, steps=args.steps, encoder_steps=args.encoder_steps,
-                      transformations=args.transformations,
-                      seed=args.seed, progress=False, sample_every=args.steps, checkpoint_every=args.steps,
-                      log_every=100)
-    wall, cpu = time.time(), time.process_time()
-    trainer.train()
-    wall, cpu = time.time() - wall, time.process_time() - cpu
-    trainer.save()
+    if trained:
+        model = load_model(out)
+        if model.step != args.steps:
+            raise ValueError(f"--rescore: {out} is at step {model.step}, not --steps {args.steps}")
+        model.config["nearest"] = args.nearest  # a setting of the score alone: training does not use it
+        cpu, wall = trained["train_cpu_s"], trained["train_wall_s"]
+    else:
+        trainer = Trainer("anomaly", out, normal_class=k, steps=args.steps, encoder_steps=args.encoder_steps,
+                          transformations=args.transformations, nearest=args.nearest,
+                          seed=args.seed, progress=False, sample_every=args.steps, checkpoint_every=args.steps,
+                          log_every=100)
+        wall, cpu = time.time(), time.process_time()
+        trainer.train()
+        wall, cpu = time.time() - wall, time.process_time() - cpu
+        trainer.save()
+        model = trainer.model
     images, labels = load_fashion_mnist(None, "test")
-    held_out = held_out_normal_images(trainer.config)
+    held_out = held_out_normal_images(model.config)
+    training = training_normal_images(model.config) if args.nearest else None
     scoring = time.process_time()
-    threshold = trainer.model.threshold(held_out, args.fpr)
-    scores = trainer.model.anomaly_scores(images)
+    threshold = model.threshold(held_out, args.fpr, training)
+    scores = model.anomaly_scores(images)
     scoring = time.process_time() - scoring
     report = report_of(scores, labels != k, threshold, len(held_out))
     # every test image's scores, so that other weightings of the parts can be measured later
     np.savez(os.path.join(out, "test_scores.npz"), labels=labels, **scores)
     return {"class": k, "steps": args.steps, "encoder_steps": args.encoder_steps, "seed": args.seed,
-            "transformations": trainer.config["transformations"],
+            "transformations": model.config["transformations"], "nearest": args.nearest,
             "train_cpu_s": round(cpu), "train_wall_s": round(wall), "score_cpu_s": round(scoring),
             **{f"auroc_{name}": row["auroc"] for name, row in report["scores"].items()},
             "tpr": report["scores"]["score"]["tpr"], "fpr": report["scores"]["score"]["fpr"],
-            "auroc_nearest_pixels": nearest_training_image_auroc(trainer.config, images, labels, k)}
+            "auroc_nearest_pixels": nearest_training_image_auroc(model.config, images, labels, k)}
 
 
 def nearest_training_image_auroc(config, test_images, test_labels, k):
@@ -74,9 +87,12 @@ def table(rows):
     mean = lambda key: sum(r[key] for r in rows) / len(rows)  # noqa: E731
     head = "| method | " + " | ".join(str(r["class"]) for r in rows) + " | mean |"
     lines = [head, "|---" * (len(rows) + 2) + "|"]
-    score = "residual + transformations" if rows[0].get("transformations") else "f-AnoGAN's residual"
+    parts = ["residual"] + ["transformations"] * bool(rows[0].get("transformations")) + \
+        ["nearest"] * bool(rows[0].get("nearest"))
+    score = " + ".join(parts) if len(parts) > 1 else "f-AnoGAN's residual"
     for key, name in (("auroc_score", f"**ganforge anomaly** ({score})"),
                       ("auroc_transformations", "ganforge anomaly, D's transformation task alone"),
+                      ("auroc_nearest", "ganforge anomaly, nearest normal training image in D's features alone"),
                       ("auroc_residual", "ganforge anomaly, f-AnoGAN's residual alone (pixels + features)"),
                       ("auroc_pixels", "ganforge anomaly, pixel residual alone"),
                       ("auroc_features", "ganforge anomaly, D-feature residual alone"),
@@ -102,19 +118,29 @@ def main():
     parser.add_argument("--encoder-steps", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--transformations", type=int, default=72, choices=(0, 8, 72))
+    parser.add_argument("--nearest", type=int, default=1, help="the score's nearest normal training images (0: none)")
+    parser.add_argument("--rescore", action="store_true",
+                        help="score the runs already in --out-dir again instead of training (needs --json's rows)")
     parser.add_argument("--fpr", type=float, default=0.05)
     parser.add_argument("--out-dir", default="runs/anomaly-study")
     parser.add_argument("--json", help="append each class's row to this JSON-lines file (and skip classes in it)")
     args = parser.parse_args()
-    rows = []
+    earlier = []
     if args.json and os.path.exists(args.json):
         with open(args.json) as f:
-            rows = [r for r in map(json.loads, f) if r["steps"] == args.steps and r["seed"] == args.seed
-                    and r.get("transformations", 0) == args.transformations]
+            earlier = [r for r in map(json.loads, f) if r["steps"] == args.steps and r["seed"] == args.seed
+                       and r.get("transformations", 0) == args.transformations]
+    rows = [r for r in earlier if r.get("nearest", 0) == args.nearest]
     for k in args.classes:
         if any(r["class"] == k for r in rows):
             continue
-        row = run_class(k, args)
+        trained = None
+        if args.rescore:
+            trained = next((r for r in earlier if r["class"] == k), None)
+            if trained is None:
+                raise SystemExit(f"--rescore: --json has no row of class {k} at --steps {args.steps}, seed "
+                                 f"{args.seed}: train it first (leave out --rescore)")
+        row = run_class(k, args, trained)
         rows.append(row)
         print(json.dumps(row), flush=True)
         if args.json:

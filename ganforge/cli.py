@@ -118,7 +118,7 @@ def train(args):
                               r1_gamma=args.r1_gamma, pl_weight=args.pl_weight, style_mixing=args.style_mixing,
                               normal_class=args.normal_class, encoder_steps=args.encoder_steps, kappa=args.kappa,
                               held_out=args.held_out, transformations=args.transformations,
-                              transformation_weight=args.transformation_weight,
+                              transformation_weight=args.transformation_weight, nearest=args.nearest,
                               labels_per_class=args.labels_per_class,
                               flush_denormal=args.flush_denormal or None)
     start = time.time()
@@ -271,7 +271,8 @@ def _evaluate_anomaly_detection(args, model):
                          "`ganforge score RUN --input FOLDER`")
     images, labels = load_fashion_mnist(args.data_path, "test")
     images, labels = images[:args.n], labels[:args.n]  # the protocol is the whole set, 10000 (the default)
-    report = detection_report(model, images, labels != normal_class, _held_out(model, args.data_path), args.fpr)
+    held_out, training = _normal_images(model, args.data_path)
+    report = detection_report(model, images, labels != normal_class, held_out, args.fpr, training)
     print(f"{model.name} at step {model.step}, normal class {normal_class} ({model.data.classes[normal_class]}): "
           f"{len(images)} Fashion-MNIST test images, {int((labels == normal_class).sum())} normal; flags at the "
           f"threshold for a false-positive rate of {args.fpr:g} on {report['held_out']} held-out normal images")
@@ -296,10 +297,12 @@ def _evaluate_text_following(args, model):
             json.dump({"run": args.run, "step": model.step, "per_caption": per_caption, **report}, f, indent=1)
 
 
-def _held_out(model, data_path):
-    """The normal images an anomaly run kept out of training (from --data-path if given)."""
-    from ganforge.gan.trainer import held_out_normal_images
-    return held_out_normal_images({**model.config, "data_path": data_path or model.config.get("data_path")})
+def _normal_images(model, data_path):
+    """(the normal images an anomaly run kept out of training, those it trained on), from
+    --data-path if given: the score's threshold and its memory."""
+    from ganforge.gan.trainer import held_out_normal_images, training_normal_images
+    config = {**model.config, "data_path": data_path or model.config.get("data_path")}
+    return held_out_normal_images(config), training_normal_images(config) if model.neighbours else None
 
 
 def score(args):
@@ -312,7 +315,8 @@ def score(args):
         raise ValueError(f"{args.run} holds a {model.name} run, which does not score anomalies; train anomaly "
                          "(ganforge train anomaly --normal-class K)")
     names, images = _images_to_score(args.input, model.data.shape)
-    threshold = model.threshold(_held_out(model, args.data_path), args.fpr)
+    held_out, training = _normal_images(model, args.data_path)
+    threshold = model.threshold(held_out, args.fpr, training)
     scores = model.anomaly_scores(images)
     flagged = scores["score"] > threshold
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
@@ -617,6 +621,9 @@ def main(argv=None):
                               "had; part of the score (default 72; 0: the residual alone, f-AnoGAN)")
     anomaly.add_argument("--transformation-weight", type=float,
                          help="weight of that task in D's loss (default 1)")
+    anomaly.add_argument("--nearest", type=int, metavar="K",
+                         help="the score's third part: distance in D's features to the K nearest normal training "
+                              "images (default 1; 0 leaves it out)")
     t.add_argument("--flush-denormal", action="store_true",
                    help="denormal floats to zero: much faster where second-order graphs make them (the true "
                         "unrolled GAN); results change below 1.2e-38 only")
@@ -678,7 +685,8 @@ def main(argv=None):
     sc.add_argument("--input", required=True, help="an image, a folder of images, or a .npy/.npz array (N, C, H, W) "
                                                    "in [-1, 1]")
     sc.add_argument("--out", default="scores.csv",
-                    help="the CSV: file, score and its parts (residual, pixels, features, transformations), anomalous")
+                    help="the CSV: file, score and its parts (residual, pixels, features, transformations, nearest), "
+                         "anomalous")
     sc.add_argument("--fpr", type=float, default=0.05,
                     help="false-positive rate on held-out normal images that sets the flag's threshold (default 0.05)")
     sc.add_argument("--data-path", help="the Fashion-MNIST folder (for the held-out normal images)")

@@ -7,10 +7,13 @@ import numpy as np
 import pytest
 
 from ganforge import cli, io
+from ganforge.autograd import no_grad
 from ganforge.gan import Trainer
+from ganforge.gan.steps import in_eval_mode
 from ganforge.gan.models.anomaly import geometric_transformations, transform
 from ganforge.gan.trainer import normal_images
 from ganforge.metrics.anomaly import auroc
+from ganforge.tensor import Tensor
 
 from .conftest import needs_fashion_mnist
 from .test_trainer import QUICK, resumed_beside_straight, small, state_of
@@ -119,16 +122,21 @@ def test_scoring_files_folders_and_arrays(tiny_fashion, tmp_path, capsys):
     model = load_model(str(run))
     rng = np.random.default_rng(1)
     images = rng.uniform(-1, 1, (5, 1, 28, 28)).astype(np.float32)
-    with pytest.raises(ValueError, match=r"call model.calibrate\(held_out_normal_images\(model.config\)\) first"):
+    with pytest.raises(ValueError, match=r"call model.calibrate\(held_out_normal_images\(model.config\), "
+                                         r"training_normal_images\(model.config\)\) first"):
         model.anomaly_scores(images)
-    held_out = normal_images({**model.config, "data_path": tiny_fashion}, *_tiny_images(tiny_fashion),
-                             part="held-out")[0]
-    normal = model.calibrate(held_out)
+    config = {**model.config, "data_path": tiny_fashion}
+    held_out = normal_images(config, *_tiny_images(tiny_fashion), part="held-out")[0]
+    training = normal_images(config, *_tiny_images(tiny_fashion))[0]
+    with pytest.raises(ValueError, match="compares each image with its nearest normal training images: pass them"):
+        model.calibrate(held_out)
+    normal = model.calibrate(held_out, training)
     scores = model.anomaly_scores(images)
     np.testing.assert_allclose(scores["residual"], scores["pixels"] + model.config["kappa"] * scores["features"])
-    assert (scores["pixels"] > 0).all() and (scores["features"] > 0).all() and (scores["transformations"] > 0).all()
-    standardized = [(scores[part] - normal[part].mean()) / normal[part].std() for part in ("residual", "transformations")]
-    np.testing.assert_allclose(scores["score"], sum(standardized), rtol=1e-6)
+    assert all((scores[part] > 0).all() for part in ("pixels", "features", "transformations", "nearest"))
+    parts = ("residual", "transformations", "nearest")
+    standardized = [(scores[part] - normal[part].mean()) / normal[part].std() for part in parts]
+    np.testing.assert_allclose(scores["score"], sum(standardized), rtol=1e-5)
     assert abs(model.combined(normal).mean()) < 1e-9  # the held-out normal images score 0 on average
     np.save(tmp_path / "batch.npy", images)
     assert cli.main(["score", str(run), "--input", str(tmp_path / "batch.npy"), "--out",
@@ -136,10 +144,11 @@ def test_scoring_files_folders_and_arrays(tiny_fashion, tmp_path, capsys):
     assert "scored 5 images with anomaly (step 6)" in capsys.readouterr().out
     with open(tmp_path / "scores.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["file", "score", "residual", "pixels", "features", "transformations", "anomalous"]
+    assert list(rows[0]) == ["file", "score", "residual", "pixels", "features", "transformations", "nearest",
+                             "anomalous"]
     assert [r["file"] for r in rows] == [f"batch.npy[{i}]" for i in range(5)]
     np.testing.assert_allclose([float(r["score"]) for r in rows], scores["score"], rtol=1e-5)
-    threshold = model.threshold(held_out)
+    threshold = model.threshold(held_out, training_images=training)
     assert [int(r["anomalous"]) for r in rows] == list((scores["score"] > threshold).astype(int))
     os.makedirs(tmp_path / "pictures")
     for i in range(2):
@@ -163,8 +172,31 @@ def test_scoring_files_folders_and_arrays(tiny_fashion, tmp_path, capsys):
         assert message in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_the_nearest_part_is_the_distance_in_ds_features_to_the_nearest_training_images(tiny_fashion, tmp_path):
+    trainer = anomaly_run(tiny_fashion, tmp_path, nearest=2)
+    trainer.train()
+    model = trainer.model
+    training = normal_images({**model.config, "data_path": tiny_fashion}, *_tiny_images(tiny_fashion))[0]
+    model.remember(training)
+    images = np.concatenate([training[:3], np.random.default_rng(2).uniform(-1, 1, (4, 1, 28, 28))])
+    parts = model.score_parts(images.astype(np.float32))
+    with no_grad(), in_eval_mode(*model.nets.values()):
+        mine = model.features(Tensor(images.astype(np.float32))).numpy().astype(np.float64)
+        remembered = model.features(Tensor(training)).numpy().astype(np.float64)
+    squared = ((mine[:, None] - remembered[None]) ** 2).mean(2)
+    expected = np.sort(squared, 1)[:, :2].mean(1)
+    np.testing.assert_allclose(parts["nearest"], expected, rtol=1e-3, atol=1e-6)
+    # a training image is its own nearest one, at distance 0: its part is half the second's
+    np.testing.assert_allclose(parts["nearest"][:3], np.sort(squared[:3], 1)[:, 1] / 2, rtol=1e-3)
+    model.config["nearest"] = len(training) + 1
+    with pytest.raises(ValueError, match=f"--nearest {len(training) + 1} needs at least as many normal training"):
+        model.remember(training)
+    with pytest.raises(ValueError, match="--nearest is how many nearest normal training images"):
+        anomaly_run(tiny_fashion, tmp_path / "bad", nearest=-1)
+
+
 def test_without_the_transformation_task_the_score_is_f_anogans_residual(tiny_fashion, tmp_path):
-    trainer = anomaly_run(tiny_fashion, tmp_path, transformations=0)
+    trainer = anomaly_run(tiny_fashion, tmp_path, transformations=0, nearest=0)
     assert "C" not in trainer.model.nets
     history = trainer.train()
     assert sorted(history[0]) == ["loss_d", "loss_g", "step"]
@@ -188,7 +220,7 @@ def test_evaluate_prints_auroc_on_the_test_set(tmp_path, capsys):
     assert "normal class 1 (Trouser): 1000 Fashion-MNIST test images, 105 normal" in out
     import json
     report = json.load(open(tmp_path / "e.json"))
-    assert set(report["scores"]) == {"score", "residual", "pixels", "features", "transformations"}
+    assert set(report["scores"]) == {"score", "residual", "pixels", "features", "transformations", "nearest"}
     assert report["held_out"] == 600
     assert all(0 <= row["auroc"] <= 1 for row in report["scores"].values())
     assert 0 <= report["scores"]["score"]["fpr"] <= 1

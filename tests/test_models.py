@@ -43,11 +43,12 @@ SETTINGS = {
     "wgan-gp": ({"data": "ring8", "steps": 3000, "batch_size": 256},
                 {"z_dim": 2, "lr": 1e-4, **ADAM_GAN, "betas": (0.5, 0.9), "n_critic": 5, "penalty": "gp"}),
     # Schlegl et al. 2019 (f-AnoGAN): DCGAN's GAN, then the izi_f encoder with kappa 1; D's
-    # transformation task is SS-GAN's (Chen et al. 2019: weight 1 in D's loss) with GEOM's 72
+    # transformation task is SS-GAN's (Chen et al. 2019: weight 1 in D's loss) with GEOM's 72;
+    # the score's memory of training images is ours (1 nearest, in D's features)
     "anomaly": ({"data": "fashion-mnist", "steps": 3000, "batch_size": 64},
                 {"z_dim": 100, "lr": 2e-4, "init": "default", **ADAM_GAN, "normal_class": None,
                  "encoder_steps": 1000, "kappa": 1.0, "held_out": 0.1, "transformations": 72,
-                 "transformation_weight": 1.0}),
+                 "transformation_weight": 1.0, "nearest": 1}),
     # Reed et al. 2016 (GAN-INT-CLS) on cgan's recipe: z of 100, Adam 2e-4, beta1 0.5
     "text2image": ({"data": "fashion-mnist", "steps": 3000, "batch_size": 64},
                    {"z_dim": 100, "lr": 2e-4, "init": "dcgan", **ADAM_GAN, "text_dim": 64,

@@ -130,6 +130,12 @@ def held_out_normal_images(config):
     return normal_images(config, images, labels, classes, part="held-out")[0]
 
 
+def training_normal_images(config):
+    """The normal images a run of this config trained on (its anomaly score's memory)."""
+    images, labels, classes = _images(config, config["data"])
+    return normal_images(config, images, labels, classes)[0]
+
+
 def _unpaired(config):
     """(domain A, domain B, the (C, H, W) the model trains on) for unpaired translation:
     the built-in fashion-edges, or two folders loaded a little larger than --resolution

@@ -18,10 +18,11 @@ def auroc(scores, anomalous):
     return float((rank_sum - positives * (positives + 1) / 2) / (positives * negatives))
 
 
-def detection_report(model, images, anomalous, held_out_images, false_positive_rate=0.05):
+def detection_report(model, images, anomalous, held_out_images, false_positive_rate=0.05, training_images=None):
     """AUROC of the model's score and of its parts on `images`, and the true- and
-    false-positive rates of its flags at the threshold set on `held_out_images`."""
-    threshold = model.threshold(held_out_images, false_positive_rate)  # first: it also calibrates the score
+    false-positive rates of its flags at the threshold set on `held_out_images`
+    (`training_images`: the normal images the run trained on, where its score needs them)."""
+    threshold = model.threshold(held_out_images, false_positive_rate, training_images)  # first: it calibrates
     return report_of(model.anomaly_scores(images), anomalous, threshold, len(held_out_images))
 
 

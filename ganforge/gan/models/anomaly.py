@@ -19,9 +19,15 @@ shown an anomaly, it cannot say which way it was turned. That is the second part
 score: the mean, over all transformations, of minus the log-probability C gives the right
 one. (`--transformations 0` leaves it out: f-AnoGAN alone.)
 
-The two parts are put on one scale by normal images the run never trained on
-(`held_out`, 10% by default): each part minus their mean, over their standard deviation,
-and the score is the sum. The threshold that turns scores into flags is set on the same
+The third part remembers the normal images themselves: the mean squared difference between
+D's features of an image and those of its `nearest` closest normal training images (1 by
+default; `--nearest 0` leaves it out). The residual compares an image with the nearest thing
+G can draw, and a GAN of a few thousand steps loses detail the training images still hold;
+this part compares it with those images, as D sees them.
+
+The parts are put on one scale by normal images the run never trained on (`held_out`, 10%
+by default): each part minus their mean, over their standard deviation, and the score is
+the sum. The threshold that turns scores into flags is set on the same
 images: at a false-positive rate of 5%, 5% of them score above it.
 """
 import numpy as np
@@ -77,7 +83,7 @@ class AnomalyGAN(DCGAN):
                "encoder that inverts G (f-AnoGAN plus SS-GAN's task)")
     defaults = {"data": "fashion-mnist", "steps": 3000, "batch_size": 64}
     options = {**DCGAN.options, "normal_class": None, "encoder_steps": 1000, "kappa": 1.0, "held_out": 0.1,
-               "transformations": 72, "transformation_weight": 1.0}
+               "transformations": 72, "transformation_weight": 1.0, "nearest": 1}
     # the encoder is fitted to G as it is at the end of the GAN's steps, so scores use those
     # weights, not an average that would keep moving while E trains
     ema = ()
@@ -89,11 +95,16 @@ class AnomalyGAN(DCGAN):
         if config.get("transformations", 0) not in (0, 8, 72):
             raise ValueError(f"--transformations is 72 (mirror, turns and shifts), 8 (mirror and turns) or 0 (none), "
                              f"got {config['transformations']}")
+        if config.get("nearest", 0) < 0:
+            raise ValueError(f"--nearest is how many nearest normal training images the score compares an image "
+                             f"with, 0 or more (0 leaves that part out), got {config['nearest']}")
         super().__init__(config, data, noise)
         # runs saved before the transformation task have no C and score by the residual
         count = config.get("transformations", 0)
         self.transformations = geometric_transformations(count, data.shape[-1]) if count else []
         self.calibration = None  # the held-out normal images' (mean, std) of each part: see calibrate()
+        # D's features of the normal training images (and their squared norms), for the nearest part: see remember()
+        self.memory = self.memory_norms = None
 
     def build_networks(self):
         nets = super().build_networks()
@@ -179,12 +190,28 @@ class AnomalyGAN(DCGAN):
 
     # --- scores and pictures --------------------------------------------------------------------
 
+    @property
+    def neighbours(self):
+        """How many nearest normal training images the score's third part compares with
+        (0 for runs saved before that part: they score without it)."""
+        return self.config.get("nearest", 0)
+
+    @property
+    def score_names(self):
+        """The parts the score adds up."""
+        return ["residual"] + ["transformations"] * bool(self.transformations) + ["nearest"] * bool(self.neighbours)
+
     def score_parts(self, images, batch_size=500):
         """{"residual", "pixels", "features"} and, with the transformation task,
-        "transformations": NumPy arrays, one value per image (N, C, H, W) in [-1, 1];
-        higher is more anomalous. residual = pixels + kappa * features."""
+        "transformations", and with --nearest, "nearest": NumPy arrays, one value per
+        image (N, C, H, W) in [-1, 1]; higher is more anomalous.
+        residual = pixels + kappa * features."""
         images = self._checked(images)
-        parts = {"pixels": [], "features": [], "transformations": []}
+        if self.neighbours and self.memory is None:
+            raise ValueError("this run's score compares each image with its nearest normal training images: call "
+                             "model.calibrate(held_out_normal_images(model.config), "
+                             "training_normal_images(model.config)) first (ganforge score does)")
+        parts = {"pixels": [], "features": [], "transformations": [], "nearest": []}
         with in_eval_mode(*self.nets.values()), no_grad():
             for i in range(0, len(images), batch_size):
                 x = Tensor(images[i:i + batch_size]).to(self.device)
@@ -192,6 +219,8 @@ class AnomalyGAN(DCGAN):
                     parts[name].append(value.numpy())
                 if self.transformations:
                     parts["transformations"].append(self.transformation_surprise(x).numpy())
+                if self.neighbours:
+                    parts["nearest"].append(self.nearest_distance(x).numpy())
         parts = {name: np.concatenate(values).astype(np.float64) for name, values in parts.items() if values}
         return {"residual": parts["pixels"] + self.config["kappa"] * parts["features"], **parts}
 
@@ -204,22 +233,50 @@ class AnomalyGAN(DCGAN):
             surprise = surprise - log_p[:, t]
         return surprise / len(self.transformations)
 
-    def calibrate(self, held_out_images):
+    def nearest_distance(self, x):
+        """The mean squared difference between D's features of each image of x and those of
+        its `nearest` closest normal training images (the memory), averaged over them."""
+        features = self.features(x)._data
+        xp = xp_of(features)
+        squared = ((features ** 2).sum(1)[:, None] + self.memory_norms[None] - 2 * features @ self.memory.T)
+        closest = xp.partition(squared, self.neighbours - 1, axis=1)[:, :self.neighbours]
+        return Tensor(xp.maximum(closest, 0).mean(1) / features.shape[1])
+
+    def remember(self, training_images, batch_size=500):
+        """Keep D's features of the normal training images, which the nearest part compares with."""
+        training_images = self._checked(training_images)
+        if len(training_images) < self.neighbours:
+            raise ValueError(f"--nearest {self.neighbours} needs at least as many normal training images, got "
+                             f"{len(training_images)}")
+        with in_eval_mode(*self.nets.values()), no_grad():
+            batches = [self.features(Tensor(training_images[i:i + batch_size]).to(self.device))._data
+                       for i in range(0, len(training_images), batch_size)]
+        self.memory = xp_of(batches[0]).concatenate(batches)
+        self.memory_norms = (self.memory ** 2).sum(1)
+
+    def calibrate(self, held_out_images, training_images=None):
         """Put the score's parts on one scale by their mean and standard deviation on normal
-        images the run did not train on; returns those images' parts."""
+        images the run did not train on; returns those images' parts. With --nearest, the
+        normal training images are remembered first (their D features)."""
+        if self.neighbours:
+            if training_images is None:
+                raise ValueError("this run's score compares each image with its nearest normal training images: "
+                                 "pass them, model.calibrate(held_out, training_normal_images(model.config))")
+            self.remember(training_images)
         parts = self.score_parts(held_out_images)
-        self.calibration = {name: (parts[name].mean(), parts[name].std() or 1.0)
-                            for name in ("residual", "transformations") if name in parts}
+        self.calibration = {name: (parts[name].mean(), parts[name].std() or 1.0) for name in self.score_names}
         return parts
 
     def combined(self, parts):
-        """The anomaly score: the residual alone, or with the transformation task the sum of
-        both parts, each standardized by the held-out normal images (calibrate)."""
-        if not self.transformations:
+        """The anomaly score: the residual alone, or the sum of the score's parts (the
+        residual, the transformation task's, the nearest images'), each standardized by the
+        held-out normal images (calibrate)."""
+        if self.score_names == ["residual"]:
             return parts["residual"]
         if self.calibration is None:
-            raise ValueError("this run's score adds two parts put on one scale by held-out normal images: call "
-                             "model.calibrate(held_out_normal_images(model.config)) first (ganforge score does)")
+            raise ValueError("this run's score adds parts put on one scale by held-out normal images: call "
+                             "model.calibrate(held_out_normal_images(model.config), "
+                             "training_normal_images(model.config)) first (ganforge score does)")
         return sum((parts[name] - mean) / std for name, (mean, std) in self.calibration.items())
 
     def anomaly_scores(self, images, batch_size=500):
@@ -241,12 +298,14 @@ class AnomalyGAN(DCGAN):
                              f"{images.shape[1:] if images.ndim == 4 else images.shape}")
         return images
 
-    def threshold(self, held_out_images, false_positive_rate=0.05):
+    def threshold(self, held_out_images, false_positive_rate=0.05, training_images=None):
         """The score above which an image is flagged: the (1 - rate) quantile of held-out
-        normal images' scores (which also calibrate the score's parts)."""
+        normal images' scores (which also calibrate the score's parts; training_images as
+        calibrate takes them)."""
         if not 0 < false_positive_rate < 1:
             raise ValueError(f"the false-positive rate must be between 0 and 1, got {false_positive_rate}")
-        return float(np.quantile(self.combined(self.calibrate(held_out_images)), 1 - false_positive_rate))
+        parts = self.calibrate(held_out_images, training_images)
+        return float(np.quantile(self.combined(parts), 1 - false_positive_rate))
 
     def preview(self):
         """Before the encoder trains: G's samples. Then, row by row: normal images of the
