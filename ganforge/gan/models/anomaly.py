@@ -238,7 +238,9 @@ class AnomalyGAN(DCGAN):
         its `nearest` closest normal training images (the memory), averaged over them."""
         features = self.features(x)._data
         xp = xp_of(features)
-        squared = ((features ** 2).sum(1)[:, None] + self.memory_norms[None] - 2 * features @ self.memory.T)
+        # |a - b|^2 = |a|^2 + |b|^2 - 2 a.b: every pair in one matrix product; rounding can
+        # leave a pair that is nearly equal a little below 0, hence the clip
+        squared = (features ** 2).sum(1)[:, None] + self.memory_norms[None] - 2 * features @ self.memory.T
         closest = xp.partition(squared, self.neighbours - 1, axis=1)[:, :self.neighbours]
         return Tensor(xp.maximum(closest, 0).mean(1) / features.shape[1])
 
