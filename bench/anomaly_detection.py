@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 
-from ganforge.data import CLASSES, load_fashion_mnist
+from ganforge.data import load_fashion_mnist
 from ganforge.gan import Trainer, load_model
-from ganforge.gan.trainer import held_out_normal_images, normal_images, training_normal_images
+from ganforge.gan.trainer import normal_images_of_run
 from ganforge.metrics.anomaly import auroc, report_of
 
 # per class 0-9 and mean AUROC (%), one-class protocol on Fashion-MNIST
@@ -52,8 +52,7 @@ def run_class(k, args, trained=None):
         trainer.save()
         model = trainer.model
     images, labels = load_fashion_mnist(None, "test")
-    held_out = held_out_normal_images(model.config)
-    training = training_normal_images(model.config) if args.nearest else None
+    held_out, training = normal_images_of_run(model.config, "held-out", "train")
     scoring = time.process_time()
     threshold = model.threshold(held_out, args.fpr, training)
     scores = model.anomaly_scores(images)
@@ -66,14 +65,13 @@ def run_class(k, args, trained=None):
             "train_cpu_s": round(cpu), "train_wall_s": round(wall), "score_cpu_s": round(scoring),
             **{f"auroc_{name}": row["auroc"] for name, row in report["scores"].items()},
             "tpr": report["scores"]["score"]["tpr"], "fpr": report["scores"]["score"]["fpr"],
-            "auroc_nearest_pixels": nearest_training_image_auroc(model.config, images, labels, k)}
+            "auroc_nearest_pixels": nearest_training_image_auroc(training, images, labels, k)}
 
 
-def nearest_training_image_auroc(config, test_images, test_labels, k):
+def nearest_training_image_auroc(training, test_images, test_labels, k):
     """A reference without learning: score = squared pixel distance to the nearest normal
-    training image (the same images the GAN trained on)."""
-    train_images, train_labels = load_fashion_mnist(None, "train")
-    normal = normal_images(config, train_images, train_labels, tuple(CLASSES))[0].reshape(-1, 28 * 28)
+    training image (`training`: the same images the GAN trained on)."""
+    normal = training.reshape(len(training), -1)
     test = test_images.reshape(len(test_images), -1)
     squared = (normal ** 2).sum(1)[None]
     nearest = np.concatenate([((chunk ** 2).sum(1)[:, None] + squared - 2 * chunk @ normal.T).min(1)

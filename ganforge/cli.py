@@ -300,9 +300,11 @@ def _evaluate_text_following(args, model):
 def _normal_images(model, data_path):
     """(the normal images an anomaly run kept out of training, those it trained on), from
     --data-path if given: the score's threshold and its memory."""
-    from ganforge.gan.trainer import held_out_normal_images, training_normal_images
+    from ganforge.gan.trainer import normal_images_of_run
     config = {**model.config, "data_path": data_path or model.config.get("data_path")}
-    return held_out_normal_images(config), training_normal_images(config) if model.neighbours else None
+    if not model.neighbours:  # a score without the nearest part needs no memory
+        return normal_images_of_run(config, "held-out")[0], None
+    return tuple(normal_images_of_run(config, "held-out", "train"))
 
 
 def score(args):

@@ -124,16 +124,21 @@ def labelled_subset(labels, per_class, seed):
     return np.sort(np.concatenate(chosen))
 
 
+def normal_images_of_run(config, *parts):
+    """The normal images of a run of this config, one array per part ("train", "held-out"),
+    from one read of its data."""
+    images, labels, classes = _images(config, config["data"])
+    return [normal_images(config, images, labels, classes, part)[0] for part in parts]
+
+
 def held_out_normal_images(config):
     """The normal images a run of this config did not train on (its threshold's set)."""
-    images, labels, classes = _images(config, config["data"])
-    return normal_images(config, images, labels, classes, part="held-out")[0]
+    return normal_images_of_run(config, "held-out")[0]
 
 
 def training_normal_images(config):
     """The normal images a run of this config trained on (its anomaly score's memory)."""
-    images, labels, classes = _images(config, config["data"])
-    return normal_images(config, images, labels, classes)[0]
+    return normal_images_of_run(config, "train")[0]
 
 
 def _unpaired(config):
