@@ -1,6 +1,6 @@
 // A direct convolution with the batch innermost (conv_direct.h): for each output pixel,
-// a register tile of 8 output channels x 32 samples summed over the pixel's taps and the
-// input channels, read straight from the image.
+// a register tile of 8 output channels x 32 samples (16 x 16 for a batch of 16 or fewer)
+// summed over the pixel's taps and the input channels, read straight from the image.
 //
 // Why, beside the gathered GEMM (gemm.cpp): with the batch innermost, the 32 samples of
 // one pixel are 32 neighbouring floats, so the micro-kernel can load its right-hand
@@ -32,6 +32,17 @@ namespace {
 constexpr int64_t kRows = 8;   // output channels per register tile, broadcast from the packed weights
 constexpr int64_t kCols = 32;  // columns per register tile, two 16-float vectors: samples (the weight gradient: outputs)
 
+// The convolution's register tile, rows (output channels) x vectors of 16 samples: 8 x 2
+// for a batch over 16, and 16 x 1 for a batch of 16 or fewer (SRGAN's), which would leave
+// half of every 32-sample tile idle. Both keep 16 accumulators; the narrow one loads a
+// broadcast weight per multiply-add instead of every second one.
+template <int64_t R, int64_t V>
+struct TileShape {
+  static constexpr int64_t rows = R, vectors = V, samples = 16 * V;
+};
+using WideTile = TileShape<kRows, 2>;
+using NarrowTile = TileShape<16, 1>;
+
 // The lanes of a tile's two vectors that hold its first `tail` columns (32: all of them).
 struct TailMasks {
   __mmask16 live[2];
@@ -39,66 +50,100 @@ struct TailMasks {
       : live{__mmask16(tail >= 16 ? 0xFFFF : (1u << tail) - 1), __mmask16(tail > 16 ? (1u << (tail - 16)) - 1 : 0)} {}
 };
 
-// The weights in the order the tiles read them: block b of kRows output channels, tap t
-// and input channel c hold W_t[o, c] for o = b * kRows + r at ((b * taps + t) * channels
-// + c) * kRows + r, zero past a group's last output channel. Each group has its own
+// The weights in the order the tiles read them: block b of kBlockRows output channels, tap
+// t and input channel c hold W_t[o, c] for o = b * kBlockRows + r at ((b * taps + t) *
+// channels + c) * kBlockRows + r, zero past a group's last output channel. Each group has its own
 // blocks (`blocks` per group).
+template <int64_t kBlockRows>
 void pack_weights(const DirectConv& conv, int64_t blocks, float* packed) {
   parallel_for_threads(conv.groups * blocks, 1, gemm_threads(), [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
       const float* weights = conv.weights + b / blocks * conv.out_channels * conv.channels * conv.taps;
       for (int64_t t = 0; t < conv.taps; ++t) {
-        float* out = packed + (b * conv.taps + t) * conv.channels * kRows;
+        float* out = packed + (b * conv.taps + t) * conv.channels * kBlockRows;
         for (int64_t c = 0; c < conv.channels; ++c)
-          for (int64_t r = 0; r < kRows; ++r) {
-            const int64_t o = b % blocks * kRows + r;
-            out[c * kRows + r] = o < conv.out_channels ? weights[o * conv.out_step + c * conv.in_step + t] : 0.0f;
+          for (int64_t r = 0; r < kBlockRows; ++r) {
+            const int64_t o = b % blocks * kBlockRows + r;
+            out[c * kBlockRows + r] = o < conv.out_channels ? weights[o * conv.out_step + c * conv.in_step + t] : 0.0f;
           }
       }
     }
   });
 }
 
-// y[p, o0 + r, n0 : n0 + 32] for r < rows, summed over pixel p's `pairs` (in_pixel, tap),
-// with `weights` the packed block of output channels o0... and x at the group's first
-// channel and sample n0. In the batch's last tile (kTail), the lanes past its end are
-// masked off: live[0] and live[1] for the two vectors.
-template <bool kTail>
+// y[p, o0 + r, n0 : n0 + Shape::samples] for r < rows, summed over pixel p's `pairs`
+// (in_pixel, tap), with `weights` the packed block of output channels o0... and x at the
+// group's first channel and sample n0. In the batch's last tile (kTail), the lanes past
+// its end are masked off: live[v] for vector v.
+template <typename Shape, bool kTail>
 __attribute__((target("avx512f"))) void tile(const DirectConv& conv, const float* weights, const float* x,
                                               const int32_t* in_pixel, const int32_t* tap, int64_t pairs, float* y,
                                               int64_t rows, const __mmask16 (&live)[2]) {
-  const __mmask16 live0 = live[0], live1 = live[1];
-  __m512 acc[kRows][2];
-#pragma GCC unroll 8
-  for (int64_t r = 0; r < kRows; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  constexpr int64_t R = Shape::rows, V = Shape::vectors;
+  __m512 acc[R][V];
+#pragma GCC unroll 16
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
   for (int64_t k = 0; k < pairs; ++k) {
-    const float* a = weights + tap[k] * conv.channels * kRows;
+    const float* a = weights + tap[k] * conv.channels * R;
     const float* b = x + int64_t(in_pixel[k]) * conv.groups * conv.channels * conv.batch;
-    for (int64_t c = 0; c < conv.channels; ++c, a += kRows, b += conv.batch) {
-      const __m512 b0 = kTail ? _mm512_maskz_loadu_ps(live0, b) : _mm512_loadu_ps(b);
-      const __m512 b1 = kTail ? _mm512_maskz_loadu_ps(live1, b + 16) : _mm512_loadu_ps(b + 16);
-#pragma GCC unroll 8
-      for (int64_t r = 0; r < kRows; ++r) {
+    for (int64_t c = 0; c < conv.channels; ++c, a += R, b += conv.batch) {
+      __m512 bv[V];
+      for (int64_t v = 0; v < V; ++v) bv[v] = kTail ? _mm512_maskz_loadu_ps(live[v], b + 16 * v) : _mm512_loadu_ps(b + 16 * v);
+#pragma GCC unroll 16
+      for (int64_t r = 0; r < R; ++r) {
         const __m512 ar = _mm512_set1_ps(a[r]);
-        acc[r][0] = _mm512_fmadd_ps(ar, b0, acc[r][0]);
-        acc[r][1] = _mm512_fmadd_ps(ar, b1, acc[r][1]);
+        for (int64_t v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(ar, bv[v], acc[r][v]);
       }
     }
   }
   // Unrolled, so that every acc[r] is a register: with a loop of `rows` steps here, GCC
   // kept acc in memory and stored all of it on every step of the masked tile's sum above.
-#pragma GCC unroll 8
-  for (int64_t r = 0; r < kRows; ++r) {
+#pragma GCC unroll 16
+  for (int64_t r = 0; r < R; ++r) {
     if (r >= rows) break;
     float* out = y + r * conv.batch;
-    if (kTail) {
-      _mm512_mask_storeu_ps(out, live0, acc[r][0]);
-      _mm512_mask_storeu_ps(out + 16, live1, acc[r][1]);
-    } else {
-      _mm512_storeu_ps(out, acc[r][0]);
-      _mm512_storeu_ps(out + 16, acc[r][1]);
+    for (int64_t v = 0; v < V; ++v) {
+      if (kTail) {
+        _mm512_mask_storeu_ps(out + 16 * v, live[v], acc[r][v]);
+      } else {
+        _mm512_storeu_ps(out + 16 * v, acc[r][v]);
+      }
     }
   }
+}
+
+// The convolution with register tiles of Shape.
+template <typename Shape>
+void conv_direct_tiled(const DirectConv& conv) {
+  constexpr int64_t R = Shape::rows, N = Shape::samples;
+  const int64_t blocks = (conv.out_channels + R - 1) / R;  // per group
+  const PackBuffer packed(conv.groups * blocks * conv.taps * conv.channels * R);
+  pack_weights<R>(conv, blocks, packed.data());
+  const int64_t full = conv.batch / N * N, tail = conv.batch - full;
+  const TailMasks last(tail);
+  // The work items are (output pixel, block of output channels), split between the
+  // threads in contiguous runs.
+  const int64_t threads = gemm_threads_for(2 * int64_t(conv.pair_start[conv.out_pixels]) * conv.groups *
+                                           conv.channels * conv.out_channels * conv.batch);
+  const int64_t items_per_pixel = conv.groups * blocks;
+  parallel_for_threads(conv.out_pixels * items_per_pixel, 1, threads, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t p = item / items_per_pixel, b = item % items_per_pixel, group = b / blocks;
+      const int64_t first = conv.pair_start[p], pairs = conv.pair_start[p + 1] - first;
+      const float* weights = packed.data() + b * conv.taps * conv.channels * R;
+      const float* x = conv.x + group * conv.channels * conv.batch;
+      const int64_t o0 = group * conv.out_channels + b % blocks * R;
+      float* y = conv.y + (p * conv.groups * conv.out_channels + o0) * conv.batch;
+      const int64_t rows = std::min(R, conv.out_channels - b % blocks * R);
+      for (int64_t n0 = 0; n0 < full; n0 += N)
+        tile<Shape, false>(conv, weights, x + n0, conv.in_pixel + first, conv.tap + first, pairs, y + n0, rows,
+                           last.live);
+      if (tail)
+        tile<Shape, true>(conv, weights, x + full, conv.in_pixel + first, conv.tap + first, pairs, y + full, rows,
+                          last.live);
+    }
+  });
 }
 
 // The weight gradient's tile: g[t, c0 + r, o0 : o0 + 32] for r < 8, (+)= its sum over
@@ -146,31 +191,11 @@ __attribute__((target("avx512f"))) void weight_grad_tile(const DirectWeightGrad&
 
 void conv_direct(const DirectConv& conv) {
   if (!gemm_supported()) throw std::runtime_error("conv_direct needs a CPU with AVX-512F");
-  const int64_t blocks = (conv.out_channels + kRows - 1) / kRows;  // per group
-  const PackBuffer packed(conv.groups * blocks * conv.taps * conv.channels * kRows);
-  pack_weights(conv, blocks, packed.data());
-  const int64_t full = conv.batch / kCols * kCols, tail = conv.batch - full;
-  const TailMasks last(tail);
-  // The work items are (output pixel, block of output channels), split between the
-  // threads in contiguous runs.
-  const int64_t threads = gemm_threads_for(2 * int64_t(conv.pair_start[conv.out_pixels]) * conv.groups *
-                                           conv.channels * conv.out_channels * conv.batch);
-  const int64_t items_per_pixel = conv.groups * blocks;
-  parallel_for_threads(conv.out_pixels * items_per_pixel, 1, threads, [&](int64_t begin, int64_t end) {
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t p = item / items_per_pixel, b = item % items_per_pixel, group = b / blocks;
-      const int64_t first = conv.pair_start[p], pairs = conv.pair_start[p + 1] - first;
-      const float* weights = packed.data() + b * conv.taps * conv.channels * kRows;
-      const float* x = conv.x + group * conv.channels * conv.batch;
-      const int64_t o0 = group * conv.out_channels + b % blocks * kRows;
-      float* y = conv.y + (p * conv.groups * conv.out_channels + o0) * conv.batch;
-      const int64_t rows = std::min(kRows, conv.out_channels - b % blocks * kRows);
-      for (int64_t n0 = 0; n0 < full; n0 += kCols)
-        tile<false>(conv, weights, x + n0, conv.in_pixel + first, conv.tap + first, pairs, y + n0, rows, last.live);
-      if (tail)
-        tile<true>(conv, weights, x + full, conv.in_pixel + first, conv.tap + first, pairs, y + full, rows, last.live);
-    }
-  });
+  if (conv.batch <= NarrowTile::samples) {
+    conv_direct_tiled<NarrowTile>(conv);
+  } else {
+    conv_direct_tiled<WideTile>(conv);
+  }
 }
 
 void conv_direct_weight_grad(const DirectWeightGrad& grad) {

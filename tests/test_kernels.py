@@ -560,14 +560,15 @@ def test_direct_convolutions_match_the_reference(case):
     """conv2d and conv_transpose2d pixel by pixel (conv_direct, with 8 or more channels per
     group on both sides), and without groups the weight gradient too where it has 32 or
     more outputs (conv_direct_weight_grad), against `ref`, over the same geometries,
-    groups, channels that leave the 8-row register tile part empty, and batches (outputs,
-    in the weight gradient) that leave its 32 columns part empty (masked) or are shorter
-    than one vector."""
+    groups, channels that leave the 8-row register tile (16 rows for a batch of 16 or
+    fewer) part empty, and batches (outputs, in the weight gradient) that leave its 32
+    columns (16) part empty (masked) or are shorter than one vector."""
     from unittest import mock
 
     from ganforge.backends.cpu import gathered as conv_gathered
     # every batch and number of outputs, not only the whole tiles that the registry sends there
-    with mock.patch.object(conv_gathered, "_fills_tiles", lambda count: True), \
+    with mock.patch.object(conv_gathered, "_fills_tiles", lambda count, tile=32: True), \
+            mock.patch.object(conv_gathered, "NARROW_UP_TO_PIXELS", 10**9), \
             mock.patch.object(conv_gathered, "DIRECT_WEIGHT_GRAD_FROM_BATCH", 1):
         assert conv_gathered._direct(case["x"][0], case["x"][1] // case["groups"], case["w"][0] // case["groups"],
                                      transposed=False)
@@ -762,14 +763,49 @@ def test_transpose_rejects_what_it_cannot_take():
 
 def test_pixel_by_pixel_needs_a_batch_that_fills_its_tiles():
     """At most a quarter of the 32-sample tiles' lanes idle: the last tile costs as much
-    whether its lanes are busy or not."""
+    whether its lanes are busy or not. A batch of 16 or fewer has tiles of 16 samples,
+    on maps of up to 48 x 48 pixels."""
     from ganforge.backends.cpu import gathered as conv_gathered
     assert [n for n in (1, 8, 16, 24, 32, 40, 48, 64, 96, 100, 128) if conv_gathered._fills_tiles(n)] == \
         [24, 32, 48, 64, 96, 100, 128]
     assert not conv_gathered._fills_tiles(0)
     assert conv_gathered._direct(64, 64, 128, transposed=False)
     assert not conv_gathered._direct(40, 64, 128, transposed=False)
+    assert [n for n in (1, 8, 11, 12, 16, 20) if conv_gathered._direct(n, 64, 64, False, pixels=24 * 24)] == [12, 16]
+    assert not conv_gathered._direct(16, 64, 64, False, pixels=96 * 96)  # SRGAN's D at 96 px: the GEMM
     assert conv_gathered._direct_weight_grad(16, 64, 128) and not conv_gathered._direct_weight_grad(8, 64, 128)
+
+
+@needs_gemm
+@pytest.mark.parametrize("batch", [12, 16])
+def test_a_batch_of_16_or_fewer_runs_pixel_by_pixel_in_narrow_tiles(monkeypatch, batch):
+    """SRGAN's batch of 16 (and down to 12) runs conv_direct's 16 x 16 tiles: 20 output
+    channels leave the second block of 16 rows part empty, 12 samples a quarter of the
+    lanes masked off; the convolution and its transposed twin (its input gradient) agree
+    with `ref`."""
+    from ganforge.backends.cpu import gathered as conv_gathered
+    calls = []
+    compiled = native.module()
+    original = compiled.conv_direct
+    rng = np.random.default_rng(batch)
+    x = rng.standard_normal((batch, 24, 10, 10), dtype=np.float32)
+    w = rng.standard_normal((20, 24, 3, 3), dtype=np.float32)
+
+    class Counting:
+        def __getattr__(self, name):
+            if name == "conv_direct":
+                return lambda *args: calls.append(name) or original(*args)
+            return getattr(compiled, name)
+    monkeypatch.setattr(conv_gathered.native, "module", lambda: Counting())
+    y = conv_gathered.conv2d(x, w, (1, 1), (1, 1), (1, 1), 1)
+    want = dispatch.call("conv2d", x.astype(np.float64), w.astype(np.float64), (1, 1), (1, 1), (1, 1), 1,
+                         device="cpu", impl="ref")
+    np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
+    gx = conv_gathered.conv_transpose2d(y, w, (10, 10), (1, 1), (1, 1), (1, 1), 1)
+    want = dispatch.call("conv_transpose2d", y.astype(np.float64), w.astype(np.float64), (10, 10), (1, 1), (1, 1),
+                         (1, 1), 1, device="cpu", impl="ref")
+    np.testing.assert_allclose(gx, want, rtol=1e-4, atol=1e-3)
+    assert calls == ["conv_direct", "conv_direct"]
 
 
 @needs_gemm

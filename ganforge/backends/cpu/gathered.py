@@ -144,7 +144,8 @@ def _conv2d_plan(x_shape, w_shape, stride, padding, dilation, groups, batch_inne
 
 def conv2d(x, w, stride, padding, dilation, groups):
     plan = _conv2d_plan(x.shape, w.shape, stride, padding, dilation, groups, BATCH_INNERMOST_BELOW)
-    if _direct(x.shape[0], w.shape[1], w.shape[0] // groups, transposed=False):
+    pixels = max(x.shape[2] * x.shape[3], plan.out_shape[2] * plan.out_shape[3])
+    if _direct(x.shape[0], w.shape[1], w.shape[0] // groups, transposed=False, pixels=pixels):
         return _run_direct(x, w, plan.out_shape, stride, padding, dilation, groups, transposed=False)
     x, w, y = plan.image.to(x), np.ascontiguousarray(w), plan.out.empty(plan.out_shape)
     for weights, taps, out in plan.calls:
@@ -242,7 +243,8 @@ def _transposed_plan(x_shape, w_shape, out_size, stride, padding, dilation, grou
 def conv_transpose2d(x, w, out_size, stride, padding, dilation, groups):
     plan = _transposed_plan(x.shape, w.shape, tuple(out_size), stride, padding, dilation, groups,
                             BATCH_INNERMOST_BELOW)
-    if _direct(x.shape[0], x.shape[1] // groups, w.shape[1], transposed=True):
+    pixels = max(x.shape[2] * x.shape[3], plan.out_shape[2] * plan.out_shape[3])
+    if _direct(x.shape[0], x.shape[1] // groups, w.shape[1], transposed=True, pixels=pixels):
         return _run_direct(x, w, plan.out_shape, stride, padding, dilation, groups, transposed=True)
     x, w = plan.image.to(x), np.ascontiguousarray(w)
     y = plan.out.empty(plan.out_shape, zeros=True)  # the products are added into it
@@ -272,21 +274,34 @@ def conv_transpose2d(x, w, out_size, stride, padding, dilation, groups):
 # as much as busy ones (dcgan28 G2's forward: 4.2 ms with a batch of 8, against the GEMM's
 # 1.7; 6.7 with 1, against 0.5), so at most a quarter of its lanes may be idle; with a
 # batch of 24 or 48 the two ran even, with 64 the kernel 1.4x faster.
+#
+# A batch of 16 or fewer gets tiles of 16 output channels x 16 samples (SRGAN's batch of
+# 16, which would leave half of each 32-sample tile idle), on maps of up to 48 x 48
+# pixels: against the gathered GEMM, forward and both gradients of SRGAN's layers at batch
+# 16 took 0.78-0.79 of its time on 7-24 px maps with 64 channels, 0.93-1.04 with 128-512,
+# 0.97 at 48 px, and 1.32 on the 96 px input of its discriminator's second layer.
 DIRECT_FROM_CHANNELS = 8
 DIRECT_TILE = 32  # the kernels' register tile: 32 samples (the weight gradient's: 32 outputs)
+NARROW_TILE = 16  # the convolution's tile for a batch of 16 or fewer (csrc/conv_direct.cpp)
+NARROW_UP_TO_PIXELS = 48 * 48
 DIRECT = True  # False: the gathered GEMM only (for benchmarks)
 
 
-def _fills_tiles(count):
-    """Whether `count` columns fill 32-column tiles with at most a quarter of the last
-    tile's lanes idle: 24, 48, 64 or 100 do, 16 or 40 do not."""
-    padded = -(-count // DIRECT_TILE) * DIRECT_TILE
+def _fills_tiles(count, tile=DIRECT_TILE):
+    """Whether `count` columns fill tiles of `tile` with at most a quarter of the last
+    tile's lanes idle: of 32, 24, 48, 64 or 100 do, 16 or 40 do not; of 16, 12 to 16 do."""
+    padded = -(-count // tile) * tile
     return count > 0 and 4 * (padded - count) <= padded
 
 
-def _direct(batch, in_per_group, out_per_group, transposed):
-    """Whether a convolution runs pixel by pixel."""
-    return (DIRECT and _fills_tiles(batch) and out_per_group >= DIRECT_FROM_CHANNELS
+def _direct(batch, in_per_group, out_per_group, transposed, pixels=0):
+    """Whether a convolution runs pixel by pixel; `pixels` is the larger of its input's and
+    output's maps."""
+    if batch <= NARROW_TILE:
+        fills = _fills_tiles(batch, NARROW_TILE) and pixels <= NARROW_UP_TO_PIXELS
+    else:
+        fills = _fills_tiles(batch)
+    return (DIRECT and fills and out_per_group >= DIRECT_FROM_CHANNELS
             and (transposed or in_per_group >= DIRECT_FROM_CHANNELS))
 
 
