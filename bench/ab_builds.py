@@ -6,6 +6,8 @@ Here both are loaded side by side and alternate in blocks, each block warmed up 
 second first (conftest.WARM_UP_S), and the ratio is that of the medians:
 
     python bench/ab_builds.py before.so after.so step:dcgan28      one training step
+    python bench/ab_builds.py before.so after.so step:mlp_gan:256  one step of a builder in
+                                                                     ganforge/gan/benchmarks.py
     python bench/ab_builds.py before.so after.so gemm:256x3136x2048  one float32 GEMM
     python bench/ab_builds.py before.so after.so conv:dcgan64-G4     one conv layer of bench/test_conv.py,
                                                                      forward and both gradients
@@ -69,11 +71,15 @@ def load_build(spec, tag, folder):
 
 
 def workload(what):
-    """A function to time: step:MODEL (a benchmark model's training step), gemm:MxNxK or
+    """A function to time: step:MODEL (a benchmark model's training step; step:NAME:ARGS for
+    a builder of ganforge/gan/benchmarks.py with its integer arguments), gemm:MxNxK or
     conv:LAYER (a layer of bench/test_conv.py, its name with a dash: dcgan28-G2)."""
     kind, _, arg = what.partition(":")
     if kind == "step":
         from ganforge.gan import benchmarks
+        name, *sizes = arg.split(":")
+        if sizes:  # a model with builder arguments in ganforge/gan/benchmarks.py: step:cyclegan:4
+            return getattr(benchmarks, name)(*map(int, sizes))[1]
         return benchmarks.build(arg)[2]
     if kind == "gemm":
         from ganforge.backends.cpu import native
