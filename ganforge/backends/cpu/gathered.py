@@ -144,8 +144,7 @@ def _conv2d_plan(x_shape, w_shape, stride, padding, dilation, groups, batch_inne
 
 def conv2d(x, w, stride, padding, dilation, groups):
     plan = _conv2d_plan(x.shape, w.shape, stride, padding, dilation, groups, BATCH_INNERMOST_BELOW)
-    pixels = max(x.shape[2] * x.shape[3], plan.out_shape[2] * plan.out_shape[3])
-    if _direct(x.shape[0], w.shape[1], w.shape[0] // groups, transposed=False, pixels=pixels):
+    if _direct(x.shape[0], w.shape[1], w.shape[0] // groups, False, _larger_map(x.shape, plan.out_shape)):
         return _run_direct(x, w, plan.out_shape, stride, padding, dilation, groups, transposed=False)
     x, w, y = plan.image.to(x), np.ascontiguousarray(w), plan.out.empty(plan.out_shape)
     for weights, taps, out in plan.calls:
@@ -243,8 +242,7 @@ def _transposed_plan(x_shape, w_shape, out_size, stride, padding, dilation, grou
 def conv_transpose2d(x, w, out_size, stride, padding, dilation, groups):
     plan = _transposed_plan(x.shape, w.shape, tuple(out_size), stride, padding, dilation, groups,
                             BATCH_INNERMOST_BELOW)
-    pixels = max(x.shape[2] * x.shape[3], plan.out_shape[2] * plan.out_shape[3])
-    if _direct(x.shape[0], x.shape[1] // groups, w.shape[1], transposed=True, pixels=pixels):
+    if _direct(x.shape[0], x.shape[1] // groups, w.shape[1], True, _larger_map(x.shape, plan.out_shape)):
         return _run_direct(x, w, plan.out_shape, stride, padding, dilation, groups, transposed=True)
     x, w = plan.image.to(x), np.ascontiguousarray(w)
     y = plan.out.empty(plan.out_shape, zeros=True)  # the products are added into it
@@ -294,7 +292,12 @@ def _fills_tiles(count, tile=DIRECT_TILE):
     return count > 0 and 4 * (padded - count) <= padded
 
 
-def _direct(batch, in_per_group, out_per_group, transposed, pixels=0):
+def _larger_map(in_shape, out_shape):
+    """Pixels in the larger of an (N, C, H, W) input's and output's maps."""
+    return max(in_shape[2] * in_shape[3], out_shape[2] * out_shape[3])
+
+
+def _direct(batch, in_per_group, out_per_group, transposed, pixels):
     """Whether a convolution runs pixel by pixel; `pixels` is the larger of its input's and
     output's maps."""
     if batch <= NARROW_TILE:
