@@ -39,34 +39,22 @@ def leaky_relu_backward(x, gy, slope):
     return native.module().leaky_relu(c_ordered(x), slope, c_ordered(gy))
 
 
-# Under this many flops ganforge's GEMM runs on the calling thread (csrc/parallel.h,
-# gemm_threads_for), waking no worker thread of its own or of NumPy's BLAS.
-ONE_THREAD_FLOPS = 1 << 22
-# A product with a side under this (a batch of 16 through SRGAN's 2048 -> 1024 dense layer,
-# or its weight gradient of depth 16) also runs on ganforge's GEMM: NumPy's BLAS would wake
-# its own threads, which then spin against the GEMM's workers in the convolutions that
-# follow (SRGAN's Fashion-MNIST step: 484 ms with them, 337 without).
-SKINNY_BELOW = 64
-# So does a product of this or more on every side (the MLPs' 256 x 256 layers at a batch
-# of 256): 256 x 256 x 256 took 123-135 us there against NumPy's 160-190 (OpenBLAS's
-# SkylakeX kernels), 2 threads each, in turns. Between the two, NumPy's BLAS keeps the
-# products (an MLP at a batch of 64), where it ran the step's chain of them faster.
-LARGE_FROM = 128
-
-
-def on_native_gemm(m, k, n):
-    """Whether the 2-D float32 product (m x k) @ (k x n) goes to ganforge's GEMM."""
-    return 2 * m * k * n < ONE_THREAD_FLOPS or min(m, k, n) < SKINNY_BELOW or min(m, k, n) >= LARGE_FROM
-
-
 def matmul(a, b):
-    """a @ b. Small, skinny or large float32 matrix products run on ganforge's GEMM: NumPy
+    """a @ b. 2-D float32 products run on ganforge's GEMM (which hands NumPy what it does
+    not take: other dtypes, matrix-vector shapes); batched or broadcast operands go to
+    NumPy's BLAS.
+
+    Why not NumPy's BLAS for 2-D products as well: its threads keep spinning after each
+    product, against ganforge's own GEMM threads in the convolutions that follow. SRGAN's
+    dense layer at batch 16 took its Fashion step from 337 to 484 ms that way, and
+    text2image's 64 x 64 x 6272 products its step from 162 to 277 ms (in turns, 9 rounds,
+    every one 0.52-0.62). Even in a step with no convolution ganforge's GEMM does not lose:
+    the `gan` MLPs at a batch of 64 ran 0.85-0.98 of OpenBLAS's time (separate processes
+    in turns, 5 rounds), at 256 0.87-0.98, bit for bit the same results there. And NumPy
     does not hand an outer product (depth 1, in every MLP's last-layer input gradient) to
-    its BLAS, and its own loop took 82 us for a 256 x 256 one against 12.5 here. The rest,
-    and batched or broadcast operands, go to NumPy's BLAS; its threads and ganforge's own
-    GEMM threads were measured to slow each other down when both are kept busy in one step."""
-    if a.ndim == b.ndim == 2 and on_native_gemm(a.shape[0], a.shape[1], b.shape[1]):
-        return NativeGemm.matmul(a, b)  # (NumPy's for what that GEMM does not take)
+    its BLAS: its own loop took 82 us for a 256 x 256 one against 12.5 here."""
+    if a.ndim == b.ndim == 2:
+        return NativeGemm.matmul(a, b)
     return np.matmul(a, b)
 
 
