@@ -392,6 +392,35 @@ py::array leaky_relu(const py::array& x, double slope, const py::object& gy) {
   throw py::value_error("leaky_relu: x must be float32 or float64, got " + std::string(py::str(x.dtype())));
 }
 
+// a + b or a * b, a's shape, for C-contiguous float32 a and b: b of a's size, or with
+// per_row one value per row of a viewed as rows of `length` (row r takes b[r % b.size]).
+py::array binary_rows(const py::array& a, const py::array& b, bool multiply, int64_t length, bool per_row) {
+  const char* name = multiply ? "mul" : "add";
+  for (const py::array* x : {&a, &b})
+    if (!x->dtype().is(py::dtype::of<float>()) || !(x->flags() & py::array::c_style))
+      throw py::value_error(std::string(name) + ": a and b must be C-contiguous float32 arrays, got " +
+                            std::string(py::str(x->dtype())));
+  const int64_t n = a.size(), period = b.size();
+  if (!per_row && period != n)
+    throw py::value_error(std::string(name) + ": b's " + std::to_string(period) + " values do not match a " +
+                          shape_of(a));
+  if (per_row && (length < 1 || n % length || period < 1 || (n / length) % period))
+    throw py::value_error(std::string(name) + ": b's " + std::to_string(period) + " values do not repeat evenly "
+                          "over the " + std::to_string(length > 0 ? n / length : 0) + " rows of " +
+                          std::to_string(length) + " values of a " + shape_of(a));
+  py::array_t<float> out(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
+  const float* pa = static_cast<const float*>(a.data());
+  const float* pb = static_cast<const float*>(b.data());
+  float* po = out.mutable_data();
+  py::gil_scoped_release release;
+  if (multiply) {
+    ganforge::binary_rows<true>(pa, pb, n, length, period, per_row, po);
+  } else {
+    ganforge::binary_rows<false>(pa, pb, n, length, period, per_row, po);
+  }
+  return out;
+}
+
 template <typename T>
 void run_adam_step(py::array& param, const py::array& grad, py::array& exp_avg, py::array& exp_avg_sq,
                    const std::array<double, 7>& s) {
@@ -621,6 +650,10 @@ PYBIND11_MODULE(_C, m) {
         "out (T, C, O) = the weight gradient of a convolution of x (P_in, C, N), batch innermost, whose output "
         "gradient is gy (P_out, N, O), from the int32 pairs (run_start, out_pixel, in_pixel) grouped by tap, each "
         "tap's in the same number of runs.");
+  m.def("binary_rows", &binary_rows, py::arg("a"), py::arg("b"), py::arg("multiply"), py::arg("length"),
+        py::arg("per_row"),
+        "a * b (multiply) or a + b for C-contiguous float32 arrays, a's shape: b of a's size, or with per_row one "
+        "value per row of a viewed as rows of `length`, row r taking b[r % b.size].");
   m.def("batch_norm_forward", &batch_norm_forward, py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("eps"),
         "Batch norm of x (N, C, ...) over its batch statistics: (y, mean, var, inv_std), the last three per channel.");
   m.def("batch_norm_backward", &batch_norm_backward, py::arg("x"), py::arg("gy"), py::arg("weight"), py::arg("mean"),

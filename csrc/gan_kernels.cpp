@@ -251,6 +251,45 @@ void leaky_relu_backward(const T* x, const T* gy, int64_t n, T slope, T* gx) {
   });
 }
 
+// One rounded add or multiply per element, as NumPy's: a * b == b * a and a + b == b + a
+// bit for bit, so the callers may put the larger operand first.
+template <bool kMultiply>
+GANFORGE_INLINE void binary_range(const float* a, const float* b, int64_t begin, int64_t end, int64_t length,
+                                  int64_t period, bool per_row, float* out) {
+  if (!per_row) {
+    for (int64_t i = begin; i < end; ++i) out[i] = kMultiply ? a[i] * b[i] : a[i] + b[i];
+    return;
+  }
+  for (int64_t i = begin; i < end;) {  // row by row, the row's value held in a register
+    const int64_t row = i / length, row_end = std::min(end, (row + 1) * length);
+    const float v = b[row % period];
+    for (; i < row_end; ++i) out[i] = kMultiply ? a[i] * v : a[i] + v;
+  }
+}
+
+#ifdef GANFORGE_ELEMENTWISE_AVX512
+template <bool kMultiply>
+__attribute__((target("avx512f"))) static void binary_range_avx512(const float* a, const float* b, int64_t begin,
+                                                                    int64_t end, int64_t length, int64_t period,
+                                                                    bool per_row, float* out) {
+  binary_range<kMultiply>(a, b, begin, end, length, period, per_row, out);
+}
+#endif
+
+template <bool kMultiply>
+void binary_rows(const float* a, const float* b, int64_t n, int64_t length, int64_t period, bool per_row, float* out) {
+  parallel_for_threads(n, kElementwiseChunk, gemm_threads(), [=](int64_t begin, int64_t end) {
+#ifdef GANFORGE_ELEMENTWISE_AVX512
+    if (__builtin_cpu_supports("avx512f")) return binary_range_avx512<kMultiply>(a, b, begin, end, length, period,
+                                                                                 per_row, out);
+#endif
+    binary_range<kMultiply>(a, b, begin, end, length, period, per_row, out);
+  });
+}
+
+template void binary_rows<false>(const float*, const float*, int64_t, int64_t, int64_t, bool, float*);
+template void binary_rows<true>(const float*, const float*, int64_t, int64_t, int64_t, bool, float*);
+
 // Every operation rounded on its own, as NumPy does one array operation at a time: the
 // build turns off the contraction of a * b + c into a fused multiply-add (CMakeLists.txt).
 template <typename T>

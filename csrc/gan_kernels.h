@@ -35,6 +35,13 @@ void leaky_relu_forward(const T* x, int64_t n, T slope, T* y);
 template <typename T>
 void leaky_relu_backward(const T* x, const T* gy, int64_t n, T slope, T* gx);
 
+// out = a + b or a * b (kMultiply) for a of n contiguous floats and b either of a's size
+// (per_row false) or one value per row of a viewed as rows of `length`: row r takes
+// b[r % period]. That is NumPy's broadcasting of a per-channel (N, C, 1, 1) or (1, C, 1, 1)
+// array, or a scalar, over an (N, C, H, W) one, on the GEMM's threads.
+template <bool kMultiply>
+void binary_rows(const float* a, const float* b, int64_t n, int64_t length, int64_t period, bool per_row, float* out);
+
 // Adam's scalars for one step, each already rounded to T (as NumPy rounds a Python float
 // that meets a float32 array): the betas and one minus each, sqrt(1 - beta2^step), eps,
 // and the step size lr / (1 - beta1^step).

@@ -447,7 +447,7 @@ def count_kernel_calls(monkeypatch):
     import ganforge.backends.cpu.gemm as gemm_module
     calls = []
     compiled = native.module()
-    counted_names = {"gemm", "gemm_gathered", "conv_direct", "conv_direct_weight_grad", "transpose"}
+    counted_names = {"gemm", "gemm_gathered", "conv_direct", "conv_direct_weight_grad", "transpose", "binary_rows"}
 
     class Counting:
         def __getattr__(self, name):
@@ -979,6 +979,57 @@ def test_cpp_matmul_matches_numpy_on_every_route(monkeypatch, shapes, layout):
     assert got.shape == np.matmul(a, b).shape and got.dtype == np.float32
     assert bool(calls) == (a.ndim == 2 and a.shape[0] >= 8 and b.shape[1] >= 32), shapes
     np.testing.assert_array_equal(cpp.matmul(a.astype(np.float64), b), np.matmul(a.astype(np.float64), b))
+
+
+@needs_cpp
+@pytest.mark.parametrize("shapes,compiled", [
+    (((32, 64, 8, 8), (32, 64, 1, 1)), True),    # StyleGAN2's styles and demodulation, per sample and channel
+    (((32, 64, 8, 8), (1, 64, 1, 1)), True),     # a bias, per channel
+    (((64, 1, 1), (32, 64, 8, 8)), True),        # the same, smaller operand first
+    (((32, 64, 8, 8), ()), True),                # a gain
+    (((32, 64, 8, 8), (32, 64, 8, 8)), True),
+    (((32, 64, 8, 8), (32, 1, 8, 8)), False),    # noise over every channel: NumPy's broadcasting
+    (((256, 256), (256,)), False),               # rows of one value: NumPy's
+    (((16, 8, 8), (16, 8, 8)), False),           # too small to wake a thread
+])
+def test_cpp_add_and_mul_match_numpy_bit_for_bit(monkeypatch, shapes, compiled):
+    """Large float32 sums and products whose smaller operand is one value per row (a
+    channel's or a sample's), a scalar or of the same shape run compiled on both cores;
+    the rest on NumPy. Both give NumPy's result to the bit, NaN and infinities included."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal(shape).astype(np.float32) for shape in shapes)
+    a.reshape(-1)[:3] = [np.nan, np.inf, -np.inf]
+    b = np.float32(b) if b.ndim == 0 else b
+    calls = count_kernel_calls(monkeypatch)
+    for kernel, expected in ((cpp.add, a + b), (cpp.mul, a * b)):
+        got = kernel(a, b)
+        assert got.shape == expected.shape and got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
+    assert calls == (["binary_rows"] * 2 if compiled else []), shapes
+
+
+@needs_cpp
+def test_cpp_add_and_mul_leave_other_layouts_to_numpy(monkeypatch):
+    """A transposed view, float64 and mixed dtypes take NumPy's route, with NumPy's result."""
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((64, 32, 8, 8)).astype(np.float32)
+    calls = count_kernel_calls(monkeypatch)
+    for x, y in ((a.transpose(1, 0, 2, 3), a[:, 0, :1, :1].copy()), (a.astype(np.float64), a), (a, np.float64(2.0))):
+        np.testing.assert_array_equal(cpp.mul(x, y), x * y)
+        assert cpp.add(x, y).dtype == (x + y).dtype
+    assert calls == []
+
+
+@needs_cpp
+def test_binary_rows_rejects_what_it_cannot_take():
+    binary_rows = native.module().binary_rows
+    a = np.zeros((4, 6), np.float32)
+    with pytest.raises(ValueError, match="b's 5 values do not match a"):
+        binary_rows(a, np.zeros(5, np.float32), True, 1, False)
+    with pytest.raises(ValueError, match="b's 3 values do not repeat evenly over the 4 rows of 6 values of a"):
+        binary_rows(a, np.zeros(3, np.float32), True, 6, True)
+    with pytest.raises(ValueError, match="C-contiguous float32"):
+        binary_rows(a, np.zeros(4, np.float64), False, 6, True)
 
 
 @needs_cpp
