@@ -618,7 +618,7 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "ganforge's compiled CPU kernels";
   m.def("set_flush_denormal", &set_flush_denormal, py::arg("on"),
         "Flush denormal floats to zero on this thread and ganforge's kernel threads; returns the previous mode.");
-  m.def("num_threads", &ganforge::num_threads, "Threads the kernels use (GANFORGE_NUM_THREADS or the core count).");
+  m.def("num_threads", &ganforge::num_threads, "Threads of the memory-bound kernels that take it (GANFORGE_NUM_THREADS, or 1).");
   m.def("im2col", &im2col, py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
         py::arg("dilation"), py::arg("batch_in_columns") = false,
         "Unfold x (N, C, H, W) into columns (N, C*KH*KW, OH*OW), or (C*KH*KW, N*OH*OW) with batch_in_columns.");

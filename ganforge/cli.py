@@ -38,7 +38,7 @@ def info(out=None):
         f"ganforge   {gf.__version__}",
         f"python     {platform.python_version()} ({platform.machine()}, {platform.system()})",
         f"numpy      {np.__version__}, BLAS: {_blas()}; {runtime.blas_kernel_note()}",
-        "compiled   " + (f"ganforge._C loaded ({native.module().num_threads()} kernel thread(s); GANFORGE_NUM_THREADS sets it)" if ok
+        "compiled   " + (f"ganforge._C loaded (im2col on {native.module().num_threads()} thread(s); GANFORGE_NUM_THREADS sets it)" if ok
                          else f"missing, using NumPy reference kernels: {reason}"),
         "gemm       " + _gemm_note(),
         "cupy       " + (f"{backend.cupy().__version__}, GPU available" if cupy_reason is None
@@ -80,7 +80,8 @@ def _gemm_note():
     return ("ganforge's own AVX-512 kernels for float32 convolutions (pixel by pixel with 8+ channels and a batch "
             f"that fills 32-sample tiles, otherwise a gathered GEMM), {c.gemm_threads()} thread(s) "
             "(GANFORGE_GEMM_THREADS sets it; idle ones poll for GANFORGE_SPIN_US microseconds, 200 by default, "
-            "then sleep); NumPy's BLAS for float64 and matmul")
+            "then sleep), which also run the elementwise kernels (activations, Adam, large adds and multiplies) "
+            "and every 2-D float32 matmul; NumPy's BLAS for float64 and batched products")
 
 
 def train(args):
