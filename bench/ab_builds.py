@@ -12,6 +12,9 @@ second first (conftest.WARM_UP_S), and the ratio is that of the medians:
     python bench/ab_builds.py before.so after.so conv:dcgan64-G4     one conv layer of bench/test_conv.py,
                                                                      forward and both gradients
     python bench/ab_builds.py a.so a.so:GANFORGE_SPIN_US=1000 step:dcgan28   one build, two settings
+    python bench/ab_builds.py a.so a.so step:stylegan2:32 --a-kernels add=ref,mul=ref
+                                                                     one build, A with some ops on
+                                                                     their `ref` (GANFORGE_KERNELS)
 
 A build is the `_C*.so` that `pip install -e .` or `cmake --build` makes; copy it aside
 before rebuilding. `PATH:NAME=VALUE` sets an environment variable while that build
@@ -98,12 +101,17 @@ def workload(what):
     raise SystemExit(f"unknown workload {what!r}: step:MODEL, gemm:MxNxK or conv:LAYER")
 
 
-def with_build(module, fn):
-    """fn, run with `module` as the compiled module that every kernel call goes to."""
+def with_build(module, fn, kernels=None):
+    """fn, run with `module` as the compiled module that every kernel call goes to, and
+    GANFORGE_KERNELS set to `kernels` (the registry reads it on every call) or unset."""
     from ganforge.backends.cpu import native
 
     def run():
         native._C = module
+        if kernels:
+            os.environ["GANFORGE_KERNELS"] = kernels
+        else:
+            os.environ.pop("GANFORGE_KERNELS", None)
         fn()
     return run
 
@@ -114,13 +122,15 @@ def main():
     parser.add_argument("b", help="build B")
     parser.add_argument("what", help="step:MODEL, gemm:MxNxK or conv:LAYER")
     parser.add_argument("--blocks", type=int, default=10, help=f"blocks of {BLOCK} timed calls per build")
+    parser.add_argument("--a-kernels", help="GANFORGE_KERNELS while A runs (add=ref,mul=ref: those ops on NumPy)")
+    parser.add_argument("--b-kernels", help="GANFORGE_KERNELS while B runs")
     args = parser.parse_args()
     import ganforge.backends.cpu.runtime
     ganforge.backends.cpu.runtime.hold_freed_memory()
     with tempfile.TemporaryDirectory() as folder:
         fn = workload(args.what)
-        a, b = in_turns(with_build(load_build(args.a, "A", folder), fn),
-                        with_build(load_build(args.b, "B", folder), fn), args.blocks)
+        a, b = in_turns(with_build(load_build(args.a, "A", folder), fn, args.a_kernels),
+                        with_build(load_build(args.b, "B", folder), fn, args.b_kernels), args.blocks)
     print(f"{args.what}: A {a * 1e3:.2f} ms  B {b * 1e3:.2f} ms  B/A {b / a:.3f}")
 
 
