@@ -1142,6 +1142,20 @@ def test_ab_builds_loads_two_copies_that_share_no_state(tmp_path):
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
 
 
+@needs_cpp
+def test_ab_builds_runs_each_side_with_its_own_kernel_choice(monkeypatch):
+    """--a-kernels / --b-kernels: a side runs with GANFORGE_KERNELS as given (the registry
+    reads it on every call), the other with it unset."""
+    from pathlib import Path
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "bench"))
+    monkeypatch.setenv("GANFORGE_KERNELS", "")  # restored after the test, whatever the runs leave
+    from ab_builds import with_build
+    chosen = []
+    probe = lambda: chosen.append(dispatch.resolve("mul", "cpu").impl)  # noqa: E731
+    with_build(native.module(), probe, "add=ref,mul=ref")()
+    with_build(native.module(), probe)()
+    assert chosen == ["ref", "cpp"]
+
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_few_output_channels_run_without_unfolding(dtype, monkeypatch):
