@@ -62,14 +62,18 @@ inline int64_t gemm_threads_for(int64_t flops) {
 }
 
 // How long a thread that waits (a worker for its next task, the caller for the workers
-// to finish) keeps polling before it goes to sleep: GANFORGE_SPIN_US microseconds, or 200.
+// to finish) keeps polling before it goes to sleep: GANFORGE_SPIN_US microseconds, or 2000.
 // On the development machine (a virtual one, where an idle core halts) waking a sleeping
 // thread took 35-55 us, as long as starting a new one, while a training step's parallel
 // calls mostly come closer together than 200 us; polling took 3-6% off a dcgan28 step.
+// The gaps of NumPy work between the kernels of StyleGAN2's or CycleGAN's steps are often
+// longer: with 2000 rather than 200, StyleGAN2's 16 steps took 0.83 and 0.92 of their time,
+// CycleGAN's at batch 4 0.90, the gan MLPs' 0.96, SRGAN's and dcgan28's 0.99
+// (bench/ab_builds.py, one build with each setting, in turns).
 inline int spin_us() {
   static const int us = [] {
     const char* env = std::getenv("GANFORGE_SPIN_US");
-    return env ? std::max(0, std::atoi(env)) : 200;
+    return env ? std::max(0, std::atoi(env)) : 2000;
   }();
   return us;
 }

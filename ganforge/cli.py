@@ -79,7 +79,7 @@ def _gemm_note():
         return "NumPy's BLAS: ganforge's own float32 GEMM needs AVX-512, which this CPU lacks"
     return ("ganforge's own AVX-512 kernels for float32 convolutions (pixel by pixel with 8+ channels and a batch "
             f"that fills 32-sample tiles, otherwise a gathered GEMM), {c.gemm_threads()} thread(s) "
-            "(GANFORGE_GEMM_THREADS sets it; idle ones poll for GANFORGE_SPIN_US microseconds, 200 by default, "
+            "(GANFORGE_GEMM_THREADS sets it; idle ones poll for GANFORGE_SPIN_US microseconds, 2000 by default, "
             "then sleep), which also run the elementwise kernels (activations, Adam, large adds and multiplies) "
             "and every 2-D float32 matmul; NumPy's BLAS for float64 and batched products")
 
