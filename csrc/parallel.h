@@ -69,7 +69,8 @@ inline int64_t gemm_threads_for(int64_t flops) {
 // The gaps of NumPy work between the kernels of StyleGAN2's or CycleGAN's steps are often
 // longer: with 2000 rather than 200, StyleGAN2's 16 steps took 0.83 and 0.92 of their time,
 // CycleGAN's at batch 4 0.90, the gan MLPs' 0.96, SRGAN's and dcgan28's 0.99
-// (bench/ab_builds.py, one build with each setting, in turns).
+// (bench/ab_builds.py, one build with each setting, in turns; with the builds the other
+// way round StyleGAN2's took 0.96: the second build is favoured, docs/benchmarks.md).
 inline int spin_us() {
   static const int us = [] {
     const char* env = std::getenv("GANFORGE_SPIN_US");
