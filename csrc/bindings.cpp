@@ -399,7 +399,8 @@ py::array binary_rows(const py::array& a, const py::array& b, bool multiply, int
   for (const py::array* x : {&a, &b})
     if (!x->dtype().is(py::dtype::of<float>()) || !(x->flags() & py::array::c_style))
       throw py::value_error(std::string(name) + ": a and b must be C-contiguous float32 arrays, got " +
-                            std::string(py::str(x->dtype())));
+                            (x->flags() & py::array::c_style ? std::string(py::str(x->dtype()))
+                                                             : std::string("a strided one")));
   const int64_t n = a.size(), period = b.size();
   if (!per_row && period != n)
     throw py::value_error(std::string(name) + ": b's " + std::to_string(period) + " values do not match a " +

@@ -442,8 +442,9 @@ def test_gemm_rejects_bad_operands_with_the_shapes_in_the_message():
 
 
 def count_kernel_calls(monkeypatch):
-    """The list that each call of the compiled convolution kernels and transposes is noted
-    in, by name, while the CPU backend's module is wrapped to note them."""
+    """The list that each call of the compiled GEMMs, convolution kernels, transposes and
+    binary_rows (add, mul) is noted in, by name, while the CPU backend's module is wrapped
+    to note them."""
     import ganforge.backends.cpu.gemm as gemm_module
     calls = []
     compiled = native.module()

@@ -67,24 +67,23 @@ BINARY_FROM = 1 << 16
 PER_ROW_FROM = 16
 
 
-def _per_row(shape, small_shape):
-    """How an array of small_shape broadcasts over one of `shape`, if as one value per
-    row of it viewed as (rows, length), row r taking the small one's value r % period:
-    (length, period), else None. Against (N, C, H, W), (N, C, 1, 1) gives (H*W, N*C),
-    (1, C, 1, 1) or (C, 1, 1) gives (H*W, C) and a scalar (N*C*H*W, 1); (N, 1, H, W) does
-    not broadcast that way."""
+def _row_length(shape, small_shape):
+    """If an array of small_shape broadcasts over one of `shape` as one value per row of
+    it viewed as (rows, length), row r taking the small one's value r % its size: that
+    length, else None. Against (N, C, H, W), (N, C, 1, 1), (1, C, 1, 1) and (C, 1, 1) give
+    H*W and a scalar N*C*H*W; (N, 1, H, W) does not broadcast that way."""
     small_shape = (1,) * (len(shape) - len(small_shape)) + tuple(small_shape)
     kept = [axis for axis, size in enumerate(small_shape) if size != 1]
     if not kept:
-        return math.prod(shape), 1
+        return math.prod(shape)
     first, last = kept[0], kept[-1]
     if small_shape[first:last + 1] != tuple(shape[first:last + 1]):
         return None
-    return math.prod(shape[last + 1:]), math.prod(small_shape[first:last + 1])
+    return math.prod(shape[last + 1:])
 
 
 def _binary(a, b, multiply):
-    """a * b or a + b for large float32 arrays that broadcast as _per_row says, else None.
+    """a * b or a + b for large float32 arrays that broadcast as _row_length says, else None.
     Both are commutative bit for bit, so the larger operand goes first."""
     big, small = (a, b) if a.size >= b.size else (b, a)
     if not (isinstance(big, np.ndarray) and big.dtype == np.float32 and getattr(small, "dtype", None) == np.float32
@@ -95,10 +94,9 @@ def _binary(a, b, multiply):
     else:
         if np.broadcast_shapes(big.shape, small.shape) != big.shape:
             return None
-        layout = _per_row(big.shape, small.shape)
-        if layout is None or layout[0] < PER_ROW_FROM:  # short rows: NumPy's loop over the last axis is faster
+        length, per_row = _row_length(big.shape, small.shape), True
+        if length is None or length < PER_ROW_FROM:  # short rows: NumPy's loop over the last axis is faster
             return None
-        length, per_row = layout[0], True
     small = np.ascontiguousarray(small)
     return native.module().binary_rows(big, small.reshape(-1), multiply, length, per_row)
 
