@@ -181,8 +181,11 @@ std::array<int64_t, 3> element_strides(const py::array& a) {
 
 // For each i: out[i] = a[i] @ b[i], or += with accumulate. a (B, M, K), b (B, K, N) and
 // out (B, M, N) are float32 views with any strides; a batch stride of 0 in out sums the
-// batch into one matrix (a weight gradient over the samples).
-void gemm(const py::array& a, const py::array& b, py::array& out, bool accumulate) {
+// batch into one matrix (a weight gradient over the samples). With a bias (N floats,
+// contiguous) or a slope, each finished product gets the epilogue of gemm.h: + bias, then
+// leaky ReLU.
+void gemm(const py::array& a, const py::array& b, py::array& out, bool accumulate, const py::object& bias,
+          const py::object& slope) {
   if (!ganforge::gemm_supported()) throw std::runtime_error("gemm needs a CPU with AVX-512F");
   for (auto [x, name] : {std::pair{&a, "a"}, std::pair{&b, "b"}, std::pair{static_cast<const py::array*>(&out), "out"}}) {
     if (x->ndim() != 3) throw py::value_error(std::string("gemm: ") + name + " must be 3-D, got shape " + shape_of(*x));
@@ -195,13 +198,31 @@ void gemm(const py::array& a, const py::array& b, py::array& out, bool accumulat
     throw py::value_error("gemm: shapes " + shape_of(a) + " @ " + shape_of(b) + " -> " + shape_of(out) +
                           " do not match (B, M, K) @ (B, K, N) -> (B, M, N)");
   const auto sa = element_strides(a), sb = element_strides(b), sc = element_strides(out);
+  ganforge::Epilogue epilogue;
+  py::array_t<float, py::array::c_style> bias_array;
+  if (!bias.is_none()) {
+    std::string got = std::string(py::str(bias.get_type().attr("__name__")));
+    bool ok = false;
+    if (py::isinstance<py::array>(bias)) {
+      const auto values = py::reinterpret_borrow<py::array>(bias);
+      ok = values.dtype().is(py::dtype::of<float>()) && values.ndim() == 1 && values.shape(0) == n;
+      got = "shape " + shape_of(values) + " " + std::string(py::str(values.dtype()));
+    }
+    if (!ok)
+      throw py::value_error("gemm: bias must be a 1-D float32 array of " + std::to_string(n) + " values, got " + got);
+    bias_array = py::array_t<float, py::array::c_style>::ensure(bias);  // (a copy only if strided)
+    epilogue.bias = bias_array.data();
+  }
+  if (!slope.is_none()) epilogue.activate = true, epilogue.slope = slope.cast<float>();
+  if (epilogue.any() && (accumulate || (sc[0] == 0 && batch > 1)))
+    throw py::value_error("gemm: a bias or slope applies to a finished product, not with accumulate or a summed batch");
   const float* pa = static_cast<const float*>(a.data());
   const float* pb = static_cast<const float*>(b.data());
   float* pc = static_cast<float*>(out.mutable_data());
   py::gil_scoped_release release;
   for (int64_t i = 0; i < batch; ++i)
     ganforge::sgemm(m, n, k, pa + i * sa[0], sa[1], sa[2], pb + i * sb[0], sb[1], sb[2], pc + i * sc[0], sc[1],
-                    sc[2], accumulate || (sc[0] == 0 && i > 0));
+                    sc[2], accumulate || (sc[0] == 0 && i > 0), epilogue);
 }
 
 // One operand of gemm_gathered, unpacked from Python's (data, rows, cols, (height, width)):
@@ -634,8 +655,10 @@ PYBIND11_MODULE(_C, m) {
   m.def("gemm_threads", &ganforge::gemm_threads,
         "Threads the GEMM uses (GANFORGE_GEMM_THREADS or the CPUs this process may run on).");
   m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("accumulate") = false,
+        py::arg("bias") = py::none(), py::arg("slope") = py::none(),
         "out[i] = a[i] @ b[i] (or += with accumulate) for float32 (B, M, K), (B, K, N), (B, M, N) views of any "
-        "strides; out with batch stride 0 sums over the batch.");
+        "strides; out with batch stride 0 sums over the batch. bias (N float32 values) is added to each finished "
+        "product, and with a slope, leaky ReLU follows (slope 0: ReLU).");
   m.def("gemm_gathered", &gemm_gathered, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("accumulate") = false,
         "out (+)= a @ b for float32 operands gathered from images (an implicit im2col): a, b and out are "
         "(data, rows, cols, (height, width)) with (n, 3) int64 tables of (base, y, x); out has a fifth entry, "

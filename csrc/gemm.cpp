@@ -467,10 +467,25 @@ void pack_b(const Gathered& b, int64_t k0, int64_t kc, int64_t j0, int64_t n, fl
   pack_b_gathered(b, k0, kc, j0, n, out);
 }
 
+// The epilogue (gemm.h) on sixteen sums of row-major C's columns j, ..., j + 15 (the
+// lanes of `live`): + bias, then the leaky_relu kernel's max(0, v) + slope min(0, v).
+__attribute__((target("avx512f"))) inline __m512 epilogue_of(__m512 v, const Epilogue& e, int64_t j,
+                                                             __mmask16 live) {
+  if (e.bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(live, e.bias + j));
+  if (e.activate) {
+    const __m512 zero = _mm512_setzero_ps(), positive = _mm512_max_ps(zero, v);
+    v = e.slope != 0.0f ? _mm512_fmadd_ps(_mm512_set1_ps(e.slope), _mm512_min_ps(zero, v), positive) : positive;
+  }
+  return v;
+}
+
 // The MR x NR tile C = (or +=) sum over k of a[:, k] b[k, :], all of it in 16 registers.
-// a is a packed panel; b's rows are b_step apart (NR in a packed panel).
+// a is a packed panel; b's rows are b_step apart (NR in a packed panel). With an epilogue
+// (the tile's last block of depth), its bias, from column j on, and activation are
+// applied in the registers before the store.
 __attribute__((target("avx512f"))) void micro_kernel(int64_t kc, const float* a, const float* b, int64_t b_step,
-                                                     float* c, int64_t c_rows, bool accumulate) {
+                                                     float* c, int64_t c_rows, bool accumulate,
+                                                     const Epilogue* epilogue = nullptr, int64_t j = 0) {
   __m512 acc[MR][2];
 #pragma GCC unroll 8
   for (int64_t r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
@@ -491,6 +506,9 @@ __attribute__((target("avx512f"))) void micro_kernel(int64_t kc, const float* a,
     if (accumulate) {
       acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_loadu_ps(row));
       acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_loadu_ps(row + 16));
+    }
+    if (epilogue) {
+      for (int h = 0; h < 2; ++h) acc[r][h] = epilogue_of(acc[r][h], *epilogue, j + 16 * h, 0xFFFF);
     }
     _mm512_storeu_ps(row, acc[r][0]);
     _mm512_storeu_ps(row + 16, acc[r][1]);
@@ -581,10 +599,24 @@ void prefetch_tile(const GatheredOut& c, int64_t i, int64_t j, int64_t rows, int
       _mm_prefetch(reinterpret_cast<const char*>(c.data + c.row.offset[i + r] + c.col.offset[j + q]), _MM_HINT_T1);
 }
 
+// The epilogue (gemm.h) over C[i0:i0+m, j0:j0+n], element by element: for the edges of C
+// that the micro-kernel leaves to store_tile, for a depth split's summed C, and for k = 0.
+__attribute__((target("avx512f"))) void finish(const MatrixOut& c, int64_t i0, int64_t m, int64_t j0, int64_t n,
+                                                const Epilogue& e) {
+  for (int64_t i = i0; i < i0 + m; ++i)
+    for (int64_t j = j0; j < j0 + n; ++j) {
+      const __m512 v = epilogue_of(_mm512_set1_ps(*c.at(i, j)), e, j, 0x0001);
+      *c.at(i, j) = _mm512_cvtss_f32(v);
+    }
+}
+
+// Gathered outputs (the convolutions) take no epilogue.
+void finish(const GatheredOut&, int64_t, int64_t, int64_t, int64_t, const Epilogue&) {}
+
 // One thread's share: C[i0:i0+m, j0:j0+n] (+)= A[i0:i0+m, k0:k1] B[k0:k1, j0:j0+n].
 template <typename A, typename B, typename Out>
 void gemm_block(const A& a, const B& b, int64_t k0, int64_t k1, const Out& c, int64_t i0, int64_t m, int64_t j0,
-                int64_t n, bool accumulate) {
+                int64_t n, bool accumulate, const Epilogue& epilogue = Epilogue{}) {
   // When all of A's rows fit one packed block, each of B's elements is used by only a few
   // register tiles, and packing B would cost as much as the products: the micro-kernel then
   // reads a row-major B where it lies, and only the last, partial panel is packed.
@@ -597,6 +629,7 @@ void gemm_block(const A& a, const B& b, int64_t k0, int64_t k1, const Out& c, in
     for (int64_t pc = k0; pc < k1; pc += KC) {
       const int64_t kc = std::min(KC, k1 - pc);
       const bool add = accumulate || pc > k0;
+      const Epilogue* last = pc + kc == k1 && epilogue.any() ? &epilogue : nullptr;  // C's sums complete
       if (!direct_b) {
         pack_b(b, pc, kc, j0 + jc, nc, b_pack.data());
       } else if (full < nc) {
@@ -617,13 +650,14 @@ void gemm_block(const A& a, const B& b, int64_t k0, int64_t k1, const Out& c, in
             const float* a_panel = a_pack.data() + ir * kc;
             if (rows == MR && cols == NR) {  // straight into C where the whole tile is a strided block
               if (int64_t row_step; c.is_block(i, j, row_step)) {
-                micro_kernel(kc, a_panel, b_panel, b_step, c.at(i, j), row_step, add);
+                micro_kernel(kc, a_panel, b_panel, b_step, c.at(i, j), row_step, add, last, j);
                 continue;
               }
             }
             prefetch_tile(c, i, j, rows, cols);  // the tile's places, while its products are computed
             micro_kernel(kc, a_panel, b_panel, b_step, edge, NR, false);
             store_tile(edge, c, i, j, rows, cols, add);
+            if (last) finish(c, i, rows, j, cols, *last);
           }
         }
       }
@@ -633,13 +667,15 @@ void gemm_block(const A& a, const B& b, int64_t k0, int64_t k1, const Out& c, in
 
 // C (+)= A B with the work shared between threads.
 template <typename A, typename B, typename Out>
-void gemm(int64_t m, int64_t n, int64_t k, const A& a, const B& b, const Out& c, bool accumulate) {
+void gemm(int64_t m, int64_t n, int64_t k, const A& a, const B& b, const Out& c, bool accumulate,
+          const Epilogue& epilogue = Epilogue{}) {
   if (m == 0 || n == 0) return;
   if (k == 0) {
     if (!accumulate)
       for (int64_t i = 0; i < m; ++i)
         for (int64_t j = 0; j < n; ++j)
           if (float* out = c.at(i, j)) *out = 0.0f;
+    if (epilogue.any()) finish(c, 0, m, 0, n, epilogue);
     return;
   }
   // Threads take disjoint parts of the work, each packing its own operands. Splitting C's
@@ -667,7 +703,7 @@ void gemm(int64_t m, int64_t n, int64_t k, const A& a, const B& b, const Out& c,
       if (enough && extra < least) split = option, least = extra;
     }
   if (split == kNone) {
-    gemm_block(a, b, 0, k, c, 0, m, 0, n, accumulate);
+    gemm_block(a, b, 0, k, c, 0, m, 0, n, accumulate, epilogue);
   } else if (split == kDepth) {
     // Thread 0 works in C itself, the others in their own (m x n) buffers, which are
     // added to C once they all finish.
@@ -693,15 +729,16 @@ void gemm(int64_t m, int64_t n, int64_t k, const A& a, const B& b, const Out& c,
             std::copy_n(partial[t - 1].data() + (i + r) * n + j, cols, tile + r * NR);
           store_tile(tile, c, i, j, rows, cols, true);
         }
+    if (epilogue.any()) finish(c, 0, m, 0, n, epilogue);
   } else {
     const bool by_columns = split == kColumns;
     const int64_t step = by_columns ? col_unit : row_unit, extent = by_columns ? n : m;
     parallel_for_threads((extent + step - 1) / step, 1, threads, [&](int64_t begin, int64_t end) {
       const int64_t lo = begin * step, hi = std::min(extent, end * step);
       if (by_columns) {
-        gemm_block(a, b, 0, k, c, 0, m, lo, hi - lo, accumulate);
+        gemm_block(a, b, 0, k, c, 0, m, lo, hi - lo, accumulate, epilogue);
       } else {
-        gemm_block(a, b, 0, k, c, lo, hi - lo, 0, n, accumulate);
+        gemm_block(a, b, 0, k, c, lo, hi - lo, 0, n, accumulate, epilogue);
       }
     });
   }
@@ -720,8 +757,10 @@ void transpose(const float* in, int64_t rows, int64_t middle, int64_t cols, floa
 }
 
 void sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rows, int64_t a_cols, const float* b,
-           int64_t b_rows, int64_t b_cols, float* c, int64_t c_rows, int64_t c_cols, bool accumulate) {
-  gemm(m, n, k, Matrix{a, a_rows, a_cols}, Matrix{b, b_rows, b_cols}, MatrixOut{c, c_rows, c_cols}, accumulate);
+           int64_t b_rows, int64_t b_cols, float* c, int64_t c_rows, int64_t c_cols, bool accumulate,
+           const Epilogue& epilogue) {
+  gemm(m, n, k, Matrix{a, a_rows, a_cols}, Matrix{b, b_rows, b_cols}, MatrixOut{c, c_rows, c_cols}, accumulate,
+       epilogue);
 }
 
 void sgemm_gathered(int64_t m, int64_t n, int64_t k, const GatheredOperand& a, const GatheredOperand& b,
@@ -748,7 +787,7 @@ void transpose(const float* in, int64_t rows, int64_t middle, int64_t cols, floa
 }
 
 void sgemm(int64_t, int64_t, int64_t, const float*, int64_t, int64_t, const float*, int64_t, int64_t, float*, int64_t,
-           int64_t, bool) {
+           int64_t, bool, const Epilogue&) {
   throw std::runtime_error("ganforge's sgemm needs an x86-64 CPU with AVX-512F");
 }
 

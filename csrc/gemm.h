@@ -11,8 +11,24 @@ bool gemm_supported();
 // C = A B, or C += A B with `accumulate`, for A (m x k), B (k x n), C (m x n), float32.
 // Element (i, j) of each operand sits at ptr[i * rows + j * cols] (strides in elements,
 // any sign or layout, as long as C's elements do not overlap).
+//
+// An epilogue is applied to each element of C once its sum is complete, by the thread that
+// computed it, while that part of C is still in its cache: a linear layer's bias and
+// activation, with no pass of their own over the output (a separate one reads C back from
+// both cores' caches: 12 us for a 256 x 256 bias add in an MLP's step, against 3 alone).
+// Each element gets v = C + bias[j] (one rounding, as NumPy's C + bias), then, with
+// `activate`, v where v > 0, else slope v (the leaky_relu kernel's arithmetic), so the
+// results are those of the separate passes bit for bit.
+struct Epilogue {
+  const float* bias = nullptr;  // n values, or none
+  bool activate = false;
+  float slope = 0.0f;
+  bool any() const { return bias != nullptr || activate; }
+};
+
 void sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rows, int64_t a_cols, const float* b,
-           int64_t b_rows, int64_t b_cols, float* c, int64_t c_rows, int64_t c_cols, bool accumulate);
+           int64_t b_rows, int64_t b_cols, float* c, int64_t c_rows, int64_t c_cols, bool accumulate,
+           const Epilogue& epilogue = Epilogue{});
 
 // One side (the rows, or the columns) of a gathered operand: for each row (or column) an
 // offset into the data and a pixel position (y, x). 32-bit, as AVX-512's gathers want.

@@ -26,7 +26,7 @@ __all__ = [
     # linear algebra, sliding windows and convolutions
     "matmul", "unfold", "fold", "conv2d", "conv_transpose2d", "conv2d_weight_grad",
     # layers
-    "linear", "embedding", "batch_norm", "instance_norm", "layer_norm", "group_norm", "dropout", "interpolate",
+    "linear", "linear_leaky_relu", "embedding", "batch_norm", "instance_norm", "layer_norm", "group_norm", "dropout", "interpolate",
     "avg_pool2d", "max_pool2d", "adaptive_avg_pool2d", "pixel_shuffle", "bicubic_resize", "normalize",
     # activations
     "relu", "leaky_relu", "prelu", "sigmoid", "tanh", "softplus", "elu",
@@ -523,12 +523,22 @@ def conv2d_weight_grad(x, grad_output, weight_shape, stride=1, padding=0, dilati
 
 def linear(x, weight, bias=None):
     """x @ weight.T + bias, with weight (out_features, in_features) as in PyTorch."""
+    return _linear(ops.linalg.Linear(), x, weight, bias)
+
+
+def linear_leaky_relu(x, weight, bias=None, negative_slope=0.01):
+    """leaky_relu(linear(x, weight, bias), negative_slope) as one op, for a slope in [0, 1]
+    (0: ReLU): nn.Sequential runs a Linear followed by a LeakyReLU or ReLU this way. The
+    result and its gradients are those of the two ops; on the CPU the activation is
+    applied as the product is stored (ops/linalg.py)."""
+    return _linear(ops.linalg.LinearLeakyReLU(negative_slope), x, weight, bias)
+
+
+def _linear(op, x, weight, bias):
     if weight.ndim != 2 or x.ndim < 1 or x.shape[-1] != weight.shape[1]:
         raise ValueError(f"linear: input shape {x.shape} does not end in in_features={weight.shape[-1]} "
                          f"(weight shape {weight.shape})")
-    if bias is None:
-        return ops.linalg.Linear()(x, weight)
-    return ops.linalg.Linear()(x, weight, bias)
+    return op(x, weight) if bias is None else op(x, weight, bias)
 
 
 def embedding(indices, weight):

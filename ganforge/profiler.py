@@ -20,13 +20,13 @@ from collections import defaultdict
 
 from . import optim
 from .autograd import Function
-from .nn.module import Module
+from .nn.module import Module, Sequential
 
 
 def _gemm_flops(fn, xs, y):
     """2 x multiply-adds of the GEMM-shaped ops, from their operand shapes."""
     name = type(fn).__name__
-    if name in ("MatMul", "Linear"):  # every output element sums over the first operand's last axis
+    if name in ("MatMul", "Linear", "LinearLeakyReLU"):  # every output element sums over x's last axis
         return 2 * y.size * xs[0].shape[-1]
     if name == "Conv2d":  # every output element sums C/groups * KH * KW products
         return 2 * y.size * math.prod(xs[1].shape[1:])
@@ -65,10 +65,11 @@ class Profile:
             self._children[-1] += elapsed
         return result, elapsed - nested
 
-    def _patch(self, owner, attribute, wrapper):
-        """Replace owner.attribute (its own or inherited) by wrapper(it), until __exit__."""
+    def _patch(self, owner, attribute, wrapper, original=None):
+        """Replace owner.attribute (its own or inherited) by wrapper(it, or `original`),
+        until __exit__."""
         self._patched.append((owner, attribute, owner.__dict__.get(attribute)))
-        setattr(owner, attribute, wrapper(getattr(owner, attribute)))
+        setattr(owner, attribute, wrapper(original or getattr(owner, attribute)))
 
     def _wrap_forward(self, op, original):
         def forward(fn, *xs):
@@ -108,6 +109,16 @@ class Profile:
                 self._layer_stack.pop()
         return call
 
+    def _wrap_fused_call(self, original):
+        def call(first, second, fused, x):
+            names = [self._names.get(id(m), f"{type(m).__name__}@{id(m) % 10000:04d}") for m in (first, second)]
+            self._layer_stack.append(f"{names[0]}+{names[1]}")
+            try:
+                return original(first, second, fused, x)
+            finally:
+                self._layer_stack.pop()
+        return staticmethod(call)
+
     def _wrap_optimizer_step(self, original):
         def step(opt):
             result, seconds = self._timed(original, opt)
@@ -126,10 +137,14 @@ class Profile:
         return self
 
     def __enter__(self):
-        for name, cls in Function.registry.items():
-            self._patch(cls, "forward", lambda f, name=name: self._wrap_forward(name, f))
-            self._patch(cls, "backward", lambda f, name=name: self._wrap_backward(name, f))
+        # Each op's own methods, looked up before any is wrapped: an op that inherits its
+        # forward (LinearLeakyReLU's is Linear's) is then timed under its own name only.
+        methods = [(name, cls, cls.forward, cls.backward) for name, cls in Function.registry.items()]
+        for name, cls, forward, backward in methods:
+            self._patch(cls, "forward", lambda f, name=name: self._wrap_forward(name, f), forward)
+            self._patch(cls, "backward", lambda f, name=name: self._wrap_backward(name, f), backward)
         self._patch(Module, "__call__", self._wrap_module_call)
+        self._patch(Sequential, "_call_fused", self._wrap_fused_call)
         for cls in (optim.SGD, optim.Adam, optim.RMSprop):
             self._patch(cls, "step", self._wrap_optimizer_step)
         self._start = time.perf_counter()

@@ -584,6 +584,27 @@ def linear_case(draw, bias=True):
 
 
 @st.composite
+def linear_leaky_relu_case(draw):
+    """linear_case's arrays with the bias moved so that no output of the product sits
+    within 0.1 of the activation's kink, where finite differences would straddle it."""
+    arrays, _ = draw(linear_case())
+    x, w, b = arrays
+    products = (x @ w.T).reshape(-1, w.shape[0])
+    for j in range(w.shape[0]):
+        # the bias nearest its drawn value whose outputs all clear the kink
+        candidates = b[j] + np.arange(-40, 41) * 0.05
+        clear = [c for c in candidates if np.all(np.abs(products[:, j] + c) > 0.1)]
+        b[j] = min(clear, key=lambda c: abs(c - b[j]))
+    slope = draw(st.sampled_from([0.0, 0.2, 1.0]))
+    return [x, w, b], {"negative_slope": slope}
+
+
+def linear_leaky_relu_ref(x, w, b, negative_slope):
+    y = x @ w.T + b
+    return np.where(y > 0, y, negative_slope * y)
+
+
+@st.composite
 def embedding_case(draw):
     vocab, dim = draw(st.integers(1, 5)), draw(st.integers(1, 3))
     index_shape = draw(hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=4))
@@ -932,6 +953,7 @@ SPECS = [
     OpSpec("conv2d_weight_grad", weight_grad_case(), F.conv2d_weight_grad, conv2d_weight_grad_ref),
     OpSpec("linear", linear_case(), F.linear, lambda x, w, b: x @ w.T + b),
     OpSpec("linear", linear_case(bias=False), F.linear, lambda x, w: x @ w.T, variant="no_bias"),
+    OpSpec("linear_leaky_relu", linear_leaky_relu_case(), F.linear_leaky_relu, linear_leaky_relu_ref),
     OpSpec("embedding", embedding_case(), lambda w, indices: F.embedding(indices, w), lambda w, indices: w[indices]),
     OpSpec("batch_norm", norm_layer_case("batch"), batch_norm_fn, batch_norm_ref, variant="train"),
     OpSpec("batch_norm", norm_layer_case("batch", training=False), batch_norm_fn, batch_norm_ref, variant="eval"),

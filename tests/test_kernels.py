@@ -1208,3 +1208,73 @@ def test_flushing_denormals_zeroes_them_on_every_kernel_thread():
     finally:
         gf.set_flush_denormal(False)
     assert NativeGemm.matmul(tiny, ones).all()
+
+
+@needs_gemm
+@pytest.mark.parametrize("m, k, n", [
+    (256, 256, 256),  # whole register tiles, split between the threads
+    (37, 300, 45),    # edge tiles, and a second block of depth (KC = 256)
+    (8, 16384, 40),   # too few rows and columns to split: split over the depth, then the epilogue
+    (9, 0, 33),       # no depth: the bias alone
+])
+@pytest.mark.parametrize("slope", [None, 0.0, 0.2, 1.0])
+def test_gemm_epilogue_matches_separate_passes_bit_for_bit(m, k, n, slope):
+    """A linear layer's bias and activation applied by the GEMM as it stores C give what
+    the product, NumPy's + bias and the leaky_relu kernel give one after the other, to the
+    bit (NaN and infinities included), into a row-major or a transposed C."""
+    rng = np.random.default_rng(m + k)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    if k:
+        x[0, 0], x[1, 0] = np.nan, np.inf
+    gemm = native.module().gemm
+    for with_bias in (bias, None):
+        expected = np.empty((1, m, n), np.float32)
+        gemm(x[None], w.T[None], expected)
+        expected = expected[0]
+        if with_bias is not None:
+            expected += with_bias
+        if slope is not None:
+            expected = native.module().leaky_relu(expected, slope)
+        for out in (np.empty((1, m, n), np.float32), np.empty((1, n, m), np.float32).transpose(0, 2, 1)):
+            gemm(x[None], w.T[None], out, bias=with_bias, slope=slope)
+            np.testing.assert_array_equal(out[0], expected)
+
+
+@needs_gemm
+def test_gemm_epilogue_rejects_what_it_cannot_take():
+    gemm = native.module().gemm
+    a, b, out = np.zeros((1, 4, 3), np.float32), np.zeros((1, 3, 5), np.float32), np.zeros((1, 4, 5), np.float32)
+    with pytest.raises(ValueError, match=r"bias must be a 1-D float32 array of 5 values, got shape \(4,\) float32"):
+        gemm(a, b, out, bias=np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match=r"got shape \(5,\) float64"):
+        gemm(a, b, out, bias=np.zeros(5))
+    with pytest.raises(ValueError, match="got list"):
+        gemm(a, b, out, bias=[0.0] * 5)
+    with pytest.raises(ValueError, match="not with accumulate or a summed batch"):
+        gemm(a, b, out, accumulate=True, slope=0.2)
+
+
+@needs_gemm
+@pytest.mark.parametrize("slope", [None, 0.2])
+def test_cpp_linear_runs_the_epilogue_where_the_gemm_takes_the_product(monkeypatch, slope):
+    """The `linear` op's C++ route gives its separate passes' result bit for bit, through
+    one GEMM call with the epilogue for a float32 batch; a thin product (a batch under one
+    register tile), float64 or a float64 bias take the separate passes."""
+    from ganforge.ops.linalg import linear_ref
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((64, 48)).astype(np.float32)
+    bias = rng.standard_normal(64).astype(np.float32)
+    cases = [(rng.standard_normal((40, 48)).astype(np.float32), bias, ["gemm"]),  # with its epilogue
+             (rng.standard_normal((4, 48)).astype(np.float32), bias, []),  # NumPy's matmul
+             (rng.standard_normal((40, 48)), bias, []),
+             (rng.standard_normal((40, 48)).astype(np.float32), bias.astype(np.float64), ["gemm"])]  # then + bias
+    for x, b, kernels in cases:
+        separate = cpp.leaky_relu(cpp.matmul(x, w.T) + b, slope) if slope is not None else cpp.matmul(x, w.T) + b
+        calls = count_kernel_calls(monkeypatch)
+        got = cpp.linear(x, w, b, slope)
+        assert got.dtype == separate.dtype and calls == kernels, (x.shape, x.dtype, b.dtype)
+        np.testing.assert_array_equal(got, separate)
+        np.testing.assert_allclose(got, linear_ref(x, w, b, slope), rtol=1e-5, atol=1e-5)
+        monkeypatch.undo()

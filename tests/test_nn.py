@@ -704,3 +704,66 @@ def test_layers_take_numpy_integers_for_their_sizes():
     """Sizes read from arrays (np.int64) are compared by value, not identity."""
     assert nn.Linear(np.int64(3), 2)(gf.randn(4, 3)).shape == (4, 2)
     assert nn.InstanceNorm2d(np.int64(3))(gf.randn(2, 3, 4, 4)).shape == (2, 3, 4, 4)
+
+
+def _mlp(seed, last_activation):
+    gf.manual_seed(seed)
+    return nn.Sequential(nn.Linear(24, 64), nn.LeakyReLU(0.2), nn.Linear(64, 40), nn.ReLU(), nn.Linear(40, 8),
+                         last_activation)
+
+
+def _creators(y):
+    """The op types in the graph behind y."""
+    seen, stack = [], [y.creator]
+    while stack:
+        fn = stack.pop()
+        if fn is not None and fn not in seen:
+            seen.append(fn)
+            stack.extend(x.creator for x in fn.inputs)
+    return {type(fn).__name__ for fn in seen}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sequential_runs_linear_and_activation_as_one_op_with_the_same_results(dtype):
+    """A Linear and the LeakyReLU or ReLU after it run as one op: the output, the
+    gradients and a gradient penalty's second-order gradients are those of the modules
+    applied one by one, bit for bit."""
+    net = _mlp(0, nn.LeakyReLU(0.5)).to(dtype=dtype)
+    x = gf.randn(32, 24, dtype=dtype, requires_grad=True)
+
+    def run(forward):
+        y = forward(x)
+        ops = _creators(y)
+        (gx,) = gf.grad(y.sum(), [x], create_graph=True)
+        for p in net.parameters():
+            p.grad = None
+        ((gx * gx).sum() + y.sum()).backward()
+        return [y.numpy(), gx.numpy()] + [p.grad.numpy() for p in net.parameters()], ops
+
+    def one_by_one(x):
+        for module in net:
+            x = module(x)
+        return x
+
+    fused, fused_ops = run(net)
+    separate, separate_ops = run(one_by_one)
+    assert "LinearLeakyReLU" in fused_ops and "LeakyReLU" not in fused_ops, fused_ops
+    assert "LinearLeakyReLU" not in separate_ops
+    for a, b in zip(fused, separate):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sequential_fuses_only_plain_linear_layers_and_activations_without_hooks():
+    class MyLinear(nn.Linear):
+        pass
+
+    fusable = nn.Linear(4, 4)
+    assert fusable.fused_with(nn.LeakyReLU(0.2)) is not None and fusable.fused_with(nn.ReLU()) is not None
+    assert fusable.fused_with(nn.LeakyReLU(-0.1)) is None and fusable.fused_with(nn.LeakyReLU(1.5)) is None
+    assert fusable.fused_with(nn.Tanh()) is None and MyLinear(4, 4).fused_with(nn.ReLU()) is None
+    hooked = nn.ReLU()
+    hooked.register_forward_pre_hook(lambda module, inputs: None)
+    assert fusable.fused_with(hooked) is None
+    # a wrong input shape gets the Linear's own message, fused or not
+    with pytest.raises(ValueError, match="should end in 4 features"):
+        nn.Sequential(fusable, nn.ReLU())(gf.randn(2, 3))
