@@ -386,7 +386,7 @@ py::tuple batch_norm_backward(const py::array& x, const py::array& gy, const py:
 }
 
 template <typename T>
-py::array run_leaky_relu(const py::array& x, const py::object& gy, double slope) {
+py::array run_leaky_relu(const py::array& x, const py::object& gy, double slope, double gain) {
   py::array_t<T> out(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
   const T* px = static_cast<const T*>(x.data());
   const T* pg = gy.is_none() ? nullptr : static_cast<const T*>(gy.cast<py::array>().data());
@@ -394,22 +394,22 @@ py::array run_leaky_relu(const py::array& x, const py::object& gy, double slope)
   {
     py::gil_scoped_release release;
     if (pg) {
-      ganforge::leaky_relu_backward<T>(px, pg, x.size(), T(slope), po);
+      ganforge::leaky_relu_backward<T>(px, pg, x.size(), T(slope), T(gain), po);
     } else {
-      ganforge::leaky_relu_forward<T>(px, x.size(), T(slope), po);
+      ganforge::leaky_relu_forward<T>(px, x.size(), T(slope), T(gain), po);
     }
   }
   return out;
 }
 
-// leaky_relu(x, slope), or its gradient with gy: the same kernel family, x's shape.
-py::array leaky_relu(const py::array& x, double slope, const py::object& gy) {
+// leaky_relu(x, slope) * gain, or its gradient with gy: the same kernel family, x's shape.
+py::array leaky_relu(const py::array& x, double slope, const py::object& gy, double gain) {
   if (!(x.flags() & py::array::c_style)) throw py::value_error("leaky_relu: x must be C-contiguous");
   if (!gy.is_none()) {
     check_gradient_like(x, gy.cast<py::array>(), "leaky_relu");
   }
-  if (x.dtype().is(py::dtype::of<float>())) return run_leaky_relu<float>(x, gy, slope);
-  if (x.dtype().is(py::dtype::of<double>())) return run_leaky_relu<double>(x, gy, slope);
+  if (x.dtype().is(py::dtype::of<float>())) return run_leaky_relu<float>(x, gy, slope, gain);
+  if (x.dtype().is(py::dtype::of<double>())) return run_leaky_relu<double>(x, gy, slope, gain);
   throw py::value_error("leaky_relu: x must be float32 or float64, got " + std::string(py::str(x.dtype())));
 }
 
@@ -682,8 +682,9 @@ PYBIND11_MODULE(_C, m) {
         "Batch norm of x (N, C, ...) over its batch statistics: (y, mean, var, inv_std), the last three per channel.");
   m.def("batch_norm_backward", &batch_norm_backward, py::arg("x"), py::arg("gy"), py::arg("weight"), py::arg("mean"),
         py::arg("inv_std"), "Batch norm's gradient: (gx, gweight, gbias).");
-  m.def("leaky_relu", &leaky_relu, py::arg("x"), py::arg("slope"), py::arg("gy") = py::none(),
-        "x where x > 0 else slope x (slope 0: ReLU); with gy, the gradient: gy where x > 0 else slope gy.");
+  m.def("leaky_relu", &leaky_relu, py::arg("x"), py::arg("slope"), py::arg("gy") = py::none(), py::arg("gain") = 1.0,
+        "(x where x > 0 else slope x) times gain (slope 0: ReLU); with gy, the gradient: gy times gain where x > 0, "
+        "else that times slope.");
   m.def("adam_step", &adam_step, py::arg("param"), py::arg("grad"), py::arg("exp_avg"), py::arg("exp_avg_sq"),
         py::arg("scalars"), "One Adam step in place, bit for bit as ganforge's NumPy Adam computes it.");
   m.def("transpose", &transpose, py::arg("a"),

@@ -201,53 +201,60 @@ constexpr int64_t kElementwiseChunk = 1 << 16;
 // max(0, x) + slope min(0, x); with 0 first, a NaN x comes through both (AVX-512 returns
 // the second operand of max and min when one is NaN), as NumPy's maximum keeps it.
 __attribute__((target("avx512f"))) static void leaky_relu_forward_avx512(const float* x, int64_t begin,
-                                                                          int64_t end, float slope, float* y) {
-  const __m512 zero = _mm512_setzero_ps(), s = _mm512_set1_ps(slope);
+                                                                          int64_t end, float slope, float gain,
+                                                                          float* y) {
+  const __m512 zero = _mm512_setzero_ps(), s = _mm512_set1_ps(slope), g = _mm512_set1_ps(gain);
   for (int64_t i = begin; i < end; i += 16) {
     const __mmask16 live = end - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (end - i)) - 1);
     const __m512 v = _mm512_maskz_loadu_ps(live, x + i);
     __m512 out = _mm512_maskz_max_ps(0xFFFF, zero, v);
     if (slope != 0.0f) out = _mm512_fmadd_ps(s, _mm512_maskz_min_ps(0xFFFF, zero, v), out);
+    if (gain != 1.0f) out = _mm512_mul_ps(out, g);
     _mm512_mask_storeu_ps(y + i, live, out);
   }
 }
 
-// gy times 1 where x > 0, else slope.
+// (gy times gain) times 1 where x > 0, else slope.
 __attribute__((target("avx512f"))) static void leaky_relu_backward_avx512(const float* x, const float* gy,
                                                                            int64_t begin, int64_t end, float slope,
-                                                                           float* gx) {
+                                                                           float gain, float* gx) {
   const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f), s = _mm512_set1_ps(slope);
+  const __m512 g = _mm512_set1_ps(gain);
   for (int64_t i = begin; i < end; i += 16) {
     const __mmask16 live = end - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (end - i)) - 1);
     const __mmask16 positive = _mm512_mask_cmp_ps_mask(live, _mm512_maskz_loadu_ps(live, x + i), zero, _CMP_GT_OQ);
     const __m512 factor = _mm512_mask_blend_ps(positive, s, one);
-    _mm512_mask_storeu_ps(gx + i, live, _mm512_mul_ps(_mm512_maskz_loadu_ps(live, gy + i), factor));
+    __m512 grad = _mm512_maskz_loadu_ps(live, gy + i);
+    if (gain != 1.0f) grad = _mm512_mul_ps(grad, g);
+    _mm512_mask_storeu_ps(gx + i, live, _mm512_mul_ps(grad, factor));
   }
 }
 #endif
 
 template <typename T>
-void leaky_relu_forward(const T* x, int64_t n, T slope, T* y) {
-  parallel_for_threads(n, kElementwiseChunk, gemm_threads(), [x, y, slope](int64_t begin, int64_t end) {
+void leaky_relu_forward(const T* x, int64_t n, T slope, T gain, T* y) {
+  parallel_for_threads(n, kElementwiseChunk, gemm_threads(), [x, y, slope, gain](int64_t begin, int64_t end) {
 #ifdef GANFORGE_ELEMENTWISE_AVX512
     if constexpr (std::is_same_v<T, float>) {
-      if (__builtin_cpu_supports("avx512f")) return leaky_relu_forward_avx512(x, begin, end, slope, y);
+      if (__builtin_cpu_supports("avx512f")) return leaky_relu_forward_avx512(x, begin, end, slope, gain, y);
     }
 #endif
-    for (int64_t i = begin; i < end; ++i)  // (ReLU of -inf is 0, not 0 times -inf)
+    for (int64_t i = begin; i < end; ++i) {  // (ReLU of -inf is 0, not 0 times -inf)
       y[i] = x[i] > T(0) || x[i] != x[i] ? x[i] : slope == T(0) ? T(0) : slope * x[i];
+      if (gain != T(1)) y[i] *= gain;
+    }
   });
 }
 
 template <typename T>
-void leaky_relu_backward(const T* x, const T* gy, int64_t n, T slope, T* gx) {
-  parallel_for_threads(n, kElementwiseChunk, gemm_threads(), [x, gy, gx, slope](int64_t begin, int64_t end) {
+void leaky_relu_backward(const T* x, const T* gy, int64_t n, T slope, T gain, T* gx) {
+  parallel_for_threads(n, kElementwiseChunk, gemm_threads(), [x, gy, gx, slope, gain](int64_t begin, int64_t end) {
 #ifdef GANFORGE_ELEMENTWISE_AVX512
     if constexpr (std::is_same_v<T, float>) {
-      if (__builtin_cpu_supports("avx512f")) return leaky_relu_backward_avx512(x, gy, begin, end, slope, gx);
+      if (__builtin_cpu_supports("avx512f")) return leaky_relu_backward_avx512(x, gy, begin, end, slope, gain, gx);
     }
 #endif
-    for (int64_t i = begin; i < end; ++i) gx[i] = gy[i] * (x[i] > T(0) ? T(1) : slope);
+    for (int64_t i = begin; i < end; ++i) gx[i] = (gain != T(1) ? gy[i] * gain : gy[i]) * (x[i] > T(0) ? T(1) : slope);
   });
 }
 
@@ -346,10 +353,10 @@ template void power_iteration<float>(const float*, int64_t, int64_t, float*, flo
 template void power_iteration<double>(const double*, int64_t, int64_t, double*, double*, int, double);
 template void per_sample_norms<float>(const float*, int64_t, int64_t, float*);
 template void per_sample_norms<double>(const double*, int64_t, int64_t, double*);
-template void leaky_relu_forward<float>(const float*, int64_t, float, float*);
-template void leaky_relu_forward<double>(const double*, int64_t, double, double*);
-template void leaky_relu_backward<float>(const float*, const float*, int64_t, float, float*);
-template void leaky_relu_backward<double>(const double*, const double*, int64_t, double, double*);
+template void leaky_relu_forward<float>(const float*, int64_t, float, float, float*);
+template void leaky_relu_forward<double>(const double*, int64_t, double, double, double*);
+template void leaky_relu_backward<float>(const float*, const float*, int64_t, float, float, float*);
+template void leaky_relu_backward<double>(const double*, const double*, int64_t, double, double, double*);
 template void batch_norm_forward<float>(const float*, int64_t, int64_t, int64_t, const float*, const float*, double,
                                         float*, float*, float*, float*);
 template void batch_norm_forward<double>(const double*, int64_t, int64_t, int64_t, const double*, const double*,

@@ -27,13 +27,15 @@ void batch_norm_backward(const T* x, const T* gy, int64_t batch, int64_t channel
                          const T* mean, const T* inv_std, T* gx, T* gweight, T* gbias);
 
 // y = x where x > 0, else slope x (ReLU: slope 0, with NaN kept and -inf giving 0, as
-// NumPy's maximum(x, 0) does), over n contiguous values, on the GEMM's threads.
+// NumPy's maximum(x, 0) does), then times gain unless it is 1 (StyleGAN2's sqrt 2), over
+// n contiguous values, on the GEMM's threads.
 template <typename T>
-void leaky_relu_forward(const T* x, int64_t n, T slope, T* y);
+void leaky_relu_forward(const T* x, int64_t n, T slope, T gain, T* y);
 
-// gx = gy where x > 0, else slope gy.
+// gx = (gy times gain) where x > 0, else (gy times gain) times slope: the gradients of the
+// gain's product and of the activation, one after the other.
 template <typename T>
-void leaky_relu_backward(const T* x, const T* gy, int64_t n, T slope, T* gx);
+void leaky_relu_backward(const T* x, const T* gy, int64_t n, T slope, T gain, T* gx);
 
 // out = a + b or a * b (kMultiply) for a of n contiguous floats and b either of a's size
 // (per_row false) or one value per row of a viewed as rows of `length`: row r takes

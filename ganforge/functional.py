@@ -810,8 +810,10 @@ def relu(x):
     return ops.activation.ReLU()(x)
 
 
-def leaky_relu(x, negative_slope=0.01):
-    return ops.activation.LeakyReLU(negative_slope)(x)
+def leaky_relu(x, negative_slope=0.01, *, gain=1.0):
+    """x where x > 0, else negative_slope * x; times `gain` (StyleGAN2's sqrt 2) in the
+    same pass, with the gradients of the two ops, one after the other."""
+    return ops.activation.LeakyReLU(negative_slope, gain)(x)
 
 
 def prelu(x, weight):

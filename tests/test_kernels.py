@@ -943,17 +943,22 @@ def test_float32_convolutions_without_avx512_unfold_on_numpy(monkeypatch):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("slope", [0.0, 0.2, 1.0, 1.5, -0.3])
 @pytest.mark.parametrize("size", [1, 17, 70001])
-def test_cpp_leaky_relu_matches_the_reference(dtype, slope, size):
+@pytest.mark.parametrize("gain", [1.0, 2 ** 0.5])
+def test_cpp_leaky_relu_matches_the_reference(dtype, slope, size, gain):
     """The one-pass ReLU/LeakyReLU kernels (AVX-512 for float32) against NumPy, including a
-    tail shorter than a vector, NaN, infinities and signed zeros."""
+    tail shorter than a vector, NaN, infinities and signed zeros; with a gain, bit for bit
+    the activation and then the product (and their gradients, one after the other)."""
     from ganforge.ops import activation
     rng = np.random.default_rng(size)
     x = rng.standard_normal(size).astype(dtype)
     gy = rng.standard_normal(size).astype(dtype)
     x[:4] = [np.nan, np.inf, -np.inf, -0.0][:size] if size >= 4 else x[:4]
-    np.testing.assert_array_equal(cpp.leaky_relu(x, slope), activation.leaky_relu_ref(x, slope))
-    np.testing.assert_array_equal(cpp.leaky_relu_backward(x, gy, slope),
-                                  activation.leaky_relu_backward_ref(x, gy, slope))
+    np.testing.assert_array_equal(cpp.leaky_relu(x, slope, gain), activation.leaky_relu_ref(x, slope, gain))
+    np.testing.assert_array_equal(cpp.leaky_relu_backward(x, gy, slope, gain),
+                                  activation.leaky_relu_backward_ref(x, gy, slope, gain))
+    g = dtype(gain)
+    np.testing.assert_array_equal(cpp.leaky_relu(x, slope, gain), cpp.leaky_relu(x, slope) * g)
+    np.testing.assert_array_equal(cpp.leaky_relu_backward(x, gy, slope, gain), cpp.leaky_relu_backward(x, gy * g, slope))
     shaped = x.reshape(1, -1, 1)
     assert cpp.leaky_relu(shaped, slope).shape == shaped.shape
 

@@ -11,14 +11,17 @@ from ..backend import device_of, xp_of
 # ReLU and LeakyReLU share two kernels: `ref` in NumPy/CuPy below, `cpp` in
 # backends/cpu/kernels.py over csrc/gan_kernels.cpp (one pass, both cores, AVX-512 for float32).
 
-def leaky_relu_ref(x, slope):
+def leaky_relu_ref(x, slope, gain=1.0):
+    """x where x > 0, else slope x; times gain unless it is 1 (StyleGAN2's sqrt 2)."""
     xp, slope = xp_of(x), x.dtype.type(slope)
     if slope == 0:
-        return xp.maximum(x, 0)
-    if 0 < slope <= 1:  # then max(x, slope x) is the same thing, without where() and in one array
+        y = xp.maximum(x, 0)
+    elif 0 < slope <= 1:  # then max(x, slope x) is the same thing, without where() and in one array
         y = xp.asarray(x * slope)  # (an array even for 0-d x, whose product is a scalar)
-        return xp.maximum(y, x, out=y)
-    return xp.where(x > 0, x, x * slope)
+        y = xp.maximum(y, x, out=y)
+    else:
+        y = xp.where(x > 0, x, x * slope)
+    return y if gain == 1 else xp.asarray(y * x.dtype.type(gain))
 
 
 def slope_mask(x, slope):
@@ -30,7 +33,10 @@ def slope_mask(x, slope):
     return mask
 
 
-def leaky_relu_backward_ref(x, gy, slope):
+def leaky_relu_backward_ref(x, gy, slope, gain=1.0):
+    """The gradients of the gain's product, then of the activation: (gy gain) times 1 or slope."""
+    if gain != 1:
+        gy = gy * gy.dtype.type(gain)
     return gy * slope_mask(x, slope)
 
 
@@ -39,32 +45,35 @@ dispatch.register("leaky_relu_backward", "ref", leaky_relu_backward_ref, ("cpu",
 
 
 class LeakyReLU(Function):
-    def __init__(self, slope=0.01):
-        self.slope = slope
+    """x where x > 0, else slope x, times gain: StyleGAN2 scales its activations by sqrt 2,
+    and a product of its own would be one more pass over the array, each way."""
+
+    def __init__(self, slope=0.01, gain=1.0):
+        self.slope, self.gain = slope, gain
 
     def forward(self, x):
-        return dispatch.call("leaky_relu", x, self.slope, device=device_of(x))
+        return dispatch.call("leaky_relu", x, self.slope, self.gain, device=device_of(x))
 
     def backward(self, gy):
-        return LeakyReLUGrad(self.inputs[0]._data, self.slope)(gy)
+        return LeakyReLUGrad(self.inputs[0]._data, self.slope, self.gain)(gy)
 
 
 class LeakyReLUGrad(Function):
-    """gy times the slope where x <= 0: LeakyReLU's gradient as an op of gy, so that a
-    gradient of it (a penalty's) can be taken. It is linear in gy, and x is a constant
-    here (the second derivative is zero almost everywhere), so its own gradient is
-    itself, applied to the incoming gradient."""
+    """gy times the gain, times the slope where x <= 0: LeakyReLU's gradient as an op of
+    gy, so that a gradient of it (a penalty's) can be taken. It is linear in gy, and x is
+    a constant here (the second derivative is zero almost everywhere), so its own
+    gradient is itself, applied to the incoming gradient."""
 
     needs_inputs = False  # only x (kept here) is read, not gy
 
-    def __init__(self, x, slope):
-        self.x, self.slope = x, slope
+    def __init__(self, x, slope, gain=1.0):
+        self.x, self.slope, self.gain = x, slope, gain
 
     def forward(self, gy):
-        return dispatch.call("leaky_relu_backward", self.x, gy, self.slope, device=device_of(gy))
+        return dispatch.call("leaky_relu_backward", self.x, gy, self.slope, self.gain, device=device_of(gy))
 
     def backward(self, ggx):
-        return LeakyReLUGrad(self.x, self.slope)(ggx)
+        return LeakyReLUGrad(self.x, self.slope, self.gain)(ggx)
 
 
 class ReLU(LeakyReLU):

@@ -27,16 +27,16 @@ def c_ordered(a):
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
-def leaky_relu(x, slope):
+def leaky_relu(x, slope, gain=1.0):
     if x.ndim == 0 or x.dtype not in FLOATS:
-        return leaky_relu_ref(x, slope)
-    return native.module().leaky_relu(c_ordered(x), slope)
+        return leaky_relu_ref(x, slope, gain)
+    return native.module().leaky_relu(c_ordered(x), slope, gain=gain)
 
 
-def leaky_relu_backward(x, gy, slope):
+def leaky_relu_backward(x, gy, slope, gain=1.0):
     if x.ndim == 0 or x.dtype not in FLOATS or gy.dtype != x.dtype:
-        return leaky_relu_backward_ref(x, gy, slope)
-    return native.module().leaky_relu(c_ordered(x), slope, c_ordered(gy))
+        return leaky_relu_backward_ref(x, gy, slope, gain)
+    return native.module().leaky_relu(c_ordered(x), slope, c_ordered(gy), gain)
 
 
 def matmul(a, b):

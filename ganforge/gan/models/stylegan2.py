@@ -35,7 +35,7 @@ RESOLUTIONS = (8, 16, 32, 64, 128)
 
 def lrelu(x):
     """Leaky ReLU times sqrt(2), the gain that keeps the activations' scale (as StyleGAN's)."""
-    return F.leaky_relu(x, 0.2) * SQRT2
+    return F.leaky_relu(x, 0.2, gain=SQRT2)
 
 
 def channels_at(resolution, width, max_channels):
