@@ -415,7 +415,8 @@ py::array leaky_relu(const py::array& x, double slope, const py::object& gy, dou
 
 // a + b or a * b, a's shape, for C-contiguous float32 a and b: b of a's size, or with
 // per_row one value per row of a viewed as rows of `length` (row r takes b[r % b.size]).
-py::array binary_rows(const py::array& a, const py::array& b, bool multiply, int64_t length, bool per_row) {
+py::array binary_rows(const py::array& a, const py::array& b, bool multiply, int64_t length, bool per_row,
+                      const py::object& into) {
   const char* name = multiply ? "mul" : "add";
   for (const py::array* x : {&a, &b})
     if (!x->dtype().is(py::dtype::of<float>()) || !(x->flags() & py::array::c_style))
@@ -430,10 +431,21 @@ py::array binary_rows(const py::array& a, const py::array& b, bool multiply, int
     throw py::value_error(std::string(name) + ": b's " + std::to_string(period) + " values do not repeat evenly "
                           "over the " + std::to_string(length > 0 ? n / length : 0) + " rows of " +
                           std::to_string(length) + " values of a " + shape_of(a));
-  py::array_t<float> out(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
+  py::array out;
+  if (into.is_none()) {
+    out = py::array_t<float>(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
+  } else {  // a itself (an in-place sum), or an array of its shape
+    const bool is_array = py::isinstance<py::array>(into);
+    if (is_array) out = py::reinterpret_borrow<py::array>(into);
+    if (!is_array || !out.dtype().is(py::dtype::of<float>()) ||
+        !(out.flags() & py::array::c_style) || !out.writeable() || out.size() != n ||
+        shape_of(out) != shape_of(a) || out.data() == b.data())
+      throw py::value_error(std::string(name) + ": out must be a writeable C-contiguous float32 array of a's shape " +
+                            shape_of(a) + ", and not b");
+  }
   const float* pa = static_cast<const float*>(a.data());
   const float* pb = static_cast<const float*>(b.data());
-  float* po = out.mutable_data();
+  float* po = static_cast<float*>(out.mutable_data());
   py::gil_scoped_release release;
   if (multiply) {
     ganforge::binary_rows<true>(pa, pb, n, length, period, per_row, po);
@@ -675,9 +687,10 @@ PYBIND11_MODULE(_C, m) {
         "gradient is gy (P_out, N, O), from the int32 pairs (run_start, out_pixel, in_pixel) grouped by tap, each "
         "tap's in the same number of runs.");
   m.def("binary_rows", &binary_rows, py::arg("a"), py::arg("b"), py::arg("multiply"), py::arg("length"),
-        py::arg("per_row"),
+        py::arg("per_row"), py::arg("out") = py::none(),
         "a * b (multiply) or a + b for C-contiguous float32 arrays, a's shape: b of a's size, or with per_row one "
-        "value per row of a viewed as rows of `length`, row r taking b[r % b.size].");
+        "value per row of a viewed as rows of `length`, row r taking b[r % b.size]. Into `out` if given (a itself "
+        "for an in-place sum).");
   m.def("batch_norm_forward", &batch_norm_forward, py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("eps"),
         "Batch norm of x (N, C, ...) over its batch statistics: (y, mean, var, inv_std), the last three per channel.");
   m.def("batch_norm_backward", &batch_norm_backward, py::arg("x"), py::arg("gy"), py::arg("weight"), py::arg("mean"),

@@ -1011,7 +1011,11 @@ def test_cpp_add_and_mul_match_numpy_bit_for_bit(monkeypatch, shapes, compiled):
         got = kernel(a, b)
         assert got.shape == expected.shape and got.dtype == expected.dtype
         np.testing.assert_array_equal(got, expected)
-    assert calls == (["binary_rows"] * 2 if compiled else []), shapes
+    big, small = (a, b) if a.size >= np.size(b) else (b, a)
+    in_place = big.copy()
+    assert cpp.add(in_place, small, out=in_place) is in_place  # a convolution's bias, added into its output
+    np.testing.assert_array_equal(in_place, a + b)
+    assert calls == (["binary_rows"] * 3 if compiled else []), shapes
 
 
 @needs_cpp
@@ -1036,6 +1040,10 @@ def test_binary_rows_rejects_what_it_cannot_take():
         binary_rows(a, np.zeros(3, np.float32), True, 6, True)
     with pytest.raises(ValueError, match="C-contiguous float32"):
         binary_rows(a, np.zeros(4, np.float64), False, 6, True)
+    b = np.zeros(4, np.float32)
+    for out in (np.zeros((6, 4), np.float32), np.zeros((4, 6)), a.T, b):
+        with pytest.raises(ValueError, match=r"out must be a writeable C-contiguous float32 array of a's shape \(4, 6\)"):
+            binary_rows(a, b, False, 6, True, out)
 
 
 @needs_cpp

@@ -187,14 +187,16 @@ def output_padding_for(image_size, out_size, kernel_size, stride, padding, dilat
 
 def plus_bias(y, bias):
     """y + bias per channel. In place: y is the convolution's own new array (a kernel
-    never returns one of its inputs), so the sum needs no second output-sized array."""
+    never returns one of its inputs), so the sum needs no second output-sized array. The
+    registry's add does it: on the CPU both cores take a large one, where NumPy's `+=`
+    broadcasts element by element on one (StyleGAN2's, SRGAN's and CycleGAN's bias adds,
+    1-1.5% of their steps, take 38-44% of NumPy's time that way)."""
     if bias is None:
         return y
     bias = per_channel(bias, y.ndim)
     if bias.dtype != y.dtype:
         return y + bias
-    y += bias
-    return y
+    return dispatch.call("add", y, bias, out=y, device=device_of(y))
 
 
 class _Convolution(Function):

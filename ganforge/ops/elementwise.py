@@ -9,8 +9,8 @@ from ..backend import device_of, xp_of
 # StyleGAN2's styles, demodulation and gains), so they go through the kernel registry: on
 # the CPU a compiled pass on both cores takes the large float32 ones
 # (backends/cpu/kernels.py).
-def add_ref(a, b):
-    return a + b
+def add_ref(a, b, out=None):
+    return a + b if out is None else xp_of(a, b).add(a, b, out=out)
 
 
 def mul_ref(a, b):

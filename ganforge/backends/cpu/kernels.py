@@ -103,10 +103,14 @@ def _row_length(shape, small_shape):
     return math.prod(shape[last + 1:])
 
 
-def _binary(a, b, multiply):
+def _binary(a, b, multiply, out=None):
     """a * b or a + b for large float32 arrays that broadcast as _row_length says, else None.
-    Both are commutative bit for bit, so the larger operand goes first."""
+    Both are commutative bit for bit, so the larger operand goes first. Into `out`, if
+    given: an array of the result's shape, a itself for an in-place sum."""
     big, small = (a, b) if a.size >= b.size else (b, a)
+    if out is not None and not (isinstance(out, np.ndarray) and out.shape == big.shape and out.dtype == np.float32
+                                and out.flags.c_contiguous and out.flags.writeable and small is not out):
+        return None
     if not (isinstance(big, np.ndarray) and big.dtype == np.float32 and getattr(small, "dtype", None) == np.float32
             and big.size >= BINARY_FROM and big.flags.c_contiguous):
         return None
@@ -119,12 +123,14 @@ def _binary(a, b, multiply):
         if length is None or length < PER_ROW_FROM:  # short rows: NumPy's loop over the last axis is faster
             return None
     small = np.ascontiguousarray(small)
-    return native.module().binary_rows(big, small.reshape(-1), multiply, length, per_row)
+    return native.module().binary_rows(big, small.reshape(-1), multiply, length, per_row, out)
 
 
-def add(a, b):
-    out = _binary(a, b, multiply=False)
-    return a + b if out is None else out
+def add(a, b, out=None):
+    result = _binary(a, b, multiply=False, out=out)
+    if result is not None:
+        return result
+    return a + b if out is None else np.add(a, b, out=out)
 
 
 def mul(a, b):
