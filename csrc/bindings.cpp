@@ -455,6 +455,48 @@ py::array binary_rows(const py::array& a, const py::array& b, bool multiply, int
   return out;
 }
 
+// Reflection padding of the last two axes of a C-contiguous float array (gan_kernels.h),
+// or with `backward`, its adjoint: x is then the padded gradient.
+template <typename T>
+py::array run_reflect_pad(const py::array& x, const std::array<int64_t, 4>& pad, bool backward) {
+  const auto [top, bottom, left, right] = pad;
+  const int64_t ndim = x.ndim(), rows = x.shape(ndim - 2), cols = x.shape(ndim - 1);
+  const int64_t height = backward ? rows - top - bottom : rows, width = backward ? cols - left - right : cols;
+  std::vector<py::ssize_t> shape(x.shape(), x.shape() + ndim);
+  shape[ndim - 2] = backward ? height : rows + top + bottom;
+  shape[ndim - 1] = backward ? width : cols + left + right;
+  py::array_t<T> out(shape);
+  const int64_t planes = height * width ? x.size() / (rows * cols) : 0;
+  const T* px = static_cast<const T*>(x.data());
+  T* po = out.mutable_data();
+  if (planes > 0) {
+    py::gil_scoped_release release;
+    if (backward) {
+      ganforge::reflect_pad_backward<T>(px, planes, height, width, top, bottom, left, right, po);
+    } else {
+      ganforge::reflect_pad<T>(px, planes, height, width, top, bottom, left, right, po);
+    }
+  }
+  return out;
+}
+
+py::array reflect_pad(const py::array& x, const std::array<int64_t, 4>& pad, bool backward) {
+  if (x.ndim() < 2 || !(x.flags() & py::array::c_style))
+    throw py::value_error("reflect_pad: x must be a C-contiguous array of 2 or more axes, got shape " + shape_of(x));
+  const auto [top, bottom, left, right] = pad;
+  const int64_t rows = x.shape(x.ndim() - 2), cols = x.shape(x.ndim() - 1);
+  const int64_t height = backward ? rows - top - bottom : rows, width = backward ? cols - left - right : cols;
+  if (std::min({top, bottom, left, right}) < 0 || std::max(top, bottom) >= std::max<int64_t>(height, 1) ||
+      std::max(left, right) >= std::max<int64_t>(width, 1))
+    throw py::value_error("reflect_pad: each padding must be at least 0 and smaller than its side (" +
+                          std::to_string(height) + " x " + std::to_string(width) + "), got (" + std::to_string(top) +
+                          ", " + std::to_string(bottom) + ", " + std::to_string(left) + ", " + std::to_string(right) +
+                          ")");
+  if (x.dtype().is(py::dtype::of<float>())) return run_reflect_pad<float>(x, pad, backward);
+  if (x.dtype().is(py::dtype::of<double>())) return run_reflect_pad<double>(x, pad, backward);
+  throw py::value_error("reflect_pad: x must be float32 or float64, got " + std::string(py::str(x.dtype())));
+}
+
 template <typename T>
 void run_adam_step(py::array& param, const py::array& grad, py::array& exp_avg, py::array& exp_avg_sq,
                    const std::array<double, 7>& s) {
@@ -698,6 +740,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("leaky_relu", &leaky_relu, py::arg("x"), py::arg("slope"), py::arg("gy") = py::none(), py::arg("gain") = 1.0,
         "(x where x > 0 else slope x) times gain (slope 0: ReLU); with gy, the gradient: gy times gain where x > 0, "
         "else that times slope.");
+  m.def("reflect_pad", &reflect_pad, py::arg("x"), py::arg("pad"), py::arg("backward") = false,
+        "x's last two axes padded by reflection, pad = (top, bottom, left, right), as np.pad(mode='reflect'); with "
+        "backward, the adjoint: x is a padded gradient, folded back onto the entries its borders mirror.");
   m.def("adam_step", &adam_step, py::arg("param"), py::arg("grad"), py::arg("exp_avg"), py::arg("exp_avg_sq"),
         py::arg("scalars"), "One Adam step in place, bit for bit as ganforge's NumPy Adam computes it.");
   m.def("transpose", &transpose, py::arg("a"),

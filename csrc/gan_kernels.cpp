@@ -353,6 +353,60 @@ template void power_iteration<float>(const float*, int64_t, int64_t, float*, flo
 template void power_iteration<double>(const double*, int64_t, int64_t, double*, double*, int, double);
 template void per_sample_norms<float>(const float*, int64_t, int64_t, float*);
 template void per_sample_norms<double>(const double*, int64_t, int64_t, double*);
+// Reflection padding (gan_kernels.h): each output row is a source row with its ends
+// mirrored; rows past the top or bottom take the mirrored source row.
+template <typename T>
+void reflect_pad(const T* x, int64_t planes, int64_t height, int64_t width, int64_t top, int64_t bottom,
+                 int64_t left, int64_t right, T* y) {
+  const int64_t out_height = height + top + bottom, out_width = width + left + right;
+  parallel_for_threads(planes, std::max<int64_t>(1, kElementwiseChunk / (out_height * out_width)), gemm_threads(),
+                       [=](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p)
+      for (int64_t r = 0; r < out_height; ++r) {
+        const int64_t h = r < top ? top - r : r - top < height ? r - top : 2 * (height - 1) - (r - top);
+        const T* src = x + (p * height + h) * width;
+        T* dst = y + (p * out_height + r) * out_width;
+        for (int64_t j = 0; j < left; ++j) dst[j] = src[left - j];
+        std::copy_n(src, width, dst + left);
+        for (int64_t j = 0; j < right; ++j) dst[left + width + j] = src[width - 2 - j];
+      }
+  });
+}
+
+template <typename T>
+void reflect_pad_backward(const T* gy, int64_t planes, int64_t height, int64_t width, int64_t top, int64_t bottom,
+                          int64_t left, int64_t right, T* gx) {
+  const int64_t out_height = height + top + bottom, out_width = width + left + right;
+  parallel_for_threads(planes, std::max<int64_t>(1, kElementwiseChunk / (out_height * out_width)), gemm_threads(),
+                       [=](int64_t begin, int64_t end) {
+    std::vector<T> rows(height * out_width);  // the rows folded, all columns still there
+    for (int64_t p = begin; p < end; ++p) {
+      const T* g = gy + p * out_height * out_width;
+      std::copy_n(g + top * out_width, height * out_width, rows.data());
+      for (int64_t i = 0; i < top; ++i)  // padded row top-1-i mirrors row 1+i
+        for (int64_t c = 0; c < out_width; ++c) rows[(1 + i) * out_width + c] += g[(top - 1 - i) * out_width + c];
+      for (int64_t i = 0; i < bottom; ++i)  // padded row top+height+bottom-1-i mirrors row height-1-bottom+i
+        for (int64_t c = 0; c < out_width; ++c)
+          rows[(height - 1 - bottom + i) * out_width + c] += g[(top + height + bottom - 1 - i) * out_width + c];
+      T* out = gx + p * height * width;
+      for (int64_t h = 0; h < height; ++h) {
+        const T* row = rows.data() + h * out_width;
+        T* dst = out + h * width;
+        std::copy_n(row + left, width, dst);
+        for (int64_t i = 0; i < left; ++i) dst[1 + i] += row[left - 1 - i];
+        for (int64_t i = 0; i < right; ++i) dst[width - 1 - right + i] += row[left + width + right - 1 - i];
+      }
+    }
+  });
+}
+
+template void reflect_pad<float>(const float*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, float*);
+template void reflect_pad<double>(const double*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                                  double*);
+template void reflect_pad_backward<float>(const float*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                                          int64_t, float*);
+template void reflect_pad_backward<double>(const double*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                                           int64_t, double*);
 template void leaky_relu_forward<float>(const float*, int64_t, float, float, float*);
 template void leaky_relu_forward<double>(const double*, int64_t, double, double, double*);
 template void leaky_relu_backward<float>(const float*, const float*, int64_t, float, float, float*);

@@ -59,4 +59,18 @@ struct AdamScalars {
 template <typename T>
 void adam_step(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, int64_t n, const AdamScalars<T>& s);
 
+// Reflection padding of `planes` images of height x width (each C-contiguous, one after
+// the other) by top, bottom, left and right (each smaller than its side), as
+// np.pad(mode="reflect"): [a b c] -> [c b | a b c | b a]. Planes split between threads.
+template <typename T>
+void reflect_pad(const T* x, int64_t planes, int64_t height, int64_t width, int64_t top, int64_t bottom,
+                 int64_t left, int64_t right, T* y);
+
+// Its adjoint: each padded entry of gy added onto the entry it mirrors, the rows folded
+// first and then the columns, in the order ops/shape.py's PadReflectGrad adds them (so
+// that the sums are its own bit for bit). gx is (planes, height, width).
+template <typename T>
+void reflect_pad_backward(const T* gy, int64_t planes, int64_t height, int64_t width, int64_t top, int64_t bottom,
+                          int64_t left, int64_t right, T* gx);
+
 }  // namespace ganforge

@@ -30,7 +30,7 @@ def test_registry_picks_cpp_on_the_cpu_when_it_is_built(monkeypatch):
     monkeypatch.delenv("GANFORGE_KERNELS", raising=False)
     for op in ("im2col", "col2im", "conv2d", "conv_transpose2d", "conv2d_weight_grad", "spectral_norm",
                "gradient_penalty", "batch_norm", "batch_norm_backward", "leaky_relu", "leaky_relu_backward",
-               "matmul"):
+               "matmul", "linear", "add", "mul", "pad_reflect", "pad_reflect_backward"):
         assert dispatch.resolve(op, "cpu").impl == "cpp", op
     assert dispatch.resolve("im2col", "cuda").impl == "ref"  # the GPU runs whole convolutions instead
 
@@ -1291,3 +1291,42 @@ def test_cpp_linear_runs_the_epilogue_where_the_gemm_takes_the_product(monkeypat
         np.testing.assert_array_equal(got, separate)
         np.testing.assert_allclose(got, linear_ref(x, w, b, slope), rtol=1e-5, atol=1e-5)
         monkeypatch.undo()
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, pad", [
+    ((4, 64, 16, 16), (3, 3, 3, 3)),  # CycleGAN's first and last layers' padding
+    ((2, 3, 5, 7), (1, 2, 3, 0)),     # uneven, one side not padded
+    ((3, 4), (2, 1, 1, 3)),           # a single image of two axes
+    ((2, 2, 3, 3), (2, 2, 2, 2)),     # the two borders' folds land on one entry
+])
+def test_cpp_reflect_padding_matches_the_reference_bit_for_bit(dtype, shape, pad):
+    """Reflection padding as np.pad does it, and its adjoint with the ref's sums bit for
+    bit (rows folded before columns); padding of other axes takes the ref's route."""
+    from ganforge.ops.shape import pad_reflect_backward_ref, pad_reflect_ref
+    rng = np.random.default_rng(len(shape))
+    x = rng.standard_normal(shape).astype(dtype)
+    width = ((0, 0),) * (len(shape) - 2) + ((pad[0], pad[1]), (pad[2], pad[3]))
+    y = cpp.pad_reflect(x, width)
+    np.testing.assert_array_equal(y, pad_reflect_ref(x, width))
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    gx = cpp.pad_reflect_backward(gy, width)
+    assert gx.shape == x.shape
+    np.testing.assert_array_equal(gx, pad_reflect_backward_ref(gy, width))
+    if len(shape) == 4:  # the channel axis padded too: NumPy's route
+        width = ((0, 0), (1, 1)) + width[2:]
+        np.testing.assert_array_equal(cpp.pad_reflect(x, width), pad_reflect_ref(x, width))
+        gy = rng.standard_normal(pad_reflect_ref(x, width).shape).astype(dtype)
+        np.testing.assert_array_equal(cpp.pad_reflect_backward(gy, width), pad_reflect_backward_ref(gy, width))
+
+
+@needs_cpp
+def test_reflect_pad_rejects_what_it_cannot_take():
+    reflect_pad = native.module().reflect_pad
+    with pytest.raises(ValueError, match=r"smaller than its side \(3 x 3\), got \(3, 0, 0, 0\)"):
+        reflect_pad(np.zeros((2, 3, 3), np.float32), (3, 0, 0, 0))
+    with pytest.raises(ValueError, match="float32 or float64, got int64"):
+        reflect_pad(np.zeros((3, 3), np.int64), (1, 1, 1, 1))
+    with pytest.raises(ValueError, match="C-contiguous array of 2 or more axes"):
+        reflect_pad(np.zeros((3, 3), np.float32).T, (1, 1, 1, 1))

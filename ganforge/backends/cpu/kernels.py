@@ -13,6 +13,7 @@ from ... import dispatch
 from ...ops.activation import leaky_relu_backward_ref, leaky_relu_ref
 from ...ops.norm import batch_norm_backward_ref, batch_norm_ref
 from ...ops.penalty import penalty_of
+from ...ops.shape import pad_reflect_backward_ref, pad_reflect_ref
 from ...ops.spectral import spectral_norm_with
 from ...optim import adam_step_ref
 from . import conv, native
@@ -138,6 +139,29 @@ def mul(a, b):
     return a * b if out is None else out
 
 
+def _image_padding(x, pad_width):
+    """(top, bottom, left, right) when pad_width pads only the last two axes of a float x;
+    else None (the ref takes the rest)."""
+    if x.ndim < 2 or x.dtype not in FLOATS or any(before or after for before, after in pad_width[:-2]):
+        return None
+    (top, bottom), (left, right) = pad_width[-2:]
+    return int(top), int(bottom), int(left), int(right)
+
+
+def pad_reflect(x, pad_width):
+    pad = _image_padding(x, pad_width)
+    if pad is None or max(pad[:2]) >= x.shape[-2] or max(pad[2:]) >= x.shape[-1]:
+        return pad_reflect_ref(x, pad_width)
+    return native.module().reflect_pad(c_ordered(x), pad)
+
+
+def pad_reflect_backward(gy, pad_width):
+    pad = _image_padding(gy, pad_width)
+    if pad is None:
+        return pad_reflect_backward_ref(gy, pad_width)
+    return native.module().reflect_pad(c_ordered(gy), pad, backward=True)
+
+
 def _same_dtype(x, *others):
     return all(a is None or a.dtype == x.dtype for a in others)
 
@@ -195,6 +219,8 @@ CPP_KERNELS = {
     "matmul": matmul,
     "linear": linear,
     "add": add,
+    "pad_reflect": pad_reflect,
+    "pad_reflect_backward": pad_reflect_backward,
     "mul": mul,
     "batch_norm": batch_norm,
     "batch_norm_backward": batch_norm_backward,
