@@ -497,6 +497,30 @@ py::array reflect_pad(const py::array& x, const std::array<int64_t, 4>& pad, boo
   throw py::value_error("reflect_pad: x must be float32 or float64, got " + std::string(py::str(x.dtype())));
 }
 
+// x summed over its first axis (gan_kernels.h's sum_leading): x.shape[1:].
+py::array sum_leading(const py::array& x) {
+  if (x.ndim() < 1 || !(x.flags() & py::array::c_style))
+    throw py::value_error("sum_leading: x must be a C-contiguous array of 1 or more axes, got shape " + shape_of(x));
+  const bool single = x.dtype().is(py::dtype::of<float>());
+  if (!single && !x.dtype().is(py::dtype::of<double>()))
+    throw py::value_error("sum_leading: x must be float32 or float64, got " + std::string(py::str(x.dtype())));
+  if (x.shape(0) == 0) throw py::value_error("sum_leading: x has no rows to sum (shape " + shape_of(x) + ")");
+  const int64_t rows = x.shape(0), cols = rows ? x.size() / rows : 0;
+  std::vector<py::ssize_t> shape(x.shape() + 1, x.shape() + x.ndim());
+  py::array out = single ? py::array(py::array_t<float>(shape)) : py::array(py::array_t<double>(shape));
+  const void* px = x.data();
+  void* po = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    if (single) {
+      ganforge::sum_leading(static_cast<const float*>(px), rows, cols, static_cast<float*>(po));
+    } else {
+      ganforge::sum_leading(static_cast<const double*>(px), rows, cols, static_cast<double*>(po));
+    }
+  }
+  return out;
+}
+
 template <typename T>
 void run_adam_step(py::array& param, const py::array& grad, py::array& exp_avg, py::array& exp_avg_sq,
                    const std::array<double, 7>& s) {
@@ -743,6 +767,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("reflect_pad", &reflect_pad, py::arg("x"), py::arg("pad"), py::arg("backward") = false,
         "x's last two axes padded by reflection, pad = (top, bottom, left, right), as np.pad(mode='reflect'); with "
         "backward, the adjoint: x is a padded gradient, folded back onto the entries its borders mirror.");
+  m.def("sum_leading", &sum_leading, py::arg("x"),
+        "x summed over its first axis, the rows added in order as NumPy's x.sum(axis=0) adds them (its result bit "
+        "for bit), on the GEMM's threads.");
   m.def("adam_step", &adam_step, py::arg("param"), py::arg("grad"), py::arg("exp_avg"), py::arg("exp_avg_sq"),
         py::arg("scalars"), "One Adam step in place, bit for bit as ganforge's NumPy Adam computes it.");
   m.def("transpose", &transpose, py::arg("a"),

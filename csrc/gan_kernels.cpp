@@ -407,6 +407,25 @@ template void reflect_pad_backward<float>(const float*, int64_t, int64_t, int64_
                                           int64_t, float*);
 template void reflect_pad_backward<double>(const double*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
                                            int64_t, double*);
+template <typename T>
+void sum_leading(const T* x, int64_t rows, int64_t cols, T* out) {
+  const int64_t per_thread = std::max<int64_t>(16, kElementwiseChunk / std::max<int64_t>(rows, 1));
+  parallel_for_threads(cols, per_thread, gemm_threads(), [=](int64_t begin, int64_t end) {
+    constexpr int64_t kBlock = 1024;  // columns summed together: their partial sums stay in L1
+    for (int64_t c0 = begin; c0 < end; c0 += kBlock) {
+      const int64_t c1 = std::min(end, c0 + kBlock);
+      std::copy(x + c0, x + c1, out + c0);
+      for (int64_t r = 1; r < rows; ++r) {
+        const T* row = x + r * cols;
+        for (int64_t c = c0; c < c1; ++c) out[c] += row[c];
+      }
+    }
+  });
+}
+
+template void sum_leading<float>(const float*, int64_t, int64_t, float*);
+template void sum_leading<double>(const double*, int64_t, int64_t, double*);
+
 template void leaky_relu_forward<float>(const float*, int64_t, float, float, float*);
 template void leaky_relu_forward<double>(const double*, int64_t, double, double, double*);
 template void leaky_relu_backward<float>(const float*, const float*, int64_t, float, float, float*);

@@ -73,4 +73,10 @@ template <typename T>
 void reflect_pad_backward(const T* gy, int64_t planes, int64_t height, int64_t width, int64_t top, int64_t bottom,
                           int64_t left, int64_t right, T* gx);
 
+// out[c] = sum over r of x[r, c] for a C-contiguous (rows, cols) x, added in the order of
+// the rows, as NumPy's sum over a leading axis adds them (so the result is its own bit for
+// bit); the columns split between threads.
+template <typename T>
+void sum_leading(const T* x, int64_t rows, int64_t cols, T* out);
+
 }  // namespace ganforge

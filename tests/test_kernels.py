@@ -30,7 +30,7 @@ def test_registry_picks_cpp_on_the_cpu_when_it_is_built(monkeypatch):
     monkeypatch.delenv("GANFORGE_KERNELS", raising=False)
     for op in ("im2col", "col2im", "conv2d", "conv_transpose2d", "conv2d_weight_grad", "spectral_norm",
                "gradient_penalty", "batch_norm", "batch_norm_backward", "leaky_relu", "leaky_relu_backward",
-               "matmul", "linear", "add", "mul", "pad_reflect", "pad_reflect_backward"):
+               "matmul", "linear", "add", "mul", "pad_reflect", "pad_reflect_backward", "sum_leading"):
         assert dispatch.resolve(op, "cpu").impl == "cpp", op
     assert dispatch.resolve("im2col", "cuda").impl == "ref"  # the GPU runs whole convolutions instead
 
@@ -1330,3 +1330,37 @@ def test_reflect_pad_rejects_what_it_cannot_take():
         reflect_pad(np.zeros((3, 3), np.int64), (1, 1, 1, 1))
     with pytest.raises(ValueError, match="C-contiguous array of 2 or more axes"):
         reflect_pad(np.zeros((3, 3), np.float32).T, (1, 1, 1, 1))
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(256, 256), (32, 64, 16, 16), (3, 70001), (4096, 17)])
+def test_cpp_sum_over_the_first_axis_is_numpys_bit_for_bit(monkeypatch, dtype, shape):
+    """A bias's gradient over a batch: the rows added in order on both cores, NumPy's sum to
+    the bit (values of very different sizes, NaN and infinities included); a strided or a
+    small array takes NumPy's route."""
+    rng = np.random.default_rng(shape[0])
+    x = (rng.standard_normal(shape) * np.exp(3 * rng.standard_normal(shape))).astype(dtype)
+    x.reshape(-1)[:3] = [np.nan, np.inf, -np.inf]
+    calls = []
+    compiled = native.module()
+    monkeypatch.setattr(native, "module", lambda: type("Counting", (), {
+        "sum_leading": lambda self, a: calls.append(a.shape) or compiled.sum_leading(a)})())
+    np.testing.assert_array_equal(cpp.sum_leading(x), x.sum(axis=0))
+    np.testing.assert_array_equal(cpp.sum_leading(x[:, ::2]), x[:, ::2].sum(axis=0))
+    np.testing.assert_array_equal(cpp.sum_leading(x[:2, :4]), x[:2, :4].sum(axis=0))
+    assert calls == [shape]
+    # through the ops: a Linear's bias gradient and a conv bias's (SumTo)
+    t = gf.tensor(x)
+    np.testing.assert_array_equal(gf.sum(t, axis=0, keepdims=True).numpy(), x.sum(axis=0, keepdims=True))
+
+
+@needs_cpp
+def test_sum_leading_rejects_what_it_cannot_take():
+    sum_leading = native.module().sum_leading
+    with pytest.raises(ValueError, match="float32 or float64, got int32"):
+        sum_leading(np.zeros((3, 4), np.int32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        sum_leading(np.zeros((3, 4), np.float32).T)
+    with pytest.raises(ValueError, match=r"no rows to sum \(shape \(0, 4\)\)"):
+        sum_leading(np.zeros((0, 4), np.float32))

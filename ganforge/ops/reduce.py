@@ -1,8 +1,25 @@
 """Reductions over axes. `axis` is None (all) or a tuple of non-negative ints,
 normalized by ganforge.functional before it gets here."""
+from .. import dispatch
 from .. import functional as F
 from ..autograd import Function
-from ..backend import xp_of
+from ..backend import device_of, xp_of
+
+
+def sum_leading_ref(x):
+    return x.sum(axis=0)
+
+
+# Summing over the batch (a Linear's bias gradient, and the first half of a conv bias's)
+# reads the whole gradient; NumPy does it on one core, in the order of the rows, which
+# the compiled twin keeps (backends/cpu/kernels.py).
+dispatch.register("sum_leading", "ref", sum_leading_ref, ("cpu", "cuda"))
+
+
+def sum_leading(x, keepdims=False):
+    """x summed over its first axis."""
+    y = dispatch.call("sum_leading", x, device=device_of(x))
+    return y[None] if keepdims else y
 
 
 def keepdims_shape(shape, axis):
@@ -24,6 +41,8 @@ class Sum(Function):
         self.axis, self.keepdims = axis, keepdims
 
     def forward(self, x):
+        if self.axis == (0,) and x.ndim > 1:
+            return sum_leading(x, self.keepdims)
         return x.sum(axis=self.axis, keepdims=self.keepdims)
 
     def backward(self, gy):

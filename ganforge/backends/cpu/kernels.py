@@ -13,6 +13,7 @@ from ... import dispatch
 from ...ops.activation import leaky_relu_backward_ref, leaky_relu_ref
 from ...ops.norm import batch_norm_backward_ref, batch_norm_ref
 from ...ops.penalty import penalty_of
+from ...ops.reduce import sum_leading_ref
 from ...ops.shape import pad_reflect_backward_ref, pad_reflect_ref
 from ...ops.spectral import spectral_norm_with
 from ...optim import adam_step_ref
@@ -162,6 +163,14 @@ def pad_reflect_backward(gy, pad_width):
     return native.module().reflect_pad(c_ordered(gy), pad, backward=True)
 
 
+def sum_leading(x):
+    """x summed over its first axis; compiled for a large C-contiguous float array (both
+    cores, NumPy's result bit for bit)."""
+    if x.dtype not in FLOATS or x.ndim < 2 or x.shape[0] < 2 or x.size < BINARY_FROM or not x.flags.c_contiguous:
+        return sum_leading_ref(x)
+    return native.module().sum_leading(x)
+
+
 def _same_dtype(x, *others):
     return all(a is None or a.dtype == x.dtype for a in others)
 
@@ -220,6 +229,7 @@ CPP_KERNELS = {
     "linear": linear,
     "add": add,
     "pad_reflect": pad_reflect,
+    "sum_leading": sum_leading,
     "pad_reflect_backward": pad_reflect_backward,
     "mul": mul,
     "batch_norm": batch_norm,
