@@ -26,7 +26,8 @@ __all__ = [
     # linear algebra, sliding windows and convolutions
     "matmul", "unfold", "fold", "conv2d", "conv_transpose2d", "conv2d_weight_grad",
     # layers
-    "linear", "linear_leaky_relu", "embedding", "batch_norm", "instance_norm", "layer_norm", "group_norm", "dropout", "interpolate",
+    "linear", "linear_leaky_relu", "embedding", "batch_norm", "instance_norm", "layer_norm", "group_norm",
+    "dropout", "interpolate",
     "avg_pool2d", "max_pool2d", "adaptive_avg_pool2d", "pixel_shuffle", "bicubic_resize", "normalize",
     # activations
     "relu", "leaky_relu", "prelu", "sigmoid", "tanh", "softplus", "elu",
