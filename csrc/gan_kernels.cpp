@@ -353,14 +353,22 @@ template void power_iteration<float>(const float*, int64_t, int64_t, float*, flo
 template void power_iteration<double>(const double*, int64_t, int64_t, double*, double*, int, double);
 template void per_sample_norms<float>(const float*, int64_t, int64_t, float*);
 template void per_sample_norms<double>(const double*, int64_t, int64_t, double*);
+
+// body(begin, end) over runs of the planes (images) of a padded array of out_values each,
+// split between the GEMM's threads.
+template <typename Body>
+void over_planes(int64_t planes, int64_t out_values, Body body) {
+  parallel_for_threads(planes, std::max<int64_t>(1, kElementwiseChunk / std::max<int64_t>(out_values, 1)),
+                       gemm_threads(), body);
+}
+
 // Reflection padding (gan_kernels.h): each output row is a source row with its ends
 // mirrored; rows past the top or bottom take the mirrored source row.
 template <typename T>
 void reflect_pad(const T* x, int64_t planes, int64_t height, int64_t width, int64_t top, int64_t bottom,
                  int64_t left, int64_t right, T* y) {
   const int64_t out_height = height + top + bottom, out_width = width + left + right;
-  parallel_for_threads(planes, std::max<int64_t>(1, kElementwiseChunk / (out_height * out_width)), gemm_threads(),
-                       [=](int64_t begin, int64_t end) {
+  over_planes(planes, out_height * out_width, [=](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p)
       for (int64_t r = 0; r < out_height; ++r) {
         const int64_t h = r < top ? top - r : r - top < height ? r - top : 2 * (height - 1) - (r - top);
@@ -377,8 +385,7 @@ template <typename T>
 void reflect_pad_backward(const T* gy, int64_t planes, int64_t height, int64_t width, int64_t top, int64_t bottom,
                           int64_t left, int64_t right, T* gx) {
   const int64_t out_height = height + top + bottom, out_width = width + left + right;
-  parallel_for_threads(planes, std::max<int64_t>(1, kElementwiseChunk / (out_height * out_width)), gemm_threads(),
-                       [=](int64_t begin, int64_t end) {
+  over_planes(planes, out_height * out_width, [=](int64_t begin, int64_t end) {
     std::vector<T> rows(height * out_width);  // the rows folded, all columns still there
     for (int64_t p = begin; p < end; ++p) {
       const T* g = gy + p * out_height * out_width;
