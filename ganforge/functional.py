@@ -801,8 +801,7 @@ def pixel_shuffle(x, upscale_factor):
     n, c, h, w = x.shape
     if c % (r * r):
         raise ValueError(f"pixel_shuffle: {c} channels are not divisible by upscale_factor^2 = {r * r}")
-    x = reshape(x, (n, c // (r * r), r, r, h, w))
-    return reshape(permute(x, (0, 1, 4, 2, 5, 3)), (n, c // (r * r), h * r, w * r))
+    return ops.shape.PixelShuffle(r)(x)
 
 
 # --- activations ------------------------------------------------------------------------

@@ -153,6 +153,53 @@ class PadConstant(Function):
         return F.getitem(gy, index)
 
 
+class PixelShuffle(Function):
+    """(N, C r^2, H, W) -> (N, C, H r, W r): output pixel (h r + i, w r + j) of channel c
+    is input channel c r^2 + i r + j at (h, w). Copied one (i, j) tap at a time, each a
+    strided copy of whole rows: a reshape of the permuted 6-axis view copies element by
+    element along an axis of r, at 2.5x the time (21 against 8.4 ms for SRGAN's
+    (16, 256, 48, 48), PyTorch's pixel_shuffle 16.6; with the backward, 40.5 against
+    33.3 ms, PyTorch's 38.1)."""
+    needs_inputs = False
+
+    def __init__(self, r):
+        self.r = r
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        r = self.r
+        out = xp_of(x).empty((n, c // (r * r), h, r, w, r), dtype=x.dtype)
+        taps = x.reshape(n, c // (r * r), r, r, h, w)
+        for i in range(r):
+            for j in range(r):
+                out[:, :, :, i, :, j] = taps[:, :, i, j]
+        return out.reshape(n, c // (r * r), h * r, w * r)
+
+    def backward(self, gy):
+        return PixelUnshuffle(self.r)(gy)
+
+
+class PixelUnshuffle(Function):
+    """The inverse (and adjoint) of PixelShuffle: (N, C, H r, W r) -> (N, C r^2, H, W)."""
+    needs_inputs = False
+
+    def __init__(self, r):
+        self.r = r
+
+    def forward(self, y):
+        n, c, hr, wr = y.shape
+        r = self.r
+        out = xp_of(y).empty((n, c, r, r, hr // r, wr // r), dtype=y.dtype)
+        pixels = y.reshape(n, c, hr // r, r, wr // r, r)
+        for i in range(r):
+            for j in range(r):
+                out[:, :, i, j] = pixels[:, :, :, i, :, j]
+        return out.reshape(n, c * r * r, hr // r, wr // r)
+
+    def backward(self, gx):
+        return PixelShuffle(self.r)(gx)
+
+
 def pad_reflect_ref(x, pad_width):
     return xp_of(x).pad(x, pad_width, mode="reflect")
 
