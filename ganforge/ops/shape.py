@@ -153,48 +153,56 @@ class PadConstant(Function):
         return F.getitem(gy, index)
 
 
-class PixelShuffle(Function):
+def _copy_taps(taps, pixels, r, to_pixels):
+    """Between contiguous (N, C r^2, H, W) taps and (N, C, H r, W r) pixels, one (i, j) tap
+    at a time, in the direction `to_pixels` says."""
+    n, c, h, w = taps.shape
+    tap_view = taps.reshape(n, c // (r * r), r, r, h, w)
+    pixel_view = pixels.reshape(n, c // (r * r), h, r, w, r)
+    for i in range(r):
+        for j in range(r):
+            if to_pixels:
+                pixel_view[:, :, :, i, :, j] = tap_view[:, :, i, j]
+            else:
+                tap_view[:, :, i, j] = pixel_view[:, :, :, i, :, j]
+
+
+class _TapShuffle(Function):
+    """PixelShuffle and PixelUnshuffle: each the other's inverse and adjoint."""
+    needs_inputs = False
+
+    def __init__(self, r):
+        self.r = r
+
+
+class PixelShuffle(_TapShuffle):
     """(N, C r^2, H, W) -> (N, C, H r, W r): output pixel (h r + i, w r + j) of channel c
     is input channel c r^2 + i r + j at (h, w). Copied one (i, j) tap at a time, each a
     strided copy of whole rows: a reshape of the permuted 6-axis view copies element by
     element along an axis of r, at 2.5x the time (21 against 8.4 ms for SRGAN's
     (16, 256, 48, 48), PyTorch's pixel_shuffle 16.6; with the backward, 40.5 against
     33.3 ms, PyTorch's 38.1)."""
-    needs_inputs = False
-
-    def __init__(self, r):
-        self.r = r
 
     def forward(self, x):
         n, c, h, w = x.shape
         r = self.r
-        out = xp_of(x).empty((n, c // (r * r), h, r, w, r), dtype=x.dtype)
-        taps = x.reshape(n, c // (r * r), r, r, h, w)
-        for i in range(r):
-            for j in range(r):
-                out[:, :, :, i, :, j] = taps[:, :, i, j]
-        return out.reshape(n, c // (r * r), h * r, w * r)
+        out = xp_of(x).empty((n, c // (r * r), h * r, w * r), dtype=x.dtype)
+        _copy_taps(x, out, r, to_pixels=True)
+        return out
 
     def backward(self, gy):
         return PixelUnshuffle(self.r)(gy)
 
 
-class PixelUnshuffle(Function):
+class PixelUnshuffle(_TapShuffle):
     """The inverse (and adjoint) of PixelShuffle: (N, C, H r, W r) -> (N, C r^2, H, W)."""
-    needs_inputs = False
-
-    def __init__(self, r):
-        self.r = r
 
     def forward(self, y):
         n, c, hr, wr = y.shape
         r = self.r
-        out = xp_of(y).empty((n, c, r, r, hr // r, wr // r), dtype=y.dtype)
-        pixels = y.reshape(n, c, hr // r, r, wr // r, r)
-        for i in range(r):
-            for j in range(r):
-                out[:, :, i, j] = pixels[:, :, :, i, :, j]
-        return out.reshape(n, c * r * r, hr // r, wr // r)
+        out = xp_of(y).empty((n, c * r * r, hr // r, wr // r), dtype=y.dtype)
+        _copy_taps(out, y, r, to_pixels=False)
+        return out
 
     def backward(self, gx):
         return PixelShuffle(self.r)(gx)
