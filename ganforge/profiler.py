@@ -97,26 +97,26 @@ class Profile:
             return gx
         return backward
 
+    def _layer_name(self, module):
+        return self._names.get(id(module)) or f"{type(module).__name__}@{id(module) % 10000:04d}"
+
+    def _in_layer(self, name, fn, *args, **kwargs):
+        """fn(*args, **kwargs) with the ops it runs counted as layer `name`'s."""
+        self._layer_stack.append(name)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self._layer_stack.pop()
+
     def _wrap_module_call(self, original):
         def call(module, *args, **kwargs):
-            name = self._names.get(id(module))
-            if name is None:
-                name = f"{type(module).__name__}@{id(module) % 10000:04d}"
-            self._layer_stack.append(name)
-            try:
-                return original(module, *args, **kwargs)
-            finally:
-                self._layer_stack.pop()
+            return self._in_layer(self._layer_name(module), original, module, *args, **kwargs)
         return call
 
     def _wrap_fused_call(self, original):
         def call(first, second, fused, x):
-            names = [self._names.get(id(m), f"{type(m).__name__}@{id(m) % 10000:04d}") for m in (first, second)]
-            self._layer_stack.append(f"{names[0]}+{names[1]}")
-            try:
-                return original(first, second, fused, x)
-            finally:
-                self._layer_stack.pop()
+            name = f"{self._layer_name(first)}+{self._layer_name(second)}"
+            return self._in_layer(name, original, first, second, fused, x)
         return staticmethod(call)
 
     def _wrap_optimizer_step(self, original):
