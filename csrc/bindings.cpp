@@ -455,22 +455,23 @@ py::array binary_rows(const py::array& a, const py::array& b, bool multiply, int
   return out;
 }
 
-// Reflection padding of the last two axes of a C-contiguous float array (gan_kernels.h),
-// or with `backward`, its adjoint: x is then the padded gradient.
+// Reflection padding of the last two axes of a C-contiguous float array, images of
+// height x width (gan_kernels.h), or with `backward`, its adjoint: x is then the padded
+// gradient.
 template <typename T>
-py::array run_reflect_pad(const py::array& x, const std::array<int64_t, 4>& pad, bool backward) {
+py::array run_reflect_pad(const py::array& x, int64_t height, int64_t width, const std::array<int64_t, 4>& pad,
+                          bool backward) {
   const auto [top, bottom, left, right] = pad;
-  const int64_t ndim = x.ndim(), rows = x.shape(ndim - 2), cols = x.shape(ndim - 1);
-  const int64_t height = backward ? rows - top - bottom : rows, width = backward ? cols - left - right : cols;
+  const int64_t ndim = x.ndim(), plane = x.shape(ndim - 2) * x.shape(ndim - 1);
   std::vector<py::ssize_t> shape(x.shape(), x.shape() + ndim);
-  shape[ndim - 2] = backward ? height : rows + top + bottom;
-  shape[ndim - 1] = backward ? width : cols + left + right;
+  shape[ndim - 2] = backward ? height : height + top + bottom;
+  shape[ndim - 1] = backward ? width : width + left + right;
   py::array_t<T> out(shape);
-  const int64_t planes = height * width ? x.size() / (rows * cols) : 0;
   const T* px = static_cast<const T*>(x.data());
   T* po = out.mutable_data();
-  if (planes > 0) {
+  if (plane > 0) {
     py::gil_scoped_release release;
+    const int64_t planes = x.size() / plane;
     if (backward) {
       ganforge::reflect_pad_backward<T>(px, planes, height, width, top, bottom, left, right, po);
     } else {
@@ -492,33 +493,32 @@ py::array reflect_pad(const py::array& x, const std::array<int64_t, 4>& pad, boo
                           std::to_string(height) + " x " + std::to_string(width) + "), got (" + std::to_string(top) +
                           ", " + std::to_string(bottom) + ", " + std::to_string(left) + ", " + std::to_string(right) +
                           ")");
-  if (x.dtype().is(py::dtype::of<float>())) return run_reflect_pad<float>(x, pad, backward);
-  if (x.dtype().is(py::dtype::of<double>())) return run_reflect_pad<double>(x, pad, backward);
+  if (x.dtype().is(py::dtype::of<float>())) return run_reflect_pad<float>(x, height, width, pad, backward);
+  if (x.dtype().is(py::dtype::of<double>())) return run_reflect_pad<double>(x, height, width, pad, backward);
   throw py::value_error("reflect_pad: x must be float32 or float64, got " + std::string(py::str(x.dtype())));
+}
+
+template <typename T>
+py::array run_sum_leading(const py::array& x) {
+  const int64_t rows = x.shape(0);
+  py::array_t<T> out(std::vector<py::ssize_t>(x.shape() + 1, x.shape() + x.ndim()));
+  const T* px = static_cast<const T*>(x.data());
+  T* po = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    ganforge::sum_leading<T>(px, rows, x.size() / rows, po);
+  }
+  return out;
 }
 
 // x summed over its first axis (gan_kernels.h's sum_leading): x.shape[1:].
 py::array sum_leading(const py::array& x) {
   if (x.ndim() < 1 || !(x.flags() & py::array::c_style))
     throw py::value_error("sum_leading: x must be a C-contiguous array of 1 or more axes, got shape " + shape_of(x));
-  const bool single = x.dtype().is(py::dtype::of<float>());
-  if (!single && !x.dtype().is(py::dtype::of<double>()))
-    throw py::value_error("sum_leading: x must be float32 or float64, got " + std::string(py::str(x.dtype())));
   if (x.shape(0) == 0) throw py::value_error("sum_leading: x has no rows to sum (shape " + shape_of(x) + ")");
-  const int64_t rows = x.shape(0), cols = rows ? x.size() / rows : 0;
-  std::vector<py::ssize_t> shape(x.shape() + 1, x.shape() + x.ndim());
-  py::array out = single ? py::array(py::array_t<float>(shape)) : py::array(py::array_t<double>(shape));
-  const void* px = x.data();
-  void* po = out.mutable_data();
-  {
-    py::gil_scoped_release release;
-    if (single) {
-      ganforge::sum_leading(static_cast<const float*>(px), rows, cols, static_cast<float*>(po));
-    } else {
-      ganforge::sum_leading(static_cast<const double*>(px), rows, cols, static_cast<double*>(po));
-    }
-  }
-  return out;
+  if (x.dtype().is(py::dtype::of<float>())) return run_sum_leading<float>(x);
+  if (x.dtype().is(py::dtype::of<double>())) return run_sum_leading<double>(x);
+  throw py::value_error("sum_leading: x must be float32 or float64, got " + std::string(py::str(x.dtype())));
 }
 
 template <typename T>
