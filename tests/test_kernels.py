@@ -338,6 +338,23 @@ def test_gemm_matches_numpy_for_any_sizes_and_strides(m, n, k, layout, seed):
     _assert_close_to_exact(out, a, b, accumulate_onto=before)
 
 
+@needs_gemm
+@pytest.mark.parametrize("m", [8, 37, 128])
+def test_gemm_reads_b_in_place_or_packed_to_the_same_bits(m):
+    """A row-major B under a short A is read where it lies, unless its rows lie a multiple
+    of 4 KB apart (then packed): the same values at both strides give the same bits."""
+    rng = np.random.default_rng(m)
+    a = rng.standard_normal((1, m, 300)).astype(np.float32)
+    aliased = rng.standard_normal((1, 300, 1024)).astype(np.float32)  # rows 4 KB apart
+    roomy = np.zeros((1, 300, 1040), dtype=np.float32)[:, :, :1024]
+    roomy[...] = aliased
+    out_aliased, out_roomy = (np.empty((1, m, 1024), dtype=np.float32) for _ in range(2))
+    native.module().gemm(a, aliased, out_aliased)
+    native.module().gemm(a, roomy, out_roomy)
+    assert np.array_equal(out_aliased, out_roomy)
+    _assert_close_to_exact(out_aliased, a, aliased)
+
+
 def _run_on_1_2_and_3_gemm_threads(code):
     """Runs code in a fresh process for each GEMM thread count (read once, at start-up)."""
     import os
