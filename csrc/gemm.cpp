@@ -623,8 +623,9 @@ void gemm_block(const A& a, const B& b, int64_t k0, int64_t k1, const Out& c, in
   // when B's rows lie a multiple of 4 KB apart: a panel's rows then all fall into the same
   // few cache sets and evict each other (128 x 576 times 576 x 4096 ran at 123 GFLOP/s read
   // in place, 286 packed; 16 x 1024 times SRGAN's 1024 x 18432 weight, 68 against 115).
+  constexpr int64_t kSetAliasing = 4096 / sizeof(float);  // a row stride of 4 KB, in floats
   bool direct_b = false;
-  if constexpr (std::is_same_v<B, Matrix>) direct_b = b.cols == 1 && m <= MC && b.rows % 1024 != 0;
+  if constexpr (std::is_same_v<B, Matrix>) direct_b = b.cols == 1 && m <= MC && b.rows % kSetAliasing != 0;
   const PackBuffer a_pack(MC * KC), b_pack(KC * (direct_b ? NR : std::min(NC, (n + NR - 1) / NR * NR)));
   alignas(64) float edge[MR * NR];
   for (int64_t jc = 0; jc < n; jc += NC) {

@@ -50,10 +50,12 @@ _warned = set()
 _resolved = {}
 
 # GANFORGE_KERNELS as every call reads it. os.environ.get takes 0.7 us (it encodes the key
-# and decodes the value: 2% of the `gan` MLP step at a batch of 64); the bytes mapping
+# and decodes the value: 2% of the `gan` MLP step at a batch of 64); CPython's store
 # behind os.environ answers in 20 ns and sees every change made through os.environ.
-_environ = getattr(os.environ, "_data", os.environ)
-_KERNELS_KEY = os.environ.encodekey("GANFORGE_KERNELS") if _environ is not os.environ else "GANFORGE_KERNELS"
+try:
+    _environ, _KERNELS_KEY = os.environ._data, os.environ.encodekey("GANFORGE_KERNELS")
+except AttributeError:  # another Python's os.environ
+    _environ, _KERNELS_KEY = os.environ, "GANFORGE_KERNELS"
 
 
 def register(op, impl, fn, devices, available=None):
