@@ -630,7 +630,8 @@ def test_gathered_convolutions_split_between_threads_like_one_thread():
     """Layer sizes of the benchmark models, where the GEMMs split between threads by
     columns, by rows (the transposed convolution's output: whole output channels per
     thread, or whole samples in NCHW) and by depth, and the pixel-by-pixel kernel by
-    output pixels; 1, 2 and 3 threads must agree with `ref` (races would not)."""
+    output pixels (with a batch of 16, in runs of pixels, a thread's first and last pixel
+    shared with its neighbours); 1, 2 and 3 threads must agree with `ref` (races would not)."""
     code = (
         "import numpy as np; from ganforge import dispatch; from ganforge.backends.cpu import gathered as G\n"
         "rng = np.random.default_rng(0)\n"
@@ -645,6 +646,12 @@ def test_gathered_convolutions_split_between_threads_like_one_thread():
         "    want = dispatch.call(op, *[a.astype(np.float64) if isinstance(a, np.ndarray) else a for a in args], *g,\n"
         "                         device='cpu', impl='ref')\n"
         "    assert np.allclose(got, want, rtol=1e-4, atol=1e-3), (op, np.abs(got - want).max())\n"
+        # a batch of 16: runs of 16 pixels, threads parting mid-pixel (63 pixels x 3 blocks of 16 outputs)
+        "xn = rng.standard_normal((16, 48, 7, 9), dtype=np.float32)\n"
+        "wn = rng.standard_normal((40, 48, 3, 3), dtype=np.float32)\n"
+        "gn = ((1, 1), (1, 1), (1, 1), 1)\n"
+        "want = dispatch.call('conv2d', xn.astype(np.float64), wn.astype(np.float64), *gn, device='cpu', impl='ref')\n"
+        "assert np.allclose(G.conv2d(xn, wn, *gn), want, rtol=1e-4, atol=1e-3)\n"
         "image = rng.standard_normal((16, 1, 28, 28), dtype=np.float32)\n"  # few rows and columns: a depth split
         "gy = rng.standard_normal((16, 8, 14, 14), dtype=np.float32)\n"
         "want = dispatch.call('conv2d_weight_grad', image.astype(np.float64), gy.astype(np.float64), (8, 1, 4, 4), *g,\n"
