@@ -498,6 +498,41 @@ py::array reflect_pad(const py::array& x, const std::array<int64_t, 4>& pad, boo
   throw py::value_error("reflect_pad: x must be float32 or float64, got " + std::string(py::str(x.dtype())));
 }
 
+// rows @ x @ cols.T over x's last two axes (gan_kernels.h's resample): x (..., H, W),
+// rows (h, H), cols (w, W), all C-contiguous float32 -> (..., h, w).
+py::array resample(const py::array& x, const py::array& rows, const py::array& cols) {
+  if (x.ndim() < 2 || rows.ndim() != 2 || cols.ndim() != 2)
+    throw py::value_error("resample: x must have 2 or more axes and rows and cols 2, got x " + shape_of(x) + ", rows " +
+                          shape_of(rows) + ", cols " + shape_of(cols));
+  const int64_t ndim = x.ndim(), height = x.shape(ndim - 2), width = x.shape(ndim - 1);
+  if (rows.shape(1) != height || cols.shape(1) != width)
+    throw py::value_error("resample: rows " + shape_of(rows) + " and cols " + shape_of(cols) +
+                          " must take x's last two axes, got x " + shape_of(x));
+  for (const py::array* a : {&x, &rows, &cols})
+    if (!(a->flags() & py::array::c_style) || !a->dtype().is(py::dtype::of<float>()))
+      throw py::value_error("resample: x, rows and cols must be C-contiguous float32 arrays, got " +
+                            std::string(py::str(x.dtype())) + ", " + std::string(py::str(rows.dtype())) + ", " +
+                            std::string(py::str(cols.dtype())));
+  if (!ganforge::resample_supported(cols.shape(0)))
+    throw py::value_error("resample: needs AVX-512F and an output at most " + std::to_string(ganforge::kResampleWidth) +
+                          " wide, got " + std::to_string(cols.shape(0)) + " (resample_supported)");
+  std::vector<py::ssize_t> shape(x.shape(), x.shape() + ndim);
+  shape[ndim - 2] = rows.shape(0);
+  shape[ndim - 1] = cols.shape(0);
+  py::array_t<float> out(shape);
+  const int64_t planes = height * width > 0 ? x.size() / (height * width) : 0;
+  if (out.size() > 0 && planes > 0) {
+    const float *px = static_cast<const float*>(x.data()), *pr = static_cast<const float*>(rows.data()),
+                *pc = static_cast<const float*>(cols.data());
+    float* po = out.mutable_data();
+    py::gil_scoped_release release;
+    ganforge::resample(px, planes, height, width, pr, rows.shape(0), pc, cols.shape(0), po);
+  } else if (out.size() > 0) {
+    std::fill_n(out.mutable_data(), out.size(), 0.0f);  // an empty image resamples to zeros, as the product does
+  }
+  return out;
+}
+
 template <typename T>
 py::array run_sum_leading(const py::array& x) {
   const int64_t rows = x.shape(0);
@@ -767,6 +802,10 @@ PYBIND11_MODULE(_C, m) {
   m.def("reflect_pad", &reflect_pad, py::arg("x"), py::arg("pad"), py::arg("backward") = false,
         "x's last two axes padded by reflection, pad = (top, bottom, left, right), as np.pad(mode='reflect'); with "
         "backward, the adjoint: x is a padded gradient, folded back onto the entries its borders mirror.");
+  m.def("resample", &resample, py::arg("x"), py::arg("rows"), py::arg("cols"),
+        "rows @ x @ cols.T over x's last two axes (float32), multiplying only the matrices' nonzero entries");
+  m.def("resample_supported", &ganforge::resample_supported, py::arg("out_width"),
+        "Whether resample takes an output this wide on this CPU (AVX-512F, at most 64 wide)");
   m.def("sum_leading", &sum_leading, py::arg("x"),
         "x summed over its first axis, the rows added in order as NumPy's x.sum(axis=0) adds them (its result bit "
         "for bit), on the GEMM's threads.");

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -429,6 +431,112 @@ void sum_leading(const T* x, int64_t rows, int64_t cols, T* out) {
     }
   });
 }
+
+#ifdef GANFORGE_ELEMENTWISE_AVX512
+// Resampling (gan_kernels.h) as two passes over each plane: each output row a sum of a few
+// input rows, and each output column a sum of a few input columns. Upsampling combines the
+// columns first (on the fewer input rows), downsampling the rows first.
+//
+// The rows are combined 16 columns to a vector, from the nonzero entries of R. The columns
+// are combined as a product with C^T, held as `kVectors` vectors per input column (zeros
+// included), each output row summed in registers, four rows at a time. (A scalar sum of
+// the few nonzero terms per output column took longer than NumPy's dense products.)
+struct SparseRows {  // row i's nonzero entries: weight[k] on input index[k], k in [start[i], start[i + 1])
+  std::vector<int64_t> start{0}, index;
+  std::vector<float> weight;
+  SparseRows(const float* dense, int64_t rows, int64_t cols) {
+    for (int64_t i = 0; i < rows; ++i) {
+      for (int64_t j = 0; j < cols; ++j)
+        if (dense[i * cols + j] != 0.0f) {
+          index.push_back(j);
+          weight.push_back(dense[i * cols + j]);
+        }
+      start.push_back(int64_t(index.size()));
+    }
+  }
+};
+
+__attribute__((target("avx512f"))) static void combine_rows(const float* in, int64_t n_cols, const SparseRows& rows,
+                                                             int64_t out_height, float* out) {
+  for (int64_t i = 0; i < out_height; ++i)
+    for (int64_t c = 0; c < n_cols; c += 16) {
+      const __mmask16 live = __mmask16(n_cols - c >= 16 ? 0xFFFF : (1u << (n_cols - c)) - 1);
+      __m512 sum = _mm512_setzero_ps();
+      for (int64_t k = rows.start[i]; k < rows.start[i + 1]; ++k)
+        sum = _mm512_fmadd_ps(_mm512_set1_ps(rows.weight[k]), _mm512_maskz_loadu_ps(live, in + rows.index[k] * n_cols + c),
+                              sum);
+      _mm512_mask_storeu_ps(out + i * n_cols + c, live, sum);
+    }
+}
+
+template <int kVectors>
+__attribute__((target("avx512f"))) static void combine_columns(const float* in, int64_t n_rows, int64_t width,
+                                                                const float* cols_t, int64_t out_width, float* out) {
+  constexpr int64_t kRowsAtOnce = 4;
+  const __mmask16 last = __mmask16((1u << (out_width - 16 * (kVectors - 1))) - 1);
+  for (int64_t r = 0; r < n_rows; r += kRowsAtOnce) {
+    const float* row[kRowsAtOnce];
+    for (int64_t q = 0; q < kRowsAtOnce; ++q) row[q] = in + std::min(r + q, n_rows - 1) * width;
+    __m512 acc[kRowsAtOnce][kVectors];
+    for (int64_t q = 0; q < kRowsAtOnce; ++q)
+      for (int v = 0; v < kVectors; ++v) acc[q][v] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < width; ++b) {
+      __m512 c[kVectors];
+      for (int v = 0; v < kVectors; ++v) c[v] = _mm512_loadu_ps(cols_t + (b * kVectors + v) * 16);
+      for (int64_t q = 0; q < kRowsAtOnce; ++q) {
+        const __m512 value = _mm512_set1_ps(row[q][b]);
+        for (int v = 0; v < kVectors; ++v) acc[q][v] = _mm512_fmadd_ps(value, c[v], acc[q][v]);
+      }
+    }
+    for (int64_t q = 0; q < std::min(kRowsAtOnce, n_rows - r); ++q)
+      for (int v = 0; v < kVectors; ++v)
+        _mm512_mask_storeu_ps(out + (r + q) * out_width + 16 * v, v == kVectors - 1 ? last : __mmask16(0xFFFF),
+                              acc[q][v]);
+  }
+}
+
+template <int kVectors>
+static void resample_planes(const float* x, int64_t planes, int64_t height, int64_t width, const float* rows,
+                            int64_t out_height, const float* cols, int64_t out_width, float* y) {
+  const SparseRows by_row(rows, out_height, height);
+  std::vector<float> cols_t(width * kVectors * 16, 0.0f);  // C^T, each input column's row padded to the vectors
+  for (int64_t j = 0; j < out_width; ++j)
+    for (int64_t b = 0; b < width; ++b) cols_t[b * kVectors * 16 + j] = cols[j * width + b];
+  const bool rows_first = out_height <= height;
+  over_planes(planes, out_height * out_width, [&](int64_t begin, int64_t end) {
+    std::vector<float> between(rows_first ? out_height * width : height * out_width);
+    for (int64_t p = begin; p < end; ++p) {
+      const float* in = x + p * height * width;
+      float* out = y + p * out_height * out_width;
+      if (rows_first) {
+        combine_rows(in, width, by_row, out_height, between.data());
+        combine_columns<kVectors>(between.data(), out_height, width, cols_t.data(), out_width, out);
+      } else {
+        combine_columns<kVectors>(in, height, width, cols_t.data(), out_width, between.data());
+        combine_rows(between.data(), out_width, by_row, out_height, out);
+      }
+    }
+  });
+}
+
+bool resample_supported(int64_t out_width) { return __builtin_cpu_supports("avx512f") && out_width <= kResampleWidth; }
+
+void resample(const float* x, int64_t planes, int64_t height, int64_t width, const float* rows, int64_t out_height,
+              const float* cols, int64_t out_width, float* y) {
+  if (!resample_supported(out_width))
+    throw std::runtime_error("resample needs AVX-512F and an output at most " + std::to_string(kResampleWidth) +
+                             " wide");
+  const auto run = out_width <= 16 ? resample_planes<1> : out_width <= 32 ? resample_planes<2>
+                                                         : out_width <= 48 ? resample_planes<3> : resample_planes<4>;
+  run(x, planes, height, width, rows, out_height, cols, out_width, y);
+}
+#else
+bool resample_supported(int64_t) { return false; }
+
+void resample(const float*, int64_t, int64_t, int64_t, const float*, int64_t, const float*, int64_t, float*) {
+  throw std::runtime_error("resample needs an x86-64 CPU with AVX-512F");
+}
+#endif
 
 template void sum_leading<float>(const float*, int64_t, int64_t, float*);
 template void sum_leading<double>(const double*, int64_t, int64_t, double*);

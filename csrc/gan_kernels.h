@@ -79,4 +79,14 @@ void reflect_pad_backward(const T* gy, int64_t planes, int64_t height, int64_t w
 template <typename T>
 void sum_leading(const T* x, int64_t rows, int64_t cols, T* out);
 
+// y[p] = R x[p] C^T for `planes` float32 images x[p] of height x width (each C-contiguous,
+// one after the other): R (out_height x height) and C (out_width x width) dense,
+// row-major, and mostly zeros (ops/resample.py: interpolation, pooling, bicubic
+// resizing). Planes split between threads. Needs AVX-512F and an output at most
+// kResampleWidth wide (resample_supported); elsewhere NumPy's products do it.
+constexpr int64_t kResampleWidth = 64;
+bool resample_supported(int64_t out_width);
+void resample(const float* x, int64_t planes, int64_t height, int64_t width, const float* rows, int64_t out_height,
+              const float* cols, int64_t out_width, float* y);
+
 }  // namespace ganforge

@@ -30,7 +30,7 @@ def test_registry_picks_cpp_on_the_cpu_when_it_is_built(monkeypatch):
     monkeypatch.delenv("GANFORGE_KERNELS", raising=False)
     for op in ("im2col", "col2im", "conv2d", "conv_transpose2d", "conv2d_weight_grad", "spectral_norm",
                "gradient_penalty", "batch_norm", "batch_norm_backward", "leaky_relu", "leaky_relu_backward",
-               "matmul", "linear", "add", "mul", "pad_reflect", "pad_reflect_backward", "sum_leading"):
+               "matmul", "linear", "add", "mul", "pad_reflect", "pad_reflect_backward", "sum_leading", "resample"):
         assert dispatch.resolve(op, "cpu").impl == "cpp", op
     assert dispatch.resolve("im2col", "cuda").impl == "ref"  # the GPU runs whole convolutions instead
 
@@ -1377,6 +1377,72 @@ def test_cpp_sum_over_the_first_axis_is_numpys_bit_for_bit(monkeypatch, dtype, s
     # through the ops: a Linear's bias gradient and a conv bias's (SumTo)
     t = gf.tensor(x)
     np.testing.assert_array_equal(gf.sum(t, axis=0, keepdims=True).numpy(), x.sum(axis=0, keepdims=True))
+
+
+def _resampling_matrices(kind, size, out_size):
+    from ganforge import functional as F
+    from ganforge.data.resize import resize_weights
+    if kind == "pool":
+        return F._bin_averages(size, out_size)
+    if kind == "bicubic":
+        return resize_weights(size, out_size)
+    return F._interpolation_matrix(size, out_size, kind, False)
+
+
+@needs_gemm
+@pytest.mark.parametrize("kind, shape, out_size", [
+    ("bilinear", (32, 64, 16, 16), (32, 32)),  # StyleGAN2's upsampling: columns first
+    ("pool", (32, 64, 32, 32), (16, 16)),      # its discriminator's pooling: rows first
+    ("bilinear", (3, 5, 4, 4), (8, 8)),
+    ("nearest", (2, 3, 7, 9), (5, 13)),         # rows not a multiple of the four summed at once
+    ("bicubic", (4, 37, 23), (11, 50)),        # a 4-vector row, three axes
+    ("bicubic", (2, 3, 20, 45), (30, 64)),     # the widest output the kernel takes
+    ("bilinear", (6, 9), (1, 1)),              # a single image of two axes, to one pixel
+])
+def test_cpp_resampling_matches_the_reference(monkeypatch, kind, shape, out_size):
+    """R x C^T over the last two axes with only R's and C's nonzero entries multiplied, and
+    so its gradient (the transposed matrices, as views): float32 agrees with the float64
+    product to rounding; float64 and outputs over 64 wide take NumPy's products."""
+    from ganforge.ops.resample import resample_ref
+    rng = np.random.default_rng(shape[-1])
+    rows, cols = (_resampling_matrices(kind, n, m).astype(np.float32) for n, m in zip(shape[-2:], out_size))
+    x = rng.standard_normal(shape, dtype=np.float32)
+    calls = []
+    compiled = native.module()
+    monkeypatch.setattr(native, "module", lambda: type("Counting", (), {
+        "resample_supported": lambda self, width: compiled.resample_supported(width),
+        "resample": lambda self, *a: calls.append(a[0].shape) or compiled.resample(*a)})())
+    y = cpp.resample(x, rows, cols)
+    want = resample_ref(x.astype(np.float64), rows.astype(np.float64), cols.astype(np.float64))
+    assert y.shape == want.shape == shape[:-2] + out_size
+    np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-6)
+    gy = rng.standard_normal(y.shape, dtype=np.float32)
+    np.testing.assert_allclose(cpp.resample(gy, rows.T, cols.T),
+                               resample_ref(gy.astype(np.float64), rows.T.astype(np.float64), cols.T.astype(np.float64)),
+                               rtol=1e-6, atol=1e-5)
+    assert calls == [shape, y.shape]
+    np.testing.assert_array_equal(cpp.resample(x.astype(np.float64), rows.astype(np.float64), cols.astype(np.float64)),
+                                  resample_ref(x.astype(np.float64), rows.astype(np.float64), cols.astype(np.float64)))
+    wide = _resampling_matrices(kind, shape[-1], 65).astype(np.float32)
+    np.testing.assert_array_equal(cpp.resample(x, rows, wide), resample_ref(x, rows, wide))
+    assert len(calls) == 2
+
+
+@needs_gemm
+def test_resample_rejects_what_it_cannot_take():
+    resample = native.module().resample
+    x, rows, cols = np.zeros((2, 4, 6), np.float32), np.zeros((8, 4), np.float32), np.zeros((3, 6), np.float32)
+    assert resample(x, rows, cols).shape == (2, 8, 3)
+    with pytest.raises(ValueError, match=r"rows \(8, 5\) and cols \(3, 6\) must take x's last two axes"):
+        resample(x, np.zeros((8, 5), np.float32), cols)
+    with pytest.raises(ValueError, match="C-contiguous float32 arrays, got float64"):
+        resample(x.astype(np.float64), rows, cols)
+    with pytest.raises(ValueError, match="C-contiguous float32"):
+        resample(x, rows.T.copy().T, cols)
+    with pytest.raises(ValueError, match="at most 64 wide, got 65"):
+        resample(x, rows, np.zeros((65, 6), np.float32))
+    with pytest.raises(ValueError, match="2 or more axes"):
+        resample(np.zeros(6, np.float32), rows, cols)
 
 
 @needs_cpp

@@ -14,6 +14,7 @@ from ...ops.activation import leaky_relu_backward_ref, leaky_relu_ref
 from ...ops.norm import batch_norm_backward_ref, batch_norm_ref
 from ...ops.penalty import penalty_of
 from ...ops.reduce import sum_leading_ref
+from ...ops.resample import resample_ref
 from ...ops.shape import pad_reflect_backward_ref, pad_reflect_ref
 from ...ops.spectral import spectral_norm_with
 from ...optim import adam_step_ref
@@ -163,6 +164,16 @@ def pad_reflect_backward(gy, pad_width):
     return native.module().reflect_pad(c_ordered(gy), pad, backward=True)
 
 
+def resample(x, rows, cols):
+    """rows @ x @ cols.T over x's last two axes, the matrices' zeros skipped: float32
+    outputs up to 64 wide on AVX-512 (StyleGAN2's upsampling and pooling: 2.5-6x NumPy's
+    dense products per plane); the rest as `ref`, which wider images or float64 run as fast."""
+    if x.ndim < 2 or x.dtype != np.float32 or not _same_dtype(x, rows, cols) \
+            or not native.module().resample_supported(cols.shape[0]):
+        return resample_ref(x, rows, cols)
+    return native.module().resample(c_ordered(x), c_ordered(rows), c_ordered(cols))
+
+
 def sum_leading(x):
     """x summed over its first axis; compiled for a large C-contiguous float array (both
     cores, NumPy's result bit for bit)."""
@@ -230,6 +241,7 @@ CPP_KERNELS = {
     "add": add,
     "mul": mul,
     "sum_leading": sum_leading,
+    "resample": resample,
     "pad_reflect": pad_reflect,
     "pad_reflect_backward": pad_reflect_backward,
     "batch_norm": batch_norm,
