@@ -441,6 +441,28 @@ def test_pytorch_spelled_functions_match_pytorch(name):
     np.testing.assert_array_equal(indices.numpy(), tx.max(dim=2).indices.numpy())
 
 
+@pytest.mark.parametrize("name, shape", [
+    ("bilinear x2", (32, 64, 16, 16)), ("bilinear x2", (3, 5, 4, 7)), ("nearest to 5 x 9", (2, 3, 8, 6)),
+    ("avg_pool2d(2)", (32, 64, 32, 32)), ("avg_pool2d(2)", (3, 5, 6, 10))])
+def test_float32_resampling_matches_pytorch(name, shape):
+    """StyleGAN2's upsampling and pooling in float32, the compiled pass on the CPU (only the
+    matrices' nonzero entries multiplied), against PyTorch's own ops, forward and gradient."""
+    ours, theirs = {
+        "bilinear x2": (lambda x: F.interpolate(x, scale_factor=2, mode="bilinear"),
+                        lambda x: TF.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)),
+        "nearest to 5 x 9": (lambda x: F.interpolate(x, size=(5, 9)), lambda x: TF.interpolate(x, size=(5, 9))),
+        "avg_pool2d(2)": (lambda x: F.avg_pool2d(x, 2), lambda x: TF.avg_pool2d(x, 2))}[name]
+    rng = np.random.default_rng(shape[-1])
+    a = rng.standard_normal(shape, dtype=np.float32)
+    x, tx = gf.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    y, ty = ours(x), theirs(tx)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-5, atol=1e-6)
+    gy = rng.standard_normal(y.shape, dtype=np.float32)
+    (g,), (tg,) = gf.grad(y, [x], gf.tensor(gy)), torch.autograd.grad(ty, [tx], torch.tensor(gy))
+    np.testing.assert_allclose(g.numpy(), tg.numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_remove_spectral_norm_leaves_pytorchs_weight():
     rng = np.random.default_rng(3)
     ours, theirs = gf.nn.Linear(4, 3).double(), torch.nn.Linear(4, 3).double()
