@@ -167,7 +167,8 @@ def pad_reflect_backward(gy, pad_width):
 def resample(x, rows, cols):
     """rows @ x @ cols.T over x's last two axes, the matrices' zeros skipped: float32
     outputs up to 64 wide on AVX-512 (StyleGAN2's upsampling and pooling: 2.5-6x NumPy's
-    dense products per plane); the rest as `ref`, which wider images or float64 run as fast."""
+    dense products per plane). The rest go to `ref`: a plain C++ pass was slower than
+    NumPy's products for float64 and for outputs over 64 wide (bicubic resizing of photos)."""
     if x.ndim < 2 or x.dtype != np.float32 or not _same_dtype(x, rows, cols) \
             or not native.module().resample_supported(cols.shape[0]):
         return resample_ref(x, rows, cols)
