@@ -498,6 +498,23 @@ py::array reflect_pad(const py::array& x, const std::array<int64_t, 4>& pad, boo
   throw py::value_error("reflect_pad: x must be float32 or float64, got " + std::string(py::str(x.dtype())));
 }
 
+// Each row of a C-contiguous float32 (rows, length) x summed, in NumPy's order
+// (gan_kernels.h's sum_rows): (rows,).
+py::array sum_rows(const py::array& x) {
+  if (x.ndim() != 2 || !(x.flags() & py::array::c_style) || !x.dtype().is(py::dtype::of<float>()))
+    throw py::value_error("sum_rows: x must be a C-contiguous float32 array of 2 axes, got " + shape_of(x) + " " +
+                          std::string(py::str(x.dtype())));
+  if (!ganforge::sum_rows_supported()) throw py::value_error("sum_rows: needs AVX-512F (sum_rows_supported)");
+  py::array_t<float> out(x.shape(0));
+  const float* px = static_cast<const float*>(x.data());
+  float* po = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    ganforge::sum_rows(px, x.shape(0), x.shape(1), po);
+  }
+  return out;
+}
+
 // rows @ x @ cols.T over x's last two axes (gan_kernels.h's resample): x (..., H, W),
 // rows (h, H), cols (w, W), all C-contiguous float32 -> (..., h, w).
 py::array resample(const py::array& x, const py::array& rows, const py::array& cols) {
@@ -804,6 +821,10 @@ PYBIND11_MODULE(_C, m) {
         "backward, the adjoint: x is a padded gradient, folded back onto the entries its borders mirror.");
   m.def("resample", &resample, py::arg("x"), py::arg("rows"), py::arg("cols"),
         "rows @ x @ cols.T over x's last two axes (float32), multiplying only the matrices' nonzero entries");
+  m.def("sum_rows", &sum_rows, py::arg("x"),
+        "each row of a (rows, length) float32 array summed in NumPy's pairwise order (its result bit for bit), on "
+        "the GEMM's threads");
+  m.def("sum_rows_supported", &ganforge::sum_rows_supported, "Whether sum_rows runs on this CPU (AVX-512F)");
   m.def("resample_supported", &ganforge::resample_supported, py::arg("out_width"),
         "Whether resample takes an output this wide on this CPU (AVX-512F, at most 64 wide)");
   m.def("sum_leading", &sum_leading, py::arg("x"),

@@ -435,6 +435,45 @@ void sum_leading(const T* x, int64_t rows, int64_t cols, T* out) {
 }
 
 #ifdef GANFORGE_ELEMENTWISE_AVX512
+// NumPy's pairwise sum of n contiguous float32 values (its loops_utils.h), so that the
+// result is NumPy's bit for bit: fewer than 8 added one after another; up to 128 in 8
+// interleaved partial sums (one 8-lane vector here), combined pairwise, then the rest one
+// by one; more, as the sum of two halves, the first a multiple of 8 long.
+__attribute__((target("avx512f"))) static float pairwise_sum(const float* a, int64_t n) {
+  if (n > 128) {
+    const int64_t half = n / 2 - n / 2 % 8;
+    return pairwise_sum(a, half) + pairwise_sum(a + half, n - half);
+  }
+  float sum = 0.0f;
+  int64_t i = 0;
+  if (n >= 8) {
+    __m256 partial = _mm256_loadu_ps(a);
+    for (i = 8; i < n - n % 8; i += 8) partial = _mm256_add_ps(partial, _mm256_loadu_ps(a + i));
+    alignas(32) float r[8];
+    _mm256_store_ps(r, partial);
+    sum = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+  }
+  for (; i < n; ++i) sum += a[i];
+  return sum;
+}
+
+void sum_rows(const float* x, int64_t rows, int64_t length, float* out) {
+  parallel_for_threads(rows, std::max<int64_t>(1, kElementwiseChunk / std::max<int64_t>(length, 1)), gemm_threads(),
+                       [=](int64_t begin, int64_t end) {
+                         for (int64_t r = begin; r < end; ++r) out[r] = pairwise_sum(x + r * length, length);
+                       });
+}
+
+bool sum_rows_supported() { return __builtin_cpu_supports("avx512f"); }
+#else
+void sum_rows(const float*, int64_t, int64_t, float*) {
+  throw std::runtime_error("sum_rows needs an x86-64 CPU with AVX-512F");
+}
+
+bool sum_rows_supported() { return false; }
+#endif
+
+#ifdef GANFORGE_ELEMENTWISE_AVX512
 // Resampling (gan_kernels.h) as two passes over each plane: each output row a sum of a few
 // input rows, and each output column a sum of a few input columns. Upsampling combines the
 // columns first (on the fewer input rows), downsampling the rows first.

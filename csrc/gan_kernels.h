@@ -79,6 +79,12 @@ void reflect_pad_backward(const T* gy, int64_t planes, int64_t height, int64_t w
 template <typename T>
 void sum_leading(const T* x, int64_t rows, int64_t cols, T* out);
 
+// out[r] = the sum of row r of a C-contiguous float32 (rows, length) x, added in NumPy's
+// pairwise order (its sum over the last axes, bit for bit); rows split between threads.
+// Needs AVX-512F (sum_rows_supported); elsewhere NumPy sums.
+bool sum_rows_supported();
+void sum_rows(const float* x, int64_t rows, int64_t length, float* out);
+
 // y[p] = R x[p] C^T for `planes` float32 images x[p] of height x width (each C-contiguous,
 // one after the other): R (out_height x height) and C (out_width x width) dense,
 // row-major, and mostly zeros (ops/resample.py: interpolation, pooling, bicubic

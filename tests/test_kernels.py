@@ -1,5 +1,7 @@
 """The kernel registry and the compiled im2col/col2im: parity with the reference,
 selection rules, and errors raised from C++."""
+import math
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -30,7 +32,8 @@ def test_registry_picks_cpp_on_the_cpu_when_it_is_built(monkeypatch):
     monkeypatch.delenv("GANFORGE_KERNELS", raising=False)
     for op in ("im2col", "col2im", "conv2d", "conv_transpose2d", "conv2d_weight_grad", "spectral_norm",
                "gradient_penalty", "batch_norm", "batch_norm_backward", "leaky_relu", "leaky_relu_backward",
-               "matmul", "linear", "add", "mul", "pad_reflect", "pad_reflect_backward", "sum_leading", "resample"):
+               "matmul", "linear", "add", "mul", "pad_reflect", "pad_reflect_backward", "sum_leading", "sum_trailing",
+               "resample"):
         assert dispatch.resolve(op, "cpu").impl == "cpp", op
     assert dispatch.resolve("im2col", "cuda").impl == "ref"  # the GPU runs whole convolutions instead
 
@@ -1377,6 +1380,60 @@ def test_cpp_sum_over_the_first_axis_is_numpys_bit_for_bit(monkeypatch, dtype, s
     # through the ops: a Linear's bias gradient and a conv bias's (SumTo)
     t = gf.tensor(x)
     np.testing.assert_array_equal(gf.sum(t, axis=0, keepdims=True).numpy(), x.sum(axis=0, keepdims=True))
+
+
+@needs_gemm
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the first row's inf - inf
+@pytest.mark.parametrize("shape, count", [
+    ((32, 32, 32, 32), 2),   # StyleGAN2's style gradients: a row of 1024 per (sample, channel)
+    ((16, 64, 24, 24), 2),   # 576: two halves of 288, each two of 144 (neither a multiple of 8)
+    ((300, 3, 75), 1),       # rows of 75: eight partial sums, then the last 3 one by one
+    ((80, 3, 300), 1),       # 300: halves of 144 and 156 (150 is no multiple of 8)
+    ((4096, 5, 4), 2),       # rows of 20
+    ((2, 70000, 3), 1),      # rows shorter than 8
+])
+def test_cpp_sums_over_the_last_axes_are_numpys_bit_for_bit(monkeypatch, shape, count):
+    """Each row summed in NumPy's pairwise order on both cores: its result bit for bit,
+    values of very different sizes, NaN and infinities included; a strided or a small array,
+    or float64, takes NumPy's route."""
+    rng = np.random.default_rng(shape[-1])
+    x = (rng.standard_normal(shape) * np.exp(3 * rng.standard_normal(shape))).astype(np.float32)
+    x.reshape(-1)[:3] = [np.nan, np.inf, -np.inf]
+    x.reshape(-1)[-2:] = [np.inf, -np.inf]
+    axes = tuple(range(len(shape) - count, len(shape)))
+    calls = []
+    compiled = native.module()
+    monkeypatch.setattr(native, "module", lambda: type("Counting", (), {
+        "__getattr__": lambda self, name: getattr(compiled, name),
+        "sum_rows": lambda self, a: calls.append(a.shape) or compiled.sum_rows(a)})())
+    np.testing.assert_array_equal(cpp.sum_trailing(x, count), x.sum(axis=axes))
+    assert calls == [(x.size // math.prod(shape[-count:]), math.prod(shape[-count:]))]
+    strided = x[..., ::2]
+    np.testing.assert_array_equal(cpp.sum_trailing(strided, count), strided.sum(axis=axes))
+    np.testing.assert_array_equal(cpp.sum_trailing(x[:1, :2], count), x[:1, :2].sum(axis=axes))
+    np.testing.assert_array_equal(cpp.sum_trailing(x.astype(np.float64), count), x.astype(np.float64).sum(axis=axes))
+    assert len(calls) == 1
+    # through the ops: a sum over the last axes, and the gradient of a per-row scale (SumTo)
+    t = gf.tensor(x)
+    np.testing.assert_array_equal(gf.sum(t, axis=axes).numpy(), x.sum(axis=axes))
+    assert len(calls) == 2
+    if len(shape) == 4:
+        scale = gf.tensor(np.ones(shape[:2] + (1, 1), np.float32), requires_grad=True)
+        (gf.tensor(x) * scale).sum().backward()
+        np.testing.assert_array_equal(scale.grad.numpy(), x.sum(axis=(2, 3), keepdims=True))
+        assert len(calls) == 3
+
+
+@needs_gemm
+def test_sum_rows_rejects_what_it_cannot_take():
+    sum_rows = native.module().sum_rows
+    np.testing.assert_array_equal(sum_rows(np.ones((3, 0), np.float32)), np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match=r"C-contiguous float32 array of 2 axes, got \(3, 4\) float64"):
+        sum_rows(np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="C-contiguous float32"):
+        sum_rows(np.zeros((4, 3), np.float32).T)
+    with pytest.raises(ValueError, match=r"got \(2, 3, 4\)"):
+        sum_rows(np.zeros((2, 3, 4), np.float32))
 
 
 def _resampling_matrices(kind, size, out_size):

@@ -22,6 +22,29 @@ def sum_leading(x, keepdims=False):
     return y[None] if keepdims else y
 
 
+def sum_trailing_ref(x, count):
+    return x.sum(axis=tuple(range(x.ndim - count, x.ndim)))
+
+
+# Summing each image plane (the gradients of per-sample, per-channel scales such as
+# StyleGAN2's styles, and a conv bias's second half) is one short row per (sample,
+# channel); NumPy sums them on one core, in a pairwise order the compiled twin keeps.
+dispatch.register("sum_trailing", "ref", sum_trailing_ref, ("cpu", "cuda"))
+
+
+def trailing_count(ndim, axis):
+    """How many trailing axes `axis` (a tuple) names, if it names exactly the last few and
+    leaves one or more in front; else 0."""
+    count = len(axis)
+    return count if 0 < count < ndim and axis == tuple(range(ndim - count, ndim)) else 0
+
+
+def sum_trailing(x, count, keepdims=False):
+    """x summed over its last `count` axes."""
+    y = dispatch.call("sum_trailing", x, count, device=device_of(x))
+    return y.reshape(y.shape + (1,) * count) if keepdims else y
+
+
 def keepdims_shape(shape, axis):
     """The shape of a reduction over `axis` with keepdims=True."""
     if axis is None:
@@ -43,6 +66,8 @@ class Sum(Function):
     def forward(self, x):
         if self.axis == (0,) and x.ndim > 1:
             return sum_leading(x, self.keepdims)
+        if self.axis is not None and trailing_count(x.ndim, self.axis):
+            return sum_trailing(x, len(self.axis), self.keepdims)
         return x.sum(axis=self.axis, keepdims=self.keepdims)
 
     def backward(self, gy):

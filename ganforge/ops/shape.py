@@ -5,7 +5,7 @@ from .. import dispatch
 from .. import functional as F
 from ..autograd import Function
 from ..backend import device_of, scatter_add, xp_of
-from .reduce import sum_leading
+from .reduce import sum_leading, sum_trailing, trailing_count
 
 
 class Reshape(Function):
@@ -65,6 +65,8 @@ class SumTo(Function):
             # the rows of what is left was 2.5-5x faster on dcgan28's layers.
             x = sum_leading(x, keepdims=True)
             axes = axes[1:]
+        if trailing_count(x.ndim, axes):  # per (sample, channel) over H and W: one row each
+            return sum_trailing(x, len(axes)).reshape(self.shape)
         y = x.sum(axis=axes, keepdims=True)
         return y.reshape(self.shape)
 
