@@ -424,9 +424,9 @@ py::array binary_rows(const py::array& a, const py::array& b, bool multiply, int
                             (x->flags() & py::array::c_style ? std::string(py::str(x->dtype()))
                                                              : std::string("a strided one")));
   const int64_t n = a.size(), period = b.size();
-  if (!per_row && period != n)
-    throw py::value_error(std::string(name) + ": b's " + std::to_string(period) + " values do not match a " +
-                          shape_of(a));
+  if (!per_row && (length < 1 || period < 1 || n % period || (period != n && period % length)))
+    throw py::value_error(std::string(name) + ": b's " + std::to_string(period) + " values are neither a " +
+                          shape_of(a) + "'s nor rows of " + std::to_string(length) + " shared by its rows evenly");
   if (per_row && (length < 1 || n % length || period < 1 || (n / length) % period))
     throw py::value_error(std::string(name) + ": b's " + std::to_string(period) + " values do not repeat evenly "
                           "over the " + std::to_string(length > 0 ? n / length : 0) + " rows of " +
@@ -806,9 +806,9 @@ PYBIND11_MODULE(_C, m) {
         "tap's in the same number of runs.");
   m.def("binary_rows", &binary_rows, py::arg("a"), py::arg("b"), py::arg("multiply"), py::arg("length"),
         py::arg("per_row"), py::arg("out") = py::none(),
-        "a * b (multiply) or a + b for C-contiguous float32 arrays, a's shape: b of a's size, or with per_row one "
-        "value per row of a viewed as rows of `length`, row r taking b[r % b.size]. Into `out` if given (a itself "
-        "for an in-place sum).");
+        "a * b (multiply) or a + b for C-contiguous float32 arrays, a's shape, a viewed as rows of `length`: b of "
+        "a's size, or rows of `length` each shared by a.size / b.size neighbouring rows of a, or with per_row one "
+        "value per row, row r taking b[r % b.size]. Into `out` if given (a itself for an in-place sum).");
   m.def("batch_norm_forward", &batch_norm_forward, py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("eps"),
         "Batch norm of x (N, C, ...) over its batch statistics: (y, mean, var, inv_std), the last three per channel.");
   m.def("batch_norm_backward", &batch_norm_backward, py::arg("x"), py::arg("gy"), py::arg("weight"), py::arg("mean"),

@@ -266,9 +266,14 @@ void leaky_relu_backward(const T* x, const T* gy, int64_t n, T slope, T gain, T*
 // bit for bit, so the callers may put the larger operand first.
 template <bool kMultiply>
 GANFORGE_INLINE void binary_range(const float* a, const float* b, int64_t begin, int64_t end, int64_t length,
-                                  int64_t period, bool per_row, float* out) {
+                                  int64_t period, int64_t repeat, bool per_row, float* out) {
   if (!per_row) {
-    for (int64_t i = begin; i < end; ++i) out[i] = kMultiply ? a[i] * b[i] : a[i] + b[i];
+    // b of a's size, or rows of `length` each shared by `repeat` neighbouring rows of a
+    for (int64_t i = begin; i < end;) {
+      const int64_t row = i / length, row_end = std::min(end, (row + 1) * length);
+      const int64_t shift = (row / repeat - row) * length;  // b[i + shift] goes with a[i]
+      for (; i < row_end; ++i) out[i] = kMultiply ? a[i] * b[i + shift] : a[i] + b[i + shift];
+    }
     return;
   }
   for (int64_t i = begin; i < end;) {  // row by row, the row's value held in a register
@@ -282,19 +287,21 @@ GANFORGE_INLINE void binary_range(const float* a, const float* b, int64_t begin,
 template <bool kMultiply>
 __attribute__((target("avx512f"))) static void binary_range_avx512(const float* a, const float* b, int64_t begin,
                                                                     int64_t end, int64_t length, int64_t period,
-                                                                    bool per_row, float* out) {
-  binary_range<kMultiply>(a, b, begin, end, length, period, per_row, out);
+                                                                    int64_t repeat, bool per_row, float* out) {
+  binary_range<kMultiply>(a, b, begin, end, length, period, repeat, per_row, out);
 }
 #endif
 
 template <bool kMultiply>
 void binary_rows(const float* a, const float* b, int64_t n, int64_t length, int64_t period, bool per_row, float* out) {
+  const int64_t repeat = per_row ? 1 : n / period;
+  if (!per_row && repeat == 1) length = n;  // the same shape: one row
   parallel_for_threads(n, kElementwiseChunk, gemm_threads(), [=](int64_t begin, int64_t end) {
 #ifdef GANFORGE_ELEMENTWISE_AVX512
     if (__builtin_cpu_supports("avx512f")) return binary_range_avx512<kMultiply>(a, b, begin, end, length, period,
-                                                                                 per_row, out);
+                                                                                 repeat, per_row, out);
 #endif
-    binary_range<kMultiply>(a, b, begin, end, length, period, per_row, out);
+    binary_range<kMultiply>(a, b, begin, end, length, period, repeat, per_row, out);
   });
 }
 

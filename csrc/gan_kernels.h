@@ -37,10 +37,13 @@ void leaky_relu_forward(const T* x, int64_t n, T slope, T gain, T* y);
 template <typename T>
 void leaky_relu_backward(const T* x, const T* gy, int64_t n, T slope, T gain, T* gx);
 
-// out = a + b or a * b (kMultiply) for a of n contiguous floats and b either of a's size
-// (per_row false) or one value per row of a viewed as rows of `length`: row r takes
-// b[r % period]. That is NumPy's broadcasting of a per-channel (N, C, 1, 1) or (1, C, 1, 1)
-// array, or a scalar, over an (N, C, H, W) one, on the GEMM's threads.
+// out = a + b or a * b (kMultiply) for a of n contiguous floats viewed as rows of `length`,
+// and b of `period` floats, on the GEMM's threads. With per_row, one value per row: row r
+// takes b[r % period] (NumPy's broadcasting of a per-channel (N, C, 1, 1) or (1, C, 1, 1)
+// array, or a scalar, over an (N, C, H, W) one). Without, b is a's size, or rows of
+// `length` each serving n / period neighbouring rows of a: row r takes b's row
+// r / (n / period) (a per-sample (N, 1, H, W) image, such as StyleGAN2's noise, over
+// (N, C, H, W), length H*W).
 template <bool kMultiply>
 void binary_rows(const float* a, const float* b, int64_t n, int64_t length, int64_t period, bool per_row, float* out);
 

@@ -1021,14 +1021,20 @@ def test_cpp_matmul_matches_numpy_on_every_route(monkeypatch, shapes, layout):
     (((64, 1, 1), (32, 64, 8, 8)), True),        # the same, smaller operand first
     (((32, 64, 8, 8), ()), True),                # a gain
     (((32, 64, 8, 8), (32, 64, 8, 8)), True),
-    (((32, 64, 8, 8), (32, 1, 8, 8)), False),    # noise over every channel: NumPy's broadcasting
-    (((256, 256), (256,)), False),               # rows of one value: NumPy's
+    (((32, 64, 8, 8), (32, 1, 8, 8)), True),     # StyleGAN2's noise, one image per sample over every channel
+    (((8, 8, 16, 64), (8, 1, 1, 64)), True),     # a row shared along two axes
+    (((32, 64, 8, 8), (1, 1, 8, 8)), True),      # one image over every sample and channel
+    (((32, 64, 8, 8), (32, 1, 8, 1)), False),    # spread along two runs of axes: NumPy's broadcasting
+    (((32, 64, 8, 8), (32, 64, 1, 8)), False),   # shared rows of 8, too short: NumPy's
+    (((256, 256), (256,)), True),                # a bias over the last axis: one row shared by all
+    (((256, 256), (256, 1)), True),              # one value per row of 256
+    (((8192, 8), (8,)), False),                  # one shared row of 8, too short: NumPy's
     (((16, 8, 8), (16, 8, 8)), False),           # too small to wake a thread
 ])
 def test_cpp_add_and_mul_match_numpy_bit_for_bit(monkeypatch, shapes, compiled):
     """Large float32 sums and products whose smaller operand is one value per row (a
-    channel's or a sample's), a scalar or of the same shape run compiled on both cores;
-    the rest on NumPy. Both give NumPy's result to the bit, NaN and infinities included."""
+    channel's or a sample's), a scalar, of the same shape, or rows shared by neighbouring
+    rows (a sample's image over its channels) run compiled on both cores; the rest on NumPy. Both give NumPy's result to the bit, NaN and infinities included."""
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal(shape).astype(np.float32) for shape in shapes)
     a.reshape(-1)[:3] = [np.nan, np.inf, -np.inf]
@@ -1061,8 +1067,10 @@ def test_cpp_add_and_mul_leave_other_layouts_to_numpy(monkeypatch):
 def test_binary_rows_rejects_what_it_cannot_take():
     binary_rows = native.module().binary_rows
     a = np.zeros((4, 6), np.float32)
-    with pytest.raises(ValueError, match="b's 5 values do not match a"):
+    with pytest.raises(ValueError, match=r"b's 5 values are neither a \(4, 6\)'s nor rows of 1 shared"):
         binary_rows(a, np.zeros(5, np.float32), True, 1, False)
+    with pytest.raises(ValueError, match=r"b's 8 values are neither a \(4, 6\)'s nor rows of 6 shared"):
+        binary_rows(a, np.zeros(8, np.float32), True, 6, False)
     with pytest.raises(ValueError, match="b's 3 values do not repeat evenly over the 4 rows of 6 values of a"):
         binary_rows(a, np.zeros(3, np.float32), True, 6, True)
     with pytest.raises(ValueError, match="C-contiguous float32"):
