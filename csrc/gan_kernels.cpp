@@ -1,7 +1,7 @@
 // Small GAN kernels: the spectral-norm power iteration, the per-sample gradient-penalty
 // reduction and batch norm (sums over long rows, accumulated in double); and the
 // memory-bound passes: leaky ReLU, broadcast adds and products, Adam, reflection padding,
-// first-axis sums and resampling.
+// sums over the first axis and over rows, and resampling.
 #include "gan_kernels.h"
 
 #include "parallel.h"

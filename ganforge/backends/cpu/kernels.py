@@ -110,19 +110,19 @@ def _row_length(shape, small_shape):
 def _shared_rows(shape, small_shape):
     """If an array of small_shape broadcasts over one of `shape` along one run of axes
     with some axes after it kept, as StyleGAN2's (N, 1, H, W) noise over (N, C, H, W):
-    (length, rows) for `shape` viewed as rows of `length` (the kept trailing axes), each
-    row of the small array serving that many neighbouring rows. Else None."""
+    the length of the rows (the kept trailing axes) that each row of the small array
+    shares with its neighbours. Else None."""
     small_shape = (1,) * (len(shape) - len(small_shape)) + tuple(small_shape)
     spread = [axis for axis, (big, small) in enumerate(zip(shape, small_shape)) if small != big]
     if not spread or spread != list(range(spread[0], spread[-1] + 1)) or spread[-1] == len(shape) - 1:
         return None
-    return math.prod(shape[spread[-1] + 1:]), math.prod(shape[spread[0]:spread[-1] + 1])
+    return math.prod(shape[spread[-1] + 1:])
 
 
 def _binary(a, b, multiply, out=None):
-    """a * b or a + b for large float32 arrays that broadcast as _row_length says, else None.
-    Both are commutative bit for bit, so the larger operand goes first. Into `out`, if
-    given: an array of the result's shape, a itself for an in-place sum."""
+    """a * b or a + b for large float32 arrays that broadcast as _row_length or _shared_rows
+    says, else None. Both are commutative bit for bit, so the larger operand goes first.
+    Into `out`, if given: an array of the result's shape, a itself for an in-place sum."""
     big, small = (a, b) if a.size >= b.size else (b, a)
     if out is not None and not (isinstance(out, np.ndarray) and out.shape == big.shape and out.dtype == np.float32
                                 and out.flags.c_contiguous and out.flags.writeable and small is not out):
@@ -136,9 +136,8 @@ def _binary(a, b, multiply, out=None):
         if np.broadcast_shapes(big.shape, small.shape) != big.shape:
             return None
         length, per_row = _row_length(big.shape, small.shape), True
-        shared = _shared_rows(big.shape, small.shape)
-        if (length is None or length < PER_ROW_FROM) and shared:  # a row of values, not one value, per row
-            length, per_row = shared[0], False
+        if length is None or length < PER_ROW_FROM:  # perhaps a row of values, not one value, per row
+            length, per_row = _shared_rows(big.shape, small.shape), False
         if length is None or length < PER_ROW_FROM:  # short rows: NumPy's loop over the last axis is faster
             return None
     small = np.ascontiguousarray(small)
