@@ -2,6 +2,8 @@
 selection rules, and errors raised from C++."""
 import math
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -443,6 +445,20 @@ def test_native_matmul_broadcasts_like_numpy_and_sums_over_a_batch():
     # float64 (the gradchecks' dtype) goes to NumPy, exactly
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
     np.testing.assert_array_equal(NativeGemm.matmul(a64, b64), np.matmul(a64, b64))
+
+
+@needs_gemm
+def test_a_product_thin_only_one_way_runs_transposed_on_ganforge_gemm(monkeypatch):
+    # 512 x 81 times 81 x 16 (a one-output 4x4 layer's weight gradient) is too narrow for
+    # the GEMM's 32-column tile, but its transpose is not; on NumPy it would wake BLAS threads.
+    from ganforge.backends.cpu import gemm
+    rng = np.random.default_rng(4)
+    a, b = rng.standard_normal((512, 81), dtype=np.float32), rng.standard_normal((81, 16), dtype=np.float32)
+    batched = rng.standard_normal((3, 512, 81), dtype=np.float32)
+    expected, expected_batched = a @ b, np.matmul(batched, b)
+    monkeypatch.setattr(gemm, "np", SimpleNamespace(**{**vars(np), "matmul": None}))  # any NumPy product fails
+    np.testing.assert_allclose(gemm.NativeGemm.matmul(a, b), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gemm.NativeGemm.matmul(batched, b), expected_batched, rtol=1e-4, atol=1e-4)
 
 
 @needs_gemm
