@@ -596,6 +596,24 @@ def test_gathered_convolutions_match_the_reference(case, batch_innermost):
 
 
 @needs_gemm
+@settings(max_examples=25, deadline=None)
+@given(width=st.integers(29, 70), kernel=st.integers(1, 4), padding=st.integers(0, 2), stride_y=st.integers(1, 2),
+       seed=st.integers(0, 2**31))
+def test_stride_two_convolutions_on_wide_rows_match_the_reference(width, kernel, padding, stride_y, seed):
+    """A stride-2 convolution of an image 29-70 pixels wide (NCHW) reads runs of 16 inputs
+    two apart along an output row: packed as two loads and a pick of the even lanes, with
+    the lanes on the padding (both ends of a row) left zero."""
+    from unittest import mock
+
+    from ganforge.backends.cpu import gathered as conv_gathered
+    assume(width + 2 * padding >= kernel)
+    case = dict(x=(2, 3, 5 + kernel, width), w=(9, 3, kernel, kernel), stride=(stride_y, 2), padding=(padding, padding),
+                dilation=(1, 1), groups=1, output_padding=(0, 1), seed=seed)
+    with mock.patch.object(conv_gathered, "BATCH_INNERMOST_BELOW", 0), mock.patch.object(conv_gathered, "DIRECT", False):
+        _check_gathered_convolutions(case, np.random.default_rng(seed))
+
+
+@needs_gemm
 @settings(max_examples=30, deadline=None)
 @given(case=_float32_conv_case(channels=(8, 40), batch=(1, 70)))
 def test_direct_convolutions_match_the_reference(case):
