@@ -541,7 +541,7 @@ void store_tile(const float* tile, const Out& c, int64_t i, int64_t j, int64_t r
 // A gathered output's tile, sixteen columns at a time: gather what is there, add, and
 // scatter back, the lanes outside the image masked off. Within one row no two columns
 // share a place (gemm.h), so the lanes of one scatter never collide.
-__attribute__((target("avx512f"))) void store_tile_checked(const float* tile, const GatheredOut& c, int64_t i,
+__attribute__((target("avx512f,bmi2"))) void store_tile_checked(const float* tile, const GatheredOut& c, int64_t i,
                                                             int64_t j, int64_t rows, int64_t cols, bool add) {
   const __m512i height = _mm512_set1_epi32(int32_t(c.height)), width = _mm512_set1_epi32(int32_t(c.width));
   for (int64_t q = 0; q < cols; q += 16) {
@@ -550,6 +550,17 @@ __attribute__((target("avx512f"))) void store_tile_checked(const float* tile, co
     const __m512i col_y = _mm512_maskz_loadu_epi32(live, c.col.y + j + q);
     const __m512i col_x = _mm512_maskz_loadu_epi32(live, c.col.x + j + q);
     const bool consecutive = _mm512_mask_cmpeq_epi32_mask(live, col_offset, consecutive_from(c.col.offset[j + q])) == live;
+    // Sixteen places two apart (a stride-2 transposed convolution adding a tap along an
+    // output row): the tile's row spread over the even lanes of two vectors, added with
+    // masked loads and stores, instead of a gather and a scatter (CycleGAN's 128 -> 64
+    // channel upsampling at batch 4: 2.80 -> 2.17 ms).
+    const bool every_other =
+        !consecutive &&
+        _mm512_mask_cmpeq_epi32_mask(live, col_offset,
+                                     _mm512_add_epi32(consecutive_from(0), consecutive_from(c.col.offset[j + q]))) ==
+            live;
+    const __m512i spread_first = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i spread_second = _mm512_setr_epi32(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
     for (int64_t r = 0; r < rows; ++r) {
       const __mmask16 inside =
           live & _mm512_cmplt_epu32_mask(_mm512_add_epi32(col_y, _mm512_set1_epi32(c.row.y[i + r])), height) &
@@ -566,6 +577,20 @@ __attribute__((target("avx512f"))) void store_tile_checked(const float* tile, co
         __m512 v = _mm512_maskz_loadu_ps(inside, tile + r * NR + q);
         if (add) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(inside, dst));
         _mm512_mask_storeu_ps(dst, inside, v);
+        continue;
+      }
+      if (every_other) {  // lane l's place is the 2l-th from the run's start
+        float* dst = c.data + c.row.offset[i + r] + c.col.offset[j + q];
+        const __mmask16 first = __mmask16(_pdep_u32(inside & 0xFFu, 0x5555u));
+        const __mmask16 second = __mmask16(_pdep_u32(inside >> 8, 0x5555u));
+        const __m512 v = _mm512_loadu_ps(tile + r * NR + q);
+        __m512 low = _mm512_permutexvar_ps(spread_first, v), high = _mm512_permutexvar_ps(spread_second, v);
+        if (add) {
+          low = _mm512_add_ps(low, _mm512_maskz_loadu_ps(first, dst));
+          high = _mm512_add_ps(high, _mm512_maskz_loadu_ps(second, dst + 16));
+        }
+        _mm512_mask_storeu_ps(dst, first, low);
+        _mm512_mask_storeu_ps(dst + 16, second, high);
         continue;
       }
       const __m512i at = _mm512_add_epi32(col_offset, _mm512_set1_epi32(c.row.offset[i + r]));
