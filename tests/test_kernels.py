@@ -1251,8 +1251,11 @@ def test_few_output_channels_run_without_unfolding(dtype, monkeypatch):
         monkeypatch.setattr(few_outputs, name, (lambda fn, name: lambda *a: taken.append(name) or fn(*a))(
             getattr(few_outputs, name), name))
     rng = np.random.default_rng(3)
-    for n, c, o, kernel, size, padding in ((1, 64, 3, (7, 7), (22, 20), (0, 0)), (2, 12, 3, (3, 5), (7, 9), (1, 2)),
-                                           (3, 8, 1, (2, 2), (5, 4), (1, 0))):
+    cases = ((1, 64, 3, (7, 7), (22, 20), (0, 0)), (2, 12, 3, (3, 5), (7, 9), (1, 2)), (3, 8, 1, (2, 2), (5, 4), (1, 0)))
+    # and with the forward's tap planes taken a sample at a time, then two at a time
+    for chunk_bytes, (n, c, o, kernel, size, padding) in [(few_outputs.TAPS_CHUNK_BYTES, case) for case in cases] + [
+            (1, cases[2]), (2 * 4 * 7 * 4 * np.dtype(dtype).itemsize, cases[2])]:  # 4 taps of 7 x 4 padded pixels
+        monkeypatch.setattr(few_outputs, "TAPS_CHUNK_BYTES", chunk_bytes)
         x = rng.standard_normal((n, c) + size).astype(dtype)
         w = rng.standard_normal((o, c) + kernel).astype(dtype)
         geometry = ((1, 1), padding, (1, 1), 1)
