@@ -38,9 +38,10 @@ def _padded(x, padding):
 
 # The tap planes of a few samples at a time, at most this many bytes of them: the whole
 # batch's are 49-81 planes per output channel and sample (SRGAN's 9x9 layer at 96 px,
-# batch 16: 143 MB, fresh pages from the system on every call). In chunks, SRGAN's step
-# took 0.94 of its time at 96 px and CycleGAN's 0.98 at batch 4 (medians of six blocks in
-# turns in one process).
+# batch 16: 143 MB a call, above any threshold of glibc's heap, so fresh pages from the
+# system every time). The step's time does not move with the benchmarks' allocator
+# settings (SRGAN at 96 px: 1.009 of it in chunks, median of six blocks in turns; 0.94
+# without `hold_freed_memory`); its peak memory drops by the difference.
 TAPS_CHUNK_BYTES = 8 << 20
 
 
