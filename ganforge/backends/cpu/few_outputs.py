@@ -39,9 +39,9 @@ def _padded(x, padding):
 # The tap planes of a few samples at a time, at most this many bytes of them: the whole
 # batch's are 49-81 planes per output channel and sample (SRGAN's 9x9 layer at 96 px,
 # batch 16: 143 MB a call, above any threshold of glibc's heap, so fresh pages from the
-# system every time). The step's time does not move with the benchmarks' allocator
-# settings (SRGAN at 96 px: 1.009 of it in chunks, median of six blocks in turns; 0.94
-# without `hold_freed_memory`); its peak memory drops by the difference.
+# system every time). In chunks SRGAN's step at 96 px took 0.94 of its time with glibc's
+# default thresholds (a library user's) and 1.009 with `hold_freed_memory`'s (the command
+# line's and the benchmarks'): medians of six blocks in turns.
 TAPS_CHUNK_BYTES = 8 << 20
 
 
