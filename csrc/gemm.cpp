@@ -135,6 +135,15 @@ __attribute__((target("avx512f"))) inline __m512i two_apart_from(int32_t first) 
                                                                        26, 28, 30));
 }
 
+// The lanes of such a run as the masks of two 16-float vectors from its start: lane l's
+// float is the 2l-th, so bit l goes to bit 2l of the first mask (l < 8) or of the second.
+struct TwoApartMasks {
+  __mmask16 first, second;
+};
+__attribute__((target("bmi2"))) inline TwoApartMasks two_apart_masks(__mmask16 lanes) {
+  return {__mmask16(_pdep_u32(lanes & 0xFFu, 0x5555u)), __mmask16(_pdep_u32(lanes >> 8, 0x5555u))};
+}
+
 // Where C's elements go. at(i, j) is the address of element (i, j), or null for an
 // element that is dropped.
 struct MatrixOut {  // a strided matrix
@@ -463,10 +472,9 @@ __attribute__((target("avx512f,bmi2"))) void pack_b_gathered(const Gathered& b, 
           prefetch(b.data + b.row.offset[k + kPrefetchRows] + b.col.offset[j0 + p]);
         _mm512_store_ps(dst, _mm512_maskz_loadu_ps(inside, b.data + b.row.offset[k] + b.col.offset[j0 + p]));
       } else if (every_other) {
-        // lane l's float is the 2l-th from the run's start: the masks spread to every other bit
         const float* run = b.data + b.row.offset[k] + b.col.offset[j0 + p];
-        const __m512 first = _mm512_maskz_loadu_ps(__mmask16(_pdep_u32(inside & 0xFFu, 0x5555u)), run);
-        const __m512 second = _mm512_maskz_loadu_ps(__mmask16(_pdep_u32(inside >> 8, 0x5555u)), run + 16);
+        const TwoApartMasks mask = two_apart_masks(inside);
+        const __m512 first = _mm512_maskz_loadu_ps(mask.first, run), second = _mm512_maskz_loadu_ps(mask.second, run + 16);
         _mm512_store_ps(dst, _mm512_permutex2var_ps(first, evens, second));
       } else {
         const __m512i at = _mm512_add_epi32(offset, _mm512_set1_epi32(b.row.offset[k]));
@@ -579,18 +587,17 @@ __attribute__((target("avx512f,bmi2"))) void store_tile_checked(const float* til
         _mm512_mask_storeu_ps(dst, inside, v);
         continue;
       }
-      if (every_other) {  // lane l's place is the 2l-th from the run's start
+      if (every_other) {
         float* dst = c.data + c.row.offset[i + r] + c.col.offset[j + q];
-        const __mmask16 first = __mmask16(_pdep_u32(inside & 0xFFu, 0x5555u));
-        const __mmask16 second = __mmask16(_pdep_u32(inside >> 8, 0x5555u));
+        const TwoApartMasks mask = two_apart_masks(inside);
         const __m512 v = _mm512_loadu_ps(tile + r * NR + q);
         __m512 low = _mm512_permutexvar_ps(spread_first, v), high = _mm512_permutexvar_ps(spread_second, v);
         if (add) {
-          low = _mm512_add_ps(low, _mm512_maskz_loadu_ps(first, dst));
-          high = _mm512_add_ps(high, _mm512_maskz_loadu_ps(second, dst + 16));
+          low = _mm512_add_ps(low, _mm512_maskz_loadu_ps(mask.first, dst));
+          high = _mm512_add_ps(high, _mm512_maskz_loadu_ps(mask.second, dst + 16));
         }
-        _mm512_mask_storeu_ps(dst, first, low);
-        _mm512_mask_storeu_ps(dst + 16, second, high);
+        _mm512_mask_storeu_ps(dst, mask.first, low);
+        _mm512_mask_storeu_ps(dst + 16, mask.second, high);
         continue;
       }
       const __m512i at = _mm512_add_epi32(col_offset, _mm512_set1_epi32(c.row.offset[i + r]));
