@@ -313,8 +313,11 @@ def _direct(batch, in_per_group, out_per_group, transposed, pixels):
 # than the gathered GEMM at the dcgan layers with 32 or more outputs and 8 or more inputs.
 # Its outputs must fill the tiles as the batch does above, and its sum per pair runs over
 # the batch, which must not be too short: with 8 samples dcgan28 G2's weight gradient
-# took 2.1 ms against the GEMM's 1.3, with 16 the two ran even.
-DIRECT_WEIGHT_GRAD_FROM_BATCH = 16
+# took 2.1 ms against the GEMM's 1.3. With 16 the two ran even there, but on SRGAN's
+# layers at batch 16 (an Intel Xeon with AMX, 2026-12-07) the GEMM took 0.44-0.79 of the
+# time, and SRGAN's step at 96 px 0.93 (median of four in-turns runs; Fashion-MNIST's
+# 0.99), so a batch of 16 goes to the GEMM.
+DIRECT_WEIGHT_GRAD_FROM_BATCH = 32
 DIRECT_WEIGHT_GRAD_SAMPLES_PER_RUN = 512  # a run of output pixels: about this many of them times the batch
 
 
