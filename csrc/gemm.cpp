@@ -11,7 +11,7 @@
 // Framework for Rapidly Instantiating BLAS Functionality", 2015):
 //
 //   for each block of NC columns of B and C
-//     for each block of KC rows of B         pack B's block into NR-wide panels (fits L3)
+//     for each block of KC rows of B         pack B's block into NR-wide panels (fits L2)
 //       for each block of MC rows of A       pack A's block into MR-high panels (fits L2)
 //         for each NR panel, each MR panel   the micro-kernel: an MR x NR tile of C kept
 //                                            in registers, one rank-1 update per k
@@ -100,8 +100,14 @@ constexpr int64_t MR = 8;     // rows of the register tile (broadcast from A)
 constexpr int64_t NR = 32;    // columns of the register tile (two 16-float vectors of B)
 constexpr int64_t KC = 256;   // depth of a packed block: an MR x KC and KC x NR sliver fit in L1
 constexpr int64_t MC = 128;   // rows of A packed at a time (MC x KC floats in L2)
-constexpr int64_t NC = 3072;  // columns of B packed at a time (KC x NC floats in L3)
+constexpr int64_t NC = 1024;  // columns of B packed at a time (KC x NC floats: 1 MB, in L2)
 static_assert(MC % MR == 0, "A's packed block holds whole MR-high panels");
+// NC was 3072, a packed B of 3 MB in L3 as BLIS has it. On an Intel Xeon with 2 MB of L2
+// per core, the micro-kernel ran at 106 GFLOP/s on one core with its B panels coming from
+// a 3 MB block, 138 from 1 MB and 148 from 512 KB (163 all in L1; a C++ loop outside
+// ganforge); the forwards of SRGAN's 3x3 layers on the GEMM took 0.84-0.93 of their time
+// with NC = 1024, the gradients about the same. 640 helped the forwards a little more but
+// cost the transposed convolutions 3% (their A is packed once per block of B).
 // (8 x 32 measured best on the development machine's AVX-512 CPU: 12 x 32 and 14 x 32 tiles
 // ran 10-20% slower.)
 
@@ -673,10 +679,13 @@ void gemm_block(const A& a, const B& b, int64_t k0, int64_t k1, const Out& c, in
   constexpr int64_t kSetAliasing = 4096 / sizeof(float);  // a row stride of 4 KB, in floats
   bool direct_b = false;
   if constexpr (std::is_same_v<B, Matrix>) direct_b = b.cols == 1 && m <= MC && b.rows % kSetAliasing != 0;
-  const PackBuffer a_pack(MC * KC), b_pack(KC * (direct_b ? NR : std::min(NC, (n + NR - 1) / NR * NR)));
+  // B's columns in blocks of at most NC, as even as whole panels allow (576 columns as one
+  // block, not 512 and a thin 64).
+  const int64_t n_blocks = (n + NC - 1) / NC, nc_step = ((n + n_blocks - 1) / n_blocks + NR - 1) / NR * NR;
+  const PackBuffer a_pack(MC * KC), b_pack(KC * (direct_b ? NR : nc_step));
   alignas(64) float edge[MR * NR];
-  for (int64_t jc = 0; jc < n; jc += NC) {
-    const int64_t nc = std::min(NC, n - jc), full = nc / NR * NR;
+  for (int64_t jc = 0; jc < n; jc += nc_step) {
+    const int64_t nc = std::min(nc_step, n - jc), full = nc / NR * NR;
     for (int64_t pc = k0; pc < k1; pc += KC) {
       const int64_t kc = std::min(KC, k1 - pc);
       const bool add = accumulate || pc > k0;

@@ -373,10 +373,11 @@ def _run_on_1_2_and_3_gemm_threads(code):
 
 @needs_gemm
 @pytest.mark.parametrize("m, n, k", [(64, 12544, 100), (64, 100, 12544), (2048, 40, 300), (40, 3100, 70),
-                                     (130, 3300, 520), (3, 5, 70000)])
+                                     (40, 1060, 70), (130, 3300, 520), (3, 5, 70000)])
 def test_gemm_every_thread_split_matches_numpy(m, n, k):
     """Shapes that take each way of sharing the work between threads (C's columns, C's rows,
-    the depth k), including more columns than one packed block (NC 3072) and B read in place."""
+    the depth k), including more columns than one packed block (NC 1024: blocks as even as
+    whole 32-column panels allow, the last one shorter) and B read in place."""
     code = (
         "import numpy as np; from ganforge.backends.cpu import native\n"
         f"m, n, k = {m}, {n}, {k}\n"
@@ -840,7 +841,7 @@ def test_pixel_by_pixel_needs_a_batch_that_fills_its_tiles():
     assert not conv_gathered._direct(40, 64, 128, transposed=False, pixels=7 * 7)
     assert [n for n in (1, 8, 11, 12, 16, 20) if conv_gathered._direct(n, 64, 64, False, pixels=24 * 24)] == [12, 16]
     assert not conv_gathered._direct(16, 64, 64, False, pixels=96 * 96)  # SRGAN's D at 96 px: the GEMM
-    assert conv_gathered._direct_weight_grad(16, 64, 128) and not conv_gathered._direct_weight_grad(8, 64, 128)
+    assert conv_gathered._direct_weight_grad(32, 64, 128) and not conv_gathered._direct_weight_grad(16, 64, 128)
 
 
 @needs_gemm
