@@ -96,20 +96,20 @@ void transpose_tile_scalar(const float* in, int64_t in_stride, float* out, int64
 namespace ganforge {
 namespace {
 
+// (8 x 32 measured best on the development machine's AVX-512 CPU: 12 x 32 and 14 x 32 tiles
+// ran 10-20% slower.)
 constexpr int64_t MR = 8;     // rows of the register tile (broadcast from A)
 constexpr int64_t NR = 32;    // columns of the register tile (two 16-float vectors of B)
 constexpr int64_t KC = 256;   // depth of a packed block: an MR x KC and KC x NR sliver fit in L1
 constexpr int64_t MC = 128;   // rows of A packed at a time (MC x KC floats in L2)
-constexpr int64_t NC = 1024;  // columns of B packed at a time (KC x NC floats: 1 MB, in L2)
+// B's packed block in L2, not in L3 as BLIS has it (NC was 3072, 3 MB): on an Intel Xeon
+// with 2 MB of L2 per core the micro-kernel ran at 106 GFLOP/s on one core with its B
+// panels coming from a 3 MB block, 138 from 1 MB and 148 from 512 KB (163 all in L1; a
+// C++ loop outside ganforge), and the forwards of SRGAN's 3x3 layers on the GEMM took
+// 0.84-0.93 of their time with 1024. 640 helped the forwards a little more but cost the
+// transposed convolutions 3% (their A is packed once per block of B).
+constexpr int64_t NC = 1024;  // columns of B packed at a time (KC x NC floats: 1 MB)
 static_assert(MC % MR == 0, "A's packed block holds whole MR-high panels");
-// NC was 3072, a packed B of 3 MB in L3 as BLIS has it. On an Intel Xeon with 2 MB of L2
-// per core, the micro-kernel ran at 106 GFLOP/s on one core with its B panels coming from
-// a 3 MB block, 138 from 1 MB and 148 from 512 KB (163 all in L1; a C++ loop outside
-// ganforge); the forwards of SRGAN's 3x3 layers on the GEMM took 0.84-0.93 of their time
-// with NC = 1024, the gradients about the same. 640 helped the forwards a little more but
-// cost the transposed convolutions 3% (their A is packed once per block of B).
-// (8 x 32 measured best on the development machine's AVX-512 CPU: 12 x 32 and 14 x 32 tiles
-// ran 10-20% slower.)
 
 struct Matrix {  // a strided view: element (i, j) is data[i * rows + j * cols]
   const float* data;

@@ -275,15 +275,10 @@ def conv_transpose2d(x, w, out_size, stride, padding, dilation, groups):
 #
 # A batch of 16 or fewer gets tiles of 16 output channels x 16 samples (SRGAN's batch of
 # 16, which would leave half of each 32-sample tile idle), on maps of up to 16 x 16
-# pixels. Against the gathered GEMM, forward and both gradients of SRGAN's layers at
-# batch 16 first took 0.78-0.79 of its time on 7-24 px maps with 64 channels, 0.93-1.04
-# with 128-512, 0.97 at 48 px, and 1.32 on the 96 px input of its discriminator's second
-# layer, so the tiles went up to 48 x 48. Once the GEMM packed smaller blocks of B
-# (gemm.cpp's NC), on an Intel Xeon with AMX (2026-12-07) the GEMM ran the forwards at 24
-# and 48 px in 0.57-0.92 of the tiles' time and the transposed ones in 0.79-1.05, even at
-# 14 px, while at 7 px the tiles still ran 1.4x faster: with the tiles up to 16 x 16,
-# SRGAN's 96 px step took 0.90 of its time with the new threshold second in turns and
-# 0.97 with it first (median of three or four runs each); Fashion-MNIST's 1.02 and 1.00.
+# pixels. At batch 16 against the gathered GEMM (SRGAN's layers, in turns): at 7 px the
+# tiles ran 1.4x faster, at 14 px even, and at 24 and 48 px the GEMM took 0.57-0.92 of
+# their time forward and 0.79-1.05 transposed; SRGAN's 96 px step 0.90-0.97 with the
+# tiles up to 16 x 16 against up to 48 x 48 (docs/benchmarks.md has the history).
 DIRECT_FROM_CHANNELS = 8
 DIRECT_TILE = 32  # the kernels' register tile: 32 samples (the weight gradient's: 32 outputs)
 NARROW_TILE = 16  # the convolution's tile for a batch of 16 or fewer (csrc/conv_direct.cpp)
