@@ -498,6 +498,39 @@ py::array reflect_pad(const py::array& x, const std::array<int64_t, 4>& pad, boo
   throw py::value_error("reflect_pad: x must be float32 or float64, got " + std::string(py::str(x.dtype())));
 }
 
+// PixelShuffle of a C-contiguous (N, C r^2, H, W) x into (N, C, H r, W r), or with
+// to_taps its inverse, (N, C, H r, W r) into (N, C r^2, H, W) (gan_kernels.h's shuffle_taps).
+template <typename T>
+py::array run_shuffle_taps(const py::array& x, int64_t r, bool to_taps) {
+  const int64_t n = x.shape(0), c = x.shape(1), h = x.shape(2), w = x.shape(3);
+  const std::vector<py::ssize_t> shape = to_taps ? std::vector<py::ssize_t>{n, c * r * r, h / r, w / r}
+                                                 : std::vector<py::ssize_t>{n, c / (r * r), h * r, w * r};
+  py::array_t<T> out(shape);
+  const T* px = static_cast<const T*>(x.data());
+  T* po = out.mutable_data();
+  py::gil_scoped_release release;
+  if (to_taps) {
+    ganforge::shuffle_taps<T>(px, n * c, r, h / r, w / r, true, po);
+  } else {
+    ganforge::shuffle_taps<T>(px, n * (c / (r * r)), r, h, w, false, po);
+  }
+  return out;
+}
+
+py::array shuffle_taps(const py::array& x, int64_t r, bool to_taps) {
+  if (x.ndim() != 4 || !(x.flags() & py::array::c_style))
+    throw py::value_error("shuffle_taps: x must be a C-contiguous (N, C, H, W) array, got shape " + shape_of(x));
+  if (r < 1) throw py::value_error("shuffle_taps: r must be at least 1, got " + std::to_string(r));
+  const bool fits = to_taps ? x.shape(2) % r == 0 && x.shape(3) % r == 0 : x.shape(1) % (r * r) == 0;
+  if (!fits)
+    throw py::value_error("shuffle_taps: " + std::string(to_taps ? "H and W" : "C") + " must be divisible by " +
+                          std::string(to_taps ? "r" : "r^2") + " (r = " + std::to_string(r) + "), got shape " +
+                          shape_of(x));
+  if (x.dtype().is(py::dtype::of<float>())) return run_shuffle_taps<float>(x, r, to_taps);
+  if (x.dtype().is(py::dtype::of<double>())) return run_shuffle_taps<double>(x, r, to_taps);
+  throw py::value_error("shuffle_taps: x must be float32 or float64, got " + std::string(py::str(x.dtype())));
+}
+
 // Each row of a C-contiguous float32 (rows, length) x summed, in NumPy's order
 // (gan_kernels.h's sum_rows): (rows,).
 py::array sum_rows(const py::array& x) {
@@ -816,6 +849,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("leaky_relu", &leaky_relu, py::arg("x"), py::arg("slope"), py::arg("gy") = py::none(), py::arg("gain") = 1.0,
         "(x where x > 0 else slope x) times gain (slope 0: ReLU); with gy, the gradient: gy times gain where x > 0, "
         "else that times slope.");
+  m.def("shuffle_taps", &shuffle_taps, py::arg("x"), py::arg("r"), py::arg("to_taps") = false,
+        "PixelShuffle of a C-contiguous float32/float64 (N, C r^2, H, W) x into (N, C, H r, W r); with "
+        "to_taps, PixelUnshuffle (N, C, H r, W r) -> (N, C r^2, H, W). Planes split between threads.");
   m.def("reflect_pad", &reflect_pad, py::arg("x"), py::arg("pad"), py::arg("backward") = false,
         "x's last two axes padded by reflection, pad = (top, bottom, left, right), as np.pad(mode='reflect'); with "
         "backward, the adjoint: x is a padded gradient, folded back onto the entries its borders mirror.");

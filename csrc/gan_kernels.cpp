@@ -418,6 +418,30 @@ void reflect_pad_backward(const T* gy, int64_t planes, int64_t height, int64_t w
   });
 }
 
+// PixelShuffle (gan_kernels.h), one row of pixels at a time: output row h r + i of a
+// plane interleaves row h of its taps i r, ..., i r + r - 1.
+template <typename T>
+void shuffle_taps(const T* in, int64_t planes, int64_t r, int64_t height, int64_t width, bool to_taps, T* out) {
+  const int64_t tap_size = height * width, plane_size = r * r * tap_size;
+  over_planes(planes, plane_size, [=](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p)
+      for (int64_t h = 0; h < height; ++h)
+        for (int64_t i = 0; i < r; ++i) {
+          const int64_t pixel_row = p * plane_size + (h * r + i) * width * r;
+          for (int64_t j = 0; j < r; ++j) {
+            const int64_t tap_row = p * plane_size + (i * r + j) * tap_size + h * width;
+            if (to_taps) {
+              for (int64_t w = 0; w < width; ++w) out[tap_row + w] = in[pixel_row + w * r + j];
+            } else {
+              for (int64_t w = 0; w < width; ++w) out[pixel_row + w * r + j] = in[tap_row + w];
+            }
+          }
+        }
+  });
+}
+
+template void shuffle_taps<float>(const float*, int64_t, int64_t, int64_t, int64_t, bool, float*);
+template void shuffle_taps<double>(const double*, int64_t, int64_t, int64_t, int64_t, bool, double*);
 template void reflect_pad<float>(const float*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, float*);
 template void reflect_pad<double>(const double*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
                                   double*);

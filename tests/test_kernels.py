@@ -1407,6 +1407,44 @@ def test_reflect_pad_rejects_what_it_cannot_take():
 
 @needs_cpp
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, r", [
+    ((16, 256, 24, 24), 2),  # SRGAN's first upsampling
+    ((2, 18, 3, 5), 3),      # uneven sides, r = 3
+    ((1, 16, 1, 1), 4),
+    ((3, 5, 4, 2), 1),       # r = 1: a copy
+])
+def test_cpp_pixel_shuffle_matches_the_reference(dtype, shape, r):
+    """PixelShuffle and PixelUnshuffle on both cores: the ref's copies exactly, the two
+    each other's inverse, and a non-contiguous input taken through a copy."""
+    from ganforge.ops.shape import pixel_shuffle_ref, pixel_unshuffle_ref
+    x = np.random.default_rng(r).standard_normal(shape).astype(dtype)
+    y = cpp.pixel_shuffle(x, r)
+    assert y.dtype == dtype and y.shape == (shape[0], shape[1] // r**2, shape[2] * r, shape[3] * r)
+    np.testing.assert_array_equal(y, pixel_shuffle_ref(x, r))
+    back = cpp.pixel_unshuffle(y, r)
+    np.testing.assert_array_equal(back, pixel_unshuffle_ref(y, r))
+    np.testing.assert_array_equal(back, x)
+    swapped = np.swapaxes(np.swapaxes(y, 2, 3).copy(), 2, 3)  # the same values, column-major planes
+    np.testing.assert_array_equal(cpp.pixel_unshuffle(swapped, r), x)
+
+
+@needs_cpp
+def test_shuffle_taps_rejects_what_it_cannot_take():
+    shuffle_taps = native.module().shuffle_taps
+    with pytest.raises(ValueError, match=r"C must be divisible by r\^2 \(r = 2\), got shape \(1, 6, 2, 2\)"):
+        shuffle_taps(np.zeros((1, 6, 2, 2), np.float32), 2)
+    with pytest.raises(ValueError, match=r"H and W must be divisible by r \(r = 2\)"):
+        shuffle_taps(np.zeros((1, 1, 3, 4), np.float32), 2, to_taps=True)
+    with pytest.raises(ValueError, match="float32 or float64, got int64"):
+        shuffle_taps(np.zeros((1, 4, 2, 2), np.int64), 2)
+    with pytest.raises(ValueError, match="r must be at least 1, got 0"):
+        shuffle_taps(np.zeros((1, 4, 2, 2), np.float32), 0)
+    with pytest.raises(ValueError, match=r"C-contiguous \(N, C, H, W\) array"):
+        shuffle_taps(np.zeros((4, 2, 2), np.float32), 2)
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(256, 256), (32, 64, 16, 16), (3, 70001), (4096, 17)])
 def test_cpp_sum_over_the_first_axis_is_numpys_bit_for_bit(monkeypatch, dtype, shape):
     """A bias's gradient over a batch: the rows added in order on both cores, NumPy's sum to
