@@ -413,6 +413,49 @@ py::array leaky_relu(const py::array& x, double slope, const py::object& gy, dou
   throw py::value_error("leaky_relu: x must be float32 or float64, got " + std::string(py::str(x.dtype())));
 }
 
+template <typename T>
+py::object run_prelu(const py::array& x, const py::array& slopes, const py::object& gy) {
+  const int64_t batch = x.shape(0), channels = x.ndim() > 1 ? x.shape(1) : 1;
+  const int64_t length = batch * channels > 0 ? x.size() / (batch * channels) : 0;
+  const bool shared = slopes.size() == 1;
+  const std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+  const T* px = static_cast<const T*>(x.data());
+  const T* ps = static_cast<const T*>(slopes.data());
+  py::array_t<T> out(shape);
+  T* po = out.mutable_data();
+  if (gy.is_none()) {
+    py::gil_scoped_release release;
+    ganforge::prelu_forward<T>(px, batch, channels, length, ps, shared, po);
+    return std::move(out);
+  }
+  py::array_t<T> gslopes(slopes.size());
+  const T* pg = static_cast<const T*>(gy.cast<py::array>().data());
+  T* pgs = gslopes.mutable_data();
+  {
+    py::gil_scoped_release release;
+    ganforge::prelu_backward<T>(px, pg, batch, channels, length, ps, shared, po, pgs);
+  }
+  return py::make_tuple(out, gslopes);
+}
+
+// PReLU of x (N, C, ...) with slopes (C,) or (1,): y, or with gy the gradient (gx, gslopes).
+py::object prelu(const py::array& x, const py::array& slopes, const py::object& gy) {
+  if (x.ndim() < 1 || !(x.flags() & py::array::c_style) || !(slopes.flags() & py::array::c_style))
+    throw py::value_error("prelu: x and slopes must be C-contiguous, x of 1 or more axes, got x of shape " +
+                          shape_of(x));
+  const int64_t channels = x.ndim() > 1 ? x.shape(1) : 1;
+  if (slopes.ndim() != 1 || (slopes.size() != 1 && slopes.size() != channels))
+    throw py::value_error("prelu: slopes must hold 1 slope or one per channel (" + std::to_string(channels) +
+                          "), got shape " + shape_of(slopes));
+  if (!slopes.dtype().is(x.dtype()))
+    throw py::value_error("prelu: slopes must be x's dtype, " + std::string(py::str(x.dtype())) + ", got " +
+                          std::string(py::str(slopes.dtype())));
+  if (!gy.is_none()) check_gradient_like(x, gy.cast<py::array>(), "prelu");
+  if (x.dtype().is(py::dtype::of<float>())) return run_prelu<float>(x, slopes, gy);
+  if (x.dtype().is(py::dtype::of<double>())) return run_prelu<double>(x, slopes, gy);
+  throw py::value_error("prelu: x must be float32 or float64, got " + std::string(py::str(x.dtype())));
+}
+
 // a + b or a * b, a's shape, for C-contiguous float32 a and b: b of a's size, or with
 // per_row one value per row of a viewed as rows of `length` (row r takes b[r % b.size]).
 py::array binary_rows(const py::array& a, const py::array& b, bool multiply, int64_t length, bool per_row,
@@ -852,6 +895,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("shuffle_taps", &shuffle_taps, py::arg("x"), py::arg("r"), py::arg("to_taps") = false,
         "PixelShuffle of a C-contiguous float32/float64 (N, C r^2, H, W) x into (N, C, H r, W r); with "
         "to_taps, PixelUnshuffle (N, C, H r, W r) -> (N, C r^2, H, W). Planes split between threads.");
+  m.def("prelu", &prelu, py::arg("x"), py::arg("slopes"), py::arg("gy") = py::none(),
+        "PReLU of x (N, C, ...): x where x > 0, else its channel's slope (slopes (C,), or (1,) for all) times x; with "
+        "gy, the gradient (gx, gslopes), each slope's summed in double.");
   m.def("reflect_pad", &reflect_pad, py::arg("x"), py::arg("pad"), py::arg("backward") = false,
         "x's last two axes padded by reflection, pad = (top, bottom, left, right), as np.pad(mode='reflect'); with "
         "backward, the adjoint: x is a padded gradient, folded back onto the entries its borders mirror.");

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -235,31 +236,114 @@ __attribute__((target("avx512f"))) static void leaky_relu_backward_avx512(const 
 }
 #endif
 
+// body(begin, end) over runs of the planes (images) of an array, out_values each,
+// split between the GEMM's threads.
+template <typename Body>
+void over_planes(int64_t planes, int64_t out_values, Body body) {
+  parallel_for_threads(planes, std::max<int64_t>(1, kElementwiseChunk / std::max<int64_t>(out_values, 1)),
+                       gemm_threads(), body);
+}
+
+// LeakyReLU over x[begin:end]: AVX-512 for float32 where the CPU has it, else the plain loop.
+template <typename T>
+void leaky_relu_range(const T* x, int64_t begin, int64_t end, T slope, T gain, T* y) {
+#ifdef GANFORGE_ELEMENTWISE_AVX512
+  if constexpr (std::is_same_v<T, float>) {
+    if (__builtin_cpu_supports("avx512f")) return leaky_relu_forward_avx512(x, begin, end, slope, gain, y);
+  }
+#endif
+  for (int64_t i = begin; i < end; ++i) {  // (ReLU of -inf is 0, not 0 times -inf)
+    y[i] = x[i] > T(0) || x[i] != x[i] ? x[i] : slope == T(0) ? T(0) : slope * x[i];
+    if (gain != T(1)) y[i] *= gain;
+  }
+}
+
+template <typename T>
+void leaky_relu_backward_range(const T* x, const T* gy, int64_t begin, int64_t end, T slope, T gain, T* gx) {
+#ifdef GANFORGE_ELEMENTWISE_AVX512
+  if constexpr (std::is_same_v<T, float>) {
+    if (__builtin_cpu_supports("avx512f")) return leaky_relu_backward_avx512(x, gy, begin, end, slope, gain, gx);
+  }
+#endif
+  for (int64_t i = begin; i < end; ++i) gx[i] = (gain != T(1) ? gy[i] * gain : gy[i]) * (x[i] > T(0) ? T(1) : slope);
+}
+
+// The sum of gy x over the x <= 0 (or NaN) of n values, in double: PReLU's slope gradient.
+#ifdef GANFORGE_ELEMENTWISE_AVX512
+__attribute__((target("avx512f"))) static inline __m256 upper_half(__m512 a) {
+  return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1));
+}
+
+__attribute__((target("avx512f"))) static double negative_share_avx512(const float* x, const float* gy, int64_t n) {
+  __m512d low = _mm512_setzero_pd(), high = _mm512_setzero_pd();
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 live = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(live, x + i);
+    const __m512 g = _mm512_maskz_loadu_ps(_mm512_mask_cmp_ps_mask(live, v, _mm512_setzero_ps(), _CMP_NGT_UQ), gy + i);
+    low = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(g)), _mm512_cvtps_pd(_mm512_castps512_ps256(v)), low);
+    high = _mm512_fmadd_pd(_mm512_cvtps_pd(upper_half(g)), _mm512_cvtps_pd(upper_half(v)), high);
+  }
+  return _mm512_reduce_add_pd(_mm512_add_pd(low, high));
+}
+#endif
+
+template <typename T>
+double negative_share(const T* x, const T* gy, int64_t n) {
+#ifdef GANFORGE_ELEMENTWISE_AVX512
+  if constexpr (std::is_same_v<T, float>) {
+    if (__builtin_cpu_supports("avx512f")) return negative_share_avx512(x, gy, n);
+  }
+#endif
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += x[i] > T(0) ? 0.0 : double(gy[i]) * double(x[i]);
+  return sum;
+}
+
 template <typename T>
 void leaky_relu_forward(const T* x, int64_t n, T slope, T gain, T* y) {
   parallel_for_threads(n, kElementwiseChunk, gemm_threads(), [x, y, slope, gain](int64_t begin, int64_t end) {
-#ifdef GANFORGE_ELEMENTWISE_AVX512
-    if constexpr (std::is_same_v<T, float>) {
-      if (__builtin_cpu_supports("avx512f")) return leaky_relu_forward_avx512(x, begin, end, slope, gain, y);
-    }
-#endif
-    for (int64_t i = begin; i < end; ++i) {  // (ReLU of -inf is 0, not 0 times -inf)
-      y[i] = x[i] > T(0) || x[i] != x[i] ? x[i] : slope == T(0) ? T(0) : slope * x[i];
-      if (gain != T(1)) y[i] *= gain;
-    }
+    leaky_relu_range(x, begin, end, slope, gain, y);
   });
 }
 
 template <typename T>
 void leaky_relu_backward(const T* x, const T* gy, int64_t n, T slope, T gain, T* gx) {
   parallel_for_threads(n, kElementwiseChunk, gemm_threads(), [x, gy, gx, slope, gain](int64_t begin, int64_t end) {
-#ifdef GANFORGE_ELEMENTWISE_AVX512
-    if constexpr (std::is_same_v<T, float>) {
-      if (__builtin_cpu_supports("avx512f")) return leaky_relu_backward_avx512(x, gy, begin, end, slope, gain, gx);
-    }
-#endif
-    for (int64_t i = begin; i < end; ++i) gx[i] = (gain != T(1) ? gy[i] * gain : gy[i]) * (x[i] > T(0) ? T(1) : slope);
+    leaky_relu_backward_range(x, gy, begin, end, slope, gain, gx);
   });
+}
+
+// PReLU (gan_kernels.h): LeakyReLU's loops, each (sample, channel) plane with its
+// channel's slope; the backward's threads take whole channels, so that each sums its
+// slope's gradient over the batch alone, in a fixed order.
+template <typename T>
+void prelu_forward(const T* x, int64_t batch, int64_t channels, int64_t length, const T* slopes, bool shared, T* y) {
+  over_planes(batch * channels, length, [=](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p)
+      leaky_relu_range(x + p * length, 0, length, slopes[shared ? 0 : p % channels], T(1), y + p * length);
+  });
+}
+
+template <typename T>
+void prelu_backward(const T* x, const T* gy, int64_t batch, int64_t channels, int64_t length, const T* slopes,
+                    bool shared, T* gx, T* gslopes) {
+  std::vector<double> per_channel(channels);
+  parallel_for_threads(channels, 1, gemm_threads(), [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      double sum = 0.0;  // of gy min(x, 0): the slope's share of each output
+      for (int64_t n = 0; n < batch; ++n) {
+        const int64_t at = (n * channels + c) * length;
+        leaky_relu_backward_range(x + at, gy + at, 0, length, slopes[shared ? 0 : c], T(1), gx + at);
+        sum += negative_share(x + at, gy + at, length);
+      }
+      per_channel[c] = sum;
+    }
+  });
+  if (shared) {
+    gslopes[0] = T(std::accumulate(per_channel.begin(), per_channel.end(), 0.0));
+  } else {
+    for (int64_t c = 0; c < channels; ++c) gslopes[c] = T(per_channel[c]);
+  }
 }
 
 // One rounded add or multiply per element, as NumPy's: a * b == b * a and a + b == b + a
@@ -364,14 +448,6 @@ template void power_iteration<float>(const float*, int64_t, int64_t, float*, flo
 template void power_iteration<double>(const double*, int64_t, int64_t, double*, double*, int, double);
 template void per_sample_norms<float>(const float*, int64_t, int64_t, float*);
 template void per_sample_norms<double>(const double*, int64_t, int64_t, double*);
-
-// body(begin, end) over runs of the planes (images) of a padded array of out_values each,
-// split between the GEMM's threads.
-template <typename Body>
-void over_planes(int64_t planes, int64_t out_values, Body body) {
-  parallel_for_threads(planes, std::max<int64_t>(1, kElementwiseChunk / std::max<int64_t>(out_values, 1)),
-                       gemm_threads(), body);
-}
 
 // Reflection padding (gan_kernels.h): each output row is a source row with its ends
 // mirrored; rows past the top or bottom take the mirrored source row.
@@ -613,6 +689,12 @@ void resample(const float*, int64_t, int64_t, int64_t, const float*, int64_t, co
 template void sum_leading<float>(const float*, int64_t, int64_t, float*);
 template void sum_leading<double>(const double*, int64_t, int64_t, double*);
 
+template void prelu_forward<float>(const float*, int64_t, int64_t, int64_t, const float*, bool, float*);
+template void prelu_forward<double>(const double*, int64_t, int64_t, int64_t, const double*, bool, double*);
+template void prelu_backward<float>(const float*, const float*, int64_t, int64_t, int64_t, const float*, bool, float*,
+                                    float*);
+template void prelu_backward<double>(const double*, const double*, int64_t, int64_t, int64_t, const double*, bool,
+                                     double*, double*);
 template void leaky_relu_forward<float>(const float*, int64_t, float, float, float*);
 template void leaky_relu_forward<double>(const double*, int64_t, double, double, double*);
 template void leaky_relu_backward<float>(const float*, const float*, int64_t, float, float, float*);

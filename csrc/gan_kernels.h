@@ -37,6 +37,17 @@ void leaky_relu_forward(const T* x, int64_t n, T slope, T gain, T* y);
 template <typename T>
 void leaky_relu_backward(const T* x, const T* gy, int64_t n, T slope, T gain, T* gx);
 
+// PReLU over x (batch, channels, length): y = x where x > 0, else slope x, with channel
+// c's slope slopes[c] (slopes[0] for all where shared); NaN and -inf as leaky_relu_forward.
+// Planes split between threads.
+template <typename T>
+void prelu_forward(const T* x, int64_t batch, int64_t channels, int64_t length, const T* slopes, bool shared, T* y);
+// Its gradient: gx = gy where x > 0, else slope gy; and gslopes (channels values, or one
+// where shared) = the sum of gy min(x, 0) over each slope's values, summed in double.
+// Channels split between threads.
+template <typename T>
+void prelu_backward(const T* x, const T* gy, int64_t batch, int64_t channels, int64_t length, const T* slopes,
+                    bool shared, T* gx, T* gslopes);
 // out = a + b or a * b (kMultiply) for a of n contiguous floats viewed as rows of `length`,
 // and b of `period` floats, on the GEMM's threads. With per_row, one value per row: row r
 // takes b[r % period] (NumPy's broadcasting of a per-channel (N, C, 1, 1) or (1, C, 1, 1)

@@ -324,4 +324,16 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, retain_graph=No
     return tuple(results)
 
 
+def gradient_in_ops(fn, in_ops, gy):
+    """The gradients that fused op `fn` owes its inputs, taken through `in_ops(*fn.inputs)`,
+    the same function written as a chain of ops, with create_graph=True: so that the
+    gradient is itself a graph, for a fused op whose own backward holds something fixed
+    that depends on its inputs (higher orders: R1, a gradient penalty)."""
+    targets = [t for t, needed in zip(fn.inputs, fn.needs_input_grad) if needed]
+    with enable_grad():
+        y = in_ops(*fn.inputs)
+        grads = iter(grad(y, targets, gy, create_graph=True, allow_unused=True))
+    return tuple(next(grads) if needed else None for needed in fn.needs_input_grad)
+
+
 from .tensor import Tensor  # noqa: E402  (tensor.py imports this module first)

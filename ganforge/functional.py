@@ -818,15 +818,11 @@ def leaky_relu(x, negative_slope=0.01, *, gain=1.0):
 
 def prelu(x, weight):
     """Parametric ReLU (He et al. 2015): x where x > 0, else weight * x, with one learned
-    slope per channel (axis 1) or one for all. Written as relu(x) + weight * (x - relu(x)),
-    so that its gradients, to any order and to the slopes too, are those of the ops."""
+    slope per channel (axis 1) or one for all (ops/activation.py)."""
     if weight.ndim != 1 or weight.shape[0] not in (1, x.shape[1] if x.ndim > 1 else 1):
         raise ValueError(f"prelu: weight must hold 1 slope or one per channel ({x.shape[1] if x.ndim > 1 else 1}), "
                          f"got shape {weight.shape}")
-    if x.ndim > 2:  # the slopes along the channel axis
-        weight = reshape(weight, (weight.shape[0],) + (1,) * (x.ndim - 2))
-    positive = relu(x)
-    return positive + weight * (x - positive)
+    return ops.activation.PReLU()(x, weight)
 
 
 def sigmoid(x):

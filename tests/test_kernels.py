@@ -1407,6 +1407,44 @@ def test_reflect_pad_rejects_what_it_cannot_take():
 
 @needs_cpp
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, slopes", [
+    ((16, 64, 24, 24), 64),  # SRGAN's generator
+    ((3, 5, 7), 1),          # one slope for all channels
+    ((4, 3), 3),             # (N, C): planes of one value
+    ((6,), 1),
+])
+def test_cpp_prelu_matches_the_reference(dtype, shape, slopes):
+    """PReLU and its gradient in one pass each: the ref's output and input gradient bit for
+    bit (zeros, on the kink, take the slope), the slopes' gradient summed in double (in
+    float32 the ref's own sum is off by up to 1e-5)."""
+    from ganforge.ops.activation import prelu_backward_ref, prelu_ref
+    rng = np.random.default_rng(slopes)
+    x = rng.standard_normal(shape).astype(dtype)
+    x.reshape(-1)[::7] = 0
+    weight = rng.uniform(0.05, 0.5, slopes).astype(dtype)
+    gy = rng.standard_normal(shape).astype(dtype)
+    np.testing.assert_array_equal(cpp.prelu(x, weight), prelu_ref(x, weight))
+    (gx, gweight), (ref_gx, ref_gweight) = cpp.prelu_backward(x, gy, weight), prelu_backward_ref(x, gy, weight)
+    np.testing.assert_array_equal(gx, ref_gx)
+    assert gweight.shape == weight.shape and gweight.dtype == dtype
+    exact = prelu_backward_ref(*(a.astype(np.float64) for a in (x, gy, weight)))[1]  # the kernel sums in double
+    np.testing.assert_allclose(gweight, exact, rtol=1e-6 if dtype == np.float32 else 1e-12)
+    np.testing.assert_allclose(ref_gweight, exact, rtol=1e-4)
+
+
+@needs_cpp
+def test_prelu_kernel_rejects_what_it_cannot_take():
+    prelu = native.module().prelu
+    with pytest.raises(ValueError, match=r"1 slope or one per channel \(3\), got shape \(2,\)"):
+        prelu(np.zeros((2, 3, 4), np.float32), np.ones(2, np.float32))
+    with pytest.raises(ValueError, match="slopes must be x's dtype, float32, got float64"):
+        prelu(np.zeros((2, 3), np.float32), np.ones(3))
+    with pytest.raises(ValueError, match="gy must be a C-contiguous array of x's shape"):
+        prelu(np.zeros((2, 3), np.float32), np.ones(3, np.float32), np.zeros((3, 2), np.float32))
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape, r", [
     ((16, 256, 24, 24), 2),  # SRGAN's first upsampling
     ((2, 18, 3, 5), 3),      # uneven sides, r = 3

@@ -4,7 +4,7 @@ import numpy as np
 
 from .. import dispatch
 from .. import functional as F
-from ..autograd import Function
+from ..autograd import Function, gradient_in_ops, is_grad_enabled
 from ..backend import device_of, xp_of
 
 
@@ -42,6 +42,54 @@ def leaky_relu_backward_ref(x, gy, slope, gain=1.0):
 
 dispatch.register("leaky_relu", "ref", leaky_relu_ref, ("cpu", "cuda"))
 dispatch.register("leaky_relu_backward", "ref", leaky_relu_backward_ref, ("cpu", "cuda"))
+
+
+# PReLU: a LeakyReLU whose slope is learned, one per channel (axis 1) or one for all.
+
+def _slopes_over(weight, x):
+    """weight (C,) or (1,) shaped to broadcast over x (N, C, ...) along its channels."""
+    return weight.reshape(()) if weight.shape[0] == 1 else weight.reshape((1, -1) + (1,) * (x.ndim - 2))
+
+
+def prelu_ref(x, weight):
+    return xp_of(x).where(x > 0, x, _slopes_over(weight, x) * x)
+
+
+def prelu_backward_ref(x, gy, weight):
+    """(gx, gweight): gy times 1 where x > 0, else the slope; and for each slope, gy min(x, 0)
+    summed over the values it scales."""
+    xp = xp_of(x)
+    gx = gy * xp.where(x > 0, x.dtype.type(1), _slopes_over(weight, x))
+    share = gy * xp.minimum(x, 0)
+    gweight = share.sum() if weight.shape[0] == 1 else share.sum(axis=(0,) + tuple(range(2, x.ndim)))
+    return gx, xp.asarray(gweight, dtype=weight.dtype).reshape(weight.shape)
+
+
+dispatch.register("prelu", "ref", prelu_ref, ("cpu", "cuda"))
+dispatch.register("prelu_backward", "ref", prelu_backward_ref, ("cpu", "cuda"))
+
+
+def prelu_in_ops(x, weight):
+    """PReLU as a chain of ops, relu(x) + slope (x - relu(x)): its graph is the fused op's
+    gradient's, to any order and to the slopes too."""
+    positive = F.relu(x)
+    return positive + _slopes_over(weight, x) * (x - positive)
+
+
+class PReLU(Function):
+    """x where x > 0, else slope x; inputs (x, weight), the slopes (C,) or (1,). One pass
+    each way where the chain of ops above takes four forward and eight backward (SRGAN's
+    generator spent 140 ms of a 96 px step in them)."""
+
+    def forward(self, x, weight):
+        return dispatch.call("prelu", x, weight, device=device_of(x))
+
+    def backward(self, gy):
+        if is_grad_enabled():  # a graph of the gradient is wanted: the slopes' part depends on x
+            return gradient_in_ops(self, prelu_in_ops, gy)
+        x, weight = (t._data for t in self.inputs)
+        gx, gweight = dispatch.call("prelu_backward", x, gy._data, weight, device=device_of(x))
+        return F.constant(gx), F.constant(gweight)
 
 
 class LeakyReLU(Function):

@@ -14,11 +14,13 @@ for its own derivative (x_hat and std depend on x). So when a graph of the gradi
 being recorded (create_graph=True: R1 or a gradient penalty through a critic with batch
 norm), the backward instead differentiates the same normalization written in ops.
 """
+import functools
+
 import numpy as np
 
 from .. import dispatch
 from .. import functional as F
-from ..autograd import Function, enable_grad, grad, is_grad_enabled
+from ..autograd import Function, gradient_in_ops, is_grad_enabled
 from ..backend import device_of, xp_of
 
 
@@ -101,8 +103,4 @@ class BatchNorm(Function):
 
     def gradient_in_ops(self, gy):
         """The gradient of batch_norm_in_ops, itself a graph (for higher orders)."""
-        targets = [t for t, needed in zip(self.inputs, self.needs_input_grad) if needed]
-        with enable_grad():
-            y = batch_norm_in_ops(*self.inputs, eps=self.eps)
-            grads = iter(grad(y, targets, gy, create_graph=True, allow_unused=True))
-        return tuple(next(grads) if needed else None for needed in self.needs_input_grad)
+        return gradient_in_ops(self, functools.partial(batch_norm_in_ops, eps=self.eps), gy)

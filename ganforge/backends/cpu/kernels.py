@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from ... import dispatch
-from ...ops.activation import leaky_relu_backward_ref, leaky_relu_ref
+from ...ops.activation import leaky_relu_backward_ref, leaky_relu_ref, prelu_backward_ref, prelu_ref
 from ...ops.norm import batch_norm_backward_ref, batch_norm_ref
 from ...ops.penalty import penalty_of
 from ...ops.reduce import sum_leading_ref, sum_trailing_ref
@@ -40,6 +40,18 @@ def leaky_relu_backward(x, gy, slope, gain=1.0):
     if x.ndim == 0 or x.dtype not in FLOATS or gy.dtype != x.dtype:
         return leaky_relu_backward_ref(x, gy, slope, gain)
     return native.module().leaky_relu(c_ordered(x), slope, c_ordered(gy), gain)
+
+
+def prelu(x, weight):
+    if x.ndim == 0 or x.dtype not in FLOATS or weight.dtype != x.dtype:
+        return prelu_ref(x, weight)
+    return native.module().prelu(c_ordered(x), c_ordered(weight))
+
+
+def prelu_backward(x, gy, weight):
+    if x.ndim == 0 or x.dtype not in FLOATS or weight.dtype != x.dtype or gy.dtype != x.dtype:
+        return prelu_backward_ref(x, gy, weight)
+    return native.module().prelu(c_ordered(x), c_ordered(weight), c_ordered(gy))
 
 
 def matmul(a, b):
@@ -276,6 +288,8 @@ CPP_KERNELS = {
     "conv2d_weight_grad": conv.conv2d_weight_grad,
     "leaky_relu": leaky_relu,
     "leaky_relu_backward": leaky_relu_backward,
+    "prelu": prelu,
+    "prelu_backward": prelu_backward,
     "matmul": matmul,
     "linear": linear,
     "add": add,
