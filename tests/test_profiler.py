@@ -138,23 +138,30 @@ def test_hold_freed_memory_sets_glibcs_thresholds(monkeypatch):
     assert cpu.hold_freed_memory() is False
 
 
+def _page_faults_with_memory_held(code):
+    """The number that `code` prints last, run in a fresh process after hold_freed_memory(),
+    with faults() counting its page faults so far."""
+    import subprocess
+    import sys
+    prelude = ("import resource\nfrom ganforge.backends.cpu import runtime as cpu\n"
+               "assert cpu.hold_freed_memory()\n"
+               "faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n")
+    done = subprocess.run([sys.executable, "-c", prelude + code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return float(done.stdout.split()[-1])
+
+
 @pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="glibc's allocator")
 def test_arrays_over_the_mmap_threshold_reuse_freed_memory_once_it_is_held():
     """A 75 MB array (SRGAN's dense weight gradient) freed and made again lands on the
     same pages: 0 faults for the second one measured, where mmap hands it fresh pages every
     time (294 faults with glibc's mmap threshold held, 805 without, huge pages and 4 KB ones
     that the kernel zeroes)."""
-    import subprocess
-    import sys
-    code = (
-        "import resource\nimport numpy as np\nfrom ganforge.backends.cpu import runtime as cpu\n"
-        "assert cpu.hold_freed_memory()\n"
-        "faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+    faults = _page_faults_with_memory_held(
+        "import numpy as np\n"
         "a = np.ones(75 << 18, np.float32); del a\n"
         "before = faults(); a = np.ones(75 << 18, np.float32); print(faults() - before)\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert int(done.stdout) < 100, done.stdout
+    assert faults < 100
 
 
 @pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="glibc's allocator")
@@ -164,17 +171,11 @@ def test_training_steps_reuse_freed_memory_once_it_is_held():
     11-30: 0.2-35 page faults per step held, 1,400-2,570 with glibc's moving thresholds. The
     first ten steps are left out: the heap still grows while its layout settles (a few
     hundred faults in steps 4-6 either way, which made a shorter warm-up flaky on CI)."""
-    import subprocess
-    import sys
-    code = (
-        "import resource\n"
-        "from ganforge.gan import benchmarks\nfrom ganforge.backends.cpu import runtime as cpu\n"
-        "assert cpu.hold_freed_memory()\n"
+    faults = _page_faults_with_memory_held(
+        "from ganforge.gan import benchmarks\n"
         "step = benchmarks.build('dcgan28')[2]\n"
         "for _ in range(10): step()\n"
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "before = faults()\n"
         "for _ in range(20): step()\n"
-        "print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20)\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert float(done.stdout.split()[-1]) < 300
+        "print((faults() - before) / 20)\n")
+    assert faults < 300
