@@ -80,18 +80,19 @@ template <typename T>
 void reflect_pad(const T* x, int64_t planes, int64_t height, int64_t width, int64_t top, int64_t bottom,
                  int64_t left, int64_t right, T* y);
 
-// PixelShuffle between (planes, r*r, height, width) taps and (planes, height*r, width*r)
-// pixels: pixel (h r + i, w r + j) of plane p is tap i r + j of plane p at (h, w). From
-// taps to pixels, or (to_taps) back: PixelUnshuffle. Plain copies, planes split between
-// threads.
-template <typename T>
-void shuffle_taps(const T* in, int64_t planes, int64_t r, int64_t height, int64_t width, bool to_taps, T* out);
 // Its adjoint: each padded entry of gy added onto the entry it mirrors, the rows folded
 // first and then the columns, in the order ops/shape.py's PadReflectGrad adds them (so
 // that the sums are its own bit for bit). gx is (planes, height, width).
 template <typename T>
 void reflect_pad_backward(const T* gy, int64_t planes, int64_t height, int64_t width, int64_t top, int64_t bottom,
                           int64_t left, int64_t right, T* gx);
+
+// PixelShuffle between (planes, r*r, height, width) taps and (planes, height*r, width*r)
+// pixels: pixel (h r + i, w r + j) of plane p is tap i r + j of plane p at (h, w). From
+// taps to pixels, or (to_taps) back: PixelUnshuffle. Plain copies, planes split between
+// threads.
+template <typename T>
+void shuffle_taps(const T* in, int64_t planes, int64_t r, int64_t height, int64_t width, bool to_taps, T* out);
 
 // out[c] = sum over r of x[r, c] for a C-contiguous (rows, cols) x, added in the order of
 // the rows, as NumPy's sum over a leading axis adds them (so the result is its own bit for

@@ -91,7 +91,7 @@ class BatchNorm(Function):
 
     def backward(self, gy):
         if is_grad_enabled():
-            return self.gradient_in_ops(gy)
+            return gradient_in_ops(self, functools.partial(batch_norm_in_ops, eps=self.eps), gy)
         x = self.inputs[0]._data
         weight = self.inputs[1]._data if len(self.inputs) > 1 else None
         gx, gweight, gbias = dispatch.call("batch_norm_backward", x, gy._data, weight, self.mean, self.inv_std,
@@ -100,7 +100,3 @@ class BatchNorm(Function):
         if len(self.inputs) == 1:
             return gx
         return gx, F.constant(gweight), F.constant(gbias)
-
-    def gradient_in_ops(self, gy):
-        """The gradient of batch_norm_in_ops, itself a graph (for higher orders)."""
-        return gradient_in_ops(self, functools.partial(batch_norm_in_ops, eps=self.eps), gy)
