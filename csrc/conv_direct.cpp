@@ -57,8 +57,8 @@ struct TailMasks {
 // and input channel c hold W_t[o, c] for o = b * kRows + r at ((b * taps + t) * channels + c)
 // * kRows + r, zero past a group's last output channel. Each group has its own blocks
 // (`blocks` per group). The narrow tile's 16 rows are two blocks, read as two streams of
-// 8 floats: with blocks of 16 (one stream of 16), SRGAN's Fashion-MNIST step, whose layers
-// all run in narrow tiles, took 1.05-1.06x as long (in turns, both orders: 0.949 and
+// 8 floats: with blocks of 16 (one stream of 16), SRGAN's Fashion-MNIST step, most of whose
+// layers run in narrow tiles, took 1.05-1.06x as long (in turns, both orders: 0.949 and
 // 1/1.062); at 96 px, where only the discriminator's 12 px layers do, 1.00-1.02x.
 void pack_weights(const DirectConv& conv, int64_t blocks, float* packed) {
   parallel_for_threads(conv.groups * blocks, 1, gemm_threads(), [&](int64_t begin, int64_t end) {
