@@ -630,6 +630,7 @@ def test_direct_convolutions_match_the_reference(case):
     # every batch and number of outputs, not only the whole tiles that the registry sends there
     with mock.patch.object(conv_gathered, "_fills_tiles", lambda count, tile=32: True), \
             mock.patch.object(conv_gathered, "NARROW_UP_TO_PIXELS", 10**9), \
+            mock.patch.object(conv_gathered, "NARROW_TRANSPOSED_UP_TO_PIXELS", 10**9), \
             mock.patch.object(conv_gathered, "DIRECT_WEIGHT_GRAD_FROM_BATCH", 1):
         assert conv_gathered._direct(case["x"][0], case["x"][1] // case["groups"], case["w"][0] // case["groups"],
                                      transposed=False, pixels=case["x"][2] * case["x"][3])
@@ -832,7 +833,7 @@ def test_transpose_rejects_what_it_cannot_take():
 def test_pixel_by_pixel_needs_a_batch_that_fills_its_tiles():
     """At most a quarter of the 32-sample tiles' lanes idle: the last tile costs as much
     whether its lanes are busy or not. A batch of 16 or fewer has tiles of 16 samples,
-    on maps of up to 16 x 16 pixels."""
+    on maps of up to 16 x 16 pixels (24 x 24 transposed)."""
     from ganforge.backends.cpu import gathered as conv_gathered
     assert [n for n in (1, 8, 16, 24, 32, 40, 48, 64, 96, 100, 128) if conv_gathered._fills_tiles(n)] == \
         [24, 32, 48, 64, 96, 100, 128]
@@ -840,7 +841,9 @@ def test_pixel_by_pixel_needs_a_batch_that_fills_its_tiles():
     assert conv_gathered._direct(64, 64, 128, transposed=False, pixels=7 * 7)
     assert not conv_gathered._direct(40, 64, 128, transposed=False, pixels=7 * 7)
     assert [n for n in (1, 8, 11, 12, 16, 20) if conv_gathered._direct(n, 64, 64, False, pixels=14 * 14)] == [12, 16]
-    assert not conv_gathered._direct(16, 64, 64, False, pixels=24 * 24)  # SRGAN's residual layers at 96 px: the GEMM
+    assert not conv_gathered._direct(16, 64, 64, False, pixels=24 * 24)  # SRGAN's residual layers at 96 px: the GEMM,
+    assert conv_gathered._direct(16, 64, 64, True, pixels=24 * 24)       # their input gradients pixel by pixel
+    assert not conv_gathered._direct(16, 64, 64, True, pixels=48 * 48)
     assert conv_gathered._direct_weight_grad(32, 64, 128) and not conv_gathered._direct_weight_grad(16, 64, 128)
 
 

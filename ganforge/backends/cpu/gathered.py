@@ -279,10 +279,14 @@ def conv_transpose2d(x, w, out_size, stride, padding, dilation, groups):
 # tiles ran 1.4x faster, at 14 px even, and at 24 and 48 px the GEMM took 0.57-0.92 of
 # their time forward and 0.79-1.05 transposed; SRGAN's 96 px step 0.90-0.97 with the
 # tiles up to 16 x 16 against up to 48 x 48 (docs/benchmarks.md has the history).
+# Transposed, they go on up to 24 x 24: the GEMM's scattered adds into the output cost more
+# there, and SRGAN's 33 residual input gradients at 24 px ran 0.90 of their time alone;
+# the 96 px step 0.992 and 1/1.026 in turns (both orders), Fashion-MNIST's 0.988.
 DIRECT_FROM_CHANNELS = 8
 DIRECT_TILE = 32  # the kernels' register tile: 32 samples (the weight gradient's: 32 outputs)
 NARROW_TILE = 16  # the convolution's tile for a batch of 16 or fewer (csrc/conv_direct.cpp)
 NARROW_UP_TO_PIXELS = 16 * 16
+NARROW_TRANSPOSED_UP_TO_PIXELS = 24 * 24
 DIRECT = True  # False: the gathered GEMM only (for benchmarks)
 
 
@@ -302,7 +306,8 @@ def _direct(batch, in_per_group, out_per_group, transposed, pixels):
     """Whether a convolution runs pixel by pixel; `pixels` is the larger of its input's and
     output's maps."""
     if batch <= NARROW_TILE:
-        fills = _fills_tiles(batch, NARROW_TILE) and pixels <= NARROW_UP_TO_PIXELS
+        up_to = NARROW_TRANSPOSED_UP_TO_PIXELS if transposed else NARROW_UP_TO_PIXELS
+        fills = _fills_tiles(batch, NARROW_TILE) and pixels <= up_to
     else:
         fills = _fills_tiles(batch)
     return (DIRECT and fills and out_per_group >= DIRECT_FROM_CHANNELS
