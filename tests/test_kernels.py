@@ -373,11 +373,13 @@ def _run_on_1_2_and_3_gemm_threads(code):
 
 @needs_gemm
 @pytest.mark.parametrize("m, n, k", [(64, 12544, 100), (64, 100, 12544), (2048, 40, 300), (40, 3100, 70),
-                                     (40, 1060, 70), (130, 3300, 520), (3, 5, 70000)])
+                                     (40, 1060, 70), (130, 3300, 520), (3, 5, 70000), (1030, 2100, 16),
+                                     (300, 140, 48)])
 def test_gemm_every_thread_split_matches_numpy(m, n, k):
     """Shapes that take each way of sharing the work between threads (C's columns, C's rows,
     the depth k), including more columns than one packed block (NC 1024: blocks as even as
-    whole 32-column panels allow, the last one shorter) and B read in place."""
+    whole 32-column panels allow, the last one shorter), B read in place, and depths of 48
+    or less, whose tiles go along C's rows (part tiles at the ends of both)."""
     code = (
         "import numpy as np; from ganforge.backends.cpu import native\n"
         f"m, n, k = {m}, {n}, {k}\n"
