@@ -109,14 +109,18 @@ constexpr int64_t MC = 128;   // rows of A packed at a time (MC x KC floats in L
 // 0.84-0.93 of their time with 1024. 640 helped the forwards a little more but cost the
 // transposed convolutions 3% (their A is packed once per block of B).
 constexpr int64_t NC = 1024;  // columns of B packed at a time (KC x NC floats: 1 MB)
-// A block of depth at most kShallowDepth does little work per register tile next to storing
-// the tile, so its tiles go row of tiles by row of tiles, each of the 8 rows of C written
-// front to back, where the prefetcher follows; down a column of tiles instead (as deeper
-// blocks go, to keep a panel of B in L1 for all of A's panels), a thread writes 128 rows
-// of C at once, each line a miss. SRGAN's dense weight gradient (1024 x 18432, a depth of
-// 16): 2.9-3.0 ms against 12.0-12.2; its discriminator's first layer (a depth of 27)
-// 0.81 of the time, a 4x4 layer on 3 channels (48) 0.97; with a depth of 64 (a transposed
-// convolution from 64 channels) 1.04, so it stays as it was.
+// The order a thread's register tiles go in. Down a column of tiles (the classic order),
+// a panel of B stays in L1 for all of A's panels; along a row of tiles, each of the tile's
+// 8 rows of C is written front to back, where the prefetcher follows. Down a column, a
+// block of MC (128) rows writes 128 rows of C at once, each line a miss, and that costs
+// more than B's panels coming from L2, unless the tiles add into C (a transposed
+// convolution's scattered sums: 1.01-1.04 of the time along rows) or the block is
+// shallow, where storing dominates whatever the rows. Along rows, in turns against down
+// columns (2026-12-07, Intel Xeon with AMX): SRGAN's dense weight gradient (1024 x 18432,
+// a depth of 16) 2.9-3.0 ms against 12.0-12.2; the 96 px step 0.982 and 1/1.026 for blocks
+// of 128 rows, CycleGAN's at batch 4 0.948 and 1/1.048, batch 1 0.962, Fashion-MNIST
+// SRGAN 0.995, dcgan64 1.003. A block of fewer rows stays down columns: with 64 (SRGAN's
+// residual layers) along rows took 1.02-1.09 of the time.
 constexpr int64_t kShallowDepth = 48;
 static_assert(MC % MR == 0, "A's packed block holds whole MR-high panels");
 
@@ -727,7 +731,7 @@ void gemm_block(const A& a, const B& b, int64_t k0, int64_t k1, const Out& c, in
           store_tile(edge, c, i, j, rows, cols, add);
           if (last) finish(c, i, rows, j, cols, *last);
         };
-        if (kc <= kShallowDepth) {
+        if (kc <= kShallowDepth || (mc == MC && !accumulate)) {
           for (int64_t ir = 0; ir < mc; ir += MR)
             for (int64_t jr = 0; jr < nc; jr += NR) tile(jr, ir);
         } else {
