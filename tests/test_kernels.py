@@ -1249,16 +1249,23 @@ def test_ab_builds_runs_each_side_with_its_own_kernel_choice(monkeypatch):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_few_output_channels_run_without_unfolding(dtype, monkeypatch):
     """An image generator's last layer (many channels -> 3 through a 7x7 window) and its two
-    gradients take backends/cpu/few_outputs.py's route, and agree with the references,
-    odd sizes, padding and a batch included."""
-    from ganforge.backends.cpu import few_outputs
+    gradients agree with the references, odd sizes, padding (wider than the window too)
+    and a batch included. float32 on AVX-512 takes the gathered GEMM's routes (the
+    transposed convolution of the flipped window, gy unfolded for the weight gradient),
+    anything else backends/cpu/few_outputs.py's."""
+    from ganforge.backends.cpu import few_outputs, gathered
+    from ganforge.backends.cpu.gemm import NativeGemm
     taken = []
-    for name in ("conv2d", "conv2d_weight_grad"):
-        monkeypatch.setattr(few_outputs, name, (lambda fn, name: lambda *a: taken.append(name) or fn(*a))(
-            getattr(few_outputs, name), name))
+    for module, name in ((few_outputs, "conv2d"), (few_outputs, "conv2d_weight_grad"),
+                         (gathered, "conv_transpose2d"), (gathered, "few_outputs_weight_grad")):
+        monkeypatch.setattr(module, name, (lambda fn, name: lambda *a: taken.append(name) or fn(*a))(
+            getattr(module, name), name))
+    gathers = NativeGemm.usable(np.zeros(1, dtype=dtype))
+    route = ["conv_transpose2d", "few_outputs_weight_grad"] if gathers else ["conv2d", "conv2d_weight_grad"]
     rng = np.random.default_rng(3)
-    cases = ((1, 64, 3, (7, 7), (22, 20), (0, 0)), (2, 12, 3, (3, 5), (7, 9), (1, 2)), (3, 8, 1, (2, 2), (5, 4), (1, 0)))
-    # and with the forward's tap planes taken a sample at a time, then two at a time
+    cases = ((1, 64, 3, (7, 7), (22, 20), (0, 0)), (2, 12, 3, (3, 5), (7, 9), (1, 2)), (3, 8, 1, (2, 2), (5, 4), (1, 0)),
+             (2, 8, 2, (2, 3), (4, 5), (2, 3)))
+    # and with the NumPy forward's tap planes taken a sample at a time, then two at a time
     for chunk_bytes, (n, c, o, kernel, size, padding) in [(few_outputs.TAPS_CHUNK_BYTES, case) for case in cases] + [
             (1, cases[2]), (2 * 4 * 7 * 4 * np.dtype(dtype).itemsize, cases[2])]:  # 4 taps of 7 x 4 padded pixels
         monkeypatch.setattr(few_outputs, "TAPS_CHUNK_BYTES", chunk_bytes)
@@ -1270,10 +1277,10 @@ def test_few_output_channels_run_without_unfolding(dtype, monkeypatch):
         gy = rng.standard_normal(y.shape).astype(dtype)
         results = {"conv2d": (y, dispatch.call("conv2d", x, w, *geometry, impl="ref")),
                    "weight": (dispatch.call("conv2d_weight_grad", x, gy, w.shape, *geometry, impl="cpp"),
-                              dispatch.call("conv2d_weight_grad", x, gy, w.shape, *geometry, impl="ref")),
-                   "input": (dispatch.call("conv_transpose2d", gy, w, size, *geometry, impl="cpp"),
-                             dispatch.call("conv_transpose2d", gy, w, size, *geometry, impl="ref"))}
-        assert taken == ["conv2d", "conv2d_weight_grad"], taken
+                              dispatch.call("conv2d_weight_grad", x, gy, w.shape, *geometry, impl="ref"))}
+        assert taken == route, taken
+        results["input"] = (dispatch.call("conv_transpose2d", gy, w, size, *geometry, impl="cpp"),
+                            dispatch.call("conv_transpose2d", gy, w, size, *geometry, impl="ref"))
         for what, (got, expected) in results.items():
             np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max(), err_msg=what)
     assert not few_outputs.applies(3, 64, (7, 7), (2, 2), (1, 1), 1)  # strided: the other routes

@@ -7,8 +7,9 @@ product, col2im), by the fastest route measured for each shape (bench/test_conv.
 | case                                                  | route                                  |
 |-------------------------------------------------------|----------------------------------------|
 | the window is the whole unpadded image (DCGAN's ends) | one matrix product, no unfolding       |
-| stride 1, far fewer output than input channels        | few_outputs.py: the taps, then shifted |
-| (an image-producing last layer, its input gradient)   | sums; no unfolded copy of the input    |
+| stride 1, far fewer output than input channels        | float32: gathered.py, the forward as a |
+| (an image-producing last layer, its input gradient)   | transposed conv., gy unfolded for gW;  |
+|                                                       | else few_outputs.py (NumPy's BLAS)     |
 | float32, AVX-512, a GEMM of 8 or more rows            | gathered.py: straight over the images  |
 | fewer than 128 output positions per sample            | C++ unfold, the batch side by side     |
 | otherwise                                             | C++ unfold, one GEMM per sample        |
@@ -80,6 +81,9 @@ def conv2d(x, w, stride, padding, dilation, groups):
     if covers_whole_image(x.shape[2:], (kh, kw), padding, dilation, g):
         return NativeGemm.matmul(x.reshape(n, -1), w.reshape(o, -1).T).reshape(n, o, 1, 1)
     if few_outputs.applies(o, c_per_group, (kh, kw), stride, dilation, g):
+        if NativeGemm.usable(x, w):  # the transposed convolution of the flipped window: O*KH*KW rows, not O
+            return gathered.conv_transpose2d(x, few_outputs.as_convolution(w), (oh, ow), (1, 1),
+                                             few_outputs.full_padding((kh, kw), padding), (1, 1), 1)
         return few_outputs.conv2d(x, w, padding)
     if NativeGemm.gathers(x, w, dims=(o // g, c_per_group * kh * kw, n * oh * ow)):
         return gathered.conv2d(x, w, stride, padding, dilation, groups)
@@ -126,6 +130,8 @@ def conv2d_weight_grad(x, gy, weight_shape, stride, padding, dilation, groups):
     if covers_whole_image(x.shape[2:], (kh, kw), padding, dilation, g):
         return NativeGemm.matmul(gy.reshape(n, o).T, x.reshape(n, -1)).reshape(weight_shape)
     if few_outputs.applies(o, c_per_group, (kh, kw), stride, dilation, g):
+        if NativeGemm.usable(x, gy):
+            return gathered.few_outputs_weight_grad(x, gy, (kh, kw), padding)
         return few_outputs.conv2d_weight_grad(x, gy, (kh, kw), padding)
     if NativeGemm.gathers(x, gy, dims=(o // g, n * positions, c_per_group * kh * kw)):
         return gathered.conv2d_weight_grad(x, gy, weight_shape, stride, padding, dilation, groups)
