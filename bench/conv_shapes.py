@@ -2,6 +2,7 @@
 
     python bench/conv_shapes.py cyclegan 4
     python bench/conv_shapes.py srgan 16
+    python bench/conv_shapes.py srgan 16 28 4 1      (size, scale, channels: Fashion-MNIST's)
     python bench/conv_shapes.py stylegan2 32
 
 ganforge: every call of the compiled convolutions (conv2d, conv_transpose2d,
@@ -23,12 +24,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 CONVOLUTIONS = ("conv2d", "conv_transpose2d", "conv2d_weight_grad")
 
 
-def ganforge_table(model, batch, steps):
+def ganforge_table(model, batch, steps, extra=()):
     """(total ms, calls) per step of each (op, operand shapes, geometry) in ganforge's step."""
     from ganforge import dispatch
     from ganforge.gan import benchmarks
     import ganforge.backends.cpu  # noqa: F401  (registers the compiled kernels)
-    _, step = getattr(benchmarks, model)(batch)
+    _, step = getattr(benchmarks, model)(batch, *extra)
     step()
     step()
     times, calls = collections.Counter(), collections.Counter()
@@ -56,10 +57,10 @@ def ganforge_table(model, batch, steps):
     return {key: (times[key] * 1e3 / steps, calls[key] // steps) for key in times}
 
 
-def torch_table(model, batch, steps, torch):
+def torch_table(model, batch, steps, torch, extra=()):
     """(total ms, calls) per step of each (aten op, input shapes) in PyTorch's twin step."""
     from torch.profiler import ProfilerActivity, profile
-    one_step = __import__("torch_" + model).step_fn(batch)
+    one_step = __import__("torch_" + model).step_fn(batch, *extra)
     step = one_step
     if model == "stylegan2":  # ganforge's benchmark step is a period of 16, the lazy regularizers' cycle
         def step():
@@ -86,6 +87,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", choices=["cyclegan", "srgan", "stylegan2"])
     parser.add_argument("batch", type=int)
+    parser.add_argument("extra", type=int, nargs="*",
+                        help="the model's next arguments, as ganforge.gan.benchmarks and bench/torch_MODEL.py take them")
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
     try:
@@ -95,9 +98,10 @@ def main():
     from conftest import blas_threads
     torch.set_num_threads(blas_threads())
     unit = "16-step period" if args.model == "stylegan2" else "step"
-    print(f"{args.model}, batch {args.batch}: the convolutions of one {unit}, {args.steps} of them timed")
-    show("ganforge (op, operand shapes, geometry)", ganforge_table(args.model, args.batch, args.steps))
-    show("PyTorch (op, input shapes)", torch_table(args.model, args.batch, args.steps, torch))
+    print(f"{args.model}, batch {args.batch} {tuple(args.extra) or ''}: the convolutions of one {unit}, "
+          f"{args.steps} of them timed")
+    show("ganforge (op, operand shapes, geometry)", ganforge_table(args.model, args.batch, args.steps, args.extra))
+    show("PyTorch (op, input shapes)", torch_table(args.model, args.batch, args.steps, torch, args.extra))
 
 
 if __name__ == "__main__":
