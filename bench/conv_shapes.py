@@ -98,8 +98,8 @@ def main():
     from conftest import blas_threads
     torch.set_num_threads(blas_threads())
     unit = "16-step period" if args.model == "stylegan2" else "step"
-    print(f"{args.model}, batch {args.batch} {tuple(args.extra) or ''}: the convolutions of one {unit}, "
-          f"{args.steps} of them timed")
+    settings = f" {tuple(args.extra)}" if args.extra else ""
+    print(f"{args.model}, batch {args.batch}{settings}: the convolutions of one {unit}, {args.steps} of them timed")
     show("ganforge (op, operand shapes, geometry)", ganforge_table(args.model, args.batch, args.steps, args.extra))
     show("PyTorch (op, input shapes)", torch_table(args.model, args.batch, args.steps, torch, args.extra))
 
